@@ -1,0 +1,86 @@
+"""`octoctl lab`: bring the bundled lab up, check it, break it, heal it, take it down."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from octoctl import lab_faults
+from octoctl.errors import ExitCode, OctoctlError
+from octoctl.lab import Lab, row_healthy
+
+
+@click.group()
+def lab() -> None:
+    """The bundled OctoLLM lab (Docker Compose, 127.0.0.1, state outside the checkout)."""
+
+
+@lab.command()
+@click.option("--timeout", default=300, show_default=True, help="Seconds to wait for every service to be healthy.")
+def up(timeout: int) -> None:
+    """Render the state directory, start every service and wait until healthy."""
+    started = time.monotonic()
+    the_lab = Lab()
+    the_lab.up(timeout=timeout)
+    the_lab.wait_healthy(timeout=timeout)
+    click.echo(f"lab up in {time.monotonic() - started:.1f}s (state: {the_lab.state})", err=True)
+
+
+@lab.command()
+@click.option("--volumes", is_flag=True, help="Also remove the lab's volumes (Prometheus and Alertmanager data).")
+def down(volumes: bool) -> None:
+    """Undo active faults and stop the lab."""
+    Lab().down(volumes=volumes)
+
+
+@lab.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(fmt: str) -> None:
+    """Each service's container state, health and HTTP answer; active faults. Exit 1 when unhealthy."""
+    the_lab = Lab()
+    rows = the_lab.status()
+    faults = lab_faults.active(the_lab)
+    if fmt == "json":
+        click.echo(json.dumps({"services": rows, "faults": faults}, indent=2))
+    else:
+        click.echo(f"{'SERVICE':24} {'PORT':>5}  {'STATE':10} {'HEALTH':10} HTTP")
+        for r in rows:
+            click.echo(f"{r['service']:24} {r['port']:>5}  {r['state']:10} {r['health']:10} {r['http'] or '-'}")
+        for name, record in faults.items():
+            click.echo(f"fault active: {name} since {record.get('since')}")
+    if faults or not all(row_healthy(r) for r in rows):
+        raise OctoctlError("the lab is not healthy", ExitCode.HUMAN_NEEDED)
+
+
+@lab.command(name="break")
+@click.argument("fault", type=click.Choice(sorted(lab_faults.FAULTS)))
+@click.argument("target", required=False)
+def break_(fault: str, target: str | None) -> None:
+    """Inject FAULT (optionally at TARGET, e.g. a service name)."""
+    record = lab_faults.inject(Lab(), fault, target)
+    click.echo(f"injected {fault}: {json.dumps(record, sort_keys=True)}")
+
+
+@lab.command()
+@click.argument("fault", type=click.Choice(sorted(lab_faults.FAULTS)), required=False)
+@click.option("--all", "heal_all", is_flag=True, help="Undo every active fault.")
+def heal(fault: str | None, heal_all: bool) -> None:
+    """Undo FAULT (or every active fault with --all)."""
+    the_lab = Lab()
+    if heal_all:
+        click.echo(f"healed: {', '.join(lab_faults.heal_all(the_lab)) or 'nothing was active'}")
+        return
+    if fault is None:
+        raise OctoctlError("name a fault or pass --all", ExitCode.USAGE)
+    lab_faults.heal(the_lab, fault)
+    click.echo(f"healed {fault}")
+
+
+@lab.command()
+def faults() -> None:
+    """List the faults the lab can inject."""
+    for fault in lab_faults.FAULTS.values():
+        target = f" [target, default {fault.default_target}]" if fault.default_target else ""
+        click.echo(f"{fault.name:16} {fault.summary}{target}")
