@@ -83,7 +83,7 @@ class LabSettings:
     alert_for: str = field(default_factory=lambda: _env("OCTOLLM_LAB_ALERT_FOR", "10s"))
     health_interval: str = field(default_factory=lambda: _env("OCTOLLM_LAB_HEALTH_INTERVAL", "3s"))
     latency_threshold_seconds: str = field(default_factory=lambda: _env("OCTOLLM_LAB_LATENCY_THRESHOLD", "2"))
-    cache_ttl_seconds: str = field(default_factory=lambda: _env("OCTOLLM_LAB_CACHE_TTL", "60"))
+    cache_ttl_seconds: str = field(default_factory=lambda: _env("OCTOLLM_LAB_CACHE_TTL", "30"))
     loadgen_rps: str = field(default_factory=lambda: _env("OCTOLLM_LAB_LOADGEN_RPS", "4"))
     postgres_max_connections: str = field(default_factory=lambda: _env("OCTOLLM_LAB_PG_MAX_CONNECTIONS", "40"))
     entities: str = field(default_factory=lambda: _env("OCTOLLM_LAB_ENTITIES", "20000"))
@@ -303,7 +303,8 @@ class Lab:
         self.require_docker()
         self.render_state()
         self.check_ports()
-        self.compose("up", "-d", "--wait", "--wait-timeout", str(int(timeout)), "--remove-orphans", timeout=timeout + 60)
+        wait = ["--wait", "--wait-timeout", str(int(timeout))]
+        self.compose("up", "-d", *wait, "--remove-orphans", timeout=timeout + 60)
         self.seed_data()
 
     def down(self, volumes: bool = False) -> None:

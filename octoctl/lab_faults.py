@@ -7,6 +7,7 @@ Redis configuration and memory, PostgreSQL sessions held by another client. Acti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from octoctl.lab import ARMS, LAB_DIR, REDIS_BASELINE, Lab, run
 
 FILL_PREFIX = "fill:session:"
 PG_HOLDER = "octollm-fault-pg-connections"
+REDIS_FILLER = "octollm-fault-redis-filler"
 
 
 @dataclass(frozen=True)
@@ -79,37 +81,25 @@ def _unhealthy_inject(lab: Lab, target: str | None) -> dict[str, Any]:
 
 def _unhealthy_heal(lab: Lab, record: dict[str, Any]) -> None:
     for pid in record.get("pids", []):
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the container was restarted meanwhile
             os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
 
 
 # ---- Redis: noeviction under memory pressure -----------------------------------------------------
 def _redis_eviction_inject(lab: Lab, target: str | None) -> dict[str, Any]:
-    import redis
-
     client = redis_client(lab)
     before = {k: v for k, v in client.config_get("maxmemory*").items() if k in REDIS_BASELINE}
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", "24mb")
     client.config_rewrite()  # a misconfiguration lives in the config file, so it survives a restart
-    value = b"x" * 4096
-    filled = 0
-    try:
-        while filled < 200_000:
-            pipe = client.pipeline(transaction=False)
-            for i in range(filled, filled + 500):
-                pipe.set(f"{FILL_PREFIX}{i}", value)  # no TTL: these are never evictable by TTL
-            pipe.execute()
-            filled += 500
-    except redis.exceptions.ResponseError as exc:
-        if "OOM" not in str(exc):
-            raise
-    return {"previous": before, "filled_keys": filled}
+    # A writer of keys without TTL keeps memory at maxmemory, as a session store that never expires would.
+    _run_helper(lab, REDIS_FILLER, "redis-eviction", "redis_fill.py", {"FILL_PREFIX": FILL_PREFIX})
+    _wait_helper_line(REDIS_FILLER, "full", timeout=60)
+    return {"previous": before, "filled_keys": client.dbsize()}
 
 
 def _redis_eviction_heal(lab: Lab, record: dict[str, Any]) -> None:
+    run(["docker", "rm", "-f", REDIS_FILLER], check=False)
     client = redis_client(lab)
     _unlink_pattern(client, FILL_PREFIX + "*")
     for key, value in REDIS_BASELINE.items():
@@ -151,34 +141,38 @@ def _pg_connections_inject(lab: Lab, target: str | None) -> dict[str, Any]:
     mode = target or "idle"
     if mode not in ("idle", "idle-in-transaction"):
         raise OctoctlError("pg-connections target is 'idle' or 'idle-in-transaction'", ExitCode.USAGE)
-    run(["docker", "rm", "-f", PG_HOLDER], check=False)
-    run(
-        [
-            "docker", "run", "-d", "--name", PG_HOLDER, "--network", "host",
-            "--label", "octollm.fault=pg-connections",
-            "--env-file", str(lab.state / "lab.env"), "--env-file", str(lab.state / "secrets.env"),
-            "-e", f"HOLD_MODE={mode}",
-            "-v", f"{LAB_DIR / 'faults'}:/faults:ro",
-            lab.settings.image, "python3", "/faults/pg_hold.py",
-        ]
-    )
-    held = _wait_holder(timeout=60)
-    return {"mode": mode, "held": held}
-
-
-def _wait_holder(timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        logs = run(["docker", "logs", PG_HOLDER], check=False).stdout
-        for line in logs.splitlines():
-            if line.startswith("holding "):
-                return int(line.split()[1])
-        time.sleep(0.5)
-    raise OctoctlError("the connection holder did not report within 60s", ExitCode.INTERNAL)
+    _run_helper(lab, PG_HOLDER, "pg-connections", "pg_hold.py", {"HOLD_MODE": mode})
+    line = _wait_helper_line(PG_HOLDER, "holding ", timeout=60)
+    return {"mode": mode, "held": int(line.split()[1])}
 
 
 def _pg_connections_heal(lab: Lab, record: dict[str, Any]) -> None:
     run(["docker", "rm", "-f", PG_HOLDER], check=False)
+
+
+def _run_helper(lab: Lab, name: str, fault: str, script: str, env: dict[str, str]) -> None:
+    """Start a fault's helper process in its own container (host network, the lab's image and settings)."""
+    run(["docker", "rm", "-f", name], check=False)
+    env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    run(
+        [
+            "docker", "run", "-d", "--name", name, "--network", "host", "--label", f"octollm.fault={fault}",
+            "--env-file", str(lab.state / "lab.env"), "--env-file", str(lab.state / "secrets.env"), *env_args,
+            "-v", f"{LAB_DIR / 'faults'}:/faults:ro", lab.settings.image, "python3", f"/faults/{script}",
+        ]
+    )
+
+
+def _wait_helper_line(name: str, prefix: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = run(["docker", "logs", name], check=False)
+        for line in (proc.stdout + proc.stderr).splitlines():
+            if line.startswith(prefix):
+                return line
+        time.sleep(0.5)
+    message = f"fault helper {name} did not report {prefix.strip()!r} within {timeout:.0f}s"
+    raise OctoctlError(message, ExitCode.INTERNAL)
 
 
 FAULTS: dict[str, Fault] = {
@@ -188,7 +182,8 @@ FAULTS: dict[str, Fault] = {
               _crash_inject, _crash_heal, "orchestrator"),
         Fault("unhealthy-arm", "stop an arm's process (SIGSTOP): running but failing health checks",
               _unhealthy_inject, _unhealthy_heal, "coder-arm"),
-        Fault("redis-eviction", "Redis maxmemory lowered, policy noeviction, memory filled with keys without TTL",
+        Fault("redis-eviction", "Redis maxmemory lowered, policy noeviction, a writer keeps memory full of keys "
+              "without TTL",
               _redis_eviction_inject, _redis_eviction_heal),
         Fault("cache-cold", "delete the cache's warm keys (arm capabilities, entities, LLM answers)",
               _cache_cold_inject, _cache_cold_heal),

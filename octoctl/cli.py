@@ -1,0 +1,316 @@
+"""The octoctl command line: thin Click commands over the library objects.
+
+Errors become exit statuses in one place, ``OctoctlGroup.main``: an ``OctoctlError`` prints
+``octoctl: error: <message>`` on stderr and exits with its code; Click usage errors exit 2; anything else is
+octoctl's own error (exit 4). Tracebacks are shown only with ``--debug`` (or ``OCTOCTL_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from octoctl import __version__
+from octoctl.catalog import Catalog, Procedure, load_catalog
+from octoctl.config import Settings
+from octoctl.errors import ExitCode, OctoctlError
+from octoctl.render import FORMATS, render_catalog, render_plan, render_report
+
+EXIT_STATUS_EPILOG = """\b
+Exit statuses (with several targets or procedures the highest wins):
+  0  healthy, or fixed and verified, and no human needed
+  1  a human is needed: problems remain, a fix failed verification, steps
+     await approval, --dry-run found something to do, or it escalates
+  2  usage error, unknown symptom, unreadable inventory
+  3  environment: a target unreachable, a tool missing, credentials rejected
+  4  octoctl's own error
+"""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STATE = {"debug": False}
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _STATE["debug"] = True
+
+
+def _echo_err(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _fail(message: str) -> None:
+    if _STATE["debug"]:
+        traceback.print_exc(file=sys.stderr)
+    click.echo(f"octoctl: error: {' '.join(message.split())}", err=True)
+
+
+class OctoctlGroup(click.Group):
+    """A Click group whose ``main`` is the one place that maps exceptions to exit statuses."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        _STATE["debug"] = os.environ.get("OCTOCTL_DEBUG", "") not in ("", "0")
+        code: int
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = int(rv) if isinstance(rv, int) else 0
+        except OctoctlError as exc:
+            _fail(exc.message)
+            code = int(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            code = int(ExitCode.USAGE)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            _fail("interrupted: what already ran is in the run's report (octoctl report latest)")
+            code = int(ExitCode.HUMAN_NEEDED)
+        except Exception as exc:  # noqa: BLE001 - this is the one place that turns bugs into exit 4
+            hint = "" if _STATE["debug"] else " (run with --debug for the traceback)"
+            _fail(f"internal error: {type(exc).__name__}: {exc}{hint}")
+            code = int(ExitCode.INTERNAL)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def common_options(func: F) -> F:
+    """-i/--inventory, --limit, --format, -v, --debug: accepted by every command."""
+    func = click.option(
+        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+        help="Show tracebacks of errors.",
+    )(func)
+    func = click.option(
+        "-v", "--verbose", "verbosity", count=True, help="More detail; passed on as Ansible verbosity (-vvv...)."
+    )(func)
+    func = click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Report format."
+    )(func)
+    func = click.option("--limit", metavar="PATTERN", help="Only these inventory hosts (Ansible --limit).")(func)
+    func = click.option(
+        "-i", "--inventory", type=click.Path(path_type=Path), default=None,
+        help="Inventory (default: $OCTOCTL_INVENTORY or <repo>/inventory/lab).",
+    )(func)
+    return func
+
+
+@click.group(cls=OctoctlGroup, epilog=EXIT_STATUS_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="octoctl")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+              help="Show tracebacks of errors.")
+def cli() -> None:
+    """Diagnose and fix an OctoLLM deployment with the octollm.remediation Ansible collection.
+
+    Say what is wrong in your words, an alert name or a procedure name: `octoctl plan "redis hit rate low"`
+    shows what would run, `octoctl diagnose cache` looks, `octoctl fix cache` repairs. Reports go to stdout,
+    progress to stderr, and every run is saved (`octoctl report latest`).
+    """
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _catalog() -> Catalog:
+    return load_catalog()
+
+
+def _emit(text: str) -> None:
+    click.echo(text)
+
+
+def _unicode_ok() -> bool:
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower()
+    return encoding.replace("-", "") in ("utf8", "utf_8")
+
+
+def _confirm_on_tty() -> Callable[[list[Any]], bool] | None:
+    """An interactive yes/no when stdin and stderr are terminals; None otherwise (never prompt in pipes/CI)."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+
+    def confirm(pending: list[Any]) -> bool:
+        _echo_err("These steps are disruptive:")
+        for item in pending:
+            _echo_err(f"  - {item.describe()}")
+        return click.confirm("Apply them?", default=False, err=True)
+
+    return confirm
+
+
+def _select(catalog: Catalog, texts: tuple[str, ...]) -> list[Procedure]:
+    from octoctl.routing import Router
+
+    return Router(catalog).plan(list(texts)).selected
+
+
+def _engine(settings: Settings, catalog: Catalog) -> Any:
+    from octoctl.engine import Engine
+    from octoctl.runner import Runner
+    from octoctl.store import Store
+
+    runner = Runner(settings, progress=_echo_err, procedures_by_prefix={p.short: p.name for p in catalog.procedures})
+    store = Store(settings.runs_dir, settings.retention_days, settings.max_runs)
+    return Engine(settings, catalog, store, runner, confirm=_confirm_on_tty(), progress=_echo_err)
+
+
+def _request(command: str, procedures: list[Procedure], texts: tuple[str, ...], inventory: Path | None,
+             limit: str | None, verbosity: int, settings: Settings, **flags: Any) -> Any:
+    from octoctl.engine import Request
+
+    return Request(
+        command=command,
+        procedures=procedures,
+        inventory=inventory or settings.inventory,
+        limit=limit,
+        verbosity=verbosity,
+        argv=list(texts),
+        **flags,
+    )
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@common_options
+def symptoms(inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
+    """List the procedures: names, alerts, symptoms, scenarios and whether each is available."""
+    settings = _settings()
+    catalog = _catalog()
+    available = {p.name: settings.role_has_phase(p.role, "diagnose") for p in catalog.procedures}
+    _emit(render_catalog(catalog, fmt, available))
+    return int(ExitCode.HEALTHY)
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
+@common_options
+def plan(texts: tuple[str, ...], inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
+    """Show which procedures TEXT (symptoms, alert names, procedure names) selects, and why."""
+    from octoctl.routing import Router
+
+    _emit(render_plan(Router(_catalog()).plan(list(texts)), fmt))
+    return int(ExitCode.HEALTHY)
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("texts", nargs=-1, metavar="[TEXT]...")
+@click.option("--all", "all_", is_flag=True, help="Every available procedure (the default without TEXT).")
+@common_options
+def diagnose(texts: tuple[str, ...], all_: bool, inventory: Path | None, limit: str | None, fmt: str,
+             verbosity: int) -> int:
+    """Diagnose without changing anything. Without TEXT: every procedure available in the collection."""
+    if texts and all_:
+        raise click.UsageError("give TEXT or --all, not both")
+    settings, catalog = _settings(), _catalog()
+    procedures = _select(catalog, texts) if texts else list(catalog.procedures)
+    request = _request("diagnose", procedures, texts, inventory, limit, verbosity, settings,
+                       every_procedure=not texts)
+    report = _engine(settings, catalog).diagnose(request)
+    _emit(render_report(report, fmt, _unicode_ok()))
+    return report.exit_code
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
+@click.option("--scenario", metavar="X", help="Force one of the procedure's scenarios (A-D).")
+@click.option("--dry-run", is_flag=True, help="Diagnose and plan only; report what would change.")
+@click.option("--approve", is_flag=True, help="Allow disruptive steps without asking.")
+@common_options
+def fix(texts: tuple[str, ...], scenario: str | None, dry_run: bool, approve: bool, inventory: Path | None,
+        limit: str | None, fmt: str, verbosity: int) -> int:
+    """Diagnose, plan and fix. Disruptive steps need --approve or a yes on a terminal."""
+    settings, catalog = _settings(), _catalog()
+    request = _request("fix", _select(catalog, texts), texts, inventory, limit, verbosity, settings,
+                       scenario=scenario, dry_run=dry_run, approve=approve)
+    report = _engine(settings, catalog).fix(request)
+    _emit(render_report(report, fmt, _unicode_ok()))
+    return report.exit_code
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
+@click.option("--dry-run", is_flag=True, help="Check and plan only.")
+@common_options
+def prevent(texts: tuple[str, ...], dry_run: bool, inventory: Path | None, limit: str | None, fmt: str,
+            verbosity: int) -> int:
+    """Apply the procedures' prevention measures (checks, limits, alerts)."""
+    settings, catalog = _settings(), _catalog()
+    request = _request("prevent", _select(catalog, texts), texts, inventory, limit, verbosity, settings,
+                       dry_run=dry_run)
+    report = _engine(settings, catalog).prevent(request)
+    _emit(render_report(report, fmt, _unicode_ok()))
+    return report.exit_code
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("run_id", metavar="RUN_ID")
+@common_options
+def report(run_id: str, inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
+    """Show a saved run's report (RUN_ID, or 'latest'). Exits 0 when the report was shown."""
+    from octoctl.store import Store
+
+    settings = _settings()
+    store = Store(settings.runs_dir, settings.retention_days, settings.max_runs)
+    _emit(render_report(store.load(run_id), fmt, _unicode_ok()))
+    return int(ExitCode.HEALTHY)
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@common_options
+def schema(inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
+    """Print the JSON schema of the run report (YAML with --format yaml)."""
+    from octoctl.models import run_report_schema
+
+    data = run_report_schema()
+    if fmt == "yaml":
+        import yaml
+
+        _emit(yaml.safe_dump(data, sort_keys=False).rstrip("\n"))
+    else:
+        _emit(json.dumps(data, indent=2))
+    return int(ExitCode.HEALTHY)
+
+
+def _add_lab() -> None:
+    """``octoctl lab`` lives in octoctl/lab_cli.py (written separately); the CLI works without it."""
+    try:
+        from octoctl.lab_cli import lab
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "octoctl.lab_cli":
+            return
+        problem = f"{type(exc).__name__}: {exc}"
+
+        @cli.command("lab", context_settings={"ignore_unknown_options": True}, add_help_option=False)
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def broken_lab(args: tuple[str, ...]) -> None:
+            """The bundled lab (unavailable: its module failed to import)."""
+            raise OctoctlError(f"octoctl lab cannot load: {problem}", ExitCode.INTERNAL)
+
+        return
+    cli.add_command(lab)
+
+
+_add_lab()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="octoctl")

@@ -1,0 +1,349 @@
+"""The diagnose, fix and prevent flows: what to run, in which order, and what to ask.
+
+* diagnose: one run, phase ``diagnose``.
+* fix: a plan run (phase ``resolve``, ``octollm_dry_run: true``: diagnosis plus planned actions; steps the
+  role already marks ``awaiting_approval`` count as disruptive), then
+
+  - ``--dry-run``: the plan is the report;
+  - nothing planned: the plan is the report;
+  - otherwise disruptive (or destructive) actions need ``--approve`` or one interactive "yes" on a TTY
+    (asked once per run, listing them all), after which the apply run gets ``octollm_approve: true``;
+    without approval the apply run gets ``octollm_approve: false``, the role leaves them alone, and octoctl
+    reports them ``awaiting_approval``. When every planned action needs approval and none was given, no
+    apply run is made.
+* prevent: one run, phase ``prevent`` (``--dry-run`` plans only).
+
+Procedures are passed to the playbook in ``rank`` order (root causes first), and reported in that order.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from octoctl import __version__
+from octoctl.catalog import Catalog, Procedure
+from octoctl.config import Settings
+from octoctl.errors import ExitCode, OctoctlError
+from octoctl.exitstatus import judge_target, run_exit_code, run_status, status_for_code
+from octoctl.models import (
+    Action,
+    Phase,
+    ProcedureResult,
+    RunReport,
+    RunStatus,
+    TargetError,
+    TargetErrorKind,
+    TargetResult,
+)
+from octoctl.runner import RunOutcome, RunSpec, looks_like_missing_tool
+from octoctl.store import Store
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass
+class PendingAction:
+    """A disruptive action waiting for a yes."""
+
+    target: str
+    procedure: str
+    action: Action
+
+    def describe(self) -> str:
+        kind = "destructive" if self.action.destructive else "disruptive"
+        title = self.action.title or self.action.id
+        return f"{self.procedure} on {self.target}: {title} ({kind}; {self.action.resource or self.action.id})"
+
+
+ConfirmFn = Callable[[list[PendingAction]], bool]
+
+
+class RunnerLike(Protocol):
+    def check_inventory(self, inventory: Path, limit: str | None = None) -> list[str]: ...
+
+    def run(self, spec: RunSpec, targets: list[str] | None = None) -> RunOutcome: ...
+
+
+@dataclass
+class Request:
+    """What the user asked for."""
+
+    command: str
+    procedures: list[Procedure]
+    inventory: Path
+    limit: str | None = None
+    verbosity: int = 0
+    dry_run: bool = False
+    approve: bool = False
+    scenario: str | None = None
+    argv: list[str] = field(default_factory=list)
+    every_procedure: bool = False
+    """True when the user named no procedure (``diagnose`` alone): unavailable ones are listed, not errors."""
+
+
+class Engine:
+    """Runs flows against a runner and saves one report per run."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        store: Store,
+        runner: RunnerLike,
+        *,
+        confirm: ConfirmFn | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.store = store
+        self.runner = runner
+        self.confirm = confirm
+        self.progress = progress or (lambda line: None)
+
+    # --- what can run ------------------------------------------------------------------------------
+
+    def available(self, procedures: list[Procedure], phase: Phase) -> tuple[list[Procedure], list[Procedure]]:
+        """Split procedures into those whose role has ``tasks/<phase>.yml`` in the collection, and the rest."""
+        ready = [p for p in procedures if self.settings.role_has_phase(p.role, phase)]
+        missing = [p for p in procedures if p not in ready]
+        return ready, missing
+
+    def require_available(self, procedures: list[Procedure], phase: Phase, *, all_known: bool) -> list[Procedure]:
+        ready, missing = self.available(procedures, phase)
+        root = self.settings.collection_root()
+        if root is None:
+            where = ", ".join(str(p) for p in self.settings.effective_collections_paths()) or "(none)"
+            raise OctoctlError(
+                f"collection octollm.remediation not found on the collections path ({where}): "
+                "run scripts/setup.sh or set OCTOCTL_COLLECTIONS_PATH",
+                ExitCode.ENVIRONMENT,
+            )
+        if missing and all_known:
+            names = ", ".join(p.name for p in missing)
+            self.progress(f"not yet available (no roles/<name>/tasks/{phase}.yml in {root}): {names}")
+        elif missing:
+            names = ", ".join(p.name for p in missing)
+            raise OctoctlError(f"not yet available in the collection at {root}: {names} (no tasks/{phase}.yml)",
+                               ExitCode.ENVIRONMENT)
+        if not ready:
+            raise OctoctlError(f"no procedure of the collection at {root} has tasks/{phase}.yml yet",
+                               ExitCode.ENVIRONMENT)
+        return ready
+
+    # --- flows -------------------------------------------------------------------------------------
+
+    def diagnose(self, request: Request) -> RunReport:
+        return self._single_phase(request, "diagnose")
+
+    def prevent(self, request: Request) -> RunReport:
+        return self._single_phase(request, "prevent")
+
+    def _single_phase(self, request: Request, phase: Phase) -> RunReport:
+        run = _Run(self, request, phase)
+        return run.execute(lambda: run.finish(run.invoke(dry_run=request.dry_run, approve=False)))
+
+    def fix(self, request: Request) -> RunReport:
+        if request.scenario:
+            self._check_scenario(request)
+        run = _Run(self, request, "resolve")
+
+        def flow() -> RunReport:
+            planned = run.invoke(dry_run=True, approve=False, label="plan")
+            if request.dry_run:
+                return run.finish(planned)
+            # a role may mark its disruptive steps awaiting_approval already in the plan (octollm_approve false)
+            pending = [
+                PendingAction(t.target, p.procedure, a)
+                for t in planned
+                for p in t.procedures
+                for a in p.actions
+                if a.status in ("planned", "awaiting_approval")
+            ]
+            if not pending:
+                run.notes.append("nothing to apply")
+                return run.finish(planned)
+            risky = [item for item in pending if item.action.disruptive or item.action.destructive
+                     or item.action.status == "awaiting_approval"]
+            approve = request.approve
+            if risky and not approve:
+                if self.confirm is not None:
+                    approve = self.confirm(risky)
+                    if not approve:
+                        run.notes.append("disruptive steps declined at the prompt")
+                else:
+                    run.notes.append("disruptive steps need --approve (no terminal to ask on)")
+            run.approved = approve
+            if risky and not approve and len(risky) == len(pending):
+                for item in risky:
+                    item.action.status = "awaiting_approval"
+                    item.action.outcome = item.action.outcome or "needs approval: rerun with --approve"
+                return run.finish(planned)
+            applied = run.invoke(dry_run=False, approve=approve, label="apply")
+            if not approve:
+                for target in applied:
+                    for procedure in target.procedures:
+                        for action in procedure.actions:
+                            if (action.disruptive or action.destructive) and action.status in ("planned", "skipped"):
+                                action.status = "awaiting_approval"
+                                action.outcome = action.outcome or "needs approval: rerun with --approve"
+            return run.finish(applied)
+
+        return run.execute(flow)
+
+    def _check_scenario(self, request: Request) -> None:
+        scenario = (request.scenario or "").upper()
+        if len(request.procedures) != 1:
+            names = ", ".join(p.name for p in request.procedures)
+            raise OctoctlError(f"--scenario needs exactly one procedure, got {names}", ExitCode.USAGE)
+        procedure = request.procedures[0]
+        if procedure.scenario(scenario) is None:
+            known = ", ".join(f"{s.id} ({s.title})" for s in procedure.scenarios)
+            raise OctoctlError(f"{procedure.name} has no scenario {request.scenario!r}; known: {known}", ExitCode.USAGE)
+        request.scenario = scenario
+
+
+class _Run:
+    """One octoctl run: its id, its runner invocations and its report."""
+
+    def __init__(self, engine: Engine, request: Request, phase: Phase) -> None:
+        self.engine = engine
+        self.request = request
+        self.phase = phase
+        self.start = datetime.now(UTC)
+        self.notes: list[str] = []
+        self.approved = request.approve
+        self.count = 0
+        self.run_id = ""
+        self.targets: list[str] = []
+        self.procedures = engine.catalog.in_rank_order(request.procedures)
+
+    def execute(self, flow: Callable[[], RunReport]) -> RunReport:
+        """Check inputs, then run the flow; a failed run still leaves a report behind."""
+        engine = self.engine
+        self.targets = engine.runner.check_inventory(self.request.inventory, self.request.limit)
+        self.procedures = engine.require_available(
+            self.procedures, self.phase, all_known=self.request.every_procedure
+        )
+        self.run_id = engine.store.create()
+        try:
+            report = flow()
+        except OctoctlError as exc:
+            self.save_failure(exc.message, exc.exit_code)
+            raise OctoctlError(f"{exc.message} (run {self.run_id})", exc.exit_code) from exc
+        except Exception as exc:
+            self.save_failure(f"internal error: {type(exc).__name__}: {exc}", ExitCode.INTERNAL)
+            raise
+        engine.store.save(report)
+        return report
+
+    def invoke(self, *, dry_run: bool, approve: bool, label: str | None = None) -> list[TargetResult]:
+        self.count += 1
+        ident = f"{self.count}-{self.phase}" + (f"-{label}" if label else "")
+        extravars: dict[str, Any] = {
+            "octollm_procedures": [p.role for p in self.procedures],
+            "octollm_phase": self.phase,
+            "octollm_dry_run": dry_run,
+            "octollm_approve": approve,
+            "octollm_run_id": self.run_id,
+        }
+        if self.request.scenario:
+            extravars["octollm_scenario"] = self.request.scenario
+        spec = RunSpec(
+            playbook=self.engine.settings.playbook,
+            inventory=self.request.inventory,
+            extravars=extravars,
+            private_data_dir=self.engine.store.runner_dir(self.run_id),
+            ident=ident,
+            limit=self.request.limit,
+            verbosity=self.request.verbosity,
+        )
+        outcome = self.engine.runner.run(spec, self.targets)
+        return build_targets(outcome, self.targets, self.procedures, self.phase)
+
+    def finish(self, targets: list[TargetResult]) -> RunReport:
+        for target in targets:
+            judge_target(target, dry_run=self.request.dry_run)
+        return self.report(targets, run_exit_code(targets), run_status(targets))
+
+    def report(self, targets: list[TargetResult], exit_code: int, status: RunStatus) -> RunReport:
+        return RunReport(
+            run_id=self.run_id,
+            command=self.request.command,
+            argv=list(self.request.argv),
+            octoctl_version=__version__,
+            phase=self.phase,
+            procedures=[p.role for p in self.procedures],
+            scenario=self.request.scenario,
+            dry_run=self.request.dry_run,
+            approve=self.approved,
+            inventory=str(self.request.inventory),
+            limit=self.request.limit,
+            targets=targets,
+            start=self.start,
+            end=datetime.now(UTC),
+            status=status,
+            exit_code=exit_code,
+            notes=list(self.notes),
+            artifacts=str(self.engine.store.runner_dir(self.run_id)),
+        )
+
+    def save_failure(self, message: str, exit_code: int) -> None:
+        try:
+            self.notes.append(message)
+            self.engine.store.save(self.report([], int(exit_code), status_for_code(exit_code)))
+        except Exception as exc:  # the original error matters more
+            print(f"octoctl: could not save the report of run {self.run_id}: {exc}", file=sys.stderr)
+
+
+def build_targets(
+    outcome: RunOutcome, targets: list[str], procedures: list[Procedure], phase: Phase
+) -> list[TargetResult]:
+    """Turn a runner outcome into one TargetResult per targeted host (results validated, errors recorded)."""
+    names = list(targets) or sorted({*outcome.hosts, *outcome.report})
+    results: list[TargetResult] = []
+    for name in names:
+        host = outcome.hosts.get(name)
+        data = outcome.report.get(name) or {}
+        target = TargetResult(target=name, status="healthy", exit_code=0)
+        if host is not None and host.unreachable:
+            target.reachable = False
+            target.errors.append(TargetError(kind="unreachable", message=host.message or "unreachable"))
+        for procedure in procedures:
+            raw = data.get(procedure.role)
+            if raw is None:
+                if host is not None and host.unreachable:
+                    continue
+                kind: TargetErrorKind
+                if host is not None and host.failed:
+                    kind = "missing_tool" if looks_like_missing_tool(host.message) else "failed"
+                    message = host.message or "a task failed"
+                else:
+                    kind, message = "missing_result", f"the role reported no result for phase {phase}"
+                target.errors.append(TargetError(kind=kind, message=message, procedure=procedure.name))
+                continue
+            try:
+                result = ProcedureResult.model_validate(raw)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                target.errors.append(TargetError(
+                    kind="invalid_result",
+                    message=f"result breaks the contract ({exc.error_count()} errors), "
+                    f"first at {where}: {first['msg']}",
+                    procedure=procedure.name,
+                ))
+                continue
+            target.procedures.append(result)
+        if host is not None and host.failed and not any(e.kind in ("failed", "missing_tool") for e in target.errors):
+            failure: TargetErrorKind = "missing_tool" if looks_like_missing_tool(host.message) else "failed"
+            target.errors.append(TargetError(kind=failure, message=host.message or "a task failed"))
+        results.append(target)
+    return results
