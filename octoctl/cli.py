@@ -248,14 +248,45 @@ def fix(texts: tuple[str, ...], scenario: str | None, dry_run: bool, approve: bo
 @cli.command(epilog=EXIT_STATUS_EPILOG)
 @click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
 @click.option("--dry-run", is_flag=True, help="Check and plan only.")
+@click.option("--approve", is_flag=True, help="Allow disruptive measures (e.g. ALTER TABLE on a big table).")
 @common_options
-def prevent(texts: tuple[str, ...], dry_run: bool, inventory: Path | None, limit: str | None, fmt: str,
-            verbosity: int) -> int:
-    """Apply the procedures' prevention measures (checks, limits, alerts)."""
+def prevent(texts: tuple[str, ...], dry_run: bool, approve: bool, inventory: Path | None, limit: str | None,
+            fmt: str, verbosity: int) -> int:
+    """Apply the procedures' prevention measures (checks, limits, alerts). Disruptive ones need --approve."""
     settings, catalog = _settings(), _catalog()
     request = _request("prevent", _select(catalog, texts), texts, inventory, limit, verbosity, settings,
-                       dry_run=dry_run)
+                       dry_run=dry_run, approve=approve)
     report = _engine(settings, catalog).prevent(request)
+    _emit(render_report(report, fmt, _unicode_ok()))
+    return report.exit_code
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("run_id", metavar="RUN_ID")
+@click.option("--dry-run", is_flag=True, help="Verify the backups and plan only.")
+@click.option("--approve", is_flag=True, help="Allow the restore (disruptive, destructive) without asking.")
+@common_options
+def restore(run_id: str, dry_run: bool, approve: bool, inventory: Path | None, limit: str | None, fmt: str,
+            verbosity: int) -> int:
+    """Put the data back exactly as in the backups that run RUN_ID took before its repair.
+
+    The backups are named in that run's report; each procedure's restore verifies its backup first and runs as
+    a fix (plan, approval, apply, verification). Only the targets that have a backup are touched.
+    """
+    from octoctl.engine import backups_of
+    from octoctl.store import Store
+
+    settings, catalog = _settings(), _catalog()
+    source = Store(settings.runs_dir, settings.retention_days, settings.max_runs).load(run_id)
+    found = backups_of(source)
+    if not found:
+        raise OctoctlError(f"run {source.run_id} took no backup that could be restored", ExitCode.USAGE)
+    procedures = [p for p in catalog.procedures if p.role in found]
+    targets = sorted({target for by_target in found.values() for target in by_target})
+    request = _request("restore", procedures, (source.run_id,), inventory or Path(source.inventory),
+                       limit or ":".join(targets), verbosity, settings, dry_run=dry_run, approve=approve,
+                       extra_vars={f"{role}_restore_from": by_target for role, by_target in found.items()})
+    report = _engine(settings, catalog).fix(request)
     _emit(render_report(report, fmt, _unicode_ok()))
     return report.exit_code
 

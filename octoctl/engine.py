@@ -86,6 +86,8 @@ class Request:
     argv: list[str] = field(default_factory=list)
     every_procedure: bool = False
     """True when the user named no procedure (``diagnose`` alone): unavailable ones are listed, not errors."""
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    """More extra vars for the playbook (``restore`` passes ``<role>_restore_from``)."""
 
 
 class Engine:
@@ -148,7 +150,9 @@ class Engine:
 
     def _single_phase(self, request: Request, phase: Phase) -> RunReport:
         run = _Run(self, request, phase)
-        return run.execute(lambda: run.finish(run.invoke(dry_run=request.dry_run, approve=False)))
+        # prevent may change the schema (an ALTER on a big table is disruptive): only with --approve
+        approve = request.approve and phase == "prevent"
+        return run.execute(lambda: run.finish(run.invoke(dry_run=request.dry_run, approve=approve)))
 
     def fix(self, request: Request) -> RunReport:
         if request.scenario:
@@ -253,7 +257,9 @@ class _Run:
             "octollm_dry_run": dry_run,
             "octollm_approve": approve,
             "octollm_run_id": self.run_id,
+            "octollm_run_dir": str(self.engine.store.run_dir(self.run_id)),
         }
+        extravars.update(self.request.extra_vars)
         if self.request.scenario:
             extravars["octollm_scenario"] = self.request.scenario
         spec = RunSpec(
@@ -264,6 +270,7 @@ class _Run:
             ident=ident,
             limit=self.request.limit,
             verbosity=self.request.verbosity,
+            check_mode=dry_run or self.phase == "diagnose",
         )
         outcome = self.engine.runner.run(spec, self.targets)
         return build_targets(outcome, self.targets, self.procedures, self.phase)
@@ -301,6 +308,19 @@ class _Run:
             self.engine.store.save(self.report([], int(exit_code), status_for_code(exit_code)))
         except Exception as exc:  # the original error matters more
             print(f"octoctl: could not save the report of run {self.run_id}: {exc}", file=sys.stderr)
+
+
+def backups_of(report: RunReport) -> dict[str, dict[str, str]]:
+    """The backups a run took before its repairs: ``{role: {target: path}}`` from the actions whose change names a
+    ``backup`` and that were applied (``octoctl restore RUN_ID`` hands them to the roles' restore)."""
+    found: dict[str, dict[str, str]] = {}
+    for target in report.targets:
+        for procedure in target.procedures:
+            for action in procedure.actions:
+                path = (action.change.model_dump() if action.change else {}).get("backup")
+                if action.status == "applied" and isinstance(path, str) and path:
+                    found.setdefault(procedure.procedure, {})[target.target] = path
+    return found
 
 
 def build_targets(

@@ -94,6 +94,8 @@ class RunSpec:
     ident: str
     limit: str | None = None
     verbosity: int = 0
+    # Diagnosis and dry runs run in check mode: a second guard, beside the roles' own, that nothing changes.
+    check_mode: bool = False
 
 
 @dataclass
@@ -377,6 +379,7 @@ class Runner:
                 extravars=spec.extravars,
                 envvars=envvars,
                 verbosity=spec.verbosity or None,
+                cmdline="--check" if spec.check_mode else None,
                 quiet=True,
                 suppress_env_files=True,
                 fact_cache_type="memory",

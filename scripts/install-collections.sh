@@ -16,7 +16,7 @@ else
   echo "[collections] Galaxy unreachable: installing offline from the ansible package" >&2
   src=$(python -c 'import ansible_collections, os; print(os.path.dirname(ansible_collections.__file__))' 2>/dev/null \
         || python -c 'import sys; print([p for p in sys.path if p.endswith("site-packages")][0] + "/ansible_collections")')
-  ansible-galaxy collection install --offline -p "$DEST" \
+  ansible-galaxy collection install --offline --force -p "$DEST" \
     "$src/community/library_inventory_filtering_v1" "$src/kubernetes/core" "$src/community/docker" \
     "$src/community/postgresql" "$src/community/general" "$src/ansible/posix" >/dev/null
 fi

@@ -41,13 +41,37 @@ def lab():  # type: ignore[no-untyped-def]
     return the_lab
 
 
-@pytest.fixture
-def healthy_lab(lab):  # type: ignore[no-untyped-def]
-    """The lab, healed and healthy before and after the test."""
+def _alerts_active() -> list[str]:
+    """Alerts pending or firing in the lab's Prometheus (a healed fault's symptoms take a window to clear)."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:9090/api/v1/alerts", timeout=5) as resp:
+            alerts = json.load(resp)["data"]["alerts"]
+    except OSError:
+        return ["prometheus unreachable"]
+    return [a["labels"].get("alertname", "?") for a in alerts if a.get("state") in ("pending", "firing")]
+
+
+def settle(the_lab, timeout: float = 150) -> None:  # type: ignore[no-untyped-def]
+    """Heal every fault, then wait until services are healthy and no alert is pending or firing."""
+    import time
+
     from octoctl import lab_faults
 
-    lab_faults.heal_all(lab)
-    lab.wait_healthy(timeout=180)
+    lab_faults.heal_all(the_lab)
+    the_lab.wait_healthy(timeout=180)
+    deadline = time.monotonic() + timeout
+    while (active := _alerts_active()) and time.monotonic() < deadline:
+        time.sleep(2)
+    if active:
+        raise AssertionError(f"the lab did not settle: alerts still active: {', '.join(sorted(set(active)))}")
+
+
+@pytest.fixture
+def healthy_lab(lab):  # type: ignore[no-untyped-def]
+    """The lab, healed and settled (healthy, no alert pending or firing) before and after the test."""
+    settle(lab)
     yield lab
-    lab_faults.heal_all(lab)
-    lab.wait_healthy(timeout=180)
+    settle(lab)

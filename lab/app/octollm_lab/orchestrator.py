@@ -13,6 +13,8 @@ Run: python3 -m octollm_lab.orchestrator
 | ARM_EXECUTE_TIMEOUT | 30 | seconds for an arm's POST /execute |
 | ARM_CALL_DELAY_MS | "" | FAULT slow hop: `arm=ms,...` added before calls to those arms (also POST /debug/delay) |
 | CACHE_WARM_ON_STARTUP | true | warm the cache at start-up (best effort) |
+| CACHE_WARM_TTL | 3600 | seconds a warm entry (arm capability, entity) lives |
+| CACHE_WARM_INTERVAL | 900 | seconds between background re-warms (0 disables) |
 | HEALTH_CACHE_SECONDS | 2 | how long a PostgreSQL health probe result is reused |
 
 Also: db.py (POSTGRES_*, DB_POOL_*, LEAK_DB_CONNECTIONS), llm_client.py (LLM_*, OPENAI_API_KEY),
@@ -77,6 +79,7 @@ class Orchestrator:
         self.llm = llm
         self.registry = registry
         self.router = ArmRouter(is_healthy=registry.is_healthy)
+        self.warm_ttl = env_int("CACHE_WARM_TTL", 3600)  # warm entries live as long as the seed's (1 h)
         self.cache = ResponseCache(redis_client, env_int("CACHE_TTL", 300),
                                    env_bool("RESPONSE_CACHE_ENABLED", True), self.log)
         self.session = requests.Session()
@@ -135,6 +138,11 @@ class Orchestrator:
         except ValueError as exc:
             raise HttpError(400, str(exc)) from exc
         self.registry.register(capability)
+        # A (re-)registration refreshes the arm's warm cache entry, as the seed's start-up warming does.
+        try:
+            warm_cache(self.redis, [capability.to_dict()], [], self.warm_ttl, self.log)
+        except redis.RedisError as exc:
+            self.log.warning("cache write failed", error=exc)
         return {"registered": capability.name}
 
     def _route(self, request):
@@ -278,7 +286,7 @@ class Orchestrator:
         except (DatabaseUnavailable, psycopg2.Error) as exc:
             self.log.warning("cache warm without entities", error=str(exc).strip())
         try:
-            warmed = warm_cache(self.redis, arms, entities, self.cache.ttl, self.log)
+            warmed = warm_cache(self.redis, arms, entities, self.warm_ttl, self.log)
         except redis.RedisError as exc:
             self.log.error("cache warm failed", error=exc)
             raise HttpError(503, f"cache warm failed: {exc}") from exc
@@ -296,6 +304,13 @@ def main():
     registry.start(env_float("ARM_HEALTH_INTERVAL", 10))
     if env_bool("CACHE_WARM_ON_STARTUP", True):
         threading.Thread(target=lambda: _best_effort(orchestrator.warm, app.log), daemon=True).start()
+    refresh = env_float("CACHE_WARM_INTERVAL", 900)
+    if refresh > 0:  # warm entries outlive this interval (CACHE_WARM_TTL), so a healthy cache stays warm
+        def _refresh_forever():
+            while True:
+                time.sleep(refresh)
+                _best_effort(orchestrator.warm, app.log)
+        threading.Thread(target=_refresh_forever, daemon=True).start()
     app.shutdown_hooks.append(db.close)
     app.serve(env_int("ORCHESTRATOR_PORT", 8000))
 

@@ -1,0 +1,157 @@
+# -*- coding: utf-8 -*-
+# Copyright: OctoLLM operations
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""PII redaction shared by the evidence collectors (log lines, SQL text, HTTP bodies) and the filters.
+
+A finding never carries raw PII: every text that leaves a collector and may hold user data passes through
+:func:`redact_pii`, which replaces each match with ``[REDACTED:<kind>]`` and counts the matches per kind.
+
+Kinds (:data:`PII_PATTERNS`):
+
+``email``
+    an e-mail address.
+``card``
+    a payment card number: 13 to 19 digits, optionally grouped by spaces or dashes, that passes the Luhn
+    check (so that timestamps, ids and phone numbers are left alone).
+``api_key``
+    provider keys (``sk-...``, ``sk-proj-...``, AWS ``AKIA...``, GitHub ``ghp_...``, Slack ``xox?-...``,
+    Google ``AIza...``), bearer tokens, and the value of ``api_key=``, ``token:``, ``secret=``, ``password=``
+    style assignments (the name is kept, the value goes).
+``ssn``
+    a US social security number written ``123-45-6789`` (not in the default set).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+DEFAULT_PII = ("email", "card", "api_key")
+
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# 13-19 digits, single spaces or dashes allowed between them; the Luhn check decides
+_CARD = re.compile(r"(?<![\d.-])\d(?:[ -]?\d){12,18}(?![\d])")
+_KEY_TOKENS = re.compile(
+    r"\b(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}"
+    r"|AKIA[0-9A-Z]{16}"
+    r"|gh[pousr]_[A-Za-z0-9]{30,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|AIza[0-9A-Za-z_-]{35})"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/=-]{8,})")
+_ASSIGNMENT = re.compile(
+    r"(?i)\b((?:x-)?api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|secret|"
+    r"client[_-]?secret|password|passwd|pwd)(\"?'?\s*[=:]\s*\"?'?)([^\s\"',;&}]{6,})"
+)
+_SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
+
+MARK = "[REDACTED:%s]"
+
+
+def luhn_valid(digits):
+    """True when the digit string passes the Luhn checksum (payment card numbers do)."""
+    digits = re.sub(r"\D", "", str(digits))
+    if not digits:
+        return False
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _card(text, counts):
+    def replace(match):
+        digits = re.sub(r"\D", "", match.group(0))
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            counts["card"] = counts.get("card", 0) + 1
+            return MARK % "card"
+        return match.group(0)
+
+    return _CARD.sub(replace, text)
+
+
+def _simple(pattern, kind):
+    def apply(text, counts):
+        result, number = pattern.subn(MARK % kind, text)
+        if number:
+            counts[kind] = counts.get(kind, 0) + number
+        return result
+
+    return apply
+
+
+def _api_key(text, counts):
+    found = [0]
+
+    def keep_name(match):
+        found[0] += 1
+        return match.group(1) + match.group(2) + MARK % "api_key"
+
+    text = _BEARER.sub(keep_name, text)
+    text = _ASSIGNMENT.sub(
+        lambda match: match.group(0) if match.group(3).startswith("[REDACTED:") else keep_name(match), text
+    )
+    text, number = _KEY_TOKENS.subn(MARK % "api_key", text)
+    found[0] += number
+    if found[0]:
+        counts["api_key"] = counts.get("api_key", 0) + found[0]
+    return text
+
+
+# Order matters: keys first (a key may contain an '@' or long digit runs), then e-mail, then cards.
+PII_PATTERNS = {
+    "api_key": _api_key,
+    "email": _simple(_EMAIL, "email"),
+    "card": _card,
+    "ssn": _simple(_SSN, "ssn"),
+}
+
+
+def validate_kinds(kinds):
+    """The requested kinds, checked (``None`` means the default set)."""
+    if kinds is None:
+        return list(DEFAULT_PII)
+    unknown = [kind for kind in kinds if kind not in PII_PATTERNS]
+    if unknown:
+        raise ValueError("unknown PII kind(s) %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(PII_PATTERNS))))
+    return list(kinds)
+
+
+def redact_pii(text, kinds=DEFAULT_PII, counts=None):
+    """``(redacted_text, counts)``: every match of the PII ``kinds`` replaced by ``[REDACTED:<kind>]``.
+
+    ``counts`` (a dict, updated in place when given) counts the replacements per kind.
+    """
+    counts = {} if counts is None else counts
+    if text is None:
+        return None, counts
+    if not isinstance(text, str):
+        text = str(text)
+    wanted = set(kinds or ())
+    for kind, apply in PII_PATTERNS.items():
+        if kind in wanted:
+            text = apply(text, counts)
+    return text, counts
+
+
+def redact_value(value, kinds=DEFAULT_PII, counts=None):
+    """:func:`redact_pii` over every string in a JSON-like value (dicts, lists); returns the new value."""
+    counts = {} if counts is None else counts
+    if isinstance(value, str):
+        return redact_pii(value, kinds, counts)[0]
+    if isinstance(value, dict):
+        return {key: redact_value(item, kinds, counts) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(item, kinds, counts) for item in value]
+    return value
+
+
+def contains_pii(text, kinds=DEFAULT_PII):
+    """The kinds found in ``text`` with their counts (empty when clean)."""
+    return redact_pii(text, kinds)[1]

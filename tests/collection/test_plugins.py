@@ -1,0 +1,584 @@
+"""Unit tests of the collection's Python: key patterns, error kinds, evidence requests, the cache judgement,
+the plan's gating and the result contract. No lab needed (a local redis-server is used when installed)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from ansible_collections.octollm.remediation.plugins.filter.remediation import FilterModule
+from ansible_collections.octollm.remediation.plugins.module_utils import keypatterns
+from ansible_collections.octollm.remediation.plugins.module_utils.collector_redis import sample_deltas
+from ansible_collections.octollm.remediation.plugins.module_utils.collectors import COLLECTORS, run_all
+from ansible_collections.octollm.remediation.plugins.module_utils.evidence import classify, error_of, redact
+from ansible_collections.octollm.remediation.plugins.plugin_utils import cache_performance as cp
+from ansible_collections.octollm.remediation.plugins.plugin_utils import evidence_requests, results
+
+WARM = [f"arm:capability:{arm}-arm" for arm in ("planner", "executor", "coder", "judge", "guardian", "retriever")]
+SETTINGS = {
+    "warm_keys": WARM,
+    "warm_patterns": {"entity:*": 1},
+    "config_file": "/state/redis/redis.conf",
+    "orchestrator_url": "http://127.0.0.1:8000",
+}
+
+
+def pattern(name, count, bytes_avg, with_ttl, example, variable=1):
+    return {
+        "pattern": name,
+        "count": count,
+        "share": 0.0,
+        "bytes_total": bytes_avg * count,
+        "bytes_avg": bytes_avg,
+        "bytes_max": bytes_avg,
+        "bytes_share": 0.0,
+        "types": {"string": count},
+        "with_ttl": with_ttl,
+        "without_ttl": count - with_ttl,
+        "ttl_min_s": 1.0,
+        "ttl_max_s": 60.0,
+        "variable_segments": variable,
+        "example": example,
+        "sized": count,
+    }
+
+
+def healthy_evidence():
+    return {
+        "redis": {
+            "ok": True,
+            "error": None,
+            "info": {
+                "used_memory": 2_000_000,
+                "maxmemory": 67108864,
+                "maxmemory_policy": "allkeys-lru",
+                "mem_fragmentation_ratio": 3.1,
+                "mem_fragmentation_bytes": 4_000_000,
+                "evicted_keys": 0,
+                "keyspace_hits": 900,
+                "keyspace_misses": 100,
+            },
+            "errorstats": {},
+            "keyspace": {"db0": {"keys": 130, "expires": 129, "avg_ttl": 30000}},
+            "cumulative_hit_rate": 0.9,
+            "config": {"maxmemory": "67108864", "maxmemory-policy": "allkeys-lru"},
+            "persisted": {
+                "file": "/state/redis/redis.conf",
+                "error": None,
+                "config": {"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"},
+            },
+            "dbsize": 130,
+            "sample": {
+                "seconds": 2.0,
+                "hit_rate": 0.85,
+                "lookups": 20,
+                "errors": {},
+                "evicted_per_s": 0.0,
+                "writes": 3,
+                "keys_created": 3,
+            },
+            "slowlog": {"entries": [], "now": 1_000_000},
+            "keys": {
+                "sampled": 130,
+                "sampled_bytes": 23 * 300 + 100 * 200 + 900 + 1600,
+                "patterns": [
+                    pattern("llm:<hash>", 23, 300, 23, "llm:5d41402abc4b2a76b9719d911017c592"),
+                    pattern("entity:<n>", 100, 200, 100, "entity:7"),
+                    pattern("arm:capability:coder-arm", 1, 900, 1, "arm:capability:coder-arm", 0),
+                    pattern("octollm:arms", 1, 1600, 0, "octollm:arms", 0),
+                ],
+            },
+            "pattern_counts": {"entity:*": {"count": 100, "complete": True}},
+            "exists": {key: {"exists": True, "ttl_s": 50.0} for key in WARM},
+        },
+        "prometheus": {
+            "ok": True,
+            "error": None,
+            "queries": {
+                cp.Q_HIT_RATE: {"value": 0.82, "error": None},
+                cp.Q_LOOKUPS: {"value": 2.4, "error": None},
+                cp.Q_ERRORS: {"value": None, "empty": True, "error": None},
+                cp.Q_MISS_PEAK: {"value": 0.9, "error": None},
+                cp.Q_MISS_AVG: {"value": 0.45, "error": None},
+                cp.Q_METRICS: {"value": 1.0, "error": None},
+            },
+            "rules": {
+                "names": ["CacheMissRate", "ServiceDown"],
+                "alerts": {"CacheMissRate": {"state": "inactive"}},
+                "error": None,
+            },
+        },
+    }
+
+
+def eviction_fault():
+    evidence = healthy_evidence()
+    redis = evidence["redis"]
+    redis["config"] = {"maxmemory": "25165824", "maxmemory-policy": "noeviction"}
+    redis["persisted"]["config"] = {"maxmemory": "24mb", "maxmemory-policy": "noeviction"}
+    redis["info"].update(used_memory=25_100_000, maxmemory_policy="noeviction")
+    redis["keyspace"] = {"db0": {"keys": 5000, "expires": 25}}
+    redis["sample"].update(errors={"OOM": 8}, hit_rate=0.2, lookups=10)
+    redis["keys"]["patterns"].insert(0, pattern("fill:session:<n>", 190, 4200, 0, "fill:session:17"))
+    redis["keys"]["sampled_bytes"] += 190 * 4200
+    evidence["prometheus"]["queries"][cp.Q_HIT_RATE]["value"] = 0.31
+    evidence["prometheus"]["queries"][cp.Q_ERRORS] = {"value": 1.7, "error": None}
+    return evidence
+
+
+def by_check(findings):
+    return {item["check"]: item for item in findings}
+
+
+# --- key patterns ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("llm:5d41402abc4b2a76b9719d911017c592", "llm:<hash>"),
+        ("entity:42", "entity:<n>"),
+        ("arm:capability:coder-arm", "arm:capability:coder-arm"),
+        ("task:17:user9:1700000000", "task:<n>:user<n>:<ts>"),
+        ("session:0b7c4f3e-8a9e-4a57-9d0c-6a1f8a0e2b11", "session:<uuid>"),
+        ("report:2026-11-28T10:00:00Z", "report:<ts>"),
+        (b"fill:session:4541", "fill:session:<n>"),
+        ("octollm:arms", "octollm:arms"),
+    ],
+)
+def test_normalise_key(key, expected):
+    assert keypatterns.normalise_key(key) == expected
+
+
+def test_variable_segments_and_glob():
+    assert keypatterns.variable_segments("task:<n>:user<n>:<ts>") == 3
+    assert keypatterns.variable_segments("arm:capability:coder-arm") == 0
+    assert keypatterns.pattern_glob("task:<n>:user<n>:<ts>") == "task:*:user*:*"
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+def test_error_kinds_and_redaction():
+    assert classify(ConnectionRefusedError("refused")) == "unreachable"
+    assert classify(TimeoutError("timed out")) == "timeout"
+    assert classify(ImportError("no module named redis")) == "missing_tool"
+
+    class AuthenticationError(Exception):
+        pass
+
+    assert classify(AuthenticationError("invalid password")) == "auth"
+    assert classify(ValueError("WRONGPASS invalid username-password pair")) == "auth"
+    assert classify(ValueError("strange")) == "other"
+    error = error_of(ValueError("failed with s3cr3t-pass inside"), ["s3cr3t-pass"])
+    assert "s3cr3t-pass" not in error["message"] and "********" in error["message"]
+    assert len(redact("x" * 1000, [])) <= 300
+
+
+def test_unreachable_kinds_are_evidence_not_crashes():
+    port = _free_port()
+    found = run_all(
+        {
+            "redis": {"port": port, "password": "pw-not-shown", "sample_seconds": 0},
+            "prometheus": {"url": f"http://127.0.0.1:{port}", "queries": {"q": "up"}, "rules": True},
+        },
+        timeout=10,
+    )
+    assert found["redis"]["ok"] is False and found["redis"]["error"]["kind"] == "unreachable"
+    assert found["prometheus"]["ok"] is False and found["prometheus"]["error"]["kind"] == "unreachable"
+    assert "pw-not-shown" not in str(found)
+    assert set(COLLECTORS) >= {"redis", "prometheus"}
+
+
+def test_sample_deltas_rates():
+    first = (
+        {
+            "keyspace_hits": 100,
+            "keyspace_misses": 50,
+            "evicted_keys": 0,
+            "expired_keys": 0,
+            "total_commands_processed": 1000,
+        },
+        {"OOM": 3},
+        {"setex": {"calls": 10}},
+        {"db0": {"keys": 10}},
+    )
+    second = (
+        {
+            "keyspace_hits": 130,
+            "keyspace_misses": 60,
+            "evicted_keys": 4,
+            "expired_keys": 1,
+            "total_commands_processed": 1100,
+        },
+        {"OOM": 9},
+        {"setex": {"calls": 40}},
+        {"db0": {"keys": 12}},
+    )
+    sample = sample_deltas(first, second, 2.0)
+    assert sample["hit_rate"] == 0.75 and sample["lookups"] == 40
+    assert sample["errors"] == {"OOM": 6}
+    assert sample["writes"] == 30 and sample["keys_created"] == 2 + 4 + 1
+    assert sample["evicted_per_s"] == 2.0
+
+
+# --- evidence requests ------------------------------------------------------------------------------------------
+def test_evidence_union_and_cover():
+    needs = {
+        "a": {
+            "redis": {"sample_seconds": 2.0, "exists": ["k1"], "slowlog": 10},
+            "prometheus": {"queries": {"q1": "up"}, "rules": False},
+        },
+        "b": {
+            "redis": {"sample_seconds": 1.0, "exists": ["k2"]},
+            "prometheus": {"queries": {"q2": "x"}, "rules": True},
+        },
+    }
+    union = evidence_requests.union(needs)
+    assert union["redis"] == {"sample_seconds": 2.0, "exists": ["k1", "k2"], "slowlog": 10}
+    assert union["prometheus"] == {"queries": {"q1": "up", "q2": "x"}, "rules": True}
+    assert evidence_requests.request(needs, union) == {}
+    assert evidence_requests.request({"b": needs["b"]}, union) == {}
+    assert set(evidence_requests.request(needs, union, refresh=True)) == {"redis", "prometheus"}
+    partial = evidence_requests.request(needs, {"redis": union["redis"]})
+    assert list(partial) == ["prometheus"]
+    with pytest.raises(evidence_requests.NeedConflict):
+        evidence_requests.union(
+            {"a": {"prometheus": {"queries": {"q": "up"}}}, "b": {"prometheus": {"queries": {"q": "down"}}}}
+        )
+
+
+# --- diagnosis --------------------------------------------------------------------------------------------------
+def test_healthy_evidence_gives_no_warning_and_no_problem():
+    diagnosis = cp.diagnose(healthy_evidence(), SETTINGS)
+    statuses = {item["check"]: item["status"] for item in diagnosis["findings"]}
+    assert set(statuses.values()) == {"ok"}, statuses
+    assert not any(item["holds"] for item in diagnosis["scenarios"])
+    assert diagnosis["escalation"]["level"] is None
+    for item in diagnosis["findings"]:
+        assert set(item) >= {"check", "title", "status", "observed", "expected", "evidence", "scenario"}
+
+
+def test_eviction_fault_is_scenario_a():
+    diagnosis = cp.diagnose(eviction_fault(), SETTINGS)
+    found = by_check(diagnosis["findings"])
+    assert found["redis.eviction_policy"]["status"] == "problem"
+    assert found["redis.eviction_policy"]["observed"] == "noeviction"
+    assert found["redis.eviction_policy"]["scenario"] == "A"
+    assert found["redis.write_errors"]["status"] == "problem"
+    assert found["redis.memory"]["status"] == "problem"
+    assert found["redis.non_cache_keys"]["status"] == "warning"
+    assert found["redis.non_cache_keys"]["evidence"]["patterns"][0]["pattern"] == "fill:session:<n>"
+    assert found["cache.hit_rate"]["status"] == "problem" and found["cache.hit_rate"]["scenario"] == "A"
+    assert found["cache.hit_rate"]["evidence"]["prometheus"]["hit_rate"] == 0.31
+    holds = {item["id"]: item["holds"] for item in diagnosis["scenarios"]}
+    assert holds == {"A": True, "B": False, "C": False, "D": False}
+    assert diagnosis["escalation"]["level"] == "L1"
+
+
+def test_hit_rate_falls_back_on_redis_when_prometheus_is_down():
+    evidence = healthy_evidence()
+    evidence["prometheus"] = {"ok": False, "error": {"kind": "unreachable", "message": "refused"}}
+    found = by_check(cp.diagnose(evidence, SETTINGS)["findings"])
+    assert found["cache.hit_rate"]["status"] == "ok"
+    assert found["cache.hit_rate"]["evidence"]["source"] == "redis"
+    assert found["cache.hit_rate"]["observed"] == 0.85
+
+
+def test_warm_keys_evicted_under_pressure_point_at_memory_not_warming():
+    evidence = healthy_evidence()
+    evidence["redis"]["info"]["used_memory"] = 66_000_000
+    evidence["redis"]["sample"]["evicted_per_s"] = 80.0
+    evidence["redis"]["exists"] = {key: {"exists": False, "ttl_s": None} for key in WARM}
+    found = by_check(cp.diagnose(evidence, SETTINGS)["findings"])
+    assert found["cache.warm_keys"]["status"] == "warning" and found["cache.warm_keys"]["scenario"] == "A"
+    assert found["redis.evictions"]["status"] == "warning"
+
+
+def test_redis_down_gives_unknown_with_error_kind():
+    evidence = healthy_evidence()
+    evidence["redis"] = {"ok": False, "error": {"kind": "auth", "message": "WRONGPASS"}}
+    found = by_check(cp.diagnose(evidence, SETTINGS)["findings"])
+    assert found["redis.eviction_policy"]["status"] == "unknown"
+    assert found["redis.eviction_policy"]["error"]["kind"] == "auth"
+    assert found["cache.hit_rate"]["status"] == "ok"  # Prometheus still answers
+
+
+def test_cold_cache_is_scenario_c():
+    evidence = healthy_evidence()
+    evidence["redis"]["exists"] = {key: {"exists": False, "ttl_s": None} for key in WARM}
+    evidence["redis"]["pattern_counts"] = {"entity:*": {"count": 0, "complete": True}}
+    diagnosis = cp.diagnose(evidence, SETTINGS)
+    found = by_check(diagnosis["findings"])
+    assert found["cache.warm_keys"]["status"] == "problem" and found["cache.warm_keys"]["scenario"] == "C"
+    assert found["cache.warm_keys"]["observed"].startswith("0/6")
+    actions = cp.plan(diagnosis, SETTINGS)
+    assert [item["id"] for item in actions] == ["cache_performance.C.warm_cache"]
+    assert actions[0]["status"] == "planned" and actions[0]["change"]["missing_count"] == 6
+
+
+def test_inefficient_keys_and_stampede_are_reports():
+    evidence = healthy_evidence()
+    evidence["redis"]["keys"]["patterns"].append(
+        pattern("task:<n>:user<n>:<ts>", 40, 500, 40, "task:1:user2:1700000000", variable=3)
+    )
+    evidence["redis"]["keys"]["patterns"].append(pattern("dataset:<n>", 3, 2_000_000, 3, "dataset:1"))
+    evidence["prometheus"]["queries"][cp.Q_MISS_PEAK]["value"] = 12.0
+    evidence["prometheus"]["queries"][cp.Q_MISS_AVG]["value"] = 1.0
+    diagnosis = cp.diagnose(evidence, SETTINGS)
+    found = by_check(diagnosis["findings"])
+    assert found["cache.key_patterns"]["status"] == "warning" and found["cache.key_patterns"]["scenario"] == "B"
+    assert found["cache.stampede"]["status"] == "warning" and found["cache.stampede"]["scenario"] == "D"
+    actions = cp.plan(diagnosis, SETTINGS)
+    assert {item["id"]: item["status"] for item in actions} == {
+        "cache_performance.B.report_key_patterns": "report",
+        "cache_performance.D.report_stampede": "report",
+    }
+    assert "lock" in actions[1]["outcome"] and "coalescing" in actions[1]["outcome"]
+    escalation = results.escalation(diagnosis["findings"], "L1", actions, None, "resolve")
+    assert escalation["level"] == "L1"
+
+
+# --- plan and gating -----------------------------------------------------------------------------------------------
+def test_plan_a_is_disruptive_with_non_cache_keys_and_waits_for_approval():
+    diagnosis = cp.diagnose(eviction_fault(), SETTINGS)
+    actions = cp.plan(diagnosis, SETTINGS)
+    assert len(actions) == 1
+    item = actions[0]
+    assert item["id"] == "cache_performance.A.set_eviction_policy"
+    assert item["resource"] == "redis:maxmemory-policy"
+    assert item["change"] == {
+        "key": "maxmemory-policy",
+        "old": "noeviction",
+        "new": "allkeys-lru",
+        "file": "/state/redis/redis.conf",
+        "file_old": "noeviction",
+    }
+    assert item["disruptive"] is True and item["status"] == "awaiting_approval"
+    approved = cp.plan(diagnosis, dict(SETTINGS, approve=True))
+    assert approved[0]["status"] == "planned"
+    dry = cp.plan(diagnosis, dict(SETTINGS, approve=True, dry_run=True))
+    assert dry[0]["status"] == "planned" and dry[0]["outcome"].startswith("dry run")
+    assert [a["change"] for a in dry] == [a["change"] for a in approved]
+
+
+def test_plan_persists_a_drifted_config_file_only():
+    evidence = healthy_evidence()
+    evidence["redis"]["persisted"]["config"]["maxmemory-policy"] = "noeviction"
+    diagnosis = cp.diagnose(evidence, SETTINGS)
+    found = by_check(diagnosis["findings"])
+    assert found["redis.eviction_policy"]["status"] == "warning"
+    # a warning does not make A hold: resolve leaves it to prevention, unless A is forced
+    assert cp.plan(diagnosis, SETTINGS) == []
+    forced = cp.plan(diagnosis, dict(SETTINGS, scenario="A"))
+    assert forced[0]["change"]["old"] == "allkeys-lru" and forced[0]["change"]["file_old"] == "noeviction"
+    assert forced[0]["disruptive"] is False
+
+
+def test_one_action_per_resource():
+    first = results.action("x.one", "A", "one", "redis:maxmemory-policy", {}, "planned", "")
+    second = results.action("x.two", "A", "two", "redis:maxmemory-policy", {}, "planned", "")
+    gated = results.gate([first, second])
+    assert [item["status"] for item in gated] == ["planned", "skipped"]
+
+
+def test_healthy_plan_is_empty_and_result_contract():
+    diagnosis = cp.diagnose(healthy_evidence(), SETTINGS)
+    assert cp.plan(diagnosis, dict(SETTINGS, approve=True)) == []
+    result = results.procedure_result(
+        "cache_performance",
+        "compose",
+        "resolve",
+        diagnosis["findings"],
+        diagnosis["scenarios"],
+        [],
+        {"findings": diagnosis["findings"], "healthy": True},
+        None,
+        results.escalation(diagnosis["findings"], "L1", [], None, "resolve"),
+    )
+    assert set(result) == {
+        "procedure",
+        "platform",
+        "phase",
+        "findings",
+        "scenarios",
+        "actions",
+        "verification",
+        "escalation",
+    }
+    assert result["escalation"]["level"] is None
+    assert "context" not in str(result.keys())
+
+
+def test_escalation_moves_up_when_a_fix_did_not_help():
+    diagnosis = cp.diagnose(eviction_fault(), SETTINGS)
+    actions = [dict(item, status="applied") for item in cp.plan(diagnosis, dict(SETTINGS, approve=True))]
+    after = cp.diagnose(eviction_fault(), SETTINGS, diagnosis["findings"], ("A",))
+    verification = {"findings": after["findings"], "healthy": results.healthy(after["findings"])}
+    assert verification["healthy"] is False
+    assert results.escalation(diagnosis["findings"], "L1", actions, verification, "resolve")["level"] == "L2"
+    assert results.up("L3") == "L3"
+
+
+def test_recovering_hit_rate_after_fix_is_a_warning():
+    before = cp.diagnose(eviction_fault(), SETTINGS)
+    fixed = healthy_evidence()
+    fixed["prometheus"]["queries"][cp.Q_HIT_RATE]["value"] = 0.35
+    after = cp.diagnose(fixed, SETTINGS, before["findings"], ("A",))
+    rate = by_check(after["findings"])["cache.hit_rate"]
+    assert rate["status"] == "warning" and "recovering" in rate["evidence"]["note"]
+    assert results.healthy(after["findings"])
+    # without a fix of its cause, a low hit rate stays a problem
+    assert by_check(cp.diagnose(fixed, SETTINGS)["findings"])["cache.hit_rate"]["status"] == "problem"
+
+
+# --- prevention -------------------------------------------------------------------------------------------------
+def test_prevention_healthy_and_missing_safeguards():
+    ok = cp.prevention(healthy_evidence(), SETTINGS)
+    assert {item["status"] for item in ok["findings"]} == {"ok"}, ok["findings"]
+    assert ok["actions"] == []
+    evidence = healthy_evidence()
+    evidence["redis"]["config"] = {"maxmemory": "0", "maxmemory-policy": "noeviction"}
+    evidence["redis"]["persisted"]["config"] = {"maxmemory-policy": "noeviction"}
+    evidence["redis"]["keys"]["patterns"][0]["with_ttl"] = 20
+    evidence["redis"]["keys"]["patterns"][0]["without_ttl"] = 3
+    evidence["prometheus"]["rules"]["names"] = ["ServiceDown"]
+    bad = cp.prevention(evidence, dict(SETTINGS, maxmemory="256mb", approve=True))
+    found = by_check(bad["findings"])
+    assert found["prevent.redis.maxmemory"]["status"] == "problem"
+    assert found["prevent.redis.eviction_policy"]["status"] == "problem"
+    assert found["prevent.cache.key_ttl"]["status"] == "warning"
+    assert found["prevent.prometheus.cache_miss_rule"]["status"] == "problem"
+    ids = {item["id"]: item for item in bad["actions"]}
+    assert ids["cache_performance.prevent.set_maxmemory"]["change"]["new"] == "256mb"
+    assert ids["cache_performance.prevent.set_eviction_policy"]["status"] == "planned"
+    assert ids["cache_performance.prevent.report_rule"]["status"] == "report"
+
+
+# --- filters through Ansible's templating types --------------------------------------------------------------------
+def test_filters_are_registered_and_strip_internal_keys():
+    filters = FilterModule().filters()
+    for name in (
+        "cache_performance_diagnosis",
+        "cache_performance_plan",
+        "cache_performance_prevention",
+        "escalation",
+        "procedure_result",
+        "evidence_request",
+        "evidence_merge",
+        "action_outcomes",
+    ):
+        assert name in filters
+    diagnosis = filters["cache_performance_diagnosis"](eviction_fault(), dict(SETTINGS, approve=True))
+    actions = filters["cache_performance_plan"](diagnosis, dict(SETTINGS, approve=True))
+    assert actions[0]["_apply"] == "set_redis_config"
+    done = filters["action_outcomes"](actions, {actions[0]["id"]: {"status": "applied", "outcome": "done"}})
+    result = filters["procedure_result"](dict(diagnosis, actions=done), "cache_performance", "compose", "resolve")
+    assert result["actions"][0]["status"] == "applied" and "_apply" not in result["actions"][0]
+    assert "context" not in result
+    merged = filters["evidence_merge"]({}, {"redis": {}}, {"failed": True, "msg": "No module named 'redis'"})
+    assert merged["redis"]["error"]["kind"] == "missing_tool"
+
+
+def test_redis_bytes():
+    assert results.redis_bytes("24mb") == 24 * 1024 * 1024
+    assert results.redis_bytes("1g") == 10**9
+    assert results.redis_bytes("67108864") == 67108864
+    assert results.redis_bytes("junk") is None
+
+
+# --- the redis collector against a real server (when redis-server is installed) ------------------------------------
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    directory = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    conf = directory / "redis.conf"
+    conf.write_text(
+        f"bind 127.0.0.1\nport {port}\nrequirepass unit-pass\nmaxmemory 16mb\n"
+        f'maxmemory-policy allkeys-lru\nsave ""\nappendonly no\ndir {directory}\n'
+    )
+    process = subprocess.Popen([binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis = pytest.importorskip("redis")
+    client = redis.Redis(port=port, password="unit-pass", protocol=2)
+    for _ in range(50):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    yield {"port": port, "password": "unit-pass", "config_file": str(conf), "client": client}
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_redis_collector_reads_without_touching(redis_server):
+    client = redis_server["client"]
+    client.flushall()
+    for index in range(50):
+        client.set("llm:" + hashlib.md5(str(index).encode()).hexdigest(), "answer" * 10, ex=60)
+    client.set("arm:capability:coder-arm", "{}", ex=60)
+    client.set("fill:session:1", "x" * 4096)
+    before = client.info("all")
+    options = {
+        "port": redis_server["port"],
+        "password": redis_server["password"],
+        "sample_seconds": 0.3,
+        "config_file": redis_server["config_file"],
+        "patterns": ["llm:*"],
+        "exists": ["arm:capability:coder-arm", "arm:capability:none"],
+        "config": ["maxmemory-policy", "requirepass"],
+    }
+    found = run_all({"redis": options}, timeout=10)["redis"]
+    assert found["ok"], found
+    assert found["config"] == {"maxmemory-policy": "allkeys-lru"}  # secrets are never read back
+    assert found["persisted"]["config"] == {"maxmemory-policy": "allkeys-lru"}
+    assert found["pattern_counts"]["llm:*"] == {"count": 50, "complete": True}
+    assert found["exists"]["arm:capability:coder-arm"]["exists"] is True
+    assert found["exists"]["arm:capability:none"]["exists"] is False
+    patterns = {item["pattern"]: item for item in found["keys"]["patterns"]}
+    assert patterns["llm:<hash>"]["count"] == 50 and patterns["llm:<hash>"]["with_ttl"] == 50
+    assert patterns["fill:session:<n>"]["without_ttl"] == 1
+    # the key probes ran before the INFO window: no lookup of ours counts in the sampled hit rate
+    assert found["sample"]["lookups"] == 0
+    after = client.info("all")
+    assert after["total_error_replies"] == before["total_error_replies"]  # no errors caused by the probes
+    assert "unit-pass" not in str(found)
+
+
+def test_stack_evidence_module_spec_documents_every_option():
+    import yaml
+    from ansible_collections.octollm.remediation.plugins.modules import stack_evidence
+
+    doc = yaml.safe_load(stack_evidence.DOCUMENTATION)
+    spec = stack_evidence.argument_spec()
+    assert set(doc["options"]) == set(spec)
+    for kind, collector in COLLECTORS.items():
+        assert set(doc["options"][kind]["suboptions"]) == set(collector.OPTIONS), kind
+        for name, option in collector.OPTIONS.items():
+            documented = doc["options"][kind]["suboptions"][name]
+            assert documented.get("default") == option.get("default"), (kind, name)
+            if name in ("password", "bearer_token"):
+                assert option.get("no_log") is True
+    assert copy.deepcopy(spec)
+
+
+def test_slowlog_counts_only_the_caches_commands():
+    evidence = healthy_evidence()
+    now = evidence["redis"]["slowlog"]["now"]
+    bulk = [{"command": "UNLINK", "key_pattern": "fill:session:<hash>", "duration_us": 50_000, "start_time": now - 5}]
+    slow_gets = [{"command": "GET", "key_pattern": "llm:<hash>", "duration_us": 20_000, "start_time": now - 5}]
+    evidence["redis"]["slowlog"]["entries"] = bulk * 10
+    assert by_check(cp.diagnose(evidence, SETTINGS)["findings"])["redis.slowlog"]["status"] == "ok"
+    evidence["redis"]["slowlog"]["entries"] = bulk * 10 + slow_gets * 5
+    found = by_check(cp.diagnose(evidence, SETTINGS)["findings"])["redis.slowlog"]
+    assert found["status"] == "warning" and found["evidence"]["recent"] == 5

@@ -1,0 +1,31 @@
+"""Every Molecule scenario under molecule/ runs against the lab (inject, diagnose, fix, idempotence, verify)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+
+pytestmark = [pytest.mark.lab, pytest.mark.molecule]
+
+
+def test_there_are_scenarios() -> None:
+    assert "cache_performance_compose" in SCENARIOS
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_molecule_scenario(lab, scenario: str) -> None:  # type: ignore[no-untyped-def]
+    venv_bin = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(
+        [str(Path(venv_bin) / "molecule"), "-c", "molecule/base.yml", "test", "-s", scenario],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    output = (proc.stdout + proc.stderr)[-6000:]
+    assert proc.returncode == 0, f"molecule test -s {scenario} failed:\n{output}"

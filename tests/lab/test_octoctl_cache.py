@@ -1,0 +1,84 @@
+"""`octoctl` end to end on the lab, as an on-call engineer runs it: a broken Redis eviction policy is planned
+with --dry-run (nothing changes, exit 1), refused without approval, fixed with --approve (exit 0, exactly the
+planned actions), and a second fix has nothing to do. Reports validate against the published schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from octoctl import lab_faults
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((ROOT / "octoctl" / "schema" / "run-report-v1.json").read_text())
+
+
+def octoctl(*args: str) -> tuple[int, dict[str, Any], str]:
+    proc = subprocess.run([str(Path(sys.executable).parent / "octoctl"), *args, "--format", "json"],
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.stdout.strip(), f"no report on stdout (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    report = json.loads(proc.stdout)
+    jsonschema.validate(report, SCHEMA)
+    return proc.returncode, report, proc.stderr
+
+
+def actions(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for t in report["targets"] for p in t["procedures"] for a in p["actions"]]
+
+
+def change_of(action: dict[str, Any]) -> tuple[Any, ...]:
+    change = action["change"] or {}
+    return (action["id"], action["resource"], change.get("key"), change.get("old"), change.get("new"))
+
+
+def live_policy(lab: Any) -> str:
+    value = lab_faults.redis_client(lab).config_get("maxmemory-policy")
+    policy = value.get(b"maxmemory-policy", value.get("maxmemory-policy"))
+    return policy.decode() if isinstance(policy, bytes) else str(policy)
+
+
+def test_diagnose_on_a_healthy_lab_exits_0_and_validates(healthy_lab: Any) -> None:
+    code, report, _ = octoctl("diagnose", "cache")
+    assert code == 0, report
+    findings = [f for t in report["targets"] for p in t["procedures"] for f in p["findings"]]
+    assert findings and all(f["status"] == "ok" for f in findings), findings
+
+
+def test_fix_cache_dry_run_then_approve_then_nothing_left(healthy_lab: Any) -> None:
+    lab_faults.inject(healthy_lab, "redis-eviction")
+    assert live_policy(healthy_lab) == "noeviction"
+
+    code, plan, _ = octoctl("fix", "cache", "--dry-run")
+    assert code == 1
+    planned = actions(plan)
+    # the policy change is disruptive (keys without TTL become evictable): the plan says it needs approval
+    assert [(a["status"], a["disruptive"]) for a in planned] == [("awaiting_approval", True)]
+    assert change_of(planned[0])[2:] == ("maxmemory-policy", "noeviction", "allkeys-lru")
+    code, approved_plan, _ = octoctl("fix", "cache", "--dry-run", "--approve")
+    assert code == 1
+    assert [a["status"] for a in actions(approved_plan)] == ["planned"]
+    assert live_policy(healthy_lab) == "noeviction"  # the dry run changed nothing
+
+    code, waiting, _ = octoctl("fix", "cache")  # no terminal, no --approve: the disruptive step waits
+    assert code == 1
+    assert [a["status"] for a in actions(waiting)] == ["awaiting_approval"]
+    assert live_policy(healthy_lab) == "noeviction"
+
+    code, fixed, _ = octoctl("fix", "cache", "--approve")
+    assert code == 0, fixed
+    applied = actions(fixed)
+    assert [a["status"] for a in applied] == ["applied"]
+    assert [change_of(a) for a in applied] == [change_of(a) for a in planned]
+    assert live_policy(healthy_lab) == "allkeys-lru"
+
+    code, again, _ = octoctl("fix", "cache", "--approve")
+    assert code == 0
+    assert actions(again) == []
