@@ -11,7 +11,8 @@ import subprocess
 import time
 
 import pytest
-from ansible_collections.octollm.remediation.plugins.filter.remediation import FilterModule
+from ansible_collections.octollm.remediation.plugins.filter import cache_performance as cache_filters
+from ansible_collections.octollm.remediation.plugins.filter import remediation as shared_filters
 from ansible_collections.octollm.remediation.plugins.module_utils import keypatterns
 from ansible_collections.octollm.remediation.plugins.module_utils.collector_redis import sample_deltas
 from ansible_collections.octollm.remediation.plugins.module_utils.collectors import COLLECTORS, run_all
@@ -458,7 +459,7 @@ def test_prevention_healthy_and_missing_safeguards():
 
 # --- filters through Ansible's templating types --------------------------------------------------------------------
 def test_filters_are_registered_and_strip_internal_keys():
-    filters = FilterModule().filters()
+    filters = {**shared_filters.FilterModule().filters(), **cache_filters.FilterModule().filters()}
     for name in (
         "cache_performance_diagnosis",
         "cache_performance_plan",

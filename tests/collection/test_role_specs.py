@@ -8,16 +8,13 @@ import pytest
 import yaml
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
+PROCEDURE_ENTRY_POINTS = {"main", "diagnose", "resolve", "prevent"}
+EXTRA_ENTRY_POINTS = {"data_corruption": {"restore"}}
+# every role on disk: common has its own entry points, each procedure role the four of the contract (and extras)
 ENTRY_POINTS = {
-    "cache_performance": {"main", "diagnose", "resolve", "prevent"},
-    "common": {"main", "detect_platform", "gather", "report"},
-    "data_corruption": {"main", "diagnose", "resolve", "prevent", "restore"},
-    "database_connections": {"main", "diagnose", "resolve", "prevent"},
-    "high_latency": {"main", "diagnose", "resolve", "prevent"},
-    "llm_api": {"main", "diagnose", "resolve", "prevent"},
-    "memory_leaks": {"main", "diagnose", "resolve", "prevent"},
-    "security_violations": {"main", "diagnose", "resolve", "prevent"},
-    "task_routing": {"main", "diagnose", "resolve", "prevent"},
+    role.name: ({"main", "detect_platform", "gather", "report"} if role.name == "common"
+                else PROCEDURE_ENTRY_POINTS | EXTRA_ENTRY_POINTS.get(role.name, set()))
+    for role in sorted(ROLES.iterdir()) if (role / "meta" / "argument_specs.yml").exists()
 }
 
 
