@@ -160,7 +160,7 @@ class Engine:
         run = _Run(self, request, "resolve")
 
         def flow() -> RunReport:
-            planned = run.invoke(dry_run=True, approve=False, label="plan")
+            planned = run.invoke(dry_run=True, approve=request.approve, label="plan")
             if request.dry_run:
                 return run.finish(planned)
             # a role may mark its disruptive steps awaiting_approval already in the plan (octollm_approve false)

@@ -109,6 +109,13 @@ def _redis_eviction_inject(lab: Lab, target: str | None) -> dict[str, Any]:
     except redis.exceptions.ResponseError as exc:  # OutOfMemoryError in redis-py 5+, a plain OOM reply before
         if "OOM" not in str(exc) and "maxmemory" not in str(exc):
             raise
+    # The stack keeps reading its warm entries (arm capabilities, entities): they are recently used, so an
+    # LRU policy, once set, evicts the idle session keys first, not them.
+    pipe = client.pipeline(transaction=False)
+    for pattern in ("arm:capability:*", "entity:*"):
+        for key in client.scan_iter(match=pattern, count=1000):
+            pipe.get(key)
+    pipe.execute()
     client.config_set("maxmemory", "24mb")
     client.config_rewrite()  # a misconfiguration lives in the config file, so it survives a restart
     return {"previous": before, "filled_keys": filled}
@@ -267,7 +274,8 @@ def _cpu_hog_inject(lab: Lab, target: str | None) -> dict[str, Any]:
 
 def _cpu_hog_heal(lab: Lab, record: dict[str, Any]) -> None:
     service = record.get("service") or "executor-arm"
-    kill = (f"for p in /proc/[0-9]*; do if grep -q {CPU_HOG_MARKER} $p/cmdline 2>/dev/null; "
+    pattern = f"{CPU_HOG_MARKER[:-1]}[{CPU_HOG_MARKER[-1]}]"  # does not match this shell's own command line
+    kill = (f"for p in /proc/[0-9]*; do if grep -q '{pattern}' $p/cmdline 2>/dev/null; "
             "then kill -9 ${p#/proc/}; fi; done; true")
     for cid in _containers_of(lab, service):
         run(["docker", "exec", cid, "sh", "-c", kill], check=False)
