@@ -110,7 +110,9 @@ def _redis_eviction_inject(lab: Lab, target: str | None) -> dict[str, Any]:
         if "OOM" not in str(exc) and "maxmemory" not in str(exc):
             raise
     # The stack keeps reading its warm entries (arm capabilities, entities): they are recently used, so an
-    # LRU policy, once set, evicts the idle session keys first, not them.
+    # LRU policy, once set, evicts the idle session keys first, not them. Redis' LRU clock ticks once a
+    # second: read them in a later tick than the last write of the filler.
+    time.sleep(2.1)
     pipe = client.pipeline(transaction=False)
     for pattern in ("arm:capability:*", "entity:*"):
         for key in client.scan_iter(match=pattern, count=1000):
