@@ -47,6 +47,7 @@ PORTS: dict[str, int] = {
     "redis-exporter": 9121,
     "docker-exporter": 9417,
 }
+ORCHESTRATOR_URL = f"http://127.0.0.1:{PORTS['orchestrator']}"
 ARMS = ["planner-arm", "executor-arm", "coder-arm", "judge-arm", "guardian-arm", "retriever-arm"]
 HEALTH_URLS: dict[str, str] = {
     **{name: f"http://127.0.0.1:{PORTS[name]}/health" for name in ["orchestrator", *ARMS]},
@@ -306,6 +307,8 @@ class Lab:
         wait = ["--wait", "--wait-timeout", str(int(timeout))]
         self.compose("up", "-d", *wait, "--remove-orphans", timeout=timeout + 60)
         self.seed_data()
+        # The orchestrator warmed its cache at start-up, before the entities existed on a new volume.
+        self.warm_cache()
 
     def down(self, volumes: bool = False) -> None:
         self.require_docker()
@@ -329,6 +332,16 @@ class Lab:
             "--if-empty",
             timeout=600,
         )
+
+    def warm_cache(self, timeout: float = 30) -> None:
+        """Ask the orchestrator to (re-)warm its cache, as a deployment does after loading data."""
+        req = urllib.request.Request(f"{ORCHESTRATOR_URL}/api/v1/cache/warm", data=b"{}", method="POST")
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout):
+                pass
+        except (OSError, urllib.error.URLError) as exc:
+            raise OctoctlError(f"the orchestrator did not warm its cache: {exc}", ExitCode.ENVIRONMENT) from exc
 
     def status(self) -> list[dict[str, Any]]:
         """One row per service: container state, health, and the answer of its endpoint."""

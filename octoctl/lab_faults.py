@@ -153,12 +153,7 @@ def _cache_cold_inject(lab: Lab, target: str | None) -> dict[str, Any]:
 
 
 def _cache_cold_heal(lab: Lab, record: dict[str, Any]) -> None:
-    import urllib.request
-
-    req = urllib.request.Request("http://127.0.0.1:8000/api/v1/cache/warm", data=b"{}", method="POST")
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=30):
-        pass
+    lab.warm_cache()
 
 
 # ---- PostgreSQL: every non-reserved connection held by another client ----------------------------

@@ -583,3 +583,24 @@ def test_slowlog_counts_only_the_caches_commands():
     evidence["redis"]["slowlog"]["entries"] = bulk * 10 + slow_gets * 5
     found = by_check(cp.diagnose(evidence, SETTINGS)["findings"])["redis.slowlog"]
     assert found["status"] == "warning" and found["evidence"]["recent"] == 5
+
+
+def test_plan_a_over_maxmemory_rewarms_after_the_eviction_it_starts():
+    evidence = eviction_fault()
+    evidence["redis"]["info"]["used_memory"] = 33_554_432  # the fill went past the lowered maxmemory
+    diagnosis = cp.diagnose(evidence, SETTINGS)
+    waiting = cp.plan(diagnosis, SETTINGS)
+    assert [(a["id"], a["status"]) for a in waiting] == [
+        ("cache_performance.A.set_eviction_policy", "awaiting_approval"),
+        ("cache_performance.A.rewarm_after_eviction", "skipped"),
+    ]
+    assert "_apply" not in waiting[1] and "follows cache_performance.A.set_eviction_policy" in waiting[1]["outcome"]
+    approved = cp.plan(diagnosis, dict(SETTINGS, approve=True))
+    assert [(a["scenario"], a["status"], a["_apply"]) for a in approved] == [
+        ("A", "planned", "set_redis_config"),
+        ("A", "planned", "warm_cache"),
+    ]
+    assert approved[1]["change"]["wait_for_eviction"] is True
+    assert approved[1]["change"]["maxmemory"] == 25165824
+    # under maxmemory the new policy evicts nothing: no follow-up
+    assert len(cp.plan(cp.diagnose(eviction_fault(), SETTINGS), dict(SETTINGS, approve=True))) == 1

@@ -79,9 +79,6 @@ def test_diagnosis_changes_nothing(healthy_lab: Any, tmp_path: Path) -> None:
     assert (healthy_lab.state / "redis" / "redis.conf").read_text() == file_before
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, issue 3 stays open: the eviction a policy fix triggers can take the warm entries, "
-    "so a second fix plans scenario C instead of nothing"))
 def test_redis_eviction_is_found_fixed_and_verified(healthy_lab: Any, tmp_path: Path) -> None:
     from octoctl import lab_faults
 
@@ -104,21 +101,23 @@ def test_redis_eviction_is_found_fixed_and_verified(healthy_lab: Any, tmp_path: 
     # without approval the disruptive policy change waits
     waiting = run(tmp_path, "resolve")
     assert [(a["id"], a["status"]) for a in waiting["actions"]] == [
-        ("cache_performance.A.set_eviction_policy", "awaiting_approval")]
+        ("cache_performance.A.set_eviction_policy", "awaiting_approval"),
+        ("cache_performance.A.rewarm_after_eviction", "skipped")]
 
     # a dry run lists exactly what the real run then does
     dry = run(tmp_path, "resolve", octollm_dry_run=True, octollm_approve=True)
-    assert [a["status"] for a in dry["actions"]] == ["planned"]
+    assert [a["status"] for a in dry["actions"]] == ["planned", "planned"]
     fixed = run(tmp_path, "resolve", octollm_approve=True)
 
     def plan(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return [(a["id"], a["resource"], a["change"]["key"], a["change"]["old"], a["change"]["new"],
-                 a["change"].get("file"), a["disruptive"]) for a in actions]
+        return [(a["id"], a["resource"], a["change"].get("key"), a["change"].get("old"), a["change"].get("new"),
+                 a["change"].get("file"), a["change"].get("op"), a["disruptive"]) for a in actions]
 
     assert plan(dry["actions"]) == plan(fixed["actions"])
-    action = fixed["actions"][0]
-    assert action["status"] == "applied"
+    action, rewarm = fixed["actions"]
+    assert action["status"] == "applied" and rewarm["status"] == "applied"
     assert action["change"] == {**dry["actions"][0]["change"], "file_new": "maxmemory-policy allkeys-lru"}
+    assert "warm keys present: 6/6" in rewarm["outcome"]
     assert fixed["verification"]["healthy"] is True
     assert fixed["escalation"]["level"] is None
     after = by_check(fixed["verification"]["findings"])

@@ -11,11 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
-# Scenarios with a known, tracked defect: they still run; a failure is reported as xfail, a pass as xpass.
-KNOWN_DEFECTS = {
-    "cache_performance_compose": "known defect, issue 3 stays open: the eviction a policy fix triggers can take "
-    "the warm entries, so the idempotence step plans scenario C",
-}
 
 pytestmark = [pytest.mark.lab, pytest.mark.molecule]
 
@@ -24,10 +19,7 @@ def test_there_are_scenarios() -> None:
     assert "cache_performance_compose" in SCENARIOS
 
 
-@pytest.mark.parametrize("scenario", [
-    pytest.param(s, marks=pytest.mark.xfail(reason=KNOWN_DEFECTS[s], strict=False)) if s in KNOWN_DEFECTS else s
-    for s in SCENARIOS
-])
+@pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(lab, scenario: str) -> None:  # type: ignore[no-untyped-def]
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")

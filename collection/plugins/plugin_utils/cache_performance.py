@@ -686,6 +686,7 @@ def diagnose(evidence, settings=None, previous=None, recovering=()):
         "file_readable": f.file_readable,
         "config_file": f.persisted.get("file") or s["config_file"],
         "maxmemory": f.maxmemory,
+        "used_memory": f.used,
         "file_maxmemory": f.file_maxmemory,
         "nonevictable": f.nonevictable(),
         "flagged_patterns": flagged,
@@ -735,6 +736,50 @@ def _policy_action(ctx, s, action_id, scenario):
     )
 
 
+def _warm_action(ctx, s):
+    url = s["orchestrator_url"].rstrip("/") + s["warm_path"]
+    missing = ctx.get("warm_missing") or []
+    return action(
+        "cache_performance.C.warm_cache",
+        "C",
+        "warm the cache through the orchestrator",
+        "orchestrator:cache",
+        {
+            "op": "POST %s" % url,
+            "missing": missing[:10],
+            "missing_count": len(missing),
+            "short_patterns": ctx.get("warm_short") or {},
+        },
+        "planned",
+        "POST %s, then check that the warm keys exist" % url,
+        apply="warm_cache",
+    )
+
+
+def _policy_starts_eviction(ctx, policy_action):
+    """Whether the new policy will evict at once: memory is over maxmemory and the new policy evicts."""
+    used, maxmemory = ctx.get("used_memory"), ctx.get("maxmemory")
+    new_policy = (policy_action.get("change") or {}).get("new") or ""
+    return bool(maxmemory) and used is not None and used > maxmemory and new_policy != "noeviction"
+
+
+def _rewarm_after_eviction(ctx, s, after):
+    """Scenario A's follow-up: an evicting policy over a full Redis evicts at once, and LRU is approximate, so
+    some warm entries can go with the fill. Wait until eviction is done, then warm again (idempotent)."""
+    url = s["orchestrator_url"].rstrip("/") + s["warm_path"]
+    item = _warm_action(ctx, s)
+    item.update(
+        id="cache_performance.A.rewarm_after_eviction",
+        scenario="A",
+        title="warm the cache again once the new policy has evicted down to maxmemory",
+        outcome="wait until used_memory <= maxmemory (%s > %s now), POST %s, then check that the warm keys exist"
+        % (ctx.get("used_memory"), ctx.get("maxmemory"), url),
+    )
+    item["change"] = dict(item["change"], wait_for_eviction=True, maxmemory=ctx.get("maxmemory"))
+    item["_after"] = after
+    return item
+
+
 def plan(diagnosis, settings=None):
     """The actions for the scenarios that hold (or the forced ``scenario``), gated by approval."""
     s = _settings(settings)
@@ -748,26 +793,10 @@ def plan(diagnosis, settings=None):
             item = _policy_action(ctx, s, "cache_performance.A.set_eviction_policy", "A")
             if item:
                 actions.append(item)
+            if item and _policy_starts_eviction(ctx, item) and "C" not in selected:
+                actions.append(_rewarm_after_eviction(ctx, s, after=item["id"]))
         elif sid == "C":
-            url = s["orchestrator_url"].rstrip("/") + s["warm_path"]
-            missing = ctx.get("warm_missing") or []
-            actions.append(
-                action(
-                    "cache_performance.C.warm_cache",
-                    "C",
-                    "warm the cache through the orchestrator",
-                    "orchestrator:cache",
-                    {
-                        "op": "POST %s" % url,
-                        "missing": missing[:10],
-                        "missing_count": len(missing),
-                        "short_patterns": ctx.get("warm_short") or {},
-                    },
-                    "planned",
-                    "POST %s, then check that the warm keys exist" % url,
-                    apply="warm_cache",
-                )
-            )
+            actions.append(_warm_action(ctx, s))
         elif sid == "B":
             flagged = ctx.get("flagged_patterns") or []
             steps = (

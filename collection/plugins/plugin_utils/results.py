@@ -73,19 +73,31 @@ def gate(actions, dry_run=False, approve=False, allow_disruptive=False):
     (the statuses a real run would start from), so that a dry run lists exactly what a run would do.
     """
     seen = {}
+    status_of = {}
     gated = []
     for item in actions:
         item = dict(item)
         resource = item.get("resource")
+        after = item.get("_after")
+        if after and status_of.get(after) != "planned":
+            # a follow-up runs only when the action it follows will run
+            item["status"] = "skipped"
+            item["outcome"] = "not applied: it follows %s, which is %s" % (after, status_of.get(after, "not planned"))
+            item.pop("_apply", None)
+            gated.append(item)
+            status_of[item["id"]] = item["status"]
+            continue
         if resource in seen:
             item["status"] = "skipped"
             item["outcome"] = "not applied: %s already changes %s in this run" % (seen[resource], resource)
             item.pop("_apply", None)
             gated.append(item)
+            status_of[item["id"]] = item["status"]
             continue
         seen[resource] = item["id"]
         if item["status"] == "report":
             gated.append(item)
+            status_of[item["id"]] = item["status"]
             continue
         risky = item.get("disruptive") or item.get("destructive")
         if risky and not (approve or allow_disruptive):
@@ -99,6 +111,7 @@ def gate(actions, dry_run=False, approve=False, allow_disruptive=False):
             if dry_run:
                 item["outcome"] = "dry run: would apply. " + (item.get("outcome") or "")
         gated.append(item)
+        status_of[item["id"]] = item["status"]
     return gated
 
 
