@@ -17,10 +17,14 @@ command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v iptables >/dev/null || need_pkgs+=(iptables)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v git >/dev/null || need_pkgs+=(git)
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # the collector and Kubernetes tests' own server
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "apt-get install ${need_pkgs[*]}"
     apt-get update -qq
+    # No service may start on install: a packaged redis-server would take the lab's port 6379.
+    no_start=/usr/sbin/policy-rc.d
+    [ -e "$no_start" ] || { printf '#!/bin/sh\nexit 101\n' >"$no_start"; chmod +x "$no_start"; trap 'rm -f "$no_start"' EXIT; }
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   elif ! command -v docker >/dev/null; then
     echo "setup: Docker Engine is missing and this is not Debian as root: install Docker Engine first" >&2

@@ -16,6 +16,7 @@ __metaclass__ = type
 from ansible_collections.octollm.remediation.plugins.module_utils import (
     collector_containers,  # noqa: F401
     collector_http,  # noqa: F401
+    collector_kubernetes,  # noqa: F401
     collector_logs,  # noqa: F401
     collector_postgres,  # noqa: F401
     collector_prometheus,  # noqa: F401

@@ -60,7 +60,7 @@ options:
         block's defaults.
     type: list
     elements: str
-    choices: [containers, http, logs, postgres, prometheus, redis]
+    choices: [containers, http, kubernetes, logs, postgres, prometheus, redis]
   timeout:
     description: Overall deadline in seconds for all kinds together; each probe also has its own timeout.
     type: float
@@ -542,6 +542,44 @@ options:
         description: Lines are cut to this length.
         type: int
         default: 400
+  kubernetes:
+    description:
+      - Named reads of the Kubernetes API (pods by label, events, a ConfigMap, a Deployment...), run concurrently
+        with one client and one discovery, so a procedure pays one module start for all of them. Reads only;
+        Secrets come back without their data. Needs the C(kubernetes) Python client.
+    type: dict
+    suboptions:
+      kubeconfig:
+        description: Path of the kubeconfig (default C(KUBECONFIG), then C(~/.kube/config)).
+        type: path
+      context:
+        description: Context of the kubeconfig (default its current context).
+        type: str
+      host:
+        description: API server URL (overrides the kubeconfig's; with O(kubernetes.api_key) no kubeconfig is read).
+        type: str
+      api_key:
+        description: Bearer token (default C(K8S_AUTH_API_KEY)).
+        type: str
+      validate_certs:
+        description: Verify the API server's certificate.
+        type: bool
+        default: true
+      namespace:
+        description: Namespace of the namespaced reads.
+        type: str
+        default: octollm
+      objects:
+        description:
+          - Named reads, each C({kind, api_version (default v1), name, label_selector, field_selector, namespaced}).
+            Name them after the procedure to avoid clashes. A read with C(name) that finds nothing returns
+            C(not_found=true); a read that fails returns C(error) and the others still return.
+        type: dict
+        default: {}
+      timeout:
+        description: Seconds per API request.
+        type: float
+        default: 10.0
 notes:
   - Ask for all the kinds a run needs in one task; the role C(octollm.remediation.common) (tasks C(gather.yml))
     does this for the selected procedures and caches the result as a fact.
@@ -764,6 +802,18 @@ evidence:
             match_count: 1
             lines: [{file: /var/log/guardian.log, line: 812, text: "PII detected value=[REDACTED:email]"}]
         pattern_counts: {security_pii: 1}
+    kubernetes:
+      description:
+        - C(objects) by read name, each with C(items) (the objects as the API serves them) and, when the read
+          failed, C(error) (C(auth) for 401/403, C(unreachable), C(timeout), C(other)); C(not_found) for a named
+          object that does not exist. C(namespace).
+        - The kind fails as a whole (C(ok=false)) only when every read failed.
+      type: dict
+      returned: when requested
+      sample:
+        ok: true
+        namespace: octollm
+        objects: {cache_performance_pods: {items: [{kind: Pod, metadata: {name: redis-7d9f-x2c1q}}]}}
 errors:
   description: The kinds that failed as a whole, with their error (C(kind), C(message)).
   returned: always
