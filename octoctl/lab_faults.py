@@ -255,18 +255,23 @@ def _oom_heal(lab: Lab, record: dict[str, Any]) -> None:
 
 
 # ---- cpu-hog: a runaway process inside a service's container burns its CPU quota --------------------
+# The quota is lowered to CPU_HOG_CPUS for the fault: on a busy 2-core host a hog under a 1.0 quota may get only
+# 70% of it, under 0.5 it reliably sits at its limit, and the fault adds at most half a core of load.
 CPU_HOG_MARKER = "octollm-cpu-hog"
-CPU_HOG_PROCESSES = 2
+CPU_HOG_PROCESSES = 4
+CPU_HOG_CPUS = "0.5"
 
 
 def _cpu_hog_inject(lab: Lab, target: str | None) -> dict[str, Any]:
     service = target or "executor-arm"
     containers = [c for c in _containers_of(lab, service) if _main_pid(c)]
+    nano_cpus = {cid: _inspect(cid)["HostConfig"].get("NanoCpus") or 0 for cid in containers}
     for cid in containers:
+        run(["docker", "update", "--cpus", CPU_HOG_CPUS, cid])
         for _ in range(CPU_HOG_PROCESSES):  # more runnable threads than the quota: it stays at its limit under load
             run(["docker", "exec", "-d", cid, "python3", "-c", "while True: pass", CPU_HOG_MARKER])
     time.sleep(3)  # until the hog has used its quota for a few CFS periods
-    return {"service": service, "containers": containers}
+    return {"service": service, "containers": containers, "nano_cpus": nano_cpus}
 
 
 def _cpu_hog_heal(lab: Lab, record: dict[str, Any]) -> None:
@@ -276,6 +281,9 @@ def _cpu_hog_heal(lab: Lab, record: dict[str, Any]) -> None:
             "then kill -9 ${p#/proc/}; fi; done; true")
     for cid in _containers_of(lab, service):
         run(["docker", "exec", cid, "sh", "-c", kill], check=False)
+    for cid, nano in (record.get("nano_cpus") or {}).items():
+        if nano:
+            run(["docker", "update", "--cpus", str(nano / 1e9), cid], check=False)
 
 
 # ---- disk-fill: the backups volume (a sized tmpfs) fills up with backups older than the retention -------
@@ -450,8 +458,15 @@ def _rows(cur: Any, sql: str, params: Any) -> list[dict[str, Any]]:
 
 
 def _data_corruption_inject(lab: Lab, target: str | None) -> dict[str, Any]:
-    count = int(target or 6)
     conn = _pg_admin(lab)
+    try:
+        return corrupt_data(conn, int(target or 6))
+    finally:
+        conn.close()
+
+
+def corrupt_data(conn: Any, count: int) -> dict[str, Any]:
+    """The data-corruption fault on any database with the lab's schema (bench/data_corruption.py uses its own)."""
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT (SELECT count(*) FROM entities), (SELECT count(*) FROM relationships)")
@@ -491,8 +506,6 @@ def _data_corruption_inject(lab: Lab, target: str | None) -> dict[str, Any]:
             raise OctoctlError(f"the lab's constraints refuse the corruption (prevention applied?): {exc}",
                                ExitCode.USAGE) from exc
         raise
-    finally:
-        conn.close()
     from_missing = sum(1 for r in orphans if r["from_entity_id"] in doomed)
     to_missing = sum(1 for r in orphans if r["to_entity_id"] in doomed)
     return {"deleted_entities": entities, "orphaned_relationships": orphans, "invalid_properties": spoiled,
@@ -504,25 +517,30 @@ def _data_corruption_inject(lab: Lab, target: str | None) -> dict[str, Any]:
 def _data_corruption_heal(lab: Lab, record: dict[str, Any]) -> None:
     conn = _pg_admin(lab)
     try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                f"INSERT INTO entities ({CORRUPT_ENT_COLUMNS}) SELECT {CORRUPT_ENT_COLUMNS}"
-                " FROM json_populate_recordset(NULL::entities, %s::json) ON CONFLICT (entity_id) DO NOTHING",
-                (json.dumps(record.get("deleted_entities") or []),),
-            )
-            cur.execute(
-                f"INSERT INTO relationships ({CORRUPT_REL_COLUMNS}) SELECT {CORRUPT_REL_COLUMNS}"
-                " FROM json_populate_recordset(NULL::relationships, %s::json)"
-                " ON CONFLICT (relationship_id) DO NOTHING",
-                (json.dumps(record.get("orphaned_relationships") or []),),
-            )
-            cur.execute(
-                "UPDATE entities e SET properties = s.properties"
-                " FROM json_populate_recordset(NULL::entities, %s::json) s WHERE e.entity_id = s.entity_id",
-                (json.dumps(record.get("invalid_properties") or []),),
-            )
+        uncorrupt_data(conn, record)
     finally:
         conn.close()
+
+
+def uncorrupt_data(conn: Any, record: dict[str, Any]) -> None:
+    """Put back exactly the rows corrupt_data's record names (whether or not a fix ran meanwhile)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO entities ({CORRUPT_ENT_COLUMNS}) SELECT {CORRUPT_ENT_COLUMNS}"
+            " FROM json_populate_recordset(NULL::entities, %s::json) ON CONFLICT (entity_id) DO NOTHING",
+            (json.dumps(record.get("deleted_entities") or []),),
+        )
+        cur.execute(
+            f"INSERT INTO relationships ({CORRUPT_REL_COLUMNS}) SELECT {CORRUPT_REL_COLUMNS}"
+            " FROM json_populate_recordset(NULL::relationships, %s::json)"
+            " ON CONFLICT (relationship_id) DO NOTHING",
+            (json.dumps(record.get("orphaned_relationships") or []),),
+        )
+        cur.execute(
+            "UPDATE entities e SET properties = s.properties"
+            " FROM json_populate_recordset(NULL::entities, %s::json) s WHERE e.entity_id = s.entity_id",
+            (json.dumps(record.get("invalid_properties") or []),),
+        )
 
 
 # ---- High Latency: missing indexes on large tables, a slow hop, the LLM response cache off ---------------
@@ -619,6 +637,110 @@ def _llm_cache_off_heal(lab: Lab, record: dict[str, Any]) -> None:
     lab.compose("up", "-d", "--no-deps", "--wait", "orchestrator", timeout=180)
 
 
+# ---- db-pool-exhausted: the orchestrator's pool is too small for a burst of slow requests ------------------
+# The pool shrinks to one connection (DB_POOL_SIZE=1, DB_POOL_MAX_OVERFLOW=0 in lab.env, orchestrator recreated);
+# while a transaction holds a SHARE lock on tasks (a slow batch job), a burst of tasks arrives: the first holds the
+# only connection waiting on the lock, the others wait DB_POOL_TIMEOUT and log "database pool exhausted" (503).
+POOL_BURST = 6
+POOL_LOCK_SECONDS = 7
+
+
+def _pool_exhausted_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    import threading
+    import urllib.error
+
+    previous = {key: set_lab_env(lab, key, value) for key, value in (("DB_POOL_SIZE", "1"),
+                                                                   ("DB_POOL_MAX_OVERFLOW", "0"))}
+    lab.compose("up", "-d", "--no-deps", "--wait", "orchestrator", timeout=180)
+    answers: list[str] = []
+
+    def task(index: int) -> None:
+        try:
+            _post_json("http://127.0.0.1:8000/api/v1/tasks", {"goal": f"pool burst {index}"}, timeout=30)
+            answers.append("ok")
+        except urllib.error.HTTPError as exc:
+            answers.append(str(exc.code))
+        except OSError as exc:
+            answers.append(type(exc).__name__)
+
+    conn = _pg_admin(lab)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("LOCK TABLE tasks IN SHARE MODE")  # held until the rollback below
+            threads = [threading.Thread(target=task, args=(i,)) for i in range(POOL_BURST)]
+            for thread in threads:
+                thread.start()
+            time.sleep(POOL_LOCK_SECONDS)
+        conn.rollback()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        conn.close()
+    return {"previous": previous, "answers": sorted(answers)}
+
+
+def _pool_exhausted_heal(lab: Lab, record: dict[str, Any]) -> None:
+    for key, value in (record.get("previous") or {}).items():
+        set_lab_env(lab, key, value or "5")
+    lab.compose("up", "-d", "--no-deps", "--wait", "orchestrator", timeout=180)
+
+
+# ---- pg-partition: the orchestrator cannot reach PostgreSQL while PostgreSQL answers everyone else -------------
+# Host networking has no Compose network to cut: the orchestrator's route to the database goes to another loopback
+# address where nothing listens (POSTGRES_HOST in its override environment, container recreated): every connection
+# is refused, as behind a partition.
+PARTITION_HOST = "127.0.0.2"
+
+
+def _pg_partition_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
+    _override_env(lab, "orchestrator", {"POSTGRES_HOST": PARTITION_HOST})
+    lab.compose("up", "-d", "--no-deps", "orchestrator", timeout=180)  # not --wait: its /health answers 503 now
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen("http://127.0.0.1:8000/health", timeout=5).close()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503:
+                break
+        except OSError:
+            pass
+        time.sleep(1)
+    return {"service": "orchestrator", "postgres_host": PARTITION_HOST}
+
+
+def _pg_partition_heal(lab: Lab, record: dict[str, Any]) -> None:
+    _override_env(lab, "orchestrator", None)
+    lab.compose("up", "-d", "--no-deps", "--wait", "orchestrator", timeout=180)
+
+
+# ---- bad-config: a setting in lab.env that a service cannot parse; it crash-loops at start -----------------
+BAD_CONFIG_KEY = "DB_POOL_SIZE"
+BAD_CONFIG_VALUE = "ten"
+
+
+def _bad_config_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    service = target or "orchestrator"
+    previous = set_lab_env(lab, BAD_CONFIG_KEY, BAD_CONFIG_VALUE)
+    lab.compose("up", "-d", "--no-deps", service, timeout=180)  # recreated with the bad setting; no --wait
+    cid = _containers_of(lab, service)[0]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the restart policy has restarted it at least twice
+        state = _inspect(cid)
+        if state["RestartCount"] >= 2:
+            return {"service": service, "key": BAD_CONFIG_KEY, "previous": previous}
+        time.sleep(0.5)
+    raise OctoctlError(f"{service} did not crash-loop on {BAD_CONFIG_KEY}={BAD_CONFIG_VALUE}", ExitCode.INTERNAL)
+
+
+def _bad_config_heal(lab: Lab, record: dict[str, Any]) -> None:
+    set_lab_env(lab, BAD_CONFIG_KEY, record.get("previous") or "5")
+    lab.compose("up", "-d", "--no-deps", "--force-recreate", "--wait", record.get("service") or "orchestrator",
+                timeout=180)
+
+
 # ---- LLM provider: 429 / 503 / slow / 401, through the mock's mode and key files --------------------------
 # The orchestrator's LLM settings as `octoctl lab up` writes them to lab.env; heal puts them back.
 LLM_BASELINE = {"LLM_MAX_CONCURRENCY": "8", "LLM_RATE_PER_MINUTE": "600", "LLM_READ_TIMEOUT": "30",
@@ -664,6 +786,29 @@ def _llm_heal(lab: Lab, record: dict[str, Any]) -> None:
     (lab.state / "llm" / "primary.key").write_text(lab.secret("llm_api_key") + "\n")
     if _llm_set_env(lab, LLM_BASELINE):
         lab.compose("up", "-d", "--no-deps", "--wait", "orchestrator", timeout=180)
+
+
+# llm-ratelimit: the provider enforces a real quota (LLM_PROVIDER_RPM in lab.env, llm-provider recreated) below the
+# load generator's ~30 LLM calls per minute, so it answers 429 with its limit in x-ratelimit-limit-requests; a
+# client brought under that limit gets no 429 any more.
+LLM_RATELIMIT_RPM = "20"
+
+
+def _llm_ratelimit_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    rpm = target or LLM_RATELIMIT_RPM
+    if _llm_set_env(lab, {"LLM_PROVIDER_RPM": rpm}):
+        lab.compose("up", "-d", "--no-deps", "--wait", "llm-provider", timeout=180)
+    return {"rpm": rpm}
+
+
+def _llm_ratelimit_heal(lab: Lab, record: dict[str, Any]) -> None:
+    path = lab.state / "lab.env"
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if not line.startswith("LLM_PROVIDER_RPM=")]
+    if kept != lines:
+        path.write_text("\n".join(kept) + "\n")
+        lab.compose("up", "-d", "--no-deps", "--wait", "llm-provider", timeout=180)
+    _llm_heal(lab, record)
 
 
 def _llm_auth_inject(lab: Lab, target: str | None) -> dict[str, Any]:
@@ -758,8 +903,18 @@ FAULTS: dict[str, Fault] = {
         Fault("llm-cache-off", "RESPONSE_CACHE_ENABLED=false in lab.env and the orchestrator recreated: every task "
               "calls the LLM",
               _llm_cache_off_inject, _llm_cache_off_heal),
-        Fault("llm-ratelimit", "the LLM provider (mock) answers 429 with Retry-After to every call",
-              _llm_inject("ratelimit retry_after=1"), _llm_heal),
+        Fault("db-pool-exhausted", "the orchestrator's DB pool shrunk to 1 (lab.env, recreated) and a burst of tasks "
+              "while a transaction locks tasks: 'database pool exhausted' (503)",
+              _pool_exhausted_inject, _pool_exhausted_heal),
+        Fault("pg-partition", "the orchestrator's database host points at a loopback address where nothing listens "
+              "(override environment, recreated): it cannot reach PostgreSQL, which answers everyone else",
+              _pg_partition_inject, _pg_partition_heal),
+        Fault("bad-config", f"{BAD_CONFIG_KEY}={BAD_CONFIG_VALUE} in lab.env and a service recreated: it cannot parse "
+              "it and crash-loops (default orchestrator)",
+              _bad_config_inject, _bad_config_heal, "orchestrator"),
+        Fault("llm-ratelimit", "the LLM provider (mock) enforces a quota below the load (LLM_PROVIDER_RPM, target: "
+              f"requests per minute, default {LLM_RATELIMIT_RPM}): 429 with its limit in the rate-limit headers",
+              _llm_ratelimit_inject, _llm_ratelimit_heal, LLM_RATELIMIT_RPM),
         Fault("llm-unavailable", "the LLM provider (mock) answers 503 to every call",
               _llm_inject("unavailable"), _llm_heal),
         Fault("llm-slow", "the LLM provider (mock) answers after 4 s while the orchestrator's read timeout is 2 s",
