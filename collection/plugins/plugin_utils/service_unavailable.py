@@ -1,0 +1,886 @@
+# -*- coding: utf-8 -*-
+# Copyright: OctoLLM operations
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Judgement of the seed's "Service Unavailable": findings, scenarios, plan and prevention checks (Compose).
+
+Input is the evidence of ``stack_evidence`` (kinds ``containers`` with stats, log tails and exec probes, and
+``http`` health probes), the result of ``docker compose config --format json`` (``config``: ``rc``, ``stdout``,
+``stderr``) and the role's settings. Every service that is down (not running, restarting, unhealthy, a health
+endpoint that does not answer 200, crash-looping or OOM-killed) is classified by its root cause:
+
+- C  database connection failure: a database service (postgres, redis) is down, or the application containers
+     cannot reach it (port probes from inside, ``pg_isready``, Redis ``PING``). Fixable: restart the database
+     first, then the services that need it.
+- B  out of memory: the container was OOM-killed (``OOMKilled`` or the cgroup's ``oom_kill`` counter) or runs at
+     its memory limit. Fixable: raise the limit by a bounded step in the Compose override file, recreate.
+- D  configuration error: ``docker compose config`` fails, or the service's recent log lines show a configuration
+     error at start. Report: the setting and the exact step for a human.
+- A  container crashed (anything else): exited, restarting, unhealthy. Fixable: start or restart it and wait for
+     its healthcheck.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import calendar
+import json
+import re
+import time
+
+from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
+    action,
+    escalation,
+    finding,
+    gate,
+    human_bytes,
+    redis_bytes,
+    unknown,
+)
+
+PROCEDURE = "service_unavailable"
+
+SCENARIOS = {
+    "A": "Container crashed",
+    "B": "Out of memory",
+    "C": "Database connection failure",
+    "D": "Configuration error",
+}
+
+DEFAULTS = {
+    "databases": ["postgres", "redis"],
+    "restart_max": 3,
+    "restart_window_seconds": 300,
+    "memory_high_percent": 90.0,
+    "memory_step_factor": 1.5,
+    "memory_step_min": "64m",
+    "memory_limit_max": "1g",
+    "config_error_pattern": (
+        r"(?i)(ValueError|KeyError|invalid (literal|value|setting|configuration)|missing (required )?"
+        r"(setting|variable|environment)|(is|are) not set|unknown (setting|option)|could not parse"
+        r"|config(uration)? error)"
+    ),
+    "dependency_probe_names": [
+        "service_unavailable_dependencies_orchestrator",
+        "service_unavailable_dependencies_planner-arm",
+    ],
+    "dependency_targets": ["postgres:5432", "redis:6379", "qdrant:6333"],
+    "pg_isready_probe": "service_unavailable_pg_isready",
+    "redis_ping_probe": "service_unavailable_redis_ping",
+    "health_probe_prefix": "service_unavailable_health_",
+    "excluded_services": [],
+    "escalation_level": "L1",
+    "override_file": None,
+    "env_files": [],
+    "restart_policies": ["unless-stopped", "always"],
+    "allow_disruptive": False,
+}
+
+_ORDER = {"C": 0, "B": 1, "D": 2, "A": 3}
+
+
+def _settings(settings):
+    merged = dict(DEFAULTS)
+    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
+    return merged
+
+
+def _kind(evidence, kind):
+    result = (evidence or {}).get(kind)
+    if result is None:
+        return None, {"kind": "other", "message": "%s evidence was not gathered" % kind}
+    if not result.get("ok", False):
+        return None, result.get("error") or {"kind": "other", "message": "%s evidence failed" % kind}
+    return result, None
+
+
+def compose_config(config):
+    """``(services, error)`` from the result of ``docker compose config --format json``."""
+    if not config:
+        return None, None
+    if config.get("rc") not in (0, None) or config.get("failed") and not config.get("stdout"):
+        text = " ".join(str(config.get("stderr") or config.get("msg") or "docker compose config failed").split())
+        return None, text[:400]
+    try:
+        data = json.loads(config.get("stdout") or "{}")
+    except ValueError as exc:
+        return None, "docker compose config: not JSON: %s" % exc
+    return data.get("services") or {}, None
+
+
+def age_seconds(timestamp, now=None):
+    """Seconds since a Docker timestamp (``2026-11-28T18:19:17.721194452Z``), or None."""
+    if not timestamp:
+        return None
+    try:
+        then = calendar.timegm(time.strptime(str(timestamp)[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    return max(0.0, (time.time() if now is None else float(now)) - then)
+
+
+class Facts:
+    """The containers evidence grouped by service, read once."""
+
+    def __init__(self, evidence, settings, config=None):
+        self.s = settings
+        self.containers, self.containers_error = _kind(evidence, "containers")
+        self.http, self.http_error = _kind(evidence, "http")
+        self.declared, self.config_error = compose_config(config)
+        data = self.containers or {}
+        excluded = set(settings["excluded_services"] or [])
+        self.records = [r for r in data.get("containers") or [] if r.get("service") not in excluded]
+        self.logs = data.get("logs") or {}
+        self.probes = {p.get("name"): p for p in data.get("exec_probes") or []}
+        self.by_service = {}
+        for record in self.records:
+            self.by_service.setdefault(record.get("service") or "?", []).append(record)
+
+    # --- per-container states --------------------------------------------------------------------------
+    @staticmethod
+    def down(record):
+        return not record.get("running") or record.get("restarting") or record.get("state") == "restarting"
+
+    def recent(self, record):
+        """Started within the restart window (a restart counted long ago is history, not an incident)."""
+        age = age_seconds(record.get("started_at"), self.s.get("now"))
+        return age is None or age <= self.s["restart_window_seconds"]
+
+    def oom(self, record):
+        stats = record.get("stats") or {}
+        return bool(record.get("oom_killed")) or bool(stats.get("oom_kills"))
+
+    def memory_high(self, record):
+        stats = record.get("stats") or {}
+        percent = stats.get("memory_percent")
+        return percent is not None and percent >= self.s["memory_high_percent"]
+
+    def config_lines(self, service):
+        entry = self.logs.get(service) or {}
+        try:
+            pattern = re.compile(self.s["config_error_pattern"])
+        except re.error:
+            return []
+        return [line for line in entry.get("lines") or [] if pattern.search(line)][-5:]
+
+    def bad_setting(self, service):
+        """The name of the setting a configuration error points at (never its value): the environment variable of
+        the service (from ``docker compose config``) whose value the error line quotes, else a quoted upper-case
+        name in the service's recent log lines (a traceback's source line), else an upper-case word of the error."""
+        lines = self.config_lines(service)
+        quoted = set()
+        for line in lines:
+            for pair in _QUOTED.findall(line):
+                quoted.update(value for value in pair if value)
+        spec = (self.declared or {}).get(service) or {}
+        env = spec.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+        keys = sorted(key for key, value in env.items() if value is not None and str(value) in quoted)
+        if len(keys) == 1:
+            return keys[0]
+        entry = self.logs.get(service) or {}
+        for line in reversed(entry.get("lines") or []):
+            names = _QUOTED_NAME.findall(line)
+            if names:  # a source line may name several: all of them, the person picks
+                return " or ".join(sorted(set(names), key=names.index))
+        return _setting_named(lines)
+
+    def error_lines(self, service):
+        entry = self.logs.get(service) or {}
+        return (entry.get("matches") or [])[-5:]
+
+    def health_answer(self, service):
+        if self.http is None:
+            return None
+        return (self.http.get("probes") or {}).get(self.s["health_probe_prefix"] + service)
+
+    def dependencies(self):
+        """``{target: ok}`` from the first dependency probe that ran, and that probe."""
+        for name in self.s["dependency_probe_names"]:
+            probe = self.probes.get(name)
+            if not probe or probe.get("exit_code") is None:
+                continue
+            found = {}
+            for line in (probe.get("output") or "").splitlines():
+                words = line.split()
+                if len(words) == 2 and words[0] in self.s["dependency_targets"]:
+                    found[words[0]] = words[1] == "ok"
+            if found:
+                return found, probe
+        return None, [self.probes.get(name) for name in self.s["dependency_probe_names"]]
+
+    # --- classification -----------------------------------------------------------------------------------
+    def cause(self, service, records):
+        """The scenario that explains a service being down."""
+        if service in self.s["databases"]:
+            return "C"
+        if any(self.oom(record) or self.memory_high(record) for record in records):
+            return "B"
+        if self.config_error or self.config_lines(service):
+            return "D"
+        return "A"
+
+
+def _service_evidence(f, service, records):
+    item = {
+        "service": service,
+        "containers": [
+            {
+                "name": r.get("name"),
+                "state": r.get("state"),
+                "health": r.get("health"),
+                "exit_code": r.get("exit_code"),
+                "oom_killed": r.get("oom_killed"),
+                "restart_count": r.get("restart_count"),
+                "started_at": r.get("started_at"),
+                "finished_at": r.get("finished_at"),
+                "error": r.get("error"),
+                "memory_limit": r.get("memory_limit"),
+                "memory_percent": (r.get("stats") or {}).get("memory_percent"),
+                "oom_kills": (r.get("stats") or {}).get("oom_kills"),
+                "health_output": (r.get("health_log") or {}).get("output"),
+            }
+            for r in records
+        ],
+        "error_lines": f.error_lines(service),
+    }
+    config = f.config_lines(service)
+    if config:
+        item["config_lines"] = config
+    return item
+
+
+def _scenario_of(items):
+    causes = sorted({item["cause"] for item in items}, key=lambda sid: _ORDER[sid])
+    return causes[0] if causes else None
+
+
+# --- checks --------------------------------------------------------------------------------------------------
+def check_running(f):
+    title = "Every container of the project is running"
+    expected = "running"
+    if f.containers is None:
+        return unknown("containers.running", title, expected, f.containers_error, "A"), []
+    affected = []
+    for service, records in sorted(f.by_service.items()):
+        down = [r for r in records if f.down(r)]
+        if down:
+            item = _service_evidence(f, service, down)
+            item["cause"] = f.cause(service, down)
+            affected.append(item)
+    if not f.records:
+        return (
+            finding(
+                "containers.running",
+                title,
+                "problem",
+                "no container of project %s" % (f.containers or {}).get("project"),
+                expected,
+                {"project": (f.containers or {}).get("project")},
+                "A",
+            ),
+            [],
+        )
+    if not affected:
+        return finding("containers.running", title, "ok", "%d running" % len(f.records), expected), []
+    observed = ", ".join(
+        "%s %s (exit %s%s)"
+        % (
+            item["service"],
+            item["containers"][0]["state"],
+            item["containers"][0]["exit_code"],
+            ", OOM-killed" if item["containers"][0]["oom_killed"] else "",
+        )
+        for item in affected
+    )
+    return (
+        finding(
+            "containers.running", title, "problem", observed, expected, {"services": affected}, _scenario_of(affected)
+        ),
+        affected,
+    )
+
+
+def check_health(f):
+    title = "Running containers pass their healthchecks"
+    expected = "healthy"
+    if f.containers is None:
+        return unknown("containers.health", title, expected, f.containers_error, "A"), []
+    affected = []
+    for service, records in sorted(f.by_service.items()):
+        bad = [r for r in records if not f.down(r) and r.get("health") == "unhealthy"]
+        if bad:
+            item = _service_evidence(f, service, bad)
+            item["cause"] = f.cause(service, bad)
+            affected.append(item)
+    if not affected:
+        starting = [r.get("name") for r in f.records if r.get("health") == "starting"]
+        evidence = {"starting": starting} if starting else {}
+        return finding("containers.health", title, "ok", "no unhealthy container", expected, evidence), []
+    observed = ", ".join(
+        "%s unhealthy (%s)" % (item["service"], (item["containers"][0]["health_output"] or "")[:80])
+        for item in affected
+    )
+    return (
+        finding(
+            "containers.health", title, "problem", observed, expected, {"services": affected}, _scenario_of(affected)
+        ),
+        affected,
+    )
+
+
+def check_restarts(f):
+    s = f.s
+    title = "No container is crash-looping"
+    expected = "< %d restarts in %ss" % (s["restart_max"], s["restart_window_seconds"])
+    if f.containers is None:
+        return unknown("containers.restarts", title, expected, f.containers_error, "A"), []
+    affected = []
+    warned = []
+    for service, records in sorted(f.by_service.items()):
+        looping = [
+            r for r in records if (r.get("restart_count") or 0) >= s["restart_max"] and (f.down(r) or f.recent(r))
+        ]
+        if looping:
+            item = _service_evidence(f, service, looping)
+            item["cause"] = f.cause(service, looping)
+            affected.append(item)
+            continue
+        recent = [r for r in records if (r.get("restart_count") or 0) > 0 and f.recent(r) and not f.oom(r)]
+        if recent:
+            warned.append({"service": service, "restarts": {r.get("name"): r.get("restart_count") for r in recent}})
+    if affected:
+        observed = ", ".join(
+            "%s restarted %s times" % (item["service"], item["containers"][0]["restart_count"]) for item in affected
+        )
+        return (
+            finding(
+                "containers.restarts",
+                title,
+                "problem",
+                observed,
+                expected,
+                {"services": affected},
+                _scenario_of(affected),
+            ),
+            affected,
+        )
+    if warned:
+        observed = ", ".join("%s restarted recently" % item["service"] for item in warned)
+        return finding("containers.restarts", title, "warning", observed, expected, {"services": warned}, "A"), []
+    return finding("containers.restarts", title, "ok", "no recent restart", expected), []
+
+
+def check_memory(f):
+    s = f.s
+    title = "No container was OOM-killed or runs at its memory limit"
+    expected = "no OOM kill, working set < %s%% of the limit" % s["memory_high_percent"]
+    if f.containers is None:
+        return unknown("containers.oom", title, expected, f.containers_error, "B"), []
+    affected = []
+    high = []
+    for service, records in sorted(f.by_service.items()):
+        killed = [r for r in records if f.oom(r)]
+        if killed:
+            item = _service_evidence(f, service, killed)
+            item["cause"] = "B"
+            affected.append(item)
+            continue
+        full = [r for r in records if f.memory_high(r)]
+        if full:
+            item = _service_evidence(f, service, full)
+            item["cause"] = "B"
+            high.append(item)
+    if affected:
+        observed = ", ".join(
+            "%s OOM-killed (limit %s)" % (item["service"], human_bytes(item["containers"][0]["memory_limit"]))
+            for item in affected
+        )
+        return finding("containers.oom", title, "problem", observed, expected, {"services": affected}, "B"), affected
+    if high:
+        observed = ", ".join(
+            "%s at %s%% of %s"
+            % (
+                item["service"],
+                item["containers"][0]["memory_percent"],
+                human_bytes(item["containers"][0]["memory_limit"]),
+            )
+            for item in high
+        )
+        return finding("containers.oom", title, "warning", observed, expected, {"services": high}, "B"), high
+    return finding("containers.oom", title, "ok", "no OOM kill", expected), []
+
+
+def check_health_endpoints(f, running):
+    title = "Health endpoints answer 200"
+    expected = "200"
+    if f.http is None:
+        return unknown("http.health", title, expected, f.http_error, "A"), []
+    probes = {
+        name[len(f.s["health_probe_prefix"]) :]: answer
+        for name, answer in (f.http.get("probes") or {}).items()
+        if name.startswith(f.s["health_probe_prefix"])
+    }
+    if not probes:
+        return finding("http.health", title, "ok", "no health endpoint probed", expected), []
+    failing = []
+    for service, answer in sorted(probes.items()):
+        if answer.get("ok"):
+            continue
+        records = f.by_service.get(service) or []
+        item = {
+            "service": service,
+            "status": answer.get("status"),
+            "error": answer.get("error"),
+            "body": (answer.get("body") if isinstance(answer.get("body"), str) else json.dumps(answer.get("body")))
+            if answer.get("body") is not None
+            else None,
+            "cause": f.cause(service, records) if records else "A",
+        }
+        if item["body"]:
+            item["body"] = item["body"][:200]
+        failing.append(item)
+    if not failing:
+        return finding("http.health", title, "ok", "%d endpoints 200" % len(probes), expected), []
+    observed = ", ".join(
+        "%s %s" % (item["service"], item["status"] or (item["error"] or {}).get("kind", "no answer"))
+        for item in failing
+    )
+    return (
+        finding("http.health", title, "problem", observed, expected, {"endpoints": failing}, _scenario_of(failing)),
+        failing,
+    )
+
+
+def check_dependencies(f):
+    title = "postgres, redis and qdrant are reachable from the application containers"
+    expected = ", ".join(f.s["dependency_targets"])
+    if f.containers is None:
+        return unknown("dependencies.reachable", title, expected, f.containers_error, "C"), []
+    found, probe = f.dependencies()
+    if found is None:
+        errors = [p.get("error") for p in probe or [] if p and p.get("error")]
+        error = errors[0] if errors else {"kind": "other", "message": "no dependency probe ran"}
+        # the application containers are down: not an environment fault, so never "unreachable" here
+        return unknown(
+            "dependencies.reachable",
+            title,
+            expected,
+            {"kind": "other", "message": "could not probe from inside the stack: %s" % error.get("message", "")},
+            "C",
+            {"probes": [p for p in probe or [] if p]},
+        ), []
+    evidence = {"from": probe.get("container"), "targets": found}
+    pg = f.probes.get(f.s["pg_isready_probe"])
+    rd = f.probes.get(f.s["redis_ping_probe"])
+    evidence["pg_isready"] = {"ok": pg.get("ok"), "output": pg.get("output"), "error": pg.get("error")} if pg else None
+    evidence["redis_ping"] = {"ok": rd.get("ok"), "output": rd.get("output"), "error": rd.get("error")} if rd else None
+    bad = [target for target, ok in found.items() if not ok]
+    if pg and not pg.get("ok"):
+        bad.append("pg_isready")
+    if rd and not (rd.get("ok") and "PONG" in (rd.get("output") or "")):
+        bad.append("redis PING")
+    if not bad:
+        return finding("dependencies.reachable", title, "ok", "all reachable", expected, evidence), []
+    databases = []
+    for target in bad:
+        name = target.split(":")[0]
+        service = {"pg_isready": "postgres", "redis PING": "redis"}.get(target, name)
+        if service in f.s["databases"] and service not in databases:
+            databases.append(service)
+    evidence["unreachable"] = bad
+    return (
+        finding(
+            "dependencies.reachable",
+            title,
+            "problem",
+            "unreachable: %s" % ", ".join(bad),
+            expected,
+            evidence,
+            "C" if databases else "A",
+        ),
+        [{"service": service, "cause": "C"} for service in databases],
+    )
+
+
+def check_config(f):
+    title = "The Compose configuration is valid"
+    expected = "docker compose config succeeds"
+    if f.declared is None and f.config_error is None:
+        return finding("compose.config", title, "ok", "not checked", expected, {"note": "no config result"})
+    if f.config_error:
+        return finding("compose.config", title, "problem", f.config_error, expected, {"stderr": f.config_error}, "D")
+    return finding("compose.config", title, "ok", "%d services" % len(f.declared), expected)
+
+
+def diagnose(evidence, settings=None, config=None):
+    """``{findings, scenarios, escalation, context}`` from the evidence."""
+    s = _settings(settings)
+    f = Facts(evidence, s, config)
+    running, down = check_running(f)
+    health, unhealthy = check_health(f)
+    restarts, looping = check_restarts(f)
+    memory, oom = check_memory(f)
+    endpoints, failing = check_health_endpoints(f, down)
+    deps, dbs = check_dependencies(f)
+    config_finding = check_config(f)
+    findings = [running, health, restarts, memory, endpoints, deps, config_finding]
+
+    # one cause per service: the root cause wins (C, then B, D, A)
+    services = {}
+    for item in down + unhealthy + looping + oom + failing + dbs:
+        # at the limit but still running: B only when something else says the service is down
+        if (
+            memory["status"] == "warning"
+            and item in oom
+            and not any(other["service"] == item["service"] for other in down + unhealthy + looping + failing)
+        ):
+            continue
+        current = services.get(item["service"])
+        if current is None or _ORDER[item["cause"]] < _ORDER[current]:
+            services[item["service"]] = item["cause"]
+    # a running service that fails only because a database it depends on is down: C, it waits for the database
+    down_databases = {name for name, cause in services.items() if cause == "C" and name in s["databases"]}
+    waits_for = {}
+    for name, cause in list(services.items()):
+        needs = set(((f.declared or {}).get(name) or {}).get("depends_on") or {}) & down_databases
+        running = all(not f.down(r) for r in f.by_service.get(name) or [{}])
+        if cause == "A" and needs and running and f.by_service.get(name):
+            services[name] = "C"
+            waits_for[name] = sorted(needs)
+    scenarios = []
+    for sid, stitle in SCENARIOS.items():
+        mine = sorted(name for name, cause in services.items() if cause == sid)
+        if sid == "D" and config_finding["status"] == "problem":
+            mine = mine or ["compose"]
+        if mine:
+            reason = "%s: %s" % (stitle.lower(), ", ".join(mine))
+        elif any(item["status"] == "unknown" for item in findings):
+            reason = "not checked: %s" % ", ".join(item["check"] for item in findings if item["status"] == "unknown")
+        else:
+            reason = "no service down for this cause"
+        scenarios.append({"id": sid, "title": stitle, "holds": bool(mine), "reason": reason})
+    context = {
+        "services": services,
+        "waits_for": waits_for,
+        "records": {
+            name: [
+                {
+                    "name": r.get("name"),
+                    "running": bool(r.get("running")) and not f.down(r),
+                    "health": r.get("health"),
+                    "memory_limit": r.get("memory_limit"),
+                    "oom": f.oom(r),
+                }
+                for r in records
+            ]
+            for name, records in f.by_service.items()
+        },
+        "declared": {
+            name: {
+                "mem_limit": (spec or {}).get("mem_limit"),
+                "depends_on": sorted((spec or {}).get("depends_on") or {}),
+            }
+            for name, spec in (f.declared or {}).items()
+        },
+        "config_error": f.config_error,
+        "config_lines": {name: f.config_lines(name) for name in services},
+        "config_settings": {name: f.bad_setting(name) for name, cause in services.items() if cause == "D"},
+    }
+    return {
+        "findings": findings,
+        "scenarios": scenarios,
+        "escalation": escalation(findings, s["escalation_level"], phase="diagnose"),
+        "context": context,
+    }
+
+
+# --- plan ----------------------------------------------------------------------------------------------------
+def _mb(value):
+    return "%dm" % int(-(-int(value) // (1024 * 1024)))
+
+
+def memory_step(current, declared, settings):
+    """The new limit: the larger of the live and declared limits times the factor, at least +step, capped."""
+    base = max(int(current or 0), int(redis_bytes(declared) or 0) if declared else 0)
+    if not base:
+        return None
+    step_min = redis_bytes(settings["memory_step_min"]) or 0
+    cap = redis_bytes(settings["memory_limit_max"]) or 0
+    target = max(int(base * float(settings["memory_step_factor"])), base + step_min)
+    if cap:
+        target = min(target, cap)
+    target = -(-target // (1024 * 1024)) * 1024 * 1024
+    return target if target > base else None
+
+
+def _dependents(ctx, database):
+    return sorted(
+        name for name, spec in (ctx.get("declared") or {}).items() if database in (spec.get("depends_on") or [])
+    )
+
+
+def plan(diagnosis, settings=None):
+    """Actions for the services that are down, root causes first; gated by approval."""
+    s = _settings(settings)
+    ctx = diagnosis.get("context") or {}
+    forced = s.get("scenario") or None
+    services = dict(ctx.get("services") or {})
+    records = ctx.get("records") or {}
+    actions = []
+    order = sorted(services.items(), key=lambda item: (_ORDER[item[1]], item[0]))
+    waits_for = ctx.get("waits_for") or {}
+    for service, cause in order:
+        if forced and cause != forced:
+            continue
+        if service in waits_for:
+            continue  # recovers with its database: the database's action waits for it
+        state = records.get(service) or []
+        running = bool(state) and all(item["running"] for item in state)
+        if cause in ("A", "C"):
+            op = "restart" if running else "up"
+            wait_for = sorted(name for name, needs in waits_for.items() if service in needs)
+            if cause == "C":
+                title = "restart the database %s, then check connectivity" % service
+                then = _dependents(ctx, service)
+                outcome = (
+                    "docker compose %s %s (wait for healthy), then wait until %s healthy again; dependents checked "
+                    "after: %s"
+                    % (
+                        "restart" if running else "up -d --no-deps",
+                        service,
+                        ", ".join(wait_for) or "nothing else is",
+                        ", ".join(then) or "none",
+                    )
+                )
+            else:
+                title = "%s %s and wait until it is healthy" % ("restart" if running else "start", service)
+                outcome = "docker compose %s %s, then wait for its healthcheck" % (
+                    "restart" if running else "up -d --no-deps",
+                    service,
+                )
+            actions.append(
+                action(
+                    "%s.%s.%s_%s" % (PROCEDURE, cause, op, service.replace("-", "_")),
+                    cause,
+                    title,
+                    "compose:%s" % service,
+                    dict(
+                        {"container": ", ".join(item["name"] for item in state) or service},
+                        service=service,
+                        op=op,
+                        **({"then_wait": wait_for} if wait_for else {})
+                    ),
+                    "planned",
+                    outcome,
+                    disruptive=True,
+                    apply="compose_service",
+                )
+            )
+        elif cause == "B":
+            current = max([item.get("memory_limit") or 0 for item in state] or [0])
+            declared = ((ctx.get("declared") or {}).get(service) or {}).get("mem_limit")
+            new = memory_step(current, declared, s)
+            if not new:
+                actions.append(
+                    action(
+                        "%s.B.report_memory_%s" % (PROCEDURE, service.replace("-", "_")),
+                        "B",
+                        "raise the memory limit of %s (at the cap)" % service,
+                        "compose:%s" % service,
+                        {"service": service, "key": "mem_limit", "old": _mb(current) if current else None},
+                        "report",
+                        "L1: %s is OOM-killed at %s, the cap service_unavailable_memory_limit_max (%s): find the leak "
+                        "(memory_leaks procedure) or raise the cap"
+                        % (service, human_bytes(current), s["memory_limit_max"]),
+                    )
+                )
+                continue
+            actions.append(
+                action(
+                    "%s.B.raise_memory_%s" % (PROCEDURE, service.replace("-", "_")),
+                    "B",
+                    "raise the memory limit of %s and recreate it" % service,
+                    "compose:%s" % service,
+                    {
+                        "service": service,
+                        "key": "services.%s.mem_limit" % service,
+                        "old": _mb(current) if current else None,
+                        "declared": declared if declared is None else _mb(redis_bytes(declared) or 0),
+                        "new": _mb(new),
+                        "file": s.get("override_file"),
+                        "op": "up (recreate)",
+                    },
+                    "planned",
+                    "write mem_limit %s (and memswap_limit) for %s to %s, then docker compose up -d --no-deps --wait %s"
+                    % (_mb(new), service, s.get("override_file") or "the override file", service),
+                    disruptive=True,
+                    apply="raise_memory",
+                )
+            )
+        elif cause == "D":
+            lines = (ctx.get("config_lines") or {}).get(service) or []
+            setting = (ctx.get("config_settings") or {}).get(service) or _setting_named(lines)
+            actions.append(
+                action(
+                    "%s.D.report_config_%s" % (PROCEDURE, service.replace("-", "_")),
+                    "D",
+                    "report the configuration error of %s" % service,
+                    "compose:%s" % service,
+                    {"service": service, "setting": setting, "lines": lines[-3:], "files": s.get("env_files") or []},
+                    "report",
+                    "L1: %s fails at start on its configuration%s; fix it in %s, check with `docker compose config`, "
+                    "then `docker compose up -d --no-deps %s`"
+                    % (
+                        service,
+                        " (setting %s)" % setting if setting else ": %s" % (lines[-1] if lines else "see the logs"),
+                        ", ".join(s.get("env_files") or []) or "the services' env file",
+                        service,
+                    ),
+                )
+            )
+    if ctx.get("config_error") and (not forced or forced == "D"):
+        actions.append(
+            action(
+                "%s.D.report_compose_config" % PROCEDURE,
+                "D",
+                "report the invalid Compose configuration",
+                "compose:config",
+                {"error": ctx["config_error"]},
+                "report",
+                "L1: `docker compose config` fails: %s; fix the Compose files or the env file it names"
+                % ctx["config_error"],
+            )
+        )
+    return gate(
+        actions,
+        dry_run=s.get("dry_run", False),
+        approve=s.get("approve", False),
+        allow_disruptive=s.get("allow_disruptive", False),
+    )
+
+
+_SETTING = re.compile(r"\b([A-Z][A-Z0-9_]{2,})\b")
+_QUOTED = re.compile(r"'([^']{1,200})'|\"([^\"]{1,200})\"")
+_QUOTED_NAME = re.compile(r"[\"']([A-Z][A-Z0-9]*_[A-Z0-9_]+)[\"']")
+
+
+def _setting_named(lines):
+    for line in reversed(lines or []):
+        for word in _SETTING.findall(line):
+            if word not in ("ERROR", "INFO", "WARNING", "CRITICAL", "DEBUG", "FATAL"):
+                return word
+    return None
+
+
+def override_with(override, service, mem_limit):
+    """The override document with ``services.<service>.mem_limit`` (and memswap_limit) set; other keys kept."""
+    doc = dict(override or {})
+    services = dict(doc.get("services") or {})
+    entry = dict(services.get(service) or {})
+    entry["mem_limit"] = mem_limit
+    entry["memswap_limit"] = mem_limit
+    services[service] = entry
+    doc["services"] = services
+    return doc
+
+
+# --- prevention ----------------------------------------------------------------------------------------------
+def prevention(evidence, settings=None):
+    """The seed's prevention list, read from the live containers (docker inspect)."""
+    s = _settings(settings)
+    f = Facts(evidence, s)
+    checks = [
+        (
+            "prevent.containers.healthcheck",
+            "Every service has a healthcheck",
+            "healthcheck",
+            lambda r: r.get("healthcheck"),
+            "healthcheck: {test: [...], interval: 10s, timeout: 2s, retries: 3}",
+        ),
+        (
+            "prevent.containers.restart_policy",
+            "Every service restarts by itself (restart: unless-stopped)",
+            "unless-stopped",
+            lambda r: (r.get("restart_policy") or {}).get("name") in s["restart_policies"],
+            "restart: unless-stopped",
+        ),
+        (
+            "prevent.containers.memory_limit",
+            "Every service has a memory limit",
+            "mem_limit",
+            lambda r: bool(r.get("memory_limit")),
+            "mem_limit: <bytes>",
+        ),
+        (
+            "prevent.containers.memory_reservation",
+            "Every service has a memory reservation",
+            "mem_reservation",
+            lambda r: bool(r.get("memory_reservation")),
+            "mem_reservation: <bytes>",
+        ),
+        (
+            "prevent.containers.cpu_limit",
+            "Every service has a CPU limit",
+            "cpus",
+            lambda r: bool(r.get("nano_cpus")),
+            "cpus: <n>",
+        ),
+    ]
+    findings = []
+    actions = []
+    for check, title, expected, test, line in checks:
+        if f.containers is None:
+            findings.append(unknown(check, title, expected, f.containers_error))
+            continue
+        missing = sorted({r.get("service") for r in f.records if not test(r)})
+        if missing:
+            findings.append(
+                finding(check, title, "warning", "missing on %s" % ", ".join(missing), expected, {"services": missing})
+            )
+            actions.append(
+                action(
+                    "%s.prevent.report_%s" % (PROCEDURE, check.rsplit(".", 1)[-1]),
+                    None,
+                    "add %s to %s" % (expected, ", ".join(missing)),
+                    "compose:prevent:%s" % expected,
+                    {"services": missing, "line": line},
+                    "report",
+                    "L1: add `%s` to %s in the Compose file (or %s), then docker compose up -d"
+                    % (line, ", ".join(missing), s.get("override_file") or "the override file"),
+                )
+            )
+        else:
+            findings.append(finding(check, title, "ok", "all %d services" % len(f.by_service), expected))
+    return {"findings": findings, "actions": gate(actions, dry_run=s.get("dry_run", False)), "context": {}}
+
+
+# --- evidence needs --------------------------------------------------------------------------------------------
+def probes(services, health_paths=None, probe_services=None, dependency_cmd=None, pg_isready_cmd=None, redis_cmd=None):
+    """``{exec_probes, http_probes}``: the health endpoint of every service with a url, the dependency probes from
+    inside the stack (one per probe service, the first that runs is used), pg_isready and Redis PING."""
+    health_paths = health_paths or {}
+    http_probes = [
+        {
+            "name": DEFAULTS["health_probe_prefix"] + name,
+            "service": name,
+            "path": health_paths.get(name, "/health"),
+            "timeout": 3.0,
+            "expect_status": [200],
+        }
+        for name, spec in sorted((services or {}).items())
+        if isinstance(spec, dict) and spec.get("url")
+    ]
+    exec_probes = [
+        {"service": name, "name": "service_unavailable_dependencies_%s" % name, "cmd": dependency_cmd, "timeout": 8.0}
+        for name in probe_services or []
+        if dependency_cmd
+    ]
+    if pg_isready_cmd:
+        exec_probes.append(
+            {"service": "postgres", "name": DEFAULTS["pg_isready_probe"], "cmd": pg_isready_cmd, "timeout": 5.0}
+        )
+    if redis_cmd:
+        exec_probes.append({"service": "redis", "name": DEFAULTS["redis_ping_probe"], "cmd": redis_cmd, "timeout": 5.0})
+    return {"exec_probes": exec_probes, "http_probes": http_probes}

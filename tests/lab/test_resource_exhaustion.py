@@ -1,0 +1,173 @@
+"""The resource_exhaustion role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
+runs), reading the RESULT from the playbook_on_stats event's artifact_data. Faults: disk-fill (B), cpu-hog (A);
+C (the Docker root disk full of unused data) with lowered disk thresholds, planned but not applied on the shared lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+PROCEDURE = "resource_exhaustion"
+
+
+def run(tmp_path: Path, phase: str, **extravars: Any) -> dict[str, Any]:
+    """Run playbooks/run.yml for the procedure; return its RESULT for the lab host."""
+    import ansible_runner
+
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    private = tmp_path / f"runner-{phase}-{len(list(tmp_path.iterdir()))}"
+    private.mkdir()
+    runner = ansible_runner.run(
+        private_data_dir=str(private),
+        playbook=str(REPO / "playbooks" / "run.yml"),
+        inventory=str(REPO / "inventory" / "lab"),
+        extravars={"octollm_procedures": [PROCEDURE], "octollm_phase": phase, **extravars},
+        envvars={"ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections")},
+        quiet=True,
+    )
+    assert runner.rc == 0, f"{runner.status}: {runner.stdout.read()[-3000:]}"
+    stats = [event for event in runner.events if event.get("event") == "playbook_on_stats"]
+    data = stats[-1]["event_data"].get("artifact_data") or {}
+    return data["octollm_report"]["lab"][PROCEDURE]
+
+
+def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {finding["check"]: finding for finding in findings}
+
+
+def plan(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(a["id"], a["resource"], json.dumps(a["change"], sort_keys=True), a["destructive"]) for a in actions]
+
+
+def started(name: str) -> str:
+    out = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", name], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def test_healthy_lab_has_no_finding(healthy_lab: Any, tmp_path: Path) -> None:
+    result = run(tmp_path, "diagnose")
+    assert result["procedure"] == PROCEDURE and result["platform"] == "compose"
+    not_ok = {f["check"]: (f["status"], f["observed"]) for f in result["findings"] if f["status"] != "ok"}
+    assert not_ok == {}
+    assert not any(scenario["holds"] for scenario in result["scenarios"])
+    assert result["escalation"]["level"] is None
+    found = by_check(result["findings"])
+    assert found["containers.cpu"]["evidence"]["top"], "the docker stats equivalent listed no consumer"
+    assert any(d["path"] == str(healthy_lab.state / "backups") for d in found["host.disk"]["evidence"]["disks"])
+
+
+def test_diagnosis_changes_nothing(healthy_lab: Any, tmp_path: Path) -> None:
+    backups = sorted(p.name for p in (healthy_lab.state / "backups").iterdir())
+    listing = ["docker", "images", "-q", "--no-trunc"]
+    images = sorted(subprocess.run(listing, capture_output=True, text=True).stdout.split())
+    before = started("octollm-executor-arm-1")
+    run(tmp_path, "diagnose")
+    assert sorted(p.name for p in (healthy_lab.state / "backups").iterdir()) == backups
+    assert sorted(subprocess.run(listing, capture_output=True, text=True).stdout.split()) == images
+    assert started("octollm-executor-arm-1") == before
+
+
+def test_disk_full_of_expired_backups_is_cleaned_after_approval(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    record = lab_faults.inject(healthy_lab, "disk-fill")
+    backups = healthy_lab.state / "backups"
+    diagnosis = run(tmp_path, "diagnose")
+    found = by_check(diagnosis["findings"])
+    assert found["host.disk"]["status"] == "problem" and found["host.disk"]["scenario"] == "B"
+    assert found["backups.retention"]["status"] == "warning"
+    assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]}["B"] is True
+    assert diagnosis["escalation"]["level"] == "L2"
+
+    # destructive: without approval nothing goes, and the list of what would go is in the result
+    waiting = run(tmp_path, "resolve")
+    assert [(a["id"], a["status"]) for a in waiting["actions"]] == [
+        ("resource_exhaustion.B.delete_expired_backups", "awaiting_approval")
+    ]
+    listed = [Path(p).name for p in waiting["actions"][0]["change"]["files"]]
+    assert listed == record["files"][:-1]  # every old one, not the recent one
+    assert sorted(p.name for p in backups.iterdir()) == sorted(record["files"])
+
+    dry = run(tmp_path, "resolve", octollm_dry_run=True, octollm_approve=True)
+    fixed = run(tmp_path, "resolve", octollm_approve=True)
+    assert plan(dry["actions"]) == plan(fixed["actions"])
+    assert [a["status"] for a in fixed["actions"]] == ["applied"]
+    assert sorted(p.name for p in backups.iterdir()) == [record["files"][-1]]
+    assert fixed["verification"]["healthy"] is True and fixed["escalation"]["level"] is None
+    assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
+
+
+def test_cpu_hog_restarts_the_top_consumer(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    lab_faults.inject(healthy_lab, "cpu-hog", "executor-arm")
+    before = started("octollm-executor-arm-1")
+    waiting = run(tmp_path, "resolve")
+    cpu = by_check(waiting["findings"])["containers.cpu"]
+    assert cpu["status"] == "problem" and cpu["scenario"] == "A"
+    assert cpu["evidence"]["top"][0]["service"] == "executor-arm"
+    assert [(a["id"], a["status"]) for a in waiting["actions"]] == [
+        ("resource_exhaustion.A.restart_executor_arm", "awaiting_approval")
+    ]
+    assert started("octollm-executor-arm-1") == before
+
+    fixed = run(tmp_path, "resolve", octollm_approve=True)
+    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [
+        ("resource_exhaustion.A.restart_executor_arm", "applied")
+    ]
+    assert started("octollm-executor-arm-1") != before
+    assert by_check(fixed["verification"]["findings"])["containers.cpu"]["status"] == "ok"
+    assert fixed["verification"]["healthy"] is True
+
+
+def test_full_docker_disk_plans_a_prune_that_spares_the_deployments_images(healthy_lab: Any, tmp_path: Path) -> None:
+    """Scenario C on the real Docker data: with the disk thresholds under today's use the Docker root disk counts as
+    full; the plan lists the dangling images to go, never an image a container uses or a tagged (protected) one, and
+    waits for approval; nothing is pruned (the lab's images cannot be pulled again, and the lab is shared)."""
+    thresholds = {"resource_exhaustion_disk_warn_percent": 1, "resource_exhaustion_disk_high_percent": 2}
+    images = sorted(
+        subprocess.run(["docker", "images", "-a", "-q", "--no-trunc"], capture_output=True, text=True).stdout.split()
+    )
+    waiting = run(tmp_path, "resolve", **thresholds)
+    found = by_check(waiting["findings"])
+    assert found["host.disk"]["status"] == "problem" and found["host.disk"]["scenario"] == "C"
+    assert found["docker.disk_usage"]["status"] == "problem"
+    [prune] = [a for a in waiting["actions"] if a["scenario"] == "C"]
+    assert prune["id"] == "resource_exhaustion.C.prune_docker_data" and prune["status"] == "awaiting_approval"
+    assert prune["destructive"] is True and "octollm/lab-runtime:*" in prune["change"]["never"]
+    listed = set(prune["change"]["images"])
+    in_use = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--no-trunc"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    used = {
+        i.replace("sha256:", "")[:12]
+        for i in subprocess.run(
+            ["docker", "inspect", "-f", "{{.Image}}", *in_use], capture_output=True, text=True, check=True
+        ).stdout.split()
+    }
+    tagged = set(
+        subprocess.run(
+            ["docker", "images", "-q", "--filter", "dangling=false"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert not listed & used and not listed & tagged
+    dangling = set(
+        subprocess.run(
+            ["docker", "images", "-q", "--filter", "dangling=true"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert listed <= dangling
+    assert len(listed) + prune["change"]["unlisted_dangling_images"] >= len(dangling - used)
+    dry = run(tmp_path, "resolve", octollm_dry_run=True, octollm_approve=True, **thresholds)
+    assert [a["status"] for a in dry["actions"] if a["scenario"] == "C"] == ["planned"]
+    after = subprocess.run(["docker", "images", "-a", "-q", "--no-trunc"], capture_output=True, text=True).stdout
+    assert sorted(after.split()) == images  # nothing was pruned (`docker images` has no stable order)
