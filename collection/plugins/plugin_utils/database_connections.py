@@ -1,0 +1,810 @@
+# -*- coding: utf-8 -*-
+# Copyright: OctoLLM operations
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Judgement of the seed's "Database Connection Issues": findings, scenarios, plan and prevention checks.
+
+Input is the evidence of ``stack_evidence`` (kinds ``postgres``, ``http``, ``containers``, ``prometheus``, ``logs``)
+and the role's settings (every threshold comes from ``roles/database_connections/defaults/main.yml``). Scenarios:
+
+- A  pool exhausted: the application's pool is full (``/health`` db_pool in_use = max, or "database pool
+     exhausted" in its log) without a leak. Fixable: raise DB_POOL_SIZE / DB_POOL_MAX_OVERFLOW in the services'
+     env file within what max_connections leaves, and recreate the service (disruptive).
+- B  too many connections: sessions near max_connections (or new logins refused), not explained by a leak.
+     Fixable: terminate idle sessions older than a threshold (disruptive), or raise max_connections (a restart:
+     disruptive) when a target is given.
+- C  connection leak: an application holds many sessions idle in transaction. Fixable in part: terminate the
+     leaked sessions (disruptive); the code must be fixed by a human (report, L1).
+- D  network partition: PostgreSQL answers but the application cannot reach it. Report (host networking in the
+     lab has no Compose network to recreate).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
+    env_values,
+    evidence_kind,
+    gated,
+    merged_settings,
+    rule_loaded,
+    scenarios_named,
+    selected_scenarios,
+    slug,
+    to_int,
+)
+from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
+    action,
+    escalation,
+    finding,
+    percent,
+    unknown,
+)
+
+PROCEDURE = "database_connections"
+OWN_APPLICATION = "octollm-remediation"
+
+# Names of the probes this procedure asks for (the role's vars build the needs with the same names).
+HEALTH_PROBE = "database_connections_app_health"
+EXEC_PROBE = "database_connections_app_to_postgres"
+ENV_SOURCE = "database_connections_env"
+POOL_LOG_PATTERN = "database_connections_pool_exhausted"
+
+SCENARIOS = {
+    "A": "Connection pool exhausted",
+    "B": "Too many open connections",
+    "C": "Connection leak",
+    "D": "Network partition",
+}
+
+CHECK_SCENARIO = {
+    "app.pool": "A",
+    "pg.connections": "B",
+    "pg.idle_in_transaction": "C",
+    "app.connectivity": "D",
+}
+
+DEFAULTS = {
+    "escalation_level": "L1",
+    "allow_disruptive": False,
+    "usage_ratio_max": 0.8,
+    "idle_in_transaction_max_seconds": 30,
+    "leak_min_sessions": 3,
+    "idle_terminate_after_seconds": 60,
+    "protected_applications": [OWN_APPLICATION],
+    "long_query_seconds": 60,
+    "app_service": "orchestrator",
+    "app_application_names": ["orchestrator", "orchestrator-health"],
+    "pool_size_factor": 2.0,
+    "pool_connections_headroom": 5,
+    "max_connections_target": 0,
+    "idle_in_transaction_timeout": "5min",
+    "connection_rule": "HighDatabaseConnections",
+    "down_rule": "PostgreSQLDown",
+    "env_file": "",
+    "admin_user": "postgres",
+}
+
+
+def _settings(settings):
+    return merged_settings(DEFAULTS, settings)
+
+
+def _seconds(value):
+    """A PostgreSQL duration setting ("5min", "30s", "0", 60000 in ms) in seconds."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    units = {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "d": 86400}
+    for unit in ("ms", "min", "s", "h", "d"):
+        if text.endswith(unit):
+            number = text[: -len(unit)].strip()
+            try:
+                return float(number) * units[unit]
+            except ValueError:
+                return None
+    try:
+        return float(text) / 1000.0  # a bare number is milliseconds (the setting's unit)
+    except ValueError:
+        return None
+
+
+class Facts:
+    """What the checks share, read once from the evidence."""
+
+    def __init__(self, evidence, settings):
+        self.s = settings
+        self.pg, self.pg_error = evidence_kind(evidence, "postgres")
+        pg_raw = (evidence or {}).get("postgres") or {}
+        self.ping = pg_raw.get("ping") or {}
+        self.saturated = bool(pg_raw.get("saturated") or self.ping.get("saturated"))
+        self.http, self.http_error = evidence_kind(evidence, "http")
+        self.containers, self.containers_error = evidence_kind(evidence, "containers")
+        self.prom, self.prom_error = evidence_kind(evidence, "prometheus")
+        self.logs, self.logs_error = evidence_kind(evidence, "logs")
+        pg = self.pg or {}
+        self.conn = pg.get("connections") or {}
+        self.conn_error = (pg.get("probe_errors") or {}).get("connections")
+        settings_answer = pg.get("settings") or {}
+        self.pg_settings = settings_answer.get("settings") or {}
+        self.file_settings = settings_answer.get("file_settings") or {}
+        self.health = ((self.http or {}).get("probes") or {}).get(HEALTH_PROBE)
+        self.exec_probe = None
+        for probe in (self.containers or {}).get("exec_probes") or []:
+            if probe.get("name") == EXEC_PROBE:
+                self.exec_probe = probe
+        self.env = env_values(self.logs, ENV_SOURCE)
+        svc = ((self.containers or {}).get("services") or {}).get(settings["app_service"]) or {}
+        self.replicas = svc.get("running") or svc.get("containers") or (1 if self.containers else None)
+        log_entry = ((self.containers or {}).get("logs") or {}).get(settings["app_service"]) or {}
+        self.pool_log_count = (log_entry.get("pattern_counts") or {}).get(POOL_LOG_PATTERN)
+
+    # shorthands
+    @property
+    def max_connections(self):
+        return self.conn.get("max_connections")
+
+    @property
+    def reserved(self):
+        return (self.conn.get("superuser_reserved_connections") or 0) + (self.conn.get("reserved_connections") or 0)
+
+    def db_pool(self):
+        body = (self.health or {}).get("body")
+        if isinstance(body, dict):
+            return (body.get("checks") or {}).get("db_pool")
+        return None
+
+    def leaks(self):
+        """``{application: [sessions]}`` idle in transaction longer than the threshold."""
+        groups = {}
+        for session in self.conn.get("idle_in_transaction") or []:
+            if (session.get("state_age_s") or 0) < self.s["idle_in_transaction_max_seconds"]:
+                continue
+            if session.get("application_name") in self.s["protected_applications"]:
+                continue
+            groups.setdefault(session.get("application_name") or "", []).append(session)
+        return groups
+
+    def leaking(self):
+        return {app: sessions for app, sessions in self.leaks().items() if len(sessions) >= self.s["leak_min_sessions"]}
+
+    def old_idle(self):
+        """Idle sessions older than the termination threshold, not superusers, not protected applications."""
+        out = []
+        for session in self.conn.get("oldest_idle") or []:
+            if (session.get("state_age_s") or 0) < self.s["idle_terminate_after_seconds"]:
+                continue
+            if session.get("usename") == self.s["admin_user"]:
+                continue
+            if session.get("application_name") in self.s["protected_applications"]:
+                continue
+            out.append(session)
+        return out
+
+    def usage(self):
+        total = self.conn.get("total")
+        maximum = self.max_connections
+        if total is None or not maximum:
+            return None
+        return round(total / float(maximum), 4)
+
+
+# --- checks ------------------------------------------------------------------------------------------
+def check_up(f):
+    title = "PostgreSQL accepts connections (admin, reserved slots)"
+    expected = "connects"
+    if f.pg is None:
+        return unknown("pg.up", title, expected, f.pg_error, evidence={"ping": f.ping, "saturated": f.saturated})
+    server = f.pg.get("server") or {}
+    evidence = {
+        "version": server.get("version"),
+        "uptime_s": server.get("uptime_s"),
+        "connect_ms": f.pg.get("connect_ms"),
+        "rtt_ms": f.pg.get("rtt_ms"),
+        "in_recovery": server.get("in_recovery"),
+    }
+    return finding("pg.up", title, "ok", "up (%s ms)" % f.pg.get("rtt_ms"), expected, evidence)
+
+
+def check_login(f, saturation="B"):
+    title = "The application user can log in"
+    expected = "SELECT 1 as %s" % (f.ping.get("user") or "the application user")
+    if not f.ping:
+        return unknown("pg.app_login", title, expected, f.pg_error or {"kind": "other", "message": "no ping"})
+    evidence = {
+        "user": f.ping.get("user"),
+        "connect_ms": f.ping.get("connect_ms"),
+        "saturated": f.ping.get("saturated"),
+    }
+    if f.ping.get("ok"):
+        return finding("pg.app_login", title, "ok", "ok (%s ms)" % f.ping.get("connect_ms"), expected, evidence)
+    error = f.ping.get("error") or {"kind": "other", "message": "login failed"}
+    if f.ping.get("saturated"):
+        # refused for want of a slot: that is scenario B's symptom, not a failed probe
+        return finding("pg.app_login", title, "problem", "refused: too many clients", expected, evidence, saturation)
+    return unknown("pg.app_login", title, expected, error, evidence=evidence)
+
+
+def check_connections(f, leaked_total):
+    s = f.s
+    title = "Connections in use stay under %s of max_connections" % percent(s["usage_ratio_max"])
+    expected = "< %s of max_connections" % percent(s["usage_ratio_max"])
+    if f.pg is None or not f.conn:
+        return unknown("pg.connections", title, expected, f.conn_error or f.pg_error, "B")
+    usage = f.usage()
+    evidence = {
+        "total": f.conn.get("total"),
+        "max_connections": f.max_connections,
+        "reserved": f.reserved,
+        "available_to_applications": f.conn.get("available_to_applications"),
+        "usage_ratio": usage,
+        "by_state": f.conn.get("by_state"),
+        "by_application": (f.conn.get("by_application") or [])[:10],
+        "app_login_refused": bool(f.ping.get("saturated")),
+    }
+    observed = "%s of %s (%s)" % (f.conn.get("total"), f.max_connections, percent(usage))
+    high = (usage is not None and usage >= s["usage_ratio_max"]) or bool(f.ping.get("saturated"))
+    if not high:
+        return finding("pg.connections", title, "ok", observed, expected, evidence)
+    without_leak = (f.conn.get("total") or 0) - leaked_total
+    evidence["without_leaked"] = without_leak
+    if leaked_total and without_leak / float(f.max_connections) < s["usage_ratio_max"]:
+        evidence["note"] = "the leaked sessions (scenario C) explain the usage"
+        return finding("pg.connections", title, "problem", observed, expected, evidence, "C")
+    return finding("pg.connections", title, "problem", observed, expected, evidence, "B")
+
+
+def check_active(f):
+    s = f.s
+    title = "No long-running or lock-waiting sessions"
+    expected = "no query over %ss, none waiting on locks" % s["long_query_seconds"]
+    if f.pg is None or not f.conn:
+        return unknown("pg.active_sessions", title, expected, f.conn_error or f.pg_error)
+    long_running = [
+        q for q in f.conn.get("long_running") or [] if (q.get("query_age_s") or 0) >= s["long_query_seconds"]
+    ]
+    waiting = f.conn.get("waiting_on_locks") or 0
+    evidence = {
+        "non_idle": {k: v for k, v in (f.conn.get("by_state") or {}).items() if k != "idle"},
+        "long_running": long_running[:5],
+        "waiting_on_locks": waiting,
+    }
+    observed = "%d long-running, %d waiting on locks" % (len(long_running), waiting)
+    status = "warning" if long_running or waiting else "ok"
+    return finding("pg.active_sessions", title, status, observed, expected, evidence)
+
+
+def check_idle_in_transaction(f):
+    s = f.s
+    title = "No application leaks sessions idle in transaction"
+    expected = "< %d sessions of one application idle in transaction over %ss" % (
+        s["leak_min_sessions"],
+        s["idle_in_transaction_max_seconds"],
+    )
+    if f.pg is None or not f.conn:
+        return unknown("pg.idle_in_transaction", title, expected, f.conn_error or f.pg_error, "C")
+    groups = f.leaks()
+    by_app = [
+        {
+            "application_name": app,
+            "sessions": len(sessions),
+            "oldest_s": max(x.get("state_age_s") or 0 for x in sessions),
+            "users": sorted({x.get("usename") for x in sessions if x.get("usename")}),
+            "sample_query": (sessions[0].get("query") or "")[:120],
+        }
+        for app, sessions in sorted(groups.items(), key=lambda item: -len(item[1]))
+    ]
+    evidence = {
+        "idle_in_transaction_total": f.conn.get("idle_in_transaction_count"),
+        "by_application": by_app,
+        "listed": len(f.conn.get("idle_in_transaction") or []),
+    }
+    leaking = f.leaking()
+    if leaking:
+        observed = ", ".join(
+            "%s: %d sessions" % (item["application_name"], item["sessions"])
+            for item in by_app
+            if item["application_name"] in leaking
+        )
+        return finding("pg.idle_in_transaction", title, "problem", observed, expected, evidence, "C")
+    if by_app:
+        observed = "%d old sessions idle in transaction" % sum(item["sessions"] for item in by_app)
+        return finding("pg.idle_in_transaction", title, "warning", observed, expected, evidence, "C")
+    return finding(
+        "pg.idle_in_transaction",
+        title,
+        "ok",
+        "%s idle in transaction" % (f.conn.get("idle_in_transaction_count") or 0),
+        expected,
+        evidence,
+    )
+
+
+def check_pool(f, leaking):
+    s = f.s
+    title = "The %s's connection pool has free connections" % s["app_service"]
+    expected = "in_use < max, no 'database pool exhausted'"
+    pool = f.db_pool()
+    if f.health is None or (pool is None and f.health.get("error")):
+        error = (f.health or {}).get("error") or f.http_error
+        return unknown("app.pool", title, expected, error, "A")
+    evidence = {
+        "db_pool": pool,
+        "pool_exhausted_log_lines": f.pool_log_count,
+        "env": {key: f.env.get(key) for key in ("DB_POOL_SIZE", "DB_POOL_MAX_OVERFLOW")},
+        "replicas": f.replicas,
+    }
+    if pool is None:
+        return finding("app.pool", title, "ok", "no pool figures in /health", expected, evidence)
+    observed = "%s of %s in use, %s leaked" % (pool.get("in_use"), pool.get("max"), pool.get("leaked", 0))
+    full = pool.get("max") and (pool.get("in_use") or 0) >= pool["max"]
+    errors = (f.pool_log_count or 0) > 0
+    if not (full or errors):
+        return finding("app.pool", title, "ok", observed, expected, evidence)
+    if errors and not full:
+        observed += "; %d 'database pool exhausted' lines" % f.pool_log_count
+    if (pool.get("leaked") or 0) > 0 or any(app in s["app_application_names"] for app in leaking):
+        evidence["note"] = "the pool holds leaked connections: a leak (scenario C), not a small pool"
+        return finding("app.pool", title, "problem", observed, expected, evidence, "C")
+    return finding("app.pool", title, "problem", observed, expected, evidence, "A")
+
+
+def check_connectivity(f, saturation="B"):
+    s = f.s
+    title = "The %s reaches PostgreSQL (/health and a TCP probe from its container)" % s["app_service"]
+    expected = "/health postgres ok; nc -z postgres 5432 succeeds"
+    body = (f.health or {}).get("body") if f.health else None
+    app_pg = ((body or {}).get("checks") or {}).get("postgres") if isinstance(body, dict) else None
+    probe = f.exec_probe
+    evidence = {
+        "health_status": (f.health or {}).get("status"),
+        "health_postgres": app_pg,
+        "exec_probe": {k: (probe or {}).get(k) for k in ("cmd", "exit_code", "output", "ok", "elapsed_ms", "error")}
+        if probe
+        else None,
+    }
+    if f.health is None and probe is None:
+        return unknown("app.connectivity", title, expected, f.http_error or f.containers_error, "D")
+    tcp_ok = probe.get("ok") if probe and (probe.get("error") or {}).get("kind") != "unreachable" else None
+    health_ok = app_pg == "ok" if app_pg is not None else None
+    if health_ok is False or tcp_ok is False:
+        text = str(app_pg or "")
+        lowered = text.lower()
+        if "too many clients" in lowered or "remaining connection slots" in lowered:
+            evidence["note"] = "the application is refused for want of connection slots (scenario %s)" % saturation
+            return finding("app.connectivity", title, "problem", text[:160], expected, evidence, saturation)
+        if f.pg is None:
+            # PostgreSQL does not answer us either: not a partition between the two
+            evidence["note"] = "PostgreSQL does not answer the diagnosis either (see pg.up)"
+            return finding("app.connectivity", title, "problem", text[:160] or "TCP probe failed", expected, evidence)
+        if "could not translate host name" in lowered or "name or service not known" in lowered:
+            evidence["dns"] = "the application cannot resolve the database host name"
+        observed = (
+            text[:160] if health_ok is False else "TCP probe failed: %s" % ((probe or {}).get("output") or "")[:120]
+        )
+        return finding("app.connectivity", title, "problem", observed, expected, evidence, "D")
+    if health_ok is None and tcp_ok is None:
+        return unknown(
+            "app.connectivity",
+            title,
+            expected,
+            (probe or {}).get("error") or (f.health or {}).get("error") or f.http_error,
+            "D",
+            evidence,
+        )
+    return finding("app.connectivity", title, "ok", "reachable", expected, evidence)
+
+
+def diagnose(evidence, settings=None):
+    """``{findings, scenarios, escalation, context}``; ``context`` feeds the plan and is never reported."""
+    s = _settings(settings)
+    f = Facts(evidence, s)
+    leaking = f.leaking()
+    leaked_total = sum(len(sessions) for sessions in leaking.values())
+    connections = check_connections(f, leaked_total)
+    # refused logins are the symptom of what fills the slots: the leak (C) when it explains the usage, else B
+    saturation = connections["scenario"] or "B"
+    findings = [
+        check_up(f),
+        check_login(f, saturation),
+        connections,
+        check_active(f),
+        check_idle_in_transaction(f),
+        check_pool(f, leaking),
+        check_connectivity(f, saturation),
+    ]
+    scenarios = scenarios_named(SCENARIOS, findings, CHECK_SCENARIO)
+    pool = f.db_pool() or {}
+    context = {
+        "leaking": {app: [x.get("pid") for x in sessions] for app, sessions in leaking.items()},
+        "old_idle": [
+            {"pid": x.get("pid"), "application_name": x.get("application_name"), "state_age_s": x.get("state_age_s")}
+            for x in f.old_idle()
+        ],
+        "old_idle_listed_all": len(f.conn.get("oldest_idle") or []) < s.get("sessions_limit", 100),
+        "max_connections": f.max_connections,
+        "reserved": f.reserved,
+        "total": f.conn.get("total"),
+        "by_application": f.conn.get("by_application") or [],
+        "pool_max": pool.get("max"),
+        "env": f.env,
+        "replicas": f.replicas or 1,
+        "dns": any((item.get("evidence") or {}).get("dns") for item in findings),
+        "health_postgres": ((f.health or {}).get("body") or {}).get("checks", {}).get("postgres")
+        if isinstance((f.health or {}).get("body"), dict)
+        else None,
+    }
+    return {
+        "findings": findings,
+        "scenarios": scenarios,
+        "escalation": escalation(findings, s["escalation_level"], phase="diagnose"),
+        "context": context,
+    }
+
+
+# --- plan ----------------------------------------------------------------------------------------------
+TERMINATE_IDLE_SQL = (
+    "SELECT a.pid, a.application_name, pg_terminate_backend(a.pid) AS terminated FROM pg_stat_activity a "
+    "JOIN pg_roles r ON r.rolname = a.usename WHERE a.backend_type = 'client backend' AND a.state = 'idle' "
+    "AND a.state_change < now() - make_interval(secs => %(older_than_s)s) AND NOT r.rolsuper "
+    "AND a.pid <> pg_backend_pid() AND NOT (coalesce(a.application_name, '') = ANY(%(protected)s))"
+)
+TERMINATE_LEAK_SQL = (
+    "SELECT a.pid, a.application_name, pg_terminate_backend(a.pid) AS terminated FROM pg_stat_activity a "
+    "WHERE a.backend_type = 'client backend' AND a.state LIKE 'idle in transaction%%' "
+    "AND coalesce(a.application_name, '') = %(application_name)s "
+    "AND a.state_change < now() - make_interval(secs => %(older_than_s)s) AND a.pid <> pg_backend_pid()"
+)
+
+
+def pool_target(ctx, s):
+    """``(size_old, overflow_old, size_new, overflow_new, budget)``; new values None when there is no room."""
+    size = to_int(ctx.get("env", {}).get("DB_POOL_SIZE"))
+    overflow = to_int(ctx.get("env", {}).get("DB_POOL_MAX_OVERFLOW"))
+    if size is None or overflow is None:
+        return size, overflow, None, None, None
+    replicas = max(1, int(ctx.get("replicas") or 1))
+    maximum = ctx.get("max_connections") or 0
+    ours = sum(
+        entry.get("count", 0)
+        for entry in ctx.get("by_application") or []
+        if entry.get("application_name") in s["app_application_names"]
+    )
+    others = max(0, (ctx.get("total") or 0) - ours)
+    # connections the application may open in total, leaving the reserved slots, other clients and a headroom
+    budget = maximum - (ctx.get("reserved") or 0) - others - int(s["pool_connections_headroom"])
+    per_replica = budget // replicas
+    factor = float(s["pool_size_factor"])
+    new_size, new_overflow = max(size + 1, int(size * factor)), max(overflow, int(overflow * factor))
+    while new_size + new_overflow > per_replica and new_overflow > overflow:
+        new_overflow -= 1
+    while new_size + new_overflow > per_replica and new_size > size:
+        new_size -= 1
+    if new_size + new_overflow <= size + overflow:
+        return size, overflow, None, None, per_replica
+    return size, overflow, new_size, new_overflow, per_replica
+
+
+def plan(diagnosis, settings=None):
+    """The actions for the scenarios that hold (or the forced ``scenario``), gated by approval."""
+    s = _settings(settings)
+    ctx = diagnosis.get("context") or {}
+    selected = selected_scenarios(diagnosis, s, ("C", "B", "A", "D"))
+    actions = []
+    for sid in selected:
+        if sid == "C":
+            leaking = ctx.get("leaking") or {}
+            if not leaking:
+                actions.append(
+                    action(
+                        "database_connections.C.report_leak",
+                        "C",
+                        "report a connection leak",
+                        "app:leak",
+                        {},
+                        "report",
+                        "L1: no application holds old sessions idle in transaction now",
+                    )
+                )
+            for app, pids in sorted(leaking.items()):
+                params = {"application_name": app, "older_than_s": int(s["idle_in_transaction_max_seconds"])}
+                actions.append(
+                    action(
+                        "database_connections.C.terminate_leaked_%s" % slug(app),
+                        "C",
+                        "terminate the sessions %s leaked idle in transaction" % (app or "<no application_name>"),
+                        "postgres:sessions:%s" % (app or "-"),
+                        {"sql": TERMINATE_LEAK_SQL, "params": params, "rows": len(pids), "pids": sorted(pids)[:20]},
+                        "planned",
+                        "pg_terminate_backend on %d sessions of %s idle in transaction over %ss (their open "
+                        "transactions roll back)" % (len(pids), app or "<no application_name>", params["older_than_s"]),
+                        disruptive=True,
+                        apply="terminate_sessions",
+                    )
+                )
+                actions.append(
+                    action(
+                        "database_connections.C.report_leak_%s" % slug(app),
+                        "C",
+                        "report the leaking application %s" % (app or "<no application_name>"),
+                        "app:%s:code" % (app or "-"),
+                        {"application_name": app, "sessions": len(pids)},
+                        "report",
+                        "L1: %s leaves connections idle in transaction (%d sessions): fix its code to release them "
+                        "(async with pool.acquire() / a context manager, commit or roll back every transaction); "
+                        "terminating them only buys time" % (app or "<no application_name>", len(pids)),
+                    )
+                )
+        elif sid == "B":
+            old = ctx.get("old_idle") or []
+            target = to_int(s.get("max_connections_target"), 0) or 0
+            if old:
+                params = {
+                    "older_than_s": int(s["idle_terminate_after_seconds"]),
+                    "protected": list(s["protected_applications"]),
+                }
+                apps = {}
+                for item in old:
+                    apps[item.get("application_name") or "-"] = apps.get(item.get("application_name") or "-", 0) + 1
+                actions.append(
+                    action(
+                        "database_connections.B.terminate_idle",
+                        "B",
+                        "terminate idle sessions older than %ss" % params["older_than_s"],
+                        "postgres:sessions:idle",
+                        {
+                            "sql": TERMINATE_IDLE_SQL,
+                            "params": params,
+                            # rows is an int in the contract; the listing of sessions may be cut at sessions_limit
+                            "rows": len(old),
+                            "rows_at_least": not ctx.get("old_idle_listed_all", True),
+                            "by_application": apps,
+                        },
+                        "planned",
+                        "pg_terminate_backend on %d idle sessions (%s) idle for more than %ss; superusers and %s are "
+                        "spared"
+                        % (
+                            len(old),
+                            ", ".join("%s: %d" % kv for kv in sorted(apps.items())),
+                            params["older_than_s"],
+                            ", ".join(params["protected"]),
+                        ),
+                        disruptive=True,
+                        apply="terminate_sessions",
+                    )
+                )
+            elif target and ctx.get("max_connections") and target > ctx["max_connections"]:
+                actions.append(
+                    action(
+                        "database_connections.B.raise_max_connections",
+                        "B",
+                        "raise max_connections to %d (restart of PostgreSQL)" % target,
+                        "postgres:max_connections",
+                        {
+                            "key": "max_connections",
+                            "old": ctx["max_connections"],
+                            "new": target,
+                            "container": "postgres",
+                            "op": "ALTER SYSTEM SET + restart",
+                        },
+                        "planned",
+                        "ALTER SYSTEM SET max_connections = %d (community.postgresql.postgresql_set), then restart "
+                        "PostgreSQL: max_connections only changes at server start" % target,
+                        disruptive=True,
+                        apply="raise_max_connections",
+                    )
+                )
+            else:
+                actions.append(
+                    action(
+                        "database_connections.B.report_connections",
+                        "B",
+                        "report too many connections",
+                        "postgres:max_connections",
+                        {"max_connections": ctx.get("max_connections")},
+                        "report",
+                        "L1: no idle session is older than %ss to terminate; find the client that opens them (%s) or "
+                        "set database_connections_max_connections_target to raise max_connections (a restart)"
+                        % (
+                            s["idle_terminate_after_seconds"],
+                            ", ".join(
+                                "%s: %s" % (e.get("application_name") or "-", e.get("count"))
+                                for e in (ctx.get("by_application") or [])[:3]
+                            ),
+                        ),
+                    )
+                )
+        elif sid == "A":
+            size, overflow, new_size, new_overflow, per_replica = pool_target(ctx, s)
+            service = s["app_service"]
+            if new_size is None:
+                actions.append(
+                    action(
+                        "database_connections.A.report_pool",
+                        "A",
+                        "report an exhausted pool with no room to grow",
+                        "compose:%s" % service,
+                        {"DB_POOL_SIZE": size, "DB_POOL_MAX_OVERFLOW": overflow, "budget_per_replica": per_replica},
+                        "report",
+                        "L1: the pool of %s cannot grow within max_connections (%s per replica left); raise "
+                        "max_connections or lower other clients' use first" % (service, per_replica),
+                    )
+                )
+                continue
+            actions.append(
+                action(
+                    "database_connections.A.raise_pool",
+                    "A",
+                    "raise the pool of %s and recreate it" % service,
+                    "compose:%s" % service,
+                    {
+                        "file": s["env_file"],
+                        "keys": {
+                            "DB_POOL_SIZE": {"old": str(size), "new": str(new_size)},
+                            "DB_POOL_MAX_OVERFLOW": {"old": str(overflow), "new": str(new_overflow)},
+                        },
+                        "container": service,
+                        "op": "recreate (docker compose up, new environment)",
+                        "budget_per_replica": per_replica,
+                    },
+                    "planned",
+                    "DB_POOL_SIZE %s -> %s, DB_POOL_MAX_OVERFLOW %s -> %s in %s (max %d per replica within "
+                    "max_connections), then recreate %s"
+                    % (size, new_size, overflow, new_overflow, s["env_file"], per_replica, service),
+                    disruptive=True,
+                    apply="set_env_and_recreate",
+                )
+            )
+        elif sid == "D":
+            dns = ctx.get("dns")
+            actions.append(
+                action(
+                    "database_connections.D.report_network",
+                    "D",
+                    "report a network partition between %s and PostgreSQL" % s["app_service"],
+                    "network:%s-postgres" % s["app_service"],
+                    {"dns_failure": bool(dns), "health_postgres": ctx.get("health_postgres")},
+                    "report",
+                    "L1: %s cannot reach PostgreSQL while it answers the diagnosis (%s). %s"
+                    % (
+                        s["app_service"],
+                        ctx.get("health_postgres") or "TCP probe failed",
+                        "Name resolution fails: check extra_hosts / DNS for the database host."
+                        if dns
+                        else "With host networking there is no Compose network to recreate: check the host's firewall "
+                        "and routes; on a bridge network, recreate it (docker compose down && up).",
+                    ),
+                )
+            )
+    return gated(actions, s)
+
+
+# --- prevention ---------------------------------------------------------------------------------------
+def prevention(evidence, settings=None):
+    """``{findings, actions, context}``: pool limits, idle_in_transaction_session_timeout, alert rules."""
+    s = _settings(settings)
+    f = Facts(evidence, s)
+    findings = []
+    # 1. pool limits fit max_connections
+    title = "The %s's pool fits max_connections" % s["app_service"]
+    pool = f.db_pool()
+    if f.pg is None or not f.conn:
+        findings.append(
+            unknown("prevent.app.pool_limits", title, "pool max x replicas <= available", f.conn_error or f.pg_error)
+        )
+    elif pool is None or not pool.get("max"):
+        error = (f.health or {}).get("error") or f.http_error or {"kind": "other", "message": "no pool in /health"}
+        findings.append(unknown("prevent.app.pool_limits", title, "pool max x replicas <= available", error))
+    else:
+        available = (f.max_connections or 0) - f.reserved
+        wanted = pool["max"] * (f.replicas or 1)
+        findings.append(
+            finding(
+                "prevent.app.pool_limits",
+                title,
+                "ok" if wanted <= available else "problem",
+                "%d x %d = %d of %d" % (pool["max"], f.replicas or 1, wanted, available),
+                "<= %d (max_connections - reserved)" % available,
+                {
+                    "pool_max": pool["max"],
+                    "replicas": f.replicas,
+                    "max_connections": f.max_connections,
+                    "reserved": f.reserved,
+                    "env": f.env,
+                },
+                "A" if wanted > available else None,
+            )
+        )
+    # 2. idle_in_transaction_session_timeout set
+    title = "idle_in_transaction_session_timeout ends leaked transactions"
+    setting = f.pg_settings.get("idle_in_transaction_session_timeout")
+    target_s = _seconds(s["idle_in_transaction_timeout"])
+    if f.pg is None or setting is None:
+        findings.append(
+            unknown(
+                "prevent.pg.idle_in_transaction_timeout",
+                title,
+                "> 0",
+                f.pg_error
+                or (f.pg or {}).get("probe_errors", {}).get("settings")
+                or {"kind": "other", "message": "setting not read"},
+            )
+        )
+    else:
+        live_s = _seconds(setting.get("value"))
+        findings.append(
+            finding(
+                "prevent.pg.idle_in_transaction_timeout",
+                title,
+                "ok" if live_s else "problem",
+                "%s%s" % (setting.get("value"), setting.get("unit") or "") if live_s else "0 (disabled)",
+                "> 0 (target %s)" % s["idle_in_transaction_timeout"],
+                {
+                    "value": setting.get("value"),
+                    "unit": setting.get("unit"),
+                    "source": setting.get("source"),
+                    "context": setting.get("context"),
+                },
+                None if live_s else "C",
+            )
+        )
+    # 3. alert rules
+    findings.append(rule_loaded("prevent.prometheus.connection_rule", s["connection_rule"], f.prom, f.prom_error))
+    findings.append(rule_loaded("prevent.prometheus.down_rule", s["down_rule"], f.prom, f.prom_error))
+
+    by_check = {item["check"]: item for item in findings}
+    actions = []
+    timeout = by_check["prevent.pg.idle_in_transaction_timeout"]
+    if timeout["status"] == "problem":
+        older = [x for x in f.conn.get("idle_in_transaction") or [] if (x.get("state_age_s") or 0) >= (target_s or 0)]
+        actions.append(
+            action(
+                "database_connections.prevent.idle_in_transaction_timeout",
+                "C",
+                "set idle_in_transaction_session_timeout = %s" % s["idle_in_transaction_timeout"],
+                "postgres:idle_in_transaction_session_timeout",
+                {
+                    "key": "idle_in_transaction_session_timeout",
+                    "old": timeout["evidence"].get("value"),
+                    "new": s["idle_in_transaction_timeout"],
+                    "op": "ALTER SYSTEM SET + pg_reload_conf()",
+                    "sessions_it_would_end": len(older),
+                },
+                "planned",
+                "ALTER SYSTEM SET idle_in_transaction_session_timeout = '%s' and reload (no restart)%s"
+                % (
+                    s["idle_in_transaction_timeout"],
+                    "; it ends %d sessions idle in transaction longer than that" % len(older) if older else "",
+                ),
+                disruptive=bool(older),
+                apply="set_pg_setting",
+            )
+        )
+    if by_check["prevent.app.pool_limits"]["status"] == "problem":
+        actions.append(
+            action(
+                "database_connections.prevent.report_pool_limits",
+                "A",
+                "report a pool larger than max_connections",
+                "compose:%s:pool" % s["app_service"],
+                by_check["prevent.app.pool_limits"]["evidence"],
+                "report",
+                "L1: lower DB_POOL_SIZE + DB_POOL_MAX_OVERFLOW (x replicas) under max_connections - reserved, or raise "
+                "max_connections",
+            )
+        )
+    for check in ("prevent.prometheus.connection_rule", "prevent.prometheus.down_rule"):
+        if by_check[check]["status"] == "problem":
+            actions.append(
+                action(
+                    "database_connections.prevent.report_%s" % check.rsplit(".", 1)[1],
+                    None,
+                    "report a missing alert rule",
+                    "prometheus:rules:%s" % check.rsplit(".", 1)[1],
+                    {"check": check},
+                    "report",
+                    "L1: add the seed's alert rule to Prometheus and reload it",
+                )
+            )
+    actions = gated(actions, s)
+    return {"findings": findings, "actions": actions, "context": {}}

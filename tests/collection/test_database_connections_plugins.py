@@ -1,0 +1,296 @@
+"""Unit tests of the database_connections judgement (plugin_utils/database_connections.py) on built evidence."""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.octollm.remediation.plugins.filter.database_connections import FilterModule
+from ansible_collections.octollm.remediation.plugins.plugin_utils import database_connections as dbc
+
+SETTINGS = {"env_file": "/state/lab.env", "idle_terminate_after_seconds": 60, "idle_in_transaction_max_seconds": 30}
+
+
+def evidence(
+    total=7,
+    sessions=None,
+    idle_in_tx=None,
+    oldest_idle=None,
+    pool=None,
+    health_pg="ok",
+    nc_ok=True,
+    ping=None,
+    pg_ok=True,
+    env=None,
+    by_application=None,
+):
+    pg = {
+        "ok": pg_ok,
+        "error": None
+        if pg_ok
+        else {"kind": "auth", "message": "PostgreSQL (postgres): password authentication failed"},
+        "rtt_ms": 0.4,
+        "server": {"version": "15.18", "uptime_s": 100},
+        "connections": {
+            "total": total,
+            "max_connections": 40,
+            "superuser_reserved_connections": 5,
+            "reserved_connections": None,
+            "by_state": {"idle": total},
+            "by_application": by_application
+            or [{"application_name": "orchestrator", "count": 5, "states": {"idle": 5}}],
+            "waiting_on_locks": 0,
+            "idle_in_transaction_count": len(idle_in_tx or []),
+            "idle_in_transaction": idle_in_tx or [],
+            "oldest_idle": oldest_idle or [],
+            "long_running": [],
+            "available_to_applications": 35 - total,
+        },
+        "settings": {"settings": {"idle_in_transaction_session_timeout": {"value": "0", "unit": "ms"}}},
+        "ping": ping or {"user": "octollm", "ok": True, "saturated": False, "error": None},
+    }
+    if not pg_ok:
+        pg = {
+            "ok": False,
+            "error": pg["error"],
+            "ping": ping or {"ok": False, "error": {"kind": "auth", "message": "x"}},
+        }
+    return {
+        "postgres": pg,
+        "http": {
+            "ok": True,
+            "probes": {
+                dbc.HEALTH_PROBE: {
+                    "status": 200 if health_pg == "ok" else 503,
+                    "ok": True,
+                    "error": None,
+                    "body": {
+                        "status": "ok",
+                        "checks": {"postgres": health_pg, "db_pool": pool or {"in_use": 1, "max": 10, "leaked": 0}},
+                    },
+                }
+            },
+        },
+        "containers": {
+            "ok": True,
+            "services": {"orchestrator": {"containers": 1, "running": 1}},
+            "exec_probes": [
+                {
+                    "name": dbc.EXEC_PROBE,
+                    "cmd": "nc -z -w 2 postgres 5432",
+                    "exit_code": 0 if nc_ok else 1,
+                    "ok": nc_ok,
+                    "output": "",
+                    "error": None,
+                }
+            ],
+            "logs": {"orchestrator": {"pattern_counts": {dbc.POOL_LOG_PATTERN: 0}}},
+        },
+        "prometheus": {"ok": True, "rules": {"names": ["HighDatabaseConnections", "PostgreSQLDown"], "alerts": {}}},
+        "logs": {
+            "ok": True,
+            "sources": {
+                dbc.ENV_SOURCE: {
+                    "lines": [
+                        {"text": f"{key}={value}"}
+                        for key, value in (env or {"DB_POOL_SIZE": "5", "DB_POOL_MAX_OVERFLOW": "5"}).items()
+                    ]
+                }
+            },
+        },
+    }
+
+
+def statuses(result):
+    return {item["check"]: item["status"] for item in result["findings"]}
+
+
+def holding(result):
+    return {item["id"] for item in result["scenarios"] if item["holds"]}
+
+
+def test_healthy_evidence_is_all_ok():
+    result = dbc.diagnose(evidence(), SETTINGS)
+    assert set(statuses(result).values()) == {"ok"}
+    assert holding(result) == set()
+    assert result["escalation"]["level"] is None
+
+
+def test_too_many_idle_connections_is_b_and_plans_a_gated_termination():
+    old = [
+        {"pid": 100 + i, "usename": "octollm", "application_name": "batch-worker", "state_age_s": 120}
+        for i in range(30)
+    ]
+    diagnosis = dbc.diagnose(
+        evidence(
+            total=36,
+            oldest_idle=old,
+            ping={
+                "ok": False,
+                "saturated": True,
+                "user": "octollm",
+                "error": {"kind": "other", "message": "too many clients"},
+            },
+        ),
+        SETTINGS,
+    )
+    assert holding(diagnosis) == {"B"}
+    assert statuses(diagnosis)["pg.connections"] == "problem"
+    actions = dbc.plan(diagnosis, SETTINGS)
+    assert [(a["id"], a["status"]) for a in actions] == [("database_connections.B.terminate_idle", "awaiting_approval")]
+    approved = dbc.plan(diagnosis, dict(SETTINGS, approve=True))
+    assert approved[0]["status"] == "planned" and approved[0]["change"]["rows"] == 30
+    assert approved[0]["change"]["params"]["older_than_s"] == 60
+    assert "pg_terminate_backend" in approved[0]["change"]["sql"]
+
+
+def test_a_superuser_and_the_diagnosis_itself_are_never_terminated():
+    old = [
+        {"pid": 1, "usename": "postgres", "application_name": "psql", "state_age_s": 999},
+        {"pid": 2, "usename": "octollm", "application_name": "octollm-remediation", "state_age_s": 999},
+        {"pid": 3, "usename": "octollm", "application_name": "worker", "state_age_s": 10},
+    ]
+    diagnosis = dbc.diagnose(evidence(total=36, oldest_idle=old), SETTINGS)
+    assert diagnosis["context"]["old_idle"] == []
+    actions = dbc.plan(diagnosis, SETTINGS)
+    assert [(a["id"], a["status"]) for a in actions] == [("database_connections.B.report_connections", "report")]
+
+
+def test_b_raises_max_connections_only_when_a_target_is_given_and_nothing_is_idle():
+    diagnosis = dbc.diagnose(evidence(total=36), SETTINGS)
+    actions = dbc.plan(diagnosis, dict(SETTINGS, max_connections_target=100, approve=True))
+    assert [(a["id"], a["change"]["old"], a["change"]["new"], a["disruptive"]) for a in actions] == [
+        ("database_connections.B.raise_max_connections", 40, 100, True)
+    ]
+
+
+def test_a_leak_is_c_not_b_and_is_terminated_and_reported():
+    leaked = [
+        {
+            "pid": 200 + i,
+            "usename": "octollm",
+            "application_name": "batch-worker",
+            "state_age_s": 45,
+            "query": "SELECT count(*) FROM tasks",
+        }
+        for i in range(30)
+    ]
+    refused = {
+        "ok": False,
+        "saturated": True,
+        "user": "octollm",
+        "error": {"kind": "other", "message": "remaining connection slots are reserved"},
+    }
+    diagnosis = dbc.diagnose(
+        evidence(total=35, idle_in_tx=leaked, ping=refused, health_pg="error: remaining connection slots are reserved"),
+        SETTINGS,
+    )
+    # the refused logins are the leak's symptom: C holds, not B
+    assert holding(diagnosis) == {"C"}
+    found = {item["check"]: item for item in diagnosis["findings"]}
+    assert found["pg.connections"]["scenario"] == "C"
+    actions = dbc.plan(diagnosis, dict(SETTINGS, approve=True))
+    assert [(a["id"], a["status"]) for a in actions] == [
+        ("database_connections.C.terminate_leaked_batch_worker", "planned"),
+        ("database_connections.C.report_leak_batch_worker", "report"),
+    ]
+    assert actions[0]["change"]["params"] == {"application_name": "batch-worker", "older_than_s": 30}
+
+
+def test_few_or_young_idle_in_transaction_sessions_are_no_leak():
+    young = [{"pid": 1, "application_name": "orchestrator", "state_age_s": 2}]
+    two_old = [{"pid": i, "application_name": "w", "state_age_s": 40} for i in range(2)]
+    assert statuses(dbc.diagnose(evidence(idle_in_tx=young), SETTINGS))["pg.idle_in_transaction"] == "ok"
+    assert statuses(dbc.diagnose(evidence(idle_in_tx=two_old), SETTINGS))["pg.idle_in_transaction"] == "warning"
+
+
+def test_a_full_pool_without_leak_is_a_and_the_pool_grows_within_max_connections():
+    diagnosis = dbc.diagnose(evidence(pool={"in_use": 10, "max": 10, "leaked": 0}), SETTINGS)
+    assert holding(diagnosis) == {"A"}
+    action = dbc.plan(diagnosis, dict(SETTINGS, approve=True))[0]
+    assert action["id"] == "database_connections.A.raise_pool" and action["disruptive"]
+    keys = action["change"]["keys"]
+    assert keys == {"DB_POOL_SIZE": {"old": "5", "new": "10"}, "DB_POOL_MAX_OVERFLOW": {"old": "5", "new": "10"}}
+    # 40 - 5 reserved - 2 other clients - 5 headroom = 28 per replica: 20 fits
+    assert action["change"]["budget_per_replica"] == 28
+
+
+def test_the_pool_growth_is_bounded_and_reported_when_there_is_no_room():
+    ctx = {
+        "env": {"DB_POOL_SIZE": "10", "DB_POOL_MAX_OVERFLOW": "10"},
+        "replicas": 2,
+        "max_connections": 40,
+        "reserved": 5,
+        "total": 20,
+        "by_application": [{"application_name": "orchestrator", "count": 20}],
+    }
+    size, overflow, new_size, new_overflow, budget = dbc.pool_target(ctx, dbc._settings({}))
+    assert (size, overflow, budget) == (10, 10, 15)
+    assert new_size is None and new_overflow is None
+    ctx["replicas"] = 1
+    _, _, new_size, new_overflow, budget = dbc.pool_target(ctx, dbc._settings({}))
+    assert budget == 30 and new_size + new_overflow <= 30 and new_size + new_overflow > 20
+
+
+def test_a_pool_full_of_leaked_connections_is_a_leak():
+    diagnosis = dbc.diagnose(evidence(pool={"in_use": 10, "max": 10, "leaked": 10}), SETTINGS)
+    found = {item["check"]: item for item in diagnosis["findings"]}
+    assert found["app.pool"]["scenario"] == "C"
+    assert "A" not in holding(diagnosis)
+
+
+def test_a_partition_is_d_and_a_report():
+    diagnosis = dbc.diagnose(
+        evidence(health_pg='error: could not translate host name "postgres"', nc_ok=False), SETTINGS
+    )
+    assert holding(diagnosis) == {"D"}
+    actions = dbc.plan(diagnosis, SETTINGS)
+    assert [(a["id"], a["status"]) for a in actions] == [("database_connections.D.report_network", "report")]
+    assert actions[0]["change"]["dns_failure"] is True
+
+
+def test_wrong_credentials_are_unknown_auth_never_a_crash():
+    result = dbc.diagnose(evidence(pg_ok=False), SETTINGS)
+    found = {item["check"]: item for item in result["findings"]}
+    assert found["pg.up"]["status"] == "unknown" and found["pg.up"]["error"]["kind"] == "auth"
+    assert found["pg.connections"]["status"] == "unknown"
+    assert result["escalation"]["level"] == "L1"
+
+
+def test_prevention_plans_the_timeout_and_reports_missing_rules():
+    ev = evidence()
+    ev["prometheus"]["rules"]["names"] = ["PostgreSQLDown"]
+    result = dbc.prevention(ev, SETTINGS)
+    checks = {item["check"]: item["status"] for item in result["findings"]}
+    assert checks == {
+        "prevent.app.pool_limits": "ok",
+        "prevent.pg.idle_in_transaction_timeout": "problem",
+        "prevent.prometheus.connection_rule": "problem",
+        "prevent.prometheus.down_rule": "ok",
+    }
+    assert [(a["id"], a["status"], a["disruptive"]) for a in result["actions"]] == [
+        ("database_connections.prevent.idle_in_transaction_timeout", "planned", False),
+        ("database_connections.prevent.report_connection_rule", "report", False),
+    ]
+
+
+def test_the_filters_are_registered_and_take_plain_data():
+    filters = FilterModule().filters()
+    diagnosis = filters["database_connections_diagnosis"](copy.deepcopy(evidence()), SETTINGS)
+    assert filters["database_connections_plan"](diagnosis, SETTINGS) == []
+    assert filters["database_connections_prevention"](evidence(), SETTINGS)["findings"]
+
+
+def test_durations_parse():
+    assert dbc._seconds("5min") == 300 and dbc._seconds("0") == 0 and dbc._seconds("30s") == 30
+    assert dbc._seconds("60000") == 60
+
+
+def test_every_action_fits_octoctls_result_model():
+    from octoctl.models import Action
+
+    for scenario in ("A", "B", "C", "D"):
+        old = [{"pid": 1, "usename": "octollm", "application_name": "batch-worker", "state_age_s": 600}]
+        leak = [{"pid": 2, "usename": "octollm", "application_name": "batch-worker", "state_age_s": 600}] * 3
+        diagnosis = dbc.diagnose(evidence(oldest_idle=old, idle_in_tx=leak), SETTINGS)
+        for item in dbc.plan(diagnosis, dict(SETTINGS, scenario=scenario, approve=True, max_connections_target=80)):
+            Action.model_validate({k: v for k, v in item.items() if not k.startswith("_")})

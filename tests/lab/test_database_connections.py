@@ -1,0 +1,251 @@
+"""The database_connections role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
+runs), reading the RESULT from the playbook_on_stats event's artifact_data. Run under the lab lock:
+flock /tmp/octollm-lab.lock .venv/bin/python -m pytest tests/lab/test_database_connections.py"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from playbook_runs import REPO, assert_quiet, by_check, env_value, healthy_diagnosis_of, holds, pg_admin, run_procedure
+
+pytestmark = pytest.mark.lab
+
+PROCEDURE = "database_connections"
+# the lab's faults are seconds old when diagnosed: short thresholds (the defaults suit production)
+FAST = {"database_connections_idle_terminate_after_seconds": 3,
+        "database_connections_idle_in_transaction_max_seconds": 3}
+
+
+def run(tmp_path: Path, phase: str, **extravars: Any) -> dict[str, Any]:
+    return run_procedure(PROCEDURE, tmp_path, phase, **extravars)
+
+
+def sessions_of(lab: Any, application: str) -> int:
+    with pg_admin(lab) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application,))
+        return int(cur.fetchone()[0])
+
+
+def plan_of(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(a["id"], a["resource"], a["change"].get("sql"), a["disruptive"]) for a in actions]
+
+
+def snapshot(lab: Any) -> dict[str, Any]:
+    """What a diagnosis must not change: the env file, the containers, PostgreSQL settings, the app's sessions."""
+    with pg_admin(lab) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name, setting FROM pg_settings ORDER BY name")
+        settings = cur.fetchall()
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'orchestrator'")
+        pids = {row[0] for row in cur.fetchall()}
+    return {"env": (lab.state / "lab.env").read_text(), "containers": {c["Service"]: c["ID"] for c in lab.containers()},
+            "settings": settings, "pids": pids}
+
+
+@pytest.fixture(scope="module")
+def healthy_diagnosis(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One diagnosis of the healed lab, with what the lab looked like before and after it."""
+    return healthy_diagnosis_of(PROCEDURE, lab, tmp_path_factory.mktemp("healthy"), snapshot)
+
+
+def test_healthy_lab_has_no_database_finding(healthy_diagnosis: dict[str, Any]) -> None:
+    result = healthy_diagnosis["result"]
+    assert result["procedure"] == PROCEDURE and result["platform"] == "compose" and result["phase"] == "diagnose"
+    assert {f["check"] for f in result["findings"]} == {
+        "pg.up", "pg.app_login", "pg.connections", "pg.active_sessions", "pg.idle_in_transaction", "app.pool",
+        "app.connectivity"}
+    not_ok = {f["check"]: (f["status"], f["observed"]) for f in result["findings"] if f["status"] != "ok"}
+    assert not_ok == {}
+    assert result["escalation"]["level"] is None
+
+
+@pytest.mark.parametrize("scenario", ["A", "B", "C", "D"])
+def test_scenario_does_not_fire_on_a_healthy_lab(healthy_diagnosis: dict[str, Any], scenario: str) -> None:
+    assert_quiet(healthy_diagnosis["result"], scenario)
+
+
+def test_diagnosis_changes_nothing(healthy_diagnosis: dict[str, Any]) -> None:
+    before, after = healthy_diagnosis["before"], healthy_diagnosis["after"]
+    assert after["env"] == before["env"]
+    assert after["containers"] == before["containers"]
+    assert after["settings"] == before["settings"]
+    # the pool may open a connection meanwhile, but the diagnosis terminates none of the application's sessions
+    assert before["pids"] and before["pids"] <= after["pids"]
+
+
+def test_exhausted_pool_is_grown_within_max_connections(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    record = lab_faults.inject(healthy_lab, "db-pool-exhausted")
+    assert "503" in record["answers"], record  # the burst met the exhausted pool
+    # recreating the orchestrator is disruptive: without approval it waits and nothing changes; the resolve
+    # result carries the diagnosis made before any change
+    waiting = run(tmp_path, "resolve")
+    found = by_check(waiting["findings"])
+    pool = found["app.pool"]
+    assert pool["status"] == "problem" and pool["scenario"] == "A", pool
+    assert pool["evidence"]["pool_exhausted_log_lines"] >= 1 and pool["evidence"]["db_pool"]["leaked"] == 0
+    assert holds(waiting) == {"A": True, "B": False, "C": False, "D": False}
+    assert [(a["id"], a["status"], a["change"]["keys"]) for a in waiting["actions"]] == [
+        ("database_connections.A.raise_pool", "awaiting_approval",
+         {"DB_POOL_SIZE": {"old": "1", "new": "2"}, "DB_POOL_MAX_OVERFLOW": {"old": "0", "new": "0"}})]
+    assert waiting["escalation"]["level"] == "L1"
+    assert env_value(healthy_lab, "DB_POOL_SIZE") == "1"
+
+    fixed = run(tmp_path, "resolve", octollm_approve=True)
+    assert plan_of(waiting["actions"]) == plan_of(fixed["actions"])
+    assert fixed["actions"][0]["status"] == "applied", fixed["actions"][0]
+    assert env_value(healthy_lab, "DB_POOL_SIZE") == "2"
+    assert fixed["verification"]["healthy"] is True
+    assert by_check(fixed["verification"]["findings"])["app.pool"]["evidence"]["db_pool"]["max"] == 2
+    assert fixed["escalation"]["level"] is None
+    again = run(tmp_path, "resolve", octollm_approve=True)
+    assert again["actions"] == [] and again["verification"]["healthy"] is True
+
+
+def test_exhausted_connections_are_found_refused_without_approval_and_fixed(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    lab_faults.inject(healthy_lab, "pg-connections", "idle")
+    time.sleep(4)
+    # terminating sessions is disruptive: without approval it waits, and nothing is terminated; the resolve
+    # result carries the diagnosis made before any change
+    held = sessions_of(healthy_lab, "batch-worker")
+    waiting = run(tmp_path, "resolve", **FAST)
+    found = by_check(waiting["findings"])
+    # the admin user still gets in (reserved slots) while the application user is refused
+    assert found["pg.up"]["status"] == "ok"
+    assert found["pg.connections"]["status"] == "problem" and found["pg.connections"]["scenario"] == "B"
+    assert found["pg.connections"]["evidence"]["usage_ratio"] >= 0.8
+    assert found["pg.app_login"]["status"] == "problem"
+    assert holds(waiting) == {"A": False, "B": True, "C": False, "D": False}
+    assert [(a["id"], a["status"]) for a in waiting["actions"]] == [
+        ("database_connections.B.terminate_idle", "awaiting_approval")]
+    assert waiting["escalation"]["level"] == "L1"
+    assert sessions_of(healthy_lab, "batch-worker") == held
+
+    # a dry run lists exactly what the real run then does (the SQL and its parameters)
+    dry = run(tmp_path, "resolve", octollm_dry_run=True, octollm_approve=True, **FAST)
+    assert [a["status"] for a in dry["actions"]] == ["planned"]
+    assert dry["actions"][0]["change"]["by_application"]["batch-worker"] == held
+    assert sessions_of(healthy_lab, "batch-worker") == held
+    fixed = run(tmp_path, "resolve", octollm_approve=True, **FAST)
+    assert plan_of(dry["actions"]) == plan_of(fixed["actions"])
+    assert dry["actions"][0]["change"]["params"] == fixed["actions"][0]["change"]["params"]
+    action = fixed["actions"][0]
+    assert action["status"] == "applied" and action["change"]["rows_terminated"] >= held
+    assert fixed["verification"]["healthy"] is True
+    assert by_check(fixed["verification"]["findings"])["pg.connections"]["status"] == "ok"
+    assert fixed["escalation"]["level"] is None
+    assert sessions_of(healthy_lab, "batch-worker") == 0
+
+    # idempotence: nothing left to do
+    again = run(tmp_path, "resolve", octollm_approve=True, **FAST)
+    assert again["actions"] == [] and again["verification"]["healthy"] is True
+
+
+def test_leak_is_terminated_and_reported_for_a_human(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    lab_faults.inject(healthy_lab, "pg-connections", "idle-in-transaction")
+    time.sleep(4)
+    fixed = run(tmp_path, "resolve", octollm_approve=True, **FAST)
+    found = by_check(fixed["findings"])  # the diagnosis before the fix
+    leak = found["pg.idle_in_transaction"]
+    assert leak["status"] == "problem" and leak["scenario"] == "C"
+    assert leak["evidence"]["by_application"][0]["application_name"] == "batch-worker"
+    # the usage is explained by the leak: C holds, not B
+    assert found["pg.connections"]["scenario"] == "C"
+    assert holds(fixed) == {"A": False, "B": False, "C": True, "D": False}
+
+    statuses = {a["id"]: a["status"] for a in fixed["actions"]}
+    assert statuses == {"database_connections.C.terminate_leaked_batch_worker": "applied",
+                        "database_connections.C.report_leak_batch_worker": "report"}
+    assert sessions_of(healthy_lab, "batch-worker") == 0
+    assert fixed["verification"]["healthy"] is True
+    # the code must be fixed by a human: the level of the procedure (octoctl exit 1)
+    assert fixed["escalation"]["level"] == "L1"
+    assert "batch-worker" in fixed["escalation"]["reason"]
+
+    again = run(tmp_path, "resolve", octollm_approve=True, **FAST)
+    assert again["actions"] == [] and again["verification"]["healthy"] is True
+
+
+def test_partition_is_reported_with_the_human_step(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    lab_faults.inject(healthy_lab, "pg-partition")
+    # host networking has no Compose network to recreate: D ends as a report (L1) with what a human checks
+    result = run(tmp_path, "resolve", octollm_approve=True)
+    found = by_check(result["findings"])
+    assert found["pg.up"]["status"] == "ok"
+    link = found["app.connectivity"]
+    assert link["status"] == "problem" and link["scenario"] == "D", link
+    assert "refused" in (link["evidence"]["health_postgres"] or "")
+    assert holds(result) == {"A": False, "B": False, "C": False, "D": True}
+    assert [(a["id"], a["status"]) for a in result["actions"]] == [("database_connections.D.report_network", "report")]
+    assert "firewall" in result["actions"][0]["outcome"]
+    assert result["escalation"]["level"] == "L1"
+
+
+def test_wrong_password_is_an_auth_unknown_and_exit_3(lab: Any, tmp_path: Path) -> None:
+    wrong = {"host": "127.0.0.1", "port": 5432, "database": "octollm", "user": "octollm", "password": "wrong",
+             "admin_user": "postgres", "admin_password": "wrong"}
+    # octoctl on an inventory whose host vars carry the wrong password: a finding, exit status 3, no crash
+    inventory = tmp_path / "inventory"
+    (inventory / "host_vars").mkdir(parents=True)
+    (inventory / "group_vars").mkdir()
+    (inventory / "hosts.yml").write_text((REPO / "inventory" / "lab" / "hosts.yml").read_text())
+    (inventory / "group_vars" / "octollm.yml").write_text(
+        (REPO / "inventory" / "lab" / "group_vars" / "octollm.yml").read_text().replace(
+            "{{ inventory_dir }}/../../lab", str(REPO / "lab")))
+    (inventory / "host_vars" / "lab.yml").write_text(yaml.safe_dump({"octollm_postgres": wrong}))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               OCTOCTL_STATE_DIR=str(tmp_path / "octoctl-state"))
+    proc = subprocess.run([sys.executable, "-m", "octoctl", "diagnose", "database_connections", "-i", str(inventory),
+                           "--format", "json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    result = report["targets"][0]["procedures"][0]
+    found = by_check(result["findings"])
+    assert found["pg.up"]["status"] == "unknown"
+    assert found["pg.up"]["error"]["kind"] == "auth"
+    assert "wrong" not in found["pg.up"]["error"]["message"]
+    assert found["pg.app_login"]["error"]["kind"] == "auth"
+
+
+def test_prevent_sets_the_idle_in_transaction_timeout(healthy_lab: Any, tmp_path: Path) -> None:
+    dry = run(tmp_path, "prevent", octollm_dry_run=True)
+    checks = {f["check"]: f["status"] for f in dry["prevention"]["findings"]}
+    assert checks["prevent.app.pool_limits"] == "ok"
+    assert checks["prevent.prometheus.connection_rule"] == "ok"
+    assert checks["prevent.prometheus.down_rule"] == "ok"
+    with pg_admin(healthy_lab) as conn, conn.cursor() as cur:
+        cur.execute("SHOW idle_in_transaction_session_timeout")
+        before = cur.fetchone()[0]
+    if before != "0":
+        pytest.skip(f"the lab already has idle_in_transaction_session_timeout = {before}")
+    assert checks["prevent.pg.idle_in_transaction_timeout"] == "problem"
+    planned = [(a["id"], a["status"], a["change"]["new"]) for a in dry["prevention"]["actions"]]
+    assert planned == [("database_connections.prevent.idle_in_transaction_timeout", "planned", "5min")]
+    try:
+        applied = run(tmp_path, "prevent")
+        action = applied["prevention"]["actions"][0]
+        assert action["status"] == "applied", action
+        assert {f["check"]: f["status"] for f in applied["prevention"]["findings"]}[
+            "prevent.pg.idle_in_transaction_timeout"] == "ok"
+        with pg_admin(healthy_lab) as conn, conn.cursor() as cur:
+            cur.execute("SHOW idle_in_transaction_session_timeout")
+            assert cur.fetchone()[0] == "5min"
+        assert run(tmp_path, "prevent")["prevention"]["actions"] == []
+    finally:
+        with pg_admin(healthy_lab) as conn, conn.cursor() as cur:
+            cur.execute("ALTER SYSTEM RESET idle_in_transaction_session_timeout")
+            cur.execute("SELECT pg_reload_conf()")
