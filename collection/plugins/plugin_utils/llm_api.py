@@ -1,0 +1,721 @@
+# -*- coding: utf-8 -*-
+# Copyright: OctoLLM operations
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Judgement of the seed's "LLM API Failures": findings, scenarios, plan and prevention checks.
+
+Input is the evidence of ``stack_evidence`` (kinds ``prometheus``, ``http`` and ``containers`` with the
+orchestrator's log tail and two ``docker exec`` probes: its LLM settings and the status the provider gives its
+key) and the role's settings. The key itself is never part of the evidence: the key probe returns a status code.
+
+- A  rate limiting (429): lower the client's concurrency and request rate (lab.env) under the provider's advertised
+     limit (its rate-limit headers, as the orchestrator logs them) and recreate the orchestrator.
+- B  provider unavailable (503, refused): enable the configured fallback provider and recreate.
+- C  timeouts: raise the read timeout within bounds and recreate.
+- D  authentication (401/403): rotate the key from the operator's source into the deployment's secret and
+     recreate; revoking the old key stays with a human.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
+    evidence_kind,
+    exec_probes,
+    gated,
+    merged_settings,
+    number,
+    rule_loaded,
+    scenario_table,
+)
+from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
+    action,
+    escalation,
+    finding,
+    unknown,
+)
+
+PROCEDURE = "llm_api"
+
+Q_RATIO = "llm_api_error_ratio"
+Q_CALLS = "llm_api_calls_per_s"
+Q_BY_CODE = "llm_api_errors_by_code"
+Q_BY_PROVIDER = "llm_api_calls_per_min_by_provider"
+Q_TOKENS = "llm_api_tokens_by_provider"
+Q_CIRCUIT = "llm_api_circuit_state"
+Q_AGE = "llm_api_client_age_s"
+
+PROBE_PRIMARY = "llm_api_primary_models"
+PROBE_FALLBACK = "llm_api_fallback_models"
+EXEC_SETTINGS = "llm_api_settings"
+EXEC_KEY = "llm_api_key_check"
+
+# log pattern names (counted by the containers collector over the orchestrator's tail)
+LOG_PATTERNS = {
+    "llm_api_429": r"llm error status=429",
+    "llm_api_503": r"llm error status=(503|connection_error)",
+    "llm_api_timeout": r"llm timeout",
+    "llm_api_auth": r"llm auth error",
+}
+
+SCENARIOS = {
+    "A": "Rate limiting (429 errors)",
+    "B": "Service unavailable (503 errors)",
+    "C": "Timeout errors",
+    "D": "Authentication errors",
+}
+CHECK_SCENARIO = {
+    "llm.rate_limit": "A",
+    "llm.provider_available": "B",
+    "llm.timeouts": "C",
+    "llm.api_key": "D",
+}
+CODE_SCENARIO = {
+    "429": "A",
+    "503": "B",
+    "502": "B",
+    "500": "B",
+    "connection_error": "B",
+    "timeout": "C",
+    "401": "D",
+    "403": "D",
+}
+SETTINGS_NAMES = (
+    "LLM_API_URL",
+    "LLM_MAX_CONCURRENCY",
+    "LLM_RATE_PER_MINUTE",
+    "LLM_READ_TIMEOUT",
+    "LLM_FALLBACK_ENABLED",
+    "LLM_FALLBACK_URL",
+    "LLM_CIRCUIT_FAILURES",
+    "LLM_CIRCUIT_RESET_SECONDS",
+    "LLM_MAX_RETRIES",
+)
+# the limit the provider advertises when it enforces none (llm_provider.py NOMINAL_LIMIT): not a real quota
+PROVIDER_NOMINAL_LIMIT = 10000
+# the client's defaults (lab/app/octollm_lab/llm_client.py) when a variable is not set
+CLIENT_DEFAULTS = {
+    "LLM_MAX_CONCURRENCY": "8",
+    "LLM_RATE_PER_MINUTE": "600",
+    "LLM_READ_TIMEOUT": "30",
+    "LLM_FALLBACK_ENABLED": "false",
+    "LLM_CIRCUIT_FAILURES": "5",
+    "LLM_CIRCUIT_RESET_SECONDS": "30",
+}
+
+DEFAULTS = {
+    "window": "1m",
+    "error_ratio_max": 0.1,
+    "min_calls_per_s": 0.02,
+    "code_min_per_s": 0.02,
+    "log_min_lines": 3,
+    "service": "orchestrator",
+    "env_file": None,
+    "secrets_file": None,
+    "key_file": None,
+    "reduce_factor": 0.5,
+    "rate_headroom": 0.5,
+    "min_concurrency": 1,
+    "min_rate_per_minute": 6,
+    "read_timeout_target": 60,
+    "read_timeout_max": 120,
+    "new_key_source": None,
+    "error_rule": "HighLLMAPIErrorRate",
+    "escalation_level": "L1",
+    "allow_disruptive": False,
+}
+
+
+def _settings(settings):
+    return merged_settings(DEFAULTS, settings)
+
+
+def _truthy(value):
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_env(text):
+    """``NAME=value`` lines (only the names of SETTINGS_NAMES; anything else, secrets above all, is dropped)."""
+    found = {}
+    for line in (text or "").splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name in SETTINGS_NAMES:
+            found[name] = value.strip()
+    return found
+
+
+_KV = re.compile(r"(\w+)=(\S+)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def window_seconds(window):
+    """A Prometheus duration ("30s", "1m", "2h") in seconds, or None."""
+    match = re.match(r"^\s*(\d+)\s*([smh])\s*$", str(window or ""))
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else None
+
+
+def last_rate_limit(lines):
+    """The newest "rate limit remaining=.. reset=.. limit=.." line of the orchestrator, parsed."""
+    for line in reversed(lines or []):
+        if " rate limit " in (" " + line + " ") and "remaining=" in line:
+            fields = dict(_KV.findall(line))
+            return {key: fields.get(key) for key in ("remaining", "limit", "reset", "provider")}
+    return None
+
+
+class Facts:
+    def __init__(self, evidence, settings):
+        self.s = settings
+        self.prom, self.prom_error = evidence_kind(evidence, "prometheus")
+        self.http, self.http_error = evidence_kind(evidence, "http")
+        self.containers, self.containers_error = evidence_kind(evidence, "containers")
+        queries = (self.prom or {}).get("queries") or {}
+        self.queries = queries
+        self.ratio = number((queries.get(Q_RATIO) or {}).get("value"))
+        self.calls_per_s = number((queries.get(Q_CALLS) or {}).get("value"))
+        self.by_code = {}
+        for series in (queries.get(Q_BY_CODE) or {}).get("series") or []:
+            code = (series.get("labels") or {}).get("code", "?")
+            self.by_code[code] = round((number(series.get("value")) or 0.0), 4)
+        self.per_provider = {
+            (series.get("labels") or {}).get("provider", "?"): round(number(series.get("value")) or 0.0, 2)
+            for series in (queries.get(Q_BY_PROVIDER) or {}).get("series") or []
+        }
+        self.tokens = {
+            (series.get("labels") or {}).get("provider", "?"): number(series.get("value"))
+            for series in (queries.get(Q_TOKENS) or {}).get("series") or []
+        }
+        self.circuit = {
+            (series.get("labels") or {}).get("provider", "?"): number(series.get("value"))
+            for series in (queries.get(Q_CIRCUIT) or {}).get("series") or []
+        }
+        self.rules = (self.prom or {}).get("rules") or {}
+        # how long the client's process has run: younger than the window, the window still counts its predecessor
+        self.client_age = number((queries.get(Q_AGE) or {}).get("value"))
+        span = window_seconds(settings["window"])
+        self.fresh = self.client_age is not None and span is not None and self.client_age < span
+        probes = (self.http or {}).get("probes") or {}
+        self.primary = probes.get(PROBE_PRIMARY)
+        self.fallback = probes.get(PROBE_FALLBACK)
+        service = settings["service"]
+        logs = ((self.containers or {}).get("logs") or {}).get(service) or {}
+        self.logs = logs
+        self.log_counts = logs.get("pattern_counts") or {}
+        self.log_lines = logs.get("lines") or []
+        execs = exec_probes(self.containers)
+        self.exec_settings = execs.get(EXEC_SETTINGS)
+        self.exec_key = execs.get(EXEC_KEY)
+        self.live = None
+        if self.exec_settings and self.exec_settings.get("exit_code") in (0, 1):
+            self.live = dict(CLIENT_DEFAULTS)
+            self.live.update(parse_env(self.exec_settings.get("output")))
+        self.key_status = None
+        if self.exec_key and self.exec_key.get("ok"):
+            output = str(self.exec_key.get("output") or "").strip()
+            self.key_status = output[-3:] if output[-3:].isdigit() else None
+
+    def code_rate(self, *codes):
+        return round(sum(self.by_code.get(code, 0.0) for code in codes), 4)
+
+    def log_count(self, name):
+        return int(self.log_counts.get(name, 0) or 0)
+
+    def setting(self, name):
+        return (self.live or {}).get(name)
+
+
+def _signal(f, codes, log_name, scenario, recovering):
+    """(holds, evidence): errors of these codes in the Prometheus window or in the orchestrator's log."""
+    s = f.s
+    rate = f.code_rate(*codes)
+    lines = f.log_count(log_name)
+    evidence = {"errors_per_s": rate, "log_lines": lines, "window": s["window"]}
+    in_prom = rate >= s["code_min_per_s"]
+    in_logs = lines >= s["log_min_lines"]
+    if scenario in recovering or f.fresh:
+        # the window still counts the errors from before the fix (or the client's restart); the new container's
+        # log is what counts now
+        evidence["note"] = (
+            "recovering: scenario %s was fixed; judged on the new container's log" % scenario
+            if scenario in recovering
+            else "the client started %ss ago, within the window: judged on its log" % int(f.client_age)
+        )
+        return in_logs, evidence, in_prom
+    return in_prom or in_logs, evidence, False
+
+
+def check_error_rate(f):
+    s = f.s
+    title = "LLM API error rate is at most %.0f%%" % (100 * s["error_ratio_max"])
+    expected = "<= %s" % s["error_ratio_max"]
+    if f.prom is None:
+        return unknown("llm.error_rate", title, expected, f.prom_error)
+    evidence = {"calls_per_s": f.calls_per_s, "errors_by_code_per_s": f.by_code, "window": s["window"]}
+    if f.calls_per_s is None or f.calls_per_s < s["min_calls_per_s"]:
+        evidence["note"] = "too few LLM calls to judge an error rate"
+        return finding("llm.error_rate", title, "ok", "no traffic", expected, evidence)
+    ratio = round(f.ratio or 0.0, 4)
+    if ratio <= s["error_ratio_max"]:
+        return finding("llm.error_rate", title, "ok", ratio, expected, evidence)
+    worst = max(f.by_code.items(), key=lambda item: item[1])[0] if f.by_code else None
+    return finding("llm.error_rate", title, "problem", ratio, expected, evidence, CODE_SCENARIO.get(worst))
+
+
+def check_rate_limit(f, recovering):
+    title = "The provider does not rate-limit the client (no 429)"
+    expected = "no 429 answers"
+    if f.prom is None and f.containers is None:
+        return unknown("llm.rate_limit", title, expected, f.prom_error, "A")
+    holds, evidence, stale = _signal(f, ("429",), "llm_api_429", "A", recovering)
+    evidence.update(
+        headers=last_rate_limit(f.log_lines),
+        calls_per_min_by_provider=f.per_provider,
+        client={
+            "LLM_MAX_CONCURRENCY": f.setting("LLM_MAX_CONCURRENCY"),
+            "LLM_RATE_PER_MINUTE": f.setting("LLM_RATE_PER_MINUTE"),
+        },
+    )
+    if holds:
+        return finding(
+            "llm.rate_limit",
+            title,
+            "problem",
+            "%s 429/s, %s log lines" % (evidence["errors_per_s"], evidence["log_lines"]),
+            expected,
+            evidence,
+            "A",
+        )
+    if stale:
+        return finding("llm.rate_limit", title, "warning", "recovering", expected, evidence, "A")
+    return finding("llm.rate_limit", title, "ok", "no 429", expected, evidence)
+
+
+def check_provider(f, recovering):
+    title = "The LLM provider answers (or the fallback serves)"
+    expected = "primary /v1/models answers, no 503"
+    primary = f.primary or {}
+    if f.http is None:
+        return unknown("llm.provider_available", title, expected, f.http_error, "B")
+    status = primary.get("status")
+    error_kind = (primary.get("error") or {}).get("kind")
+    evidence = {
+        "primary": {"status": status, "elapsed_ms": primary.get("elapsed_ms"), "error": error_kind},
+        "fallback": {
+            "status": (f.fallback or {}).get("status"),
+            "enabled": f.setting("LLM_FALLBACK_ENABLED"),
+            "url": f.setting("LLM_FALLBACK_URL"),
+        },
+        "errors_per_s": f.code_rate("503", "502", "500", "connection_error"),
+        "log_lines": f.log_count("llm_api_503"),
+        "circuit_state": f.circuit,
+    }
+    down = status in (500, 502, 503, 504) or error_kind in ("unreachable", "timeout")
+    if not down:
+        holds, _ignored, _stale = _signal(f, ("503", "502", "500", "connection_error"), "llm_api_503", "B", ())
+        down = holds and "B" not in recovering
+    if not down:
+        return finding("llm.provider_available", title, "ok", status, expected, evidence)
+    observed = "primary %s" % (status or error_kind)
+    fallback_ok = (f.fallback or {}).get("ok") and _truthy(f.setting("LLM_FALLBACK_ENABLED"))
+    if fallback_ok:
+        evidence["note"] = "the primary is down; the enabled fallback provider serves"
+        return finding(
+            "llm.provider_available", title, "warning", observed + ", fallback serving", expected, evidence, "B"
+        )
+    return finding("llm.provider_available", title, "problem", observed, expected, evidence, "B")
+
+
+def check_timeouts(f, recovering):
+    title = "LLM calls finish within the read timeout"
+    expected = "no timeouts"
+    if f.prom is None and f.containers is None:
+        return unknown("llm.timeouts", title, expected, f.prom_error, "C")
+    holds, evidence, stale = _signal(f, ("timeout",), "llm_api_timeout", "C", recovering)
+    evidence["read_timeout"] = f.setting("LLM_READ_TIMEOUT")
+    if holds:
+        return finding(
+            "llm.timeouts",
+            title,
+            "problem",
+            "%s timeouts/s, %s log lines" % (evidence["errors_per_s"], evidence["log_lines"]),
+            expected,
+            evidence,
+            "C",
+        )
+    if stale:
+        return finding("llm.timeouts", title, "warning", "recovering", expected, evidence, "C")
+    return finding("llm.timeouts", title, "ok", "no timeouts", expected, evidence)
+
+
+def check_api_key(f, recovering):
+    title = "The deployment's API key is valid at the provider (/v1/models)"
+    expected = "200 (key accepted)"
+    if f.exec_key is None or (not f.exec_key.get("ok") and f.key_status is None):
+        error = (f.exec_key or {}).get("error") or f.containers_error or {"kind": "other", "message": "no probe"}
+        return unknown("llm.api_key", title, expected, error, "D")
+    holds, evidence, stale = _signal(f, ("401", "403"), "llm_api_auth", "D", recovering)
+    evidence.update(deployment_key_status=f.key_status, inventory_key_status=(f.primary or {}).get("status"))
+    if f.key_status in ("401", "403"):
+        return finding(
+            "llm.api_key",
+            title,
+            "problem",
+            "provider answers %s to the deployment's key" % f.key_status,
+            expected,
+            evidence,
+            "D",
+        )
+    if f.key_status == "200" and stale:
+        return finding("llm.api_key", title, "ok", "200", expected, evidence)
+    if holds and f.key_status != "200":
+        return finding("llm.api_key", title, "problem", "auth errors in the log", expected, evidence, "D")
+    if f.key_status != "200":
+        evidence["note"] = "the provider did not answer the key check with 200; see llm.provider_available"
+    return finding("llm.api_key", title, "ok", f.key_status, expected, evidence)
+
+
+def check_request_rate(f):
+    title = "Current LLM request rate (per provider) and the client's limit"
+    expected = "below LLM_RATE_PER_MINUTE"
+    if f.prom is None:
+        return unknown("llm.request_rate", title, expected, f.prom_error)
+    limit = number(f.setting("LLM_RATE_PER_MINUTE"))
+    total = round(sum(f.per_provider.values()), 2)
+    evidence = {"calls_per_min_by_provider": f.per_provider, "client_rate_per_minute": limit}
+    return finding("llm.request_rate", title, "ok", "%s calls/min" % total, expected, evidence)
+
+
+def diagnose(evidence, settings=None, previous=None, recovering=()):
+    """``{findings, scenarios, escalation, context}``; ``context`` feeds the plan and is never reported."""
+    s = _settings(settings)
+    f = Facts(evidence, s)
+    recovering = tuple(recovering or ())
+    checks = [
+        check_rate_limit(f, recovering),
+        check_provider(f, recovering),
+        check_timeouts(f, recovering),
+        check_api_key(f, recovering),
+        check_request_rate(f),
+    ]
+    rate = check_error_rate(f)
+    if rate["status"] != "ok":
+        explained = [c for c in checks if c["status"] in ("problem", "warning") and c["scenario"]]
+        if explained:
+            rate["scenario"] = explained[0]["scenario"]
+        if (recovering or f.fresh) and not any(c["status"] == "problem" for c in checks):
+            rate["status"] = "warning"
+            rate["evidence"]["note"] = (
+                "recovering: scenario(s) %s fixed; the window still counts the errors from before the fix"
+                % ", ".join(recovering)
+                if recovering
+                else "the client restarted within the window; its log shows no error of any scenario"
+            )
+    findings = [rate] + checks
+    scenarios = scenario_table(SCENARIOS, checks, CHECK_SCENARIO)
+    context = {
+        "live": f.live,
+        "fallback_ok": bool((f.fallback or {}).get("ok")),
+        "key_status": f.key_status,
+        "rate_limit": last_rate_limit(f.log_lines),
+    }
+    return {
+        "findings": findings,
+        "scenarios": scenarios,
+        "escalation": escalation(findings, s["escalation_level"], phase="diagnose"),
+        "context": context,
+    }
+
+
+def _env_action(s, action_id, scenario, title, changes, why):
+    files = s["env_file"] or "lab.env"
+    return action(
+        action_id,
+        scenario,
+        title,
+        "%s:%s" % (files, ",".join(sorted(changes))),
+        {"file": files, "settings": changes, "container": s["service"], "op": "recreate"},
+        "planned",
+        "%s; set %s in %s and recreate %s"
+        % (
+            why,
+            ", ".join("%s %s -> %s" % (k, v["old"], v["new"]) for k, v in sorted(changes.items())),
+            files,
+            s["service"],
+        ),
+        disruptive=True,
+        apply="set_env",
+    )
+
+
+def plan(diagnosis, settings=None):
+    """The actions for the scenarios that hold (or the forced ``scenario``), gated by approval."""
+    s = _settings(settings)
+    ctx = diagnosis.get("context") or {}
+    live = ctx.get("live") or {}
+    forced = s.get("scenario") or None
+    holding = {item["id"] for item in diagnosis.get("scenarios") or [] if item.get("holds")}
+    selected = [sid for sid in ("D", "B", "A", "C") if (sid == forced if forced else sid in holding)]
+    actions = []
+    if selected and not live:
+        actions.append(
+            action(
+                "llm_api.settings_unknown",
+                selected[0],
+                "read the orchestrator's LLM settings",
+                "%s:env" % s["service"],
+                {},
+                "report",
+                "L1: the orchestrator's settings could not be read (is it running?); fix by hand",
+            )
+        )
+        selected = []
+    for sid in selected:
+        if sid == "A":
+            concurrency = int(number(live.get("LLM_MAX_CONCURRENCY")) or 8)
+            rate = int(number(live.get("LLM_RATE_PER_MINUTE")) or 600)
+            new_c = max(int(s["min_concurrency"]), int(concurrency * s["reduce_factor"]))
+            new_r = int(rate * s["reduce_factor"])
+            provider_limit = number((ctx.get("rate_limit") or {}).get("limit"))
+            if provider_limit and provider_limit < PROVIDER_NOMINAL_LIMIT:
+                # the provider's own limit (x-ratelimit-limit-requests, per minute): stay well under it
+                new_r = min(new_r, int(provider_limit * s["rate_headroom"]))
+            new_r = max(int(s["min_rate_per_minute"]), min(new_r, rate))
+            if (new_c, new_r) == (concurrency, rate):
+                actions.append(
+                    action(
+                        "llm_api.A.report_quota",
+                        "A",
+                        "report the provider's rate limit",
+                        "provider:quota",
+                        {},
+                        "report",
+                        "L1: the client is at its lowest limits and still rate-limited: raise the "
+                        "quota with the provider",
+                    )
+                )
+                continue
+            actions.append(
+                _env_action(
+                    s,
+                    "llm_api.A.lower_rate",
+                    "A",
+                    "lower LLM concurrency and request rate",
+                    {
+                        "LLM_MAX_CONCURRENCY": {"old": str(concurrency), "new": str(new_c)},
+                        "LLM_RATE_PER_MINUTE": {"old": str(rate), "new": str(new_r)},
+                    },
+                    "the provider answers 429 (its limit: %s requests/min)"
+                    % ((ctx.get("rate_limit") or {}).get("limit") or "unknown"),
+                )
+            )
+        elif sid == "B":
+            url = live.get("LLM_FALLBACK_URL") or ""
+            if _truthy(live.get("LLM_FALLBACK_ENABLED")):
+                actions.append(
+                    action(
+                        "llm_api.B.report_outage",
+                        "B",
+                        "report the provider outage",
+                        "provider:primary",
+                        {},
+                        "report",
+                        "L1: the fallback is already enabled; follow the provider's status page",
+                    )
+                )
+            elif not url or not ctx.get("fallback_ok"):
+                actions.append(
+                    action(
+                        "llm_api.B.report_no_fallback",
+                        "B",
+                        "report: no usable fallback provider",
+                        "provider:fallback",
+                        {"fallback_url": url or None},
+                        "report",
+                        "L1: the primary is down and no configured fallback answers; configure "
+                        "LLM_FALLBACK_URL or wait for the provider",
+                    )
+                )
+            else:
+                actions.append(
+                    _env_action(
+                        s,
+                        "llm_api.B.enable_fallback",
+                        "B",
+                        "switch to the fallback provider",
+                        {
+                            "LLM_FALLBACK_ENABLED": {"old": live.get("LLM_FALLBACK_ENABLED") or "false", "new": "true"},
+                        },
+                        "the primary provider is unavailable; the fallback %s answers" % url,
+                    )
+                )
+        elif sid == "C":
+            current = number(live.get("LLM_READ_TIMEOUT")) or 30.0
+            new = min(float(s["read_timeout_max"]), max(current * 2, float(s["read_timeout_target"])))
+            if new <= current:
+                actions.append(
+                    action(
+                        "llm_api.C.report_timeouts",
+                        "C",
+                        "report timeouts at the bound",
+                        "provider:latency",
+                        {"read_timeout": current},
+                        "report",
+                        "L1: the read timeout is at its bound (%ss): stream responses or ask the "
+                        "provider" % s["read_timeout_max"],
+                    )
+                )
+                continue
+            actions.append(
+                _env_action(
+                    s,
+                    "llm_api.C.raise_read_timeout",
+                    "C",
+                    "raise the LLM read timeout",
+                    {
+                        "LLM_READ_TIMEOUT": {"old": "%g" % current, "new": "%g" % new},
+                    },
+                    "LLM calls time out",
+                )
+            )
+        elif sid == "D":
+            source = s.get("new_key_source")
+            if not source:
+                actions.append(
+                    action(
+                        "llm_api.D.report_need_key",
+                        "D",
+                        "report: a new API key is needed",
+                        "secret:OPENAI_API_KEY",
+                        {},
+                        "report",
+                        "L1: the provider refuses the key; put a new key in a file or environment "
+                        "variable and name it with llm_api_new_key_file / llm_api_new_key_env",
+                    )
+                )
+                continue
+            files = s["secrets_file"] or "secrets.env"
+            actions.append(
+                action(
+                    "llm_api.D.rotate_key",
+                    "D",
+                    "rotate the LLM API key",
+                    "%s:OPENAI_API_KEY" % files,
+                    {
+                        "file": files,
+                        "key": "OPENAI_API_KEY",
+                        "old": "(current key, refused; not shown)",
+                        "new": "(new key from %s; not shown)" % source,
+                        "also": s["key_file"],
+                        "container": s["service"],
+                        "op": "recreate",
+                    },
+                    "planned",
+                    "check the new key at the provider, write it to %s%s and recreate %s"
+                    % (files, " and %s" % s["key_file"] if s["key_file"] else "", s["service"]),
+                    disruptive=True,
+                    apply="rotate_key",
+                )
+            )
+            actions.append(
+                action(
+                    "llm_api.D.revoke_old_key",
+                    "D",
+                    "revoke the old API key",
+                    "provider:old-key",
+                    {},
+                    "report",
+                    "L1: revoke the old key in the provider's console and check where else it was used",
+                )
+            )
+    return gated(actions, s)
+
+
+def prevention(evidence, settings=None):
+    """Prevention checks from the live system: the orchestrator's settings, metrics, rules, the fallback."""
+    s = _settings(settings)
+    f = Facts(evidence, s)
+    findings = []
+    live = f.live
+    settings_error = (f.exec_settings or {}).get("error") or f.containers_error
+    if live is None:
+        findings.append(unknown("prevent.llm.rate_limits", "Client rate limits are set", "> 0", settings_error))
+    else:
+        limits = {name: live.get(name) for name in ("LLM_MAX_CONCURRENCY", "LLM_RATE_PER_MINUTE")}
+        good = all((number(value) or 0) > 0 for value in limits.values())
+        findings.append(
+            finding(
+                "prevent.llm.rate_limits",
+                "Client rate limits are set",
+                "ok" if good else "warning",
+                limits,
+                "LLM_MAX_CONCURRENCY > 0, LLM_RATE_PER_MINUTE > 0",
+                {"live": limits},
+            )
+        )
+        fallback = {
+            "LLM_FALLBACK_URL": live.get("LLM_FALLBACK_URL"),
+            "LLM_FALLBACK_ENABLED": live.get("LLM_FALLBACK_ENABLED"),
+            "fallback_status": (f.fallback or {}).get("status"),
+        }
+        good = bool(live.get("LLM_FALLBACK_URL")) and bool((f.fallback or {}).get("ok"))
+        findings.append(
+            finding(
+                "prevent.llm.fallback",
+                "A fallback provider is configured and answers",
+                "ok" if good else "warning",
+                fallback,
+                "LLM_FALLBACK_URL set, its /v1/models 200",
+                {"note": "scenario B switches to it (LLM_FALLBACK_ENABLED)"},
+            )
+        )
+    breaker = {
+        "LLM_CIRCUIT_FAILURES": (live or {}).get("LLM_CIRCUIT_FAILURES"),
+        "LLM_CIRCUIT_RESET_SECONDS": (live or {}).get("LLM_CIRCUIT_RESET_SECONDS"),
+        "llm_circuit_state": f.circuit,
+    }
+    if f.prom is None:
+        findings.append(
+            unknown("prevent.llm.circuit_breaker", "Circuit breaker active", "llm_circuit_state", f.prom_error)
+        )
+        findings.append(
+            unknown("prevent.llm.cost_tracking", "Cost tracking exported", "llm_tokens_total", f.prom_error)
+        )
+    else:
+        findings.append(
+            finding(
+                "prevent.llm.circuit_breaker",
+                "Circuit breaker active (llm_circuit_state exported)",
+                "ok" if f.circuit else "warning",
+                breaker,
+                "llm_circuit_state per provider",
+                {"live": breaker},
+            )
+        )
+        cost = {"tokens_by_provider": f.tokens, "calls_per_min_by_provider": f.per_provider}
+        findings.append(
+            finding(
+                "prevent.llm.cost_tracking",
+                "Cost tracking exported (llm_tokens_total and calls per provider)",
+                "ok" if f.tokens and f.per_provider else "warning",
+                sorted(f.tokens),
+                "llm_tokens_total and llm_api_calls_total by provider",
+                cost,
+            )
+        )
+    findings.append(rule_loaded("prevent.prometheus.llm_error_rule", s["error_rule"], f.prom, f.prom_error))
+    return {"findings": findings, "actions": []}
+
+
+def note(outcomes, text, status=None):
+    """Append ``text`` to the outcome of every applied action (and set ``status`` when given)."""
+    noted = {}
+    for action_id, done in (outcomes or {}).items():
+        done = dict(done)
+        if done.get("status") == "applied":
+            done["outcome"] = "%s; %s" % (done.get("outcome") or "", text)
+            if status:
+                done["status"] = status
+        noted[action_id] = done
+    return noted

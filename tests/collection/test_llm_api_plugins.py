@@ -1,0 +1,210 @@
+"""Unit tests of the llm_api judgement (plugin_utils/llm_api.py): evidence in, findings, scenarios and plan out.
+No lab needed: the evidence is built in the shape stack_evidence returns."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ansible_collections.octollm.remediation.plugins.filter.llm_api import FilterModule
+from ansible_collections.octollm.remediation.plugins.plugin_utils import llm_api
+
+SETTINGS = {"env_file": "/state/lab.env", "secrets_file": "/state/secrets.env", "key_file": "/state/secrets/k"}
+SECRET = "sk-lab-do-not-print-me-0123456789"
+ENV = (
+    "LLM_API_URL=http://127.0.0.1:8200\nLLM_FALLBACK_ENABLED=false\nLLM_FALLBACK_URL=http://127.0.0.1:8201\n"
+    "LLM_MAX_CONCURRENCY=8\nLLM_RATE_PER_MINUTE=600\nLLM_READ_TIMEOUT=30\nLLM_FALLBACK_API_KEY=" + SECRET + "\n"
+)
+
+
+def evidence(
+    codes: dict[str, float] | None = None,
+    key_status: str = "200",
+    primary: int = 200,
+    logs: dict[str, int] | None = None,
+    calls: float = 0.5,
+) -> dict[str, Any]:
+    codes = codes or {}
+    errors = sum(codes.values())
+    return {
+        "prometheus": {
+            "ok": True,
+            "queries": {
+                "llm_api_error_ratio": {"value": errors / calls if calls else None},
+                "llm_api_calls_per_s": {"value": calls},
+                "llm_api_errors_by_code": {"series": [{"labels": {"code": c}, "value": v} for c, v in codes.items()]},
+                "llm_api_calls_per_min_by_provider": {
+                    "series": [{"labels": {"provider": "primary"}, "value": calls * 60}]
+                },
+                "llm_api_tokens_by_provider": {"series": [{"labels": {"provider": "primary"}, "value": 1234}]},
+                "llm_api_circuit_state": {"series": [{"labels": {"provider": "primary"}, "value": 0}]},
+            },
+            "rules": {"names": ["HighLLMAPIErrorRate"]},
+        },
+        "http": {
+            "ok": True,
+            "probes": {
+                "llm_api_primary_models": {
+                    "status": primary,
+                    "ok": primary == 200,
+                    "error": None if primary == 200 else {"kind": "other"},
+                },
+                "llm_api_fallback_models": {"status": 200, "ok": True, "error": None},
+            },
+        },
+        "containers": {
+            "ok": True,
+            "logs": {
+                "orchestrator": {
+                    "pattern_counts": logs or {},
+                    "lines": [
+                        "2026-11-28T19:00:00.000Z INFO orchestrator rate limit remaining=9990 reset=1s limit=10000 "
+                        "provider=primary"
+                    ],
+                }
+            },
+            "exec_probes": [
+                {"name": "llm_api_settings", "exit_code": 0, "ok": True, "output": ENV},
+                {"name": "llm_api_key_check", "exit_code": 0, "ok": True, "output": key_status},
+            ],
+        },
+    }
+
+
+def diagnose(ev: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    return llm_api.diagnose(ev, SETTINGS, **kwargs)
+
+
+def holding(result: dict[str, Any]) -> set[str]:
+    return {s["id"] for s in result["scenarios"] if s["holds"]}
+
+
+def test_healthy_evidence_gives_only_ok() -> None:
+    result = diagnose(evidence())
+    assert {f["check"]: f["status"] for f in result["findings"]} == dict.fromkeys(
+        [
+            "llm.error_rate",
+            "llm.rate_limit",
+            "llm.provider_available",
+            "llm.timeouts",
+            "llm.api_key",
+            "llm.request_rate",
+        ],
+        "ok",
+    )
+    assert holding(result) == set() and result["escalation"]["level"] is None
+    assert llm_api.plan(result, SETTINGS) == []
+
+
+def test_the_live_settings_never_keep_a_secret() -> None:
+    result = diagnose(evidence())
+    assert result["context"]["live"]["LLM_READ_TIMEOUT"] == "30"
+    assert SECRET not in json.dumps(result)
+
+
+def test_each_code_points_at_its_scenario() -> None:
+    assert holding(diagnose(evidence({"429": 0.4}, logs={"llm_api_429": 5}))) == {"A"}
+    assert holding(diagnose(evidence({"503": 0.4}, primary=503))) == {"B"}
+    assert holding(diagnose(evidence({"timeout": 0.3}, logs={"llm_api_timeout": 4}))) == {"C"}
+    auth = diagnose(evidence({"401": 0.5}, key_status="401", logs={"llm_api_auth": 9}))
+    assert holding(auth) == {"D"}
+    assert next(f for f in auth["findings"] if f["check"] == "llm.error_rate")["scenario"] == "D"
+
+
+def test_plans_are_disruptive_with_exact_changes() -> None:
+    plan = llm_api.plan(diagnose(evidence({"429": 0.4}, logs={"llm_api_429": 5})), SETTINGS)
+    assert [(a["id"], a["status"], a["disruptive"]) for a in plan] == [
+        ("llm_api.A.lower_rate", "awaiting_approval", True)
+    ]
+    assert plan[0]["change"]["settings"] == {
+        "LLM_MAX_CONCURRENCY": {"old": "8", "new": "4"},
+        "LLM_RATE_PER_MINUTE": {"old": "600", "new": "300"},
+    }
+    timeout = llm_api.plan(diagnose(evidence({"timeout": 0.3})), dict(SETTINGS, approve=True))
+    assert timeout[0]["change"]["settings"] == {"LLM_READ_TIMEOUT": {"old": "30", "new": "60"}}
+    assert timeout[0]["status"] == "planned"
+    fallback = llm_api.plan(diagnose(evidence({"503": 0.4}, primary=503)), SETTINGS)
+    assert fallback[0]["change"]["settings"] == {"LLM_FALLBACK_ENABLED": {"old": "false", "new": "true"}}
+
+
+def test_rate_limit_fix_goes_under_the_providers_advertised_limit() -> None:
+    ev = evidence({"429": 0.3}, logs={"llm_api_429": 6})
+    ev["containers"]["logs"]["orchestrator"]["lines"].append(
+        "2026-11-28T19:00:05.000Z INFO orchestrator rate limit remaining=0 reset=41s limit=20 provider=primary"
+    )
+    diagnosis = diagnose(ev)
+    found = {f["check"]: f for f in diagnosis["findings"]}
+    assert found["llm.rate_limit"]["evidence"]["headers"] == {
+        "remaining": "0",
+        "limit": "20",
+        "reset": "41s",
+        "provider": "primary",
+    }
+    plan = llm_api.plan(diagnosis, SETTINGS)
+    assert plan[0]["change"]["settings"] == {
+        "LLM_MAX_CONCURRENCY": {"old": "8", "new": "4"},
+        "LLM_RATE_PER_MINUTE": {"old": "600", "new": "10"},
+    }
+
+
+def test_a_client_younger_than_the_window_is_judged_on_its_log() -> None:
+    ev = evidence({"429": 0.3})
+    ev["prometheus"]["queries"]["llm_api_client_age_s"] = {"value": 12.0}
+    result = diagnose(ev)
+    statuses = {f["check"]: f["status"] for f in result["findings"]}
+    assert holding(result) == set()  # the 429s in the window were its predecessor's
+    assert statuses["llm.rate_limit"] == "warning" and statuses["llm.error_rate"] == "warning"
+    ev["containers"]["logs"]["orchestrator"]["pattern_counts"] = {"llm_api_429": 4}
+    assert holding(diagnose(ev)) == {"A"}  # its own log still shows them
+    ev["prometheus"]["queries"]["llm_api_client_age_s"] = {"value": 600.0}
+    ev["containers"]["logs"]["orchestrator"]["pattern_counts"] = {}
+    assert holding(diagnose(ev)) == {"A"}  # an old client: the window is its own
+
+
+def test_auth_needs_a_key_source_and_leaves_the_revocation_to_a_human() -> None:
+    diagnosis = diagnose(evidence({"401": 0.5}, key_status="401"))
+    assert [(a["id"], a["status"]) for a in llm_api.plan(diagnosis, SETTINGS)] == [
+        ("llm_api.D.report_need_key", "report")
+    ]
+    plan = llm_api.plan(diagnosis, dict(SETTINGS, new_key_source="file /tmp/k", approve=True))
+    assert [(a["id"], a["status"]) for a in plan] == [
+        ("llm_api.D.rotate_key", "planned"),
+        ("llm_api.D.revoke_old_key", "report"),
+    ]
+    assert plan[0]["change"]["file"] == "/state/secrets.env" and "not shown" in plan[0]["change"]["new"]
+
+
+def test_verification_after_a_fix_is_recovering_not_a_problem() -> None:
+    before = diagnose(evidence({"timeout": 0.3}, logs={"llm_api_timeout": 4}))
+    after = diagnose(evidence({"timeout": 0.3}), previous=before["findings"], recovering=("C",))
+    statuses = {f["check"]: f["status"] for f in after["findings"]}
+    assert statuses["llm.timeouts"] == "warning" and statuses["llm.error_rate"] == "warning"
+    still = diagnose(evidence({"timeout": 0.3}, logs={"llm_api_timeout": 4}), recovering=("C",))
+    assert {f["check"]: f["status"] for f in still["findings"]}["llm.timeouts"] == "problem"
+
+
+def test_the_fallback_serving_is_a_warning() -> None:
+    ev = evidence({"503": 0.4}, primary=503)
+    ev["containers"]["exec_probes"][0]["output"] = ENV.replace(
+        "LLM_FALLBACK_ENABLED=false", "LLM_FALLBACK_ENABLED=true"
+    )
+    found = {f["check"]: f for f in diagnose(ev)["findings"]}
+    assert found["llm.provider_available"]["status"] == "warning"
+
+
+def test_prevention_and_filters() -> None:
+    prevention = llm_api.prevention(evidence(), SETTINGS)
+    assert {f["check"]: f["status"] for f in prevention["findings"]} == dict.fromkeys(
+        [
+            "prevent.llm.rate_limits",
+            "prevent.llm.fallback",
+            "prevent.llm.circuit_breaker",
+            "prevent.llm.cost_tracking",
+            "prevent.prometheus.llm_error_rule",
+        ],
+        "ok",
+    )
+    filters = FilterModule().filters()
+    assert filters["llm_api_diagnosis"](evidence(), SETTINGS)["scenarios"][0]["id"] == "A"
+    noted = filters["llm_api_note"]({"x": {"status": "applied", "outcome": "done"}}, "recreated")
+    assert noted["x"]["outcome"] == "done; recreated"

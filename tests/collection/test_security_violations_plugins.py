@@ -1,0 +1,116 @@
+"""Unit tests of the security_violations judgement (plugin_utils/security_violations.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ansible_collections.octollm.remediation.plugins.filter.security_violations import FilterModule
+from ansible_collections.octollm.remediation.plugins.plugin_utils import security_violations as sv
+
+SETTINGS = {
+    "blocked_file": "/s/guardian/blocked_commands.txt",
+    "sources_file": "/s/guardian/blocked_sources.txt",
+    "evidence_dir": "/s/security/evidence",
+    "quarantine_dir": "/s/security/quarantine",
+}
+SRC = "203.0.113.9"
+LINES = [
+    f"2026-11-28T19:00:01.000Z WARNING guardian-arm security violation type=blocked_command source={SRC} "
+    f'command="rm -rf / --no-preserve-root" pattern="rm -rf /"',
+] * 3 + [
+    f"2026-11-28T19:00:02.000Z WARNING guardian-arm PII detected type=email source={SRC} value=[REDACTED:email]",
+    "2026-11-28T19:00:03.000Z INFO guardian-arm audit check source=loadgen allowed=true violations=0",
+]
+
+
+def evidence(
+    lines: list[str] | None = None,
+    redactions: dict[str, int] | None = None,
+    blocked: str = "",
+    handled: str | None = None,
+) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "prometheus": {
+            "ok": True,
+            "queries": {"security_violations_by_type": {"series": []}},
+            "rules": {"names": ["SecurityViolationDetected"]},
+        },
+        "containers": {
+            "ok": True,
+            "logs": {"guardian-arm": {"lines": lines or [], "redactions": redactions or {}}},
+            "exec_probes": [
+                {
+                    "name": "security_violations_settings",
+                    "exit_code": 0,
+                    "ok": True,
+                    "output": "GUARDIAN_AUDIT_LOG=true\n",
+                },
+                {
+                    "name": "security_violations_blocked_commands",
+                    "exit_code": 0,
+                    "ok": True,
+                    "output": "# list\nrm -rf /\nmkfs\ndd if=/dev/zero\n",
+                },
+                {"name": "security_violations_blocked_sources", "exit_code": 0, "ok": True, "output": blocked},
+            ],
+        },
+        "logs": {"ok": True, "sources": {}},
+    }
+    if handled:
+        ev["logs"]["sources"]["security_violations_handled"] = {"lines": [{"text": f"handled upto={handled} b=x"}]}
+    return ev
+
+
+def test_quiet_guardian_gives_only_ok() -> None:
+    result = sv.diagnose(evidence(LINES[-1:]), SETTINGS)
+    assert all(f["status"] == "ok" for f in result["findings"])
+    assert sv.plan(result, SETTINGS) == []
+
+
+def test_the_fault_holds_every_scenario_and_plans_them() -> None:
+    result = sv.diagnose(evidence(LINES, {"email": 1, "card": 1}), SETTINGS)
+    assert {s["id"] for s in result["scenarios"] if s["holds"]} == {"A", "B", "C", "D"}
+    plan = sv.plan(result, SETTINGS)
+    assert [(a["id"], a["status"]) for a in plan] == [
+        ("security_violations.B.block_commands", "planned"),
+        ("security_violations.C.block_sources", "planned"),
+        ("security_violations.D.quarantine_logs", "awaiting_approval"),
+        ("security_violations.A.bundle_evidence", "planned"),
+        ("security_violations.escalate", "report"),
+    ]
+    assert plan[0]["change"]["add"] == ["rm -rf / --no-preserve-root"]
+    assert plan[1]["change"]["add"] == [SRC]
+    assert result["escalation"]["level"] == "L3"
+
+
+def test_handled_blocked_and_redacted_is_quiet() -> None:
+    lines = [line.replace('command="rm -rf / --no-preserve-root"', 'command="mkfs /dev/sda"') for line in LINES]
+    result = sv.diagnose(evidence(lines, blocked=SRC + "\n", handled="2026-11-28T19:00:02.000Z"), SETTINGS)
+    statuses = {f["check"]: f["status"] for f in result["findings"]}
+    assert statuses["security.violations"] == "ok" and statuses["security.sources"] == "ok"
+    assert statuses["security.blocked_commands"] == "problem"  # "mkfs /dev/sda" is not listed as such
+
+
+def test_trusted_sources_are_never_blocked() -> None:
+    lines = [line.replace(SRC, "orchestrator") for line in LINES]
+    plan = sv.plan(sv.diagnose(evidence(lines), SETTINGS), SETTINGS)
+    assert "security_violations.C.block_sources" not in [a["id"] for a in plan]
+
+
+def test_redaction_and_samples() -> None:
+    text = "mail bob@example.org card 4111 1111 1111 1111 key sk-abcdefghijklmnop0123"
+    redacted = FilterModule().filters()["security_violations_redact"](text)
+    assert "bob@example.org" not in redacted and "4111" not in redacted and "sk-abcdefghijklmnop0123" not in redacted
+    result = sv.diagnose(evidence(LINES, {"email": 1}), SETTINGS)
+    assert "[REDACTED:email]" in json.dumps(result["findings"])
+    event = sv.parse_event(LINES[0])
+    assert event and event["fields"]["command"] == "rm -rf / --no-preserve-root"
+
+
+def test_prevention() -> None:
+    prevention = sv.prevention(evidence(), SETTINGS)
+    statuses = {f["check"]: f["status"] for f in prevention["findings"]}
+    assert statuses["prevent.guardian.audit_log"] == "ok"
+    assert statuses["prevent.guardian.redact_logs"] == "warning"
+    assert statuses["prevent.guardian.blocked_list"] == "ok"

@@ -1,0 +1,167 @@
+"""The llm_api role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl runs).
+
+Faults go through octoctl.lab_faults (the LLM mock's mode and key files, lab.env); every test that injects one
+heals it (healthy_lab fixture). Scenario D is tested through octoctl in test_secret_scan.py. Run under the shared
+lab lock: flock /tmp/octollm-lab.lock pytest ..."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playbook_runs import by_check, run_procedure
+
+pytestmark = pytest.mark.lab
+
+PROCEDURE = "llm_api"
+# the lab's Prometheus rate window is 30 s: judge on it, so that a fault healed a moment ago is out of the window
+FAST = {"llm_api_prometheus_window": "30s", "llm_api_log_seconds": 30, "llm_api_settle_seconds": 8}
+
+
+def run(tmp_path: Path, phase: str, **extravars: Any) -> dict[str, Any]:
+    return run_procedure(PROCEDURE, tmp_path, phase, **FAST, **extravars)
+
+
+def holding(result: dict[str, Any]) -> set[str]:
+    return {scenario["id"] for scenario in result["scenarios"] if scenario["holds"]}
+
+
+def plan(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What an action changes (the dry run must list exactly what the approved run then does)."""
+    return [(a["id"], a["resource"], json.dumps(a["change"], sort_keys=True), a["disruptive"]) for a in actions]
+
+
+def prometheus(query: str) -> float:
+    url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        result = json.loads(answer.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def wait_for(predicate: Any, timeout: float, step: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+@pytest.fixture
+def quiet_lab(healthy_lab: Any) -> Any:
+    """The healthy lab once no LLM error is left in the 30 s window (a previous fault's errors age out)."""
+    wait_for(lambda: prometheus('sum(increase(llm_api_calls_total{status="error"}[30s]))') == 0, 75)
+    return healthy_lab
+
+
+def errors_seen(code: str) -> bool:
+    return prometheus(f'sum(increase(llm_api_calls_total{{status="error",code="{code}"}}[30s]))') >= 2
+
+
+def snapshot(lab: Any) -> dict[str, Any]:
+    import subprocess
+
+    ids = subprocess.run(
+        ["docker", "ps", "-q", "--filter", "label=com.docker.compose.service=orchestrator"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return {
+        name: (lab.state / name).read_text()
+        for name in ("lab.env", "secrets.env", "llm/primary.key", "llm/primary.mode", "secrets/llm_api_key")
+    } | {"orchestrator": ids}
+
+
+def test_healthy_lab_has_no_llm_finding_and_diagnosis_changes_nothing(quiet_lab: Any, tmp_path: Path) -> None:
+    before = snapshot(quiet_lab)
+    result = run(tmp_path, "diagnose")
+    assert result["procedure"] == PROCEDURE and result["phase"] == "diagnose"
+    not_ok = {f["check"]: (f["status"], f["observed"]) for f in result["findings"] if f["status"] != "ok"}
+    assert not_ok == {}
+    assert holding(result) == set()  # no scenario (A-D) fires on a healthy lab
+    assert by_check(result["findings"])["llm.api_key"]["observed"] == "200"
+    assert result["escalation"]["level"] is None
+    assert snapshot(quiet_lab) == before  # files, key, mode and the orchestrator container are untouched
+
+
+def test_prevent_finds_the_safeguards(quiet_lab: Any, tmp_path: Path) -> None:
+    result = run(tmp_path, "prevent")
+    checks = {f["check"]: f["status"] for f in result["prevention"]["findings"]}
+    assert checks == {
+        "prevent.llm.rate_limits": "ok",
+        "prevent.llm.fallback": "ok",
+        "prevent.llm.circuit_breaker": "ok",
+        "prevent.llm.cost_tracking": "ok",
+        "prevent.prometheus.llm_error_rule": "ok",
+    }
+    assert "primary" in by_check(result["prevention"]["findings"])["prevent.llm.cost_tracking"]["observed"]
+
+
+# Scenario D (authentication) runs end to end through octoctl in test_secret_scan.py, which also scans every
+# output of those runs for the keys.
+
+
+def test_unavailable_provider_switches_to_the_fallback(quiet_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    lab_faults.inject(quiet_lab, "llm-unavailable")
+    assert wait_for(lambda: errors_seen("503"), 30)
+    fixed = run(tmp_path, "resolve", octollm_approve=True)
+    assert "B" in holding(fixed)
+    assert by_check(fixed["findings"])["llm.provider_available"]["status"] == "problem"
+    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [("llm_api.B.enable_fallback", "applied")]
+    assert fixed["actions"][0]["change"]["settings"] == {"LLM_FALLBACK_ENABLED": {"old": "false", "new": "true"}}
+    assert "LLM_FALLBACK_ENABLED=true" in (quiet_lab.state / "lab.env").read_text().splitlines()
+    after = by_check(fixed["verification"]["findings"])
+    assert after["llm.provider_available"]["status"] == "warning"  # primary still down, the fallback serves
+    assert fixed["verification"]["healthy"] is True
+    assert fixed["escalation"]["level"] is None
+    assert prometheus('sum(increase(llm_api_calls_total{provider="fallback",status="success"}[30s]))') > 0
+    assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
+
+
+def test_timeouts_raise_the_read_timeout(quiet_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    lab_faults.inject(quiet_lab, "llm-slow")
+    assert wait_for(lambda: errors_seen("timeout"), 40)
+    fixed = run(tmp_path, "resolve", octollm_approve=True)
+    assert holding(fixed) == {"C"}
+    action = fixed["actions"][0]
+    assert (action["id"], action["status"]) == ("llm_api.C.raise_read_timeout", "applied")
+    assert action["change"]["settings"] == {"LLM_READ_TIMEOUT": {"old": "2", "new": "60"}}
+    assert by_check(fixed["verification"]["findings"])["llm.timeouts"]["status"] in ("ok", "warning")
+    assert fixed["verification"]["healthy"] is True
+    assert fixed["escalation"]["level"] is None
+    assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
+
+
+def test_rate_limiting_lowers_the_client_rate_under_the_providers_limit(quiet_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    lab_faults.inject(quiet_lab, "llm-ratelimit")  # the provider enforces 20 requests/min, under the load
+    assert wait_for(lambda: errors_seen("429"), 60)
+    waiting = run(tmp_path, "resolve", octollm_dry_run=True)  # not approved: the plan, refused
+    assert holding(waiting) == {"A"}
+    assert by_check(waiting["findings"])["llm.rate_limit"]["evidence"]["headers"]["limit"] == "20"
+    assert [(a["id"], a["status"]) for a in waiting["actions"]] == [("llm_api.A.lower_rate", "awaiting_approval")]
+    assert waiting["actions"][0]["change"]["settings"] == {
+        "LLM_MAX_CONCURRENCY": {"old": "8", "new": "4"},
+        "LLM_RATE_PER_MINUTE": {"old": "600", "new": "10"},
+    }
+    assert "LLM_RATE_PER_MINUTE=600" in (quiet_lab.state / "lab.env").read_text().splitlines()  # nothing applied
+
+    fixed = run(tmp_path, "resolve", octollm_approve=True)
+    assert plan(waiting["actions"]) == plan(fixed["actions"])  # the dry run listed exactly what the run did
+    assert [a["status"] for a in fixed["actions"]] == ["applied"]
+    assert "LLM_RATE_PER_MINUTE=10" in (quiet_lab.state / "lab.env").read_text().splitlines()
+    assert by_check(fixed["verification"]["findings"])["llm.rate_limit"]["status"] in ("ok", "warning")
+    assert fixed["verification"]["healthy"] is True
+    assert fixed["escalation"]["level"] is None
+    assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
