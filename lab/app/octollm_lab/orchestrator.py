@@ -16,6 +16,8 @@ Run: python3 -m octollm_lab.orchestrator
 | CACHE_WARM_TTL | 3600 | seconds a warm entry (arm capability, entity) lives |
 | CACHE_WARM_INTERVAL | 900 | seconds between background re-warms (0 disables) |
 | HEALTH_CACHE_SECONDS | 2 | how long a PostgreSQL health probe result is reused |
+| PENDING_RETRY_INTERVAL | 10 | seconds between dispatches of the tasks left pending for want of an arm (0 disables) |
+| PENDING_RETRY_BATCH | 20 | tasks dispatched again per round, oldest first |
 
 Also: db.py (POSTGRES_*, DB_POOL_*, LEAK_DB_CONNECTIONS), llm_client.py (LLM_*, OPENAI_API_KEY),
 cache.py (CACHE_TTL, RESPONSE_CACHE_ENABLED, ENTITY_WARM_COUNT), registry.py (ARM_HEALTH_*,
@@ -26,7 +28,15 @@ POST /api/v1/tasks, GET /api/v1/tasks/{task_id}, POST /api/v1/route/score, POST 
 and the shared /debug/leak, /debug/memory, /debug/delay.
 
 Metrics (besides the shared ones): octollm_tasks_total{status}, octollm_routing_decisions_total{arm,fallback},
-and those of llm_client.py, cache.py and db.py.
+octollm_task_retries_total{status}, and those of llm_client.py, cache.py and db.py.
+
+Pending tasks: a task whose arm is not registered, unhealthy or unreachable when it arrives is left `pending`
+(answer 202), as a queue keeps work no worker can take yet. A background round (every PENDING_RETRY_INTERVAL
+seconds, and at once when an arm registers) dispatches those tasks again as soon as routing finds a registered,
+healthy arm for them: at start-up the first tasks arrive before the arms have registered, and an arm's outage
+must not leave its tasks behind for ever. Only tasks this orchestrator deferred for want of an arm are taken (the
+reason of their last action_log entry); a task left pending for any other reason stays for an operator. Replicas
+claim a task with a conditional UPDATE, so each is dispatched once.
 """
 
 import json
@@ -53,8 +63,16 @@ from .web import App, HttpError, Response
 
 TASKS = Counter("octollm_tasks_total", "Tasks by final status of the request", ["status"])
 ROUTING = Counter("octollm_routing_decisions_total", "Routing decisions", ["arm", "fallback"])
+RETRIES = Counter("octollm_task_retries_total", "Pending tasks dispatched again, by their new status", ["status"])
 
 TASK_COLUMNS = "task_id, goal, constraints, priority, status, assigned_arm, result, created_at, updated_at"
+# _leave_pending's reasons: the task waits for an arm, and is dispatched again once routing finds one
+WAITING_FOR_ARM = ("arm not registered", "arm unhealthy", "arm unreachable")
+PENDING_FOR_ARM_SQL = (
+    "SELECT t.task_id, t.goal, t.constraints, last.reason FROM tasks t"
+    " JOIN LATERAL (SELECT a.details->>'reason' AS reason FROM action_log a WHERE a.task_id = t.task_id"
+    " ORDER BY a.id DESC LIMIT 1) last ON true"
+    " WHERE t.status = 'pending' AND last.reason = ANY(%s) ORDER BY t.created_at LIMIT %s")
 
 
 def redis_from_env():
@@ -86,6 +104,8 @@ class Orchestrator:
         self.execute_timeout = env_float("ARM_EXECUTE_TIMEOUT", 30)
         self.health_cache_seconds = env_float("HEALTH_CACHE_SECONDS", 2)
         self._pg_health = (0.0, "unknown")
+        self.retry_batch = env_int("PENDING_RETRY_BATCH", 20)
+        self.retry_wakeup = threading.Event()
         for target, ms in debug.parse_delays(env_str("ARM_CALL_DELAY_MS", "")).items():
             app.delays.set(target, ms)
         app.add("GET", "/health", self.health)
@@ -138,6 +158,7 @@ class Orchestrator:
         except ValueError as exc:
             raise HttpError(400, str(exc)) from exc
         self.registry.register(capability)
+        self.retry_wakeup.set()  # its tasks that wait for an arm can go now
         # A (re-)registration refreshes the arm's warm cache entry, as the seed's start-up warming does.
         try:
             warm_cache(self.redis, [capability.to_dict()], [], self.warm_ttl, self.log)
@@ -196,16 +217,17 @@ class Orchestrator:
         body, goal, constraints, decision = self._route(request)
         task_id = "task-" + uuid.uuid4().hex[:12]
         try:
-            return self._run_task(task_id, body, goal, constraints, decision)
+            with self.db.connection(leak=True) as conn, conn.cursor() as cur:  # kept by LEAK_DB_CONNECTIONS
+                cur.execute("INSERT INTO tasks (task_id, goal, constraints, priority) VALUES (%s, %s, %s, %s)",
+                            (task_id, goal, psycopg2.extras.Json(constraints), body.get("priority") or "medium"))
+            status, http_status = self._dispatch(task_id, goal, decision)
+            return self._answer(task_id, status, http_status, decision)
         except DatabaseUnavailable as exc:
             TASKS.labels("rejected").inc()
             raise HttpError(503, str(exc)) from exc
 
-    def _run_task(self, task_id, body, goal, constraints, decision):
-        # The leak fault keeps this connection (LEAK_DB_CONNECTIONS).
-        with self.db.connection(leak=True) as conn, conn.cursor() as cur:
-            cur.execute("INSERT INTO tasks (task_id, goal, constraints, priority) VALUES (%s, %s, %s, %s)",
-                        (task_id, goal, psycopg2.extras.Json(constraints), body.get("priority") or "medium"))
+    def _dispatch(self, task_id, goal, decision):
+        """Send a stored task to the arm the decision selected: (task status, HTTP status)."""
         arm_name = decision.selected
         self.log.info("routing", task_id=task_id, arm=arm_name, score=decision.score,
                       fallback=decision.fallback, relaxed=decision.relaxed)
@@ -213,18 +235,17 @@ class Orchestrator:
         ROUTING.labels(arm_name, str(decision.fallback).lower()).inc()
         arm = self.registry.get(arm_name)
         if arm is None or not self.registry.is_healthy(arm_name):
-            return self._leave_pending(task_id, arm_name, decision,
-                                       "arm not registered" if arm is None else "arm unhealthy")
+            return self._leave_pending(task_id, arm_name, "arm not registered" if arm is None else "arm unhealthy")
         self._update(task_id, "running", arm_name, "routed", score=decision.score,
                      scores=decision.scores, fallback=decision.fallback, relaxed=decision.relaxed)
         try:
             plan, cached = self.cache.get_or_compute(llm_cache_key(self.llm.model, llm_prompt(goal)),
                                                      lambda: self.llm.complete(llm_prompt(goal)).text)
         except LLMError as exc:
-            return self._fail(task_id, arm_name, decision, "llm error", provider=exc.provider, code=exc.code)
-        return self._execute(task_id, arm, goal, plan, cached, decision)
+            return self._fail(task_id, arm_name, "llm error", provider=exc.provider, code=exc.code)
+        return self._execute(task_id, arm, goal, plan, cached)
 
-    def _execute(self, task_id, arm, goal, plan, cached, decision):
+    def _execute(self, task_id, arm, goal, plan, cached):
         started = time.perf_counter()
         self.app.delays.sleep_for(arm.name)
         try:
@@ -232,14 +253,14 @@ class Orchestrator:
                                          json={"task_id": task_id, "goal": goal, "plan": plan})
         except requests.RequestException as exc:
             self.registry.set_health(arm.name, "unhealthy")
-            return self._leave_pending(task_id, arm.name, decision, "arm unreachable", error=str(exc))
+            return self._leave_pending(task_id, arm.name, "arm unreachable", error=str(exc))
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         try:
             output = response.json()["result"] if response.status_code == 200 else None
         except (ValueError, KeyError, TypeError):
             output = None
         if output is None:
-            return self._fail(task_id, arm.name, decision, "arm error",
+            return self._fail(task_id, arm.name, "arm error",
                               http_status=response.status_code, body=response.text[:200])
         result = {"arm": arm.name, "output": output, "plan": plan, "llm_cached": cached}
         with self.db.connection() as conn:
@@ -247,22 +268,60 @@ class Orchestrator:
         self._update(task_id, "completed", arm.name, "completed", result=result)
         self.log.info("task completed", task_id=task_id, arm=arm.name, duration_ms=duration_ms,
                       llm_cached=cached)
-        return self._answer(task_id, "completed", 200, decision)
+        return "completed", 200
 
-    def _leave_pending(self, task_id, arm_name, decision, reason, **details):
+    def _leave_pending(self, task_id, arm_name, reason, **details):
         self.log.warning("task pending", task_id=task_id, arm=arm_name, reason=reason)
         with self.db.connection() as conn:
             with conn.cursor() as cur:
                 cur.execute("UPDATE tasks SET status = 'pending', assigned_arm = NULL, updated_at = now()"
                             " WHERE task_id = %s", (task_id,))
             self._action(conn, task_id, "failed", arm_name, reason=reason, task_status="pending", **details)
-        return self._answer(task_id, "pending", 202, decision)
+        return "pending", 202
 
-    def _fail(self, task_id, arm_name, decision, reason, **details):
+    def _fail(self, task_id, arm_name, reason, **details):
         self.log.error("task failed", task_id=task_id, arm=arm_name, reason=reason, **details)
         self._update(task_id, "failed", arm_name, "failed", result={"error": reason, **details},
                      reason=reason, **details)
-        return self._answer(task_id, "failed", 502, decision)
+        return "failed", 502
+
+    # tasks left pending for want of an arm
+
+    def retry_pending(self):
+        """Dispatch again the tasks left pending for want of an arm, where routing now finds one; how many."""
+        with self.db.connection() as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(PENDING_FOR_ARM_SQL, (list(WAITING_FOR_ARM), self.retry_batch))
+            waiting = cur.fetchall()
+        dispatched = 0
+        for task in waiting:
+            constraints = [str(c) for c in task["constraints"]] if isinstance(task["constraints"], list) else []
+            decision = self.router.route(self.registry.arms(), task["goal"], constraints)
+            if self.registry.get(decision.selected) is None or not self.registry.is_healthy(decision.selected):
+                continue  # still no arm for it: it waits for the next round, with no new trace
+            with self.db.connection() as conn:
+                with conn.cursor() as cur:  # claim it: another replica may be dispatching it too
+                    cur.execute("UPDATE tasks SET status = 'running', updated_at = now()"
+                                " WHERE task_id = %s AND status = 'pending' RETURNING task_id", (task["task_id"],))
+                    claimed = cur.fetchone() is not None
+                if claimed:
+                    self._action(conn, task["task_id"], "retried", decision.selected, previous=task["reason"])
+            if not claimed:
+                continue
+            self.log.info("pending task dispatched again", task_id=task["task_id"], arm=decision.selected,
+                          waited_for=task["reason"])
+            status, _ = self._dispatch(task["task_id"], task["goal"], decision)
+            RETRIES.labels(status).inc()
+            dispatched += 1
+        return dispatched
+
+    def retry_forever(self, interval):
+        while True:
+            self.retry_wakeup.wait(interval)
+            self.retry_wakeup.clear()
+            try:
+                self.retry_pending()
+            except Exception as exc:  # the database may be away: the next round tries again
+                self.log.warning("pending task retry failed", error=str(exc).strip())
 
     def get_task(self, request):
         try:
@@ -311,6 +370,10 @@ def main():
                 time.sleep(refresh)
                 _best_effort(orchestrator.warm, app.log)
         threading.Thread(target=_refresh_forever, daemon=True).start()
+    retry_interval = env_float("PENDING_RETRY_INTERVAL", 10)
+    if retry_interval > 0:
+        threading.Thread(target=orchestrator.retry_forever, args=(retry_interval,), name="pending-retry",
+                         daemon=True).start()
     app.shutdown_hooks.append(db.close)
     app.serve(env_int("ORCHESTRATOR_PORT", 8000))
 
