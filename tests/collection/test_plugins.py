@@ -422,6 +422,20 @@ def test_escalation_moves_up_when_a_fix_did_not_help():
     assert results.up("L3") == "L3"
 
 
+def test_dry_run_escalation_keeps_the_level_while_problems_remain():
+    diagnosis = cp.diagnose(eviction_fault(), SETTINGS)
+    dry = cp.plan(diagnosis, dict(SETTINGS, approve=True, dry_run=True))
+    assert [item["status"] for item in dry] == ["planned"]
+    # a dry run's verification is the diagnosis again: nothing was applied, the problem is still there
+    unchanged = {"findings": diagnosis["findings"], "healthy": results.healthy(diagnosis["findings"])}
+    found = results.escalation(diagnosis["findings"], "L1", dry, unchanged, "resolve")
+    assert found["level"] == "L1" and dry[0]["id"] in found["reason"]
+    applied = [dict(item, status="applied") for item in dry]
+    healthy = cp.diagnose(healthy_evidence(), SETTINGS)
+    fixed = {"findings": healthy["findings"], "healthy": True}
+    assert results.escalation(diagnosis["findings"], "L1", applied, fixed, "resolve")["level"] is None
+
+
 def test_recovering_hit_rate_after_fix_is_a_warning():
     before = cp.diagnose(eviction_fault(), SETTINGS)
     fixed = healthy_evidence()

@@ -189,6 +189,10 @@ def escalation(findings, level="L1", actions=None, verification=None, phase="dia
     waiting = [item["id"] for item in actions if item.get("status") == "awaiting_approval"]
     if waiting:
         reasons.append("awaiting approval: %s" % ", ".join(waiting))
+    planned = [item["id"] for item in actions if item.get("status") == "planned"]
+    if planned:
+        # still planned when the result is made: a dry run (or check mode) applied nothing, the problems remain
+        reasons.append("not applied (dry run): %s" % ", ".join(planned))
     reports = [item for item in actions if item.get("status") == "report"]
     for item in reports:
         reasons.append("%s: %s" % (item["id"], item.get("outcome") or "a human must act"))
