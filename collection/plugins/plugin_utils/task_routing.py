@@ -1,0 +1,636 @@
+# -*- coding: utf-8 -*-
+# Copyright: OctoLLM operations
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Judgement of the seed's "Task Routing Failures": findings, scenarios, plan and prevention checks.
+
+Input is the evidence of ``stack_evidence`` (``postgres`` tasks stuck in pending with their action_log,
+``http`` probes of every arm's /health and /capabilities, the orchestrator's registered arms and its read-only
+scoring of a probe goal, ``containers`` with the orchestrator's routing log lines, ``prometheus`` rules) and the
+role's settings (``roles/task_routing/defaults/main.yml``). Scenarios (the seed's):
+
+- A  arms down: an arm does not answer /health. Fix: restart those arms (disruptive), re-queue the tasks they
+     left pending.
+- B  scoring broken: the scoring endpoint fails, or scores everything 0 although the arm that matches the probe
+     goal is registered and healthy. Report (a code fix), after confirming the planner fallback works.
+- C  capabilities not registered: a healthy arm is missing from the orchestrator's registry. Fix: POST the arm's
+     own /capabilities to the orchestrator's register endpoint, confirm.
+- D  constraints too strict: a stuck task's constraints exclude every healthy arm. Fix: re-queue it with only
+     its "must" constraints (the seed's rule).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
+    action,
+    escalation,
+    finding,
+    gate,
+    unknown,
+)
+
+PROCEDURE = "task_routing"
+SCENARIOS = {
+    "A": "All arms down",
+    "B": "Routing scoring issues",
+    "C": "Capabilities not registered",
+    "D": "Task constraints too strict",
+}
+CHECK_SCENARIO = {"arms.health": "A", "routing.scores": "B", "arms.registered": "C", "arms.capabilities": "C"}
+Q_FALLBACKS = "task_routing_fallbacks_per_s"
+
+DEFAULTS = {
+    "arms": {},
+    "stuck_after_seconds": 60,
+    "probe_goal": "Write a Python function",
+    "probe_expected_arm": "coder-arm",
+    "fallback_arm": "planner-arm",
+    "routing_rule": "TaskRoutingFailures",
+    "registration_max_age_seconds": 120,
+    "orchestrator_url": "http://127.0.0.1:8000",
+    "escalation_level": "L1",
+    "dry_run": False,
+    "approve": False,
+    "allow_disruptive": False,
+    "scenario": None,
+}
+
+
+def _settings(settings):
+    merged = dict(DEFAULTS)
+    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
+    return merged
+
+
+def _kind(evidence, kind):
+    result = (evidence or {}).get(kind)
+    if result is None:
+        return None, {"kind": "other", "message": "%s evidence was not gathered" % kind}
+    if not result.get("ok", False):
+        return None, result.get("error") or {"kind": "other", "message": "%s evidence failed" % kind}
+    return result, None
+
+
+def _phrase(text, phrase):
+    return re.search(r"\b" + re.escape(phrase.lower()) + r"\b", (text or "").lower()) is not None
+
+
+def constraint_targets(constraint, arms):
+    """Arms a constraint names (by name, short name or domain): the lab router's rule."""
+    targets = set()
+    for name, arm in arms.items():
+        short = name[:-4] if name.endswith("-arm") else name
+        if any(_phrase(constraint, word) for word in (name, short, arm.get("domain") or "") if word):
+            targets.add(name)
+    return targets
+
+
+def allowed_arms(constraints, arms):
+    allowed = set(arms)
+    for constraint in constraints or []:
+        targets = constraint_targets(str(constraint), arms)
+        if targets:
+            allowed &= targets
+    return allowed
+
+
+def must_only(constraints):
+    return [c for c in constraints or [] if "must" in str(c).lower()]
+
+
+class Facts(object):
+    def __init__(self, evidence, s):
+        self.s = s
+        self.pg, self.pg_error = _kind(evidence, "postgres")
+        self.http, self.http_error = _kind(evidence, "http")
+        self.prom, self.prom_error = _kind(evidence, "prometheus")
+        self.containers, self.containers_error = _kind(evidence, "containers")
+        probes = (self.http or {}).get("probes") or {}
+        self.probes = probes
+        self.arm_names = sorted(s["arms"])
+        self.health = {name: probes.get("task_routing_health_%s" % name) for name in self.arm_names}
+        self.caps = {name: probes.get("task_routing_capabilities_%s" % name) for name in self.arm_names}
+        self.registry_probe = probes.get("task_routing_registry")
+        self.score_probe = probes.get("task_routing_score")
+        body = (self.registry_probe or {}).get("body")
+        self.registered = (
+            {item["name"]: item for item in body.get("arms") or [] if isinstance(item, dict) and item.get("name")}
+            if isinstance(body, dict)
+            else None
+        )
+        self.tasks = (self.pg or {}).get("tasks")
+
+    def up(self, name):
+        probe = self.health.get(name) or {}
+        return bool(probe.get("ok"))
+
+    def down(self):
+        return [name for name in self.arm_names if self.http is not None and not self.up(name)]
+
+    def unregistered(self):
+        if self.registered is None:
+            return []
+        return [name for name in self.arm_names if self.up(name) and name not in self.registered]
+
+    def routable(self):
+        """Arms the orchestrator could route to now: registered, healthy in its view and answering."""
+        if self.registered is None:
+            return {}
+        return {
+            name: arm
+            for name, arm in self.registered.items()
+            if arm.get("health") == "healthy" and (name not in self.health or self.up(name))
+        }
+
+
+def check_health(f):
+    title = "Every arm answers /health"
+    expected = "all %d healthy" % len(f.arm_names)
+    if f.http is None:
+        return unknown("arms.health", title, expected, f.http_error, "A")
+    down = f.down()
+    evidence = {
+        name: {"status": (f.health[name] or {}).get("status"), "error": (f.health[name] or {}).get("error")}
+        for name in down
+    }
+    if down:
+        observed = "all %d down" % len(down) if len(down) == len(f.arm_names) else "down: %s" % ", ".join(down)
+        return finding("arms.health", title, "problem", observed, expected, evidence, "A")
+    return finding("arms.health", title, "ok", "all %d healthy" % len(f.arm_names), expected, {})
+
+
+def check_registered(f):
+    title = "Every answering arm is registered with the orchestrator"
+    expected = "registered: %s" % ", ".join(f.arm_names)
+    if f.http is None or f.registry_probe is None or not f.registry_probe.get("ok") or f.registered is None:
+        error = (
+            f.http_error or (f.registry_probe or {}).get("error") or {"kind": "other", "message": "no registry answer"}
+        )
+        return unknown("arms.registered", title, expected, error, "C")
+    missing = f.unregistered()
+    unhealthy = sorted(n for n, arm in f.registered.items() if arm.get("health") != "healthy" and f.up(n))
+    evidence = {"registered": sorted(f.registered), "missing": missing, "unhealthy_in_registry": unhealthy}
+    if missing:
+        return finding(
+            "arms.registered", title, "problem", "not registered: %s" % ", ".join(missing), expected, evidence, "C"
+        )
+    if unhealthy:
+        return finding(
+            "arms.registered",
+            title,
+            "warning",
+            "registered but marked unhealthy: %s" % ", ".join(unhealthy),
+            expected,
+            evidence,
+            "C",
+        )
+    return finding("arms.registered", title, "ok", "%d registered" % len(f.registered), expected, evidence)
+
+
+def check_capabilities(f):
+    title = "Each arm's /capabilities matches its registration"
+    expected = "same domain, keywords and url"
+    if f.http is None:
+        return unknown("arms.capabilities", title, expected, f.http_error, "C")
+    differ = {}
+    for name in f.arm_names:
+        probe = f.caps.get(name) or {}
+        if not f.up(name) or not probe.get("ok") or f.registered is None or name not in f.registered:
+            continue
+        body = probe.get("body") if isinstance(probe.get("body"), dict) else {}
+        reg = f.registered[name]
+        diffs = [
+            key
+            for key in ("domain", "keywords", "url")
+            if (body.get(key) or "") != (reg.get(key) or "")
+            and not (key == "keywords" and sorted(body.get(key) or []) == sorted(reg.get(key) or []))
+        ]
+        if diffs:
+            differ[name] = diffs
+    if differ:
+        return finding("arms.capabilities", title, "warning", differ, expected, {"differ": differ}, "C")
+    return finding("arms.capabilities", title, "ok", "consistent", expected, {})
+
+
+def check_scores(f):
+    s = f.s
+    title = "The orchestrator scores a probe goal (%r) for %s" % (s["probe_goal"], s["probe_expected_arm"])
+    expected = "%s selected with a score >= 10, no fallback" % s["probe_expected_arm"]
+    probe = f.score_probe
+    if f.http is None or probe is None:
+        return unknown("routing.scores", title, expected, f.http_error, "B")
+    body = probe.get("body") if isinstance(probe.get("body"), dict) else {}
+    logs = ((f.containers or {}).get("logs") or {}).get("orchestrator") or {}
+    evidence = {
+        "decision": body or None,
+        "status": probe.get("status"),
+        "recent_decisions": [line for line in logs.get("lines") or [] if " routing " in line][-5:],
+        "recent_pending": (logs.get("pattern_counts") or {}).get("task_routing_pending"),
+    }
+    if not probe.get("ok"):
+        if (probe.get("error") or {}).get("kind") in ("unreachable", "timeout"):
+            return unknown("routing.scores", title, expected, probe.get("error"), "B", evidence)
+        return finding(
+            "routing.scores", title, "problem", "scoring failed: HTTP %s" % probe.get("status"), expected, evidence, "B"
+        )
+    scores = body.get("scores") or {}
+    selected = body.get("selected")
+    routable = f.routable()
+    if selected == s["probe_expected_arm"] and not body.get("fallback"):
+        return finding("routing.scores", title, "ok", "%s (%s)" % (selected, body.get("score")), expected, evidence)
+    if s["probe_expected_arm"] in routable:
+        # the matching arm is up and registered, yet it is not chosen: the scoring itself is wrong
+        return finding(
+            "routing.scores",
+            title,
+            "problem",
+            "selected %s (%s), scores %s" % (selected, body.get("score"), scores),
+            expected,
+            evidence,
+            "B",
+        )
+    # the expected arm is down or unregistered: that is A or C, not the scoring
+    return finding(
+        "routing.scores",
+        title,
+        "warning",
+        "selected %s (fallback %s): %s is not routable" % (selected, body.get("fallback"), s["probe_expected_arm"]),
+        expected,
+        evidence,
+        "A" if s["probe_expected_arm"] in f.down() else "C",
+    )
+
+
+def task_causes(f):
+    """Each stuck task with its cause and re-queue plan."""
+    routable = f.routable()
+    out = []
+    for task in (f.tasks or {}).get("stuck_sample") or []:
+        constraints = task.get("constraints") or []
+        allowed = sorted(allowed_arms(constraints, routable)) if routable else []
+        relaxed = must_only(constraints)
+        relaxed_allowed = sorted(allowed_arms(relaxed, routable)) if routable else []
+        reasons = [
+            ((a.get("details") or "") if isinstance(a.get("details"), str) else str(a.get("details")))
+            for a in task.get("actions") or []
+            if a.get("action") == "failed"
+        ]
+        last = reasons[0] if reasons else ""
+        if routable and not allowed and constraints:
+            cause = "D"
+        elif "not registered" in last:
+            cause = "C"
+        elif "unhealthy" in last or "unreachable" in last:
+            cause = "A"
+        else:
+            cause = None
+        out.append(
+            {
+                "task_id": task.get("task_id"),
+                "goal": task.get("goal"),
+                "priority": task.get("priority"),
+                "age_s": task.get("age_s"),
+                "constraints": constraints,
+                "allowed_arms": allowed,
+                "must_constraints": relaxed,
+                "allowed_after_relax": relaxed_allowed,
+                "last_failure": last[:200],
+                "cause": cause,
+            }
+        )
+    return out
+
+
+def check_stuck(f):
+    title = "No task stays pending longer than %ss" % f.s["stuck_after_seconds"]
+    expected = "0 stuck"
+    if f.pg is None or f.tasks is None:
+        return unknown(
+            "tasks.stuck_pending", title, expected, f.pg_error or {"kind": "other", "message": "no tasks evidence"}
+        )
+    count = f.tasks.get("stuck_count") or 0
+    causes = task_causes(f)
+    evidence = {
+        "stuck_count": count,
+        "oldest_age_s": f.tasks.get("stuck_oldest_age_s"),
+        "by_status": f.tasks.get("by_status"),
+        "sample": causes,
+    }
+    if not count:
+        return finding("tasks.stuck_pending", title, "ok", "0 stuck", expected, evidence)
+    found = {item["cause"] for item in causes}
+    down, unregistered = f.down(), f.unregistered()
+    scenario = (
+        "D"
+        if "D" in found
+        else "A"
+        if down
+        else "C"
+        if unregistered
+        else "A"
+        if "A" in found
+        else "C"
+        if "C" in found
+        else None
+    )
+    return finding(
+        "tasks.stuck_pending",
+        title,
+        "problem",
+        "%d stuck (oldest %ss)" % (count, f.tasks.get("stuck_oldest_age_s")),
+        expected,
+        evidence,
+        scenario,
+    )
+
+
+def diagnose(evidence, settings=None):
+    s = _settings(settings)
+    f = Facts(evidence, s)
+    findings = [check_stuck(f), check_health(f), check_registered(f), check_capabilities(f), check_scores(f)]
+    stuck = findings[0]
+    scenarios = []
+    for sid, stitle in SCENARIOS.items():
+        mine = [item for item in findings if CHECK_SCENARIO.get(item["check"]) == sid or item is stuck]
+        holding = [item for item in mine if item["status"] == "problem" and item["scenario"] == sid]
+        if holding:
+            reason = "; ".join("%s: %s" % (item["check"], item["observed"]) for item in holding)
+        elif any(item["status"] == "unknown" for item in mine):
+            reason = "not checked: %s" % ", ".join(item["check"] for item in mine if item["status"] == "unknown")
+        else:
+            reason = "checks ok: %s" % ", ".join(item["check"] for item in mine)
+        scenarios.append({"id": sid, "title": stitle, "holds": bool(holding), "reason": reason})
+    score_body = (f.score_probe or {}).get("body") if isinstance((f.score_probe or {}).get("body"), dict) else {}
+    context = {
+        "down": f.down(),
+        "unregistered": f.unregistered(),
+        "stuck": stuck["evidence"].get("sample") or [],
+        "stuck_scenario": stuck["scenario"],
+        "decision": score_body,
+    }
+    return {
+        "findings": findings,
+        "scenarios": scenarios,
+        "escalation": escalation(findings, s["escalation_level"], phase="diagnose"),
+        "context": context,
+    }
+
+
+def requeue_sql():
+    return (
+        "WITH moved AS (UPDATE tasks t SET status = 'cancelled', updated_at = now(), "
+        "result = jsonb_build_object('requeued_as', m.new_task_id, 'dropped_constraints', m.dropped) "
+        "FROM jsonb_to_recordset(%(moves)s::jsonb) AS m(task_id text, new_task_id text, dropped jsonb) "
+        "WHERE t.task_id = m.task_id AND t.status = 'pending' RETURNING t.task_id, m.new_task_id, m.dropped) "
+        "INSERT INTO action_log (task_id, action, arm, details) SELECT task_id, 'requeued', NULL, "
+        "jsonb_build_object('new_task_id', new_task_id, 'dropped_constraints', dropped, 'by', 'task_routing') "
+        "FROM moved RETURNING task_id"
+    )
+
+
+def plan(diagnosis, settings=None):
+    s = _settings(settings)
+    ctx = diagnosis.get("context") or {}
+    forced = s.get("scenario") or None
+    holding = {item["id"] for item in diagnosis.get("scenarios") or [] if item.get("holds")}
+    selected = [sid for sid in ("A", "C", "D", "B") if (sid == forced if forced else sid in holding)]
+    orchestrator = s["orchestrator_url"].rstrip("/")
+    actions = []
+    for sid in selected:
+        if sid == "A" and ctx.get("down"):
+            actions.append(
+                action(
+                    "task_routing.A.restart_arms",
+                    "A",
+                    "restart the arms that are down",
+                    "arms:%s" % ",".join(ctx["down"]),
+                    {"container": ", ".join(ctx["down"]), "op": "docker compose restart, wait for /health"},
+                    "planned",
+                    "restart %s (they register again on start-up)" % ", ".join(ctx["down"]),
+                    disruptive=True,
+                    apply="restart_arms",
+                )
+            )
+        elif sid == "C" and ctx.get("unregistered"):
+            actions.append(
+                action(
+                    "task_routing.C.register_arms",
+                    "C",
+                    "register the arms again with the orchestrator",
+                    "orchestrator:registry:%s" % ",".join(ctx["unregistered"]),
+                    {
+                        "op": "GET <arm>/capabilities, POST %s/api/v1/arms/register" % orchestrator,
+                        "arms": ctx["unregistered"],
+                    },
+                    "planned",
+                    "POST each arm's own capabilities (%s) to the register endpoint, then confirm"
+                    % ", ".join(ctx["unregistered"]),
+                    apply="register_arms",
+                )
+            )
+        elif sid == "B":
+            decision = ctx.get("decision") or {}
+            actions.append(
+                action(
+                    "task_routing.B.report_scoring",
+                    "B",
+                    "report the routing scoring fault",
+                    "orchestrator:router",
+                    {"decision": decision, "fallback_arm": s["fallback_arm"]},
+                    "report",
+                    "%s: the scoring does not pick %s for %r although it is routable (scores %s); planner fallback %s. "
+                    "Fix ArmRouter.score_arms (keywords +10, domain +50, unhealthy 0) and redeploy the orchestrator"
+                    % (
+                        s["escalation_level"],
+                        s["probe_expected_arm"],
+                        s["probe_goal"],
+                        decision.get("scores"),
+                        "works"
+                        if decision.get("selected") == s["fallback_arm"] or not decision.get("fallback")
+                        else "did not select %s" % s["fallback_arm"],
+                    ),
+                )
+            )
+    # stuck tasks are re-queued after the arms are back (A, C) or with their must constraints only (D)
+    stuck = ctx.get("stuck") or []
+    scenario = ctx.get("stuck_scenario")
+    if stuck and (scenario in selected or (forced is None and scenario is None)):
+        moves = []
+        for task in stuck:
+            new = task["must_constraints"] if task["cause"] == "D" else task["constraints"]
+            moves.append(
+                {
+                    "task_id": task["task_id"],
+                    "goal": task["goal"],
+                    "priority": task["priority"] or "medium",
+                    "old": task["constraints"],
+                    "new": new,
+                    "dropped": [c for c in task["constraints"] if c not in new],
+                }
+            )
+        still = [m["task_id"] for m, t in zip(moves, stuck) if t["cause"] == "D" and not t["allowed_after_relax"]]
+        actions.append(
+            action(
+                "task_routing.%s.requeue_tasks" % (scenario or "D"),
+                scenario or "D",
+                "re-queue %d stuck tasks%s"
+                % (len(moves), " with only their must constraints" if scenario == "D" else ""),
+                "postgres:tasks:stuck",
+                {
+                    "sql": requeue_sql(),
+                    "rows": len(moves),
+                    "op": "POST %s/api/v1/tasks per task, then the SQL above in one transaction" % orchestrator,
+                    "tasks": [
+                        {"task_id": m["task_id"], "constraints_old": m["old"], "constraints_new": m["new"]}
+                        for m in moves
+                    ],
+                    "_moves": moves,
+                },
+                "planned",
+                "submit each task again through the orchestrator, then mark the old one cancelled with requeued_as "
+                "(one transaction)"
+                + ("; no arm satisfies even the must constraints of %s" % ", ".join(still) if still else ""),
+                apply="requeue_tasks",
+            )
+        )
+        dropped = [m for m in moves if m["dropped"]]
+        if dropped:
+            actions.append(
+                action(
+                    "task_routing.D.report_dropped_constraints",
+                    "D",
+                    "report the tasks re-queued without their optional constraints",
+                    "report:tasks:constraints",
+                    {"tasks": [{"task_id": m["task_id"], "dropped": m["dropped"]} for m in dropped]},
+                    "report",
+                    "%s: tell the submitters that %s ran without their optional constraints (%s); fix the clients "
+                    "that send constraints no arm can meet together"
+                    % (
+                        s["escalation_level"],
+                        ", ".join(m["task_id"] for m in dropped),
+                        "; ".join(sorted({c for m in dropped for c in m["dropped"]})),
+                    ),
+                )
+            )
+    return gate(actions, dry_run=s["dry_run"], approve=s["approve"], allow_disruptive=s["allow_disruptive"])
+
+
+def prevention(evidence, settings=None):
+    s = _settings(settings)
+    f = Facts(evidence, s)
+    findings = []
+    # 1. health checks on every arm (docker inspect)
+    title = "Every arm container has a health check"
+    if f.containers is None:
+        findings.append(unknown("prevent.arms.healthcheck", title, "configured", f.containers_error))
+    else:
+        records = [r for r in f.containers.get("containers") or [] if r.get("service") in s["arms"]]
+        without = sorted({r["service"] for r in records if not r.get("healthcheck")})
+        findings.append(
+            finding(
+                "prevent.arms.healthcheck",
+                title,
+                "problem" if without else "ok",
+                "without: %s" % ", ".join(without) if without else "all %d" % len(records),
+                "configured",
+                {"without": without},
+            )
+        )
+    # 2. registration on start-up and re-registration: every arm registered, none stale
+    title = (
+        "Every arm is registered and re-registers (registration younger than %ss)" % s["registration_max_age_seconds"]
+    )
+    if f.registered is None:
+        findings.append(
+            unknown(
+                "prevent.arms.registration",
+                title,
+                "fresh",
+                f.http_error or {"kind": "other", "message": "no registry answer"},
+            )
+        )
+    else:
+        import time
+
+        now = time.time()
+        stale = sorted(
+            n
+            for n, arm in f.registered.items()
+            if now - float(arm.get("registered_at") or 0) > float(s["registration_max_age_seconds"])
+        )
+        missing = [n for n in f.arm_names if n not in f.registered]
+        bad = stale + missing
+        findings.append(
+            finding(
+                "prevent.arms.registration",
+                title,
+                "problem" if bad else "ok",
+                "stale: %s; missing: %s" % (stale, missing) if bad else "all fresh",
+                "fresh",
+                {"stale": stale, "missing": missing},
+                "C" if bad else None,
+            )
+        )
+    # 3. a default arm: the fallback answers
+    title = "The fallback arm (%s) is registered and healthy" % s["fallback_arm"]
+    if f.registered is None:
+        findings.append(unknown("prevent.routing.default_arm", title, "healthy", f.http_error))
+    else:
+        arm = f.registered.get(s["fallback_arm"]) or {}
+        ok = arm.get("health") == "healthy"
+        findings.append(
+            finding(
+                "prevent.routing.default_arm",
+                title,
+                "ok" if ok else "problem",
+                arm.get("health") or "not registered",
+                "healthy",
+                {},
+                None if ok else "A",
+            )
+        )
+    # 4. an alert on routing failures
+    title = "The %s alert rule is loaded in Prometheus" % s["routing_rule"]
+    rules = (f.prom or {}).get("rules")
+    if f.prom is None or rules is None or rules.get("error"):
+        findings.append(
+            unknown("prevent.prometheus.routing_rule", title, "loaded", f.prom_error or (rules or {}).get("error"))
+        )
+    else:
+        loaded = s["routing_rule"] in (rules.get("names") or [])
+        findings.append(
+            finding(
+                "prevent.prometheus.routing_rule",
+                title,
+                "ok" if loaded else "problem",
+                "loaded" if loaded else "not loaded",
+                "loaded",
+                {"alert": (rules.get("alerts") or {}).get(s["routing_rule"])},
+            )
+        )
+    actions = []
+    names = [item["check"] for item in findings if item["status"] == "problem"]
+    reports = {
+        "prevent.arms.healthcheck": "add a healthcheck (curl /health) to these arms' services",
+        "prevent.arms.registration": "set ARM_REGISTER_INTERVAL > 0 on the arms so that they re-register "
+        "(the orchestrator forgets them on restart), then run resolve",
+        "prevent.routing.default_arm": "bring the fallback arm back (resolve, scenario A)",
+        "prevent.prometheus.routing_rule": "add the %s rule (rate of routing fallbacks / pending tasks) to Prometheus"
+        % s["routing_rule"],
+    }
+    for check in names:
+        actions.append(
+            action(
+                "task_routing.%s" % check.replace(".", "_"),
+                None,
+                "report: %s" % check,
+                check,
+                {},
+                "report",
+                "%s: %s" % (s["escalation_level"], reports[check]),
+            )
+        )
+    return {"findings": findings, "actions": gate(actions, dry_run=s["dry_run"]), "context": {}}

@@ -1,0 +1,207 @@
+"""The task_routing role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
+runs). Faults: arm-unregistered (scenario C), stuck-tasks (D), unhealthy-arm (A, for the approval gate).
+Run under the lab lock: flock /tmp/octollm-lab.lock pytest tests/lab/test_task_routing.py"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+PROCEDURE = "task_routing"
+
+
+def run(tmp_path: Path, phase: str, **extravars: Any) -> dict[str, Any]:
+    """Run playbooks/run.yml for the procedure; return its RESULT for the lab host."""
+    import ansible_runner
+
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    private = tmp_path / f"runner-{phase}-{len(list(tmp_path.iterdir()))}"
+    private.mkdir()
+    runner = ansible_runner.run(
+        private_data_dir=str(private),
+        playbook=str(REPO / "playbooks" / "run.yml"),
+        inventory=str(REPO / "inventory" / "lab"),
+        extravars={"octollm_procedures": [PROCEDURE], "octollm_phase": phase, **extravars},
+        envvars={"ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections")},
+        quiet=True,
+    )
+    assert runner.rc == 0, f"{runner.status}: {runner.stdout.read()[-3000:]}"
+    stats = [event for event in runner.events if event.get("event") == "playbook_on_stats"]
+    data = stats[-1]["event_data"].get("artifact_data") or {}
+    return data["octollm_report"]["lab"][PROCEDURE]
+
+
+def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {finding["check"]: finding for finding in findings}
+
+
+def registered() -> list[str]:
+    with urllib.request.urlopen("http://127.0.0.1:8000/api/v1/arms", timeout=5) as answer:
+        return sorted(arm["name"] for arm in json.load(answer)["arms"])
+
+
+def sql(lab: Any, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host="127.0.0.1", dbname="octollm", user="postgres", password=lab.secret("postgres_admin_password")
+    )
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def plan(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(a["id"], a["resource"], a["disruptive"], json.dumps(a["change"], sort_keys=True)) for a in actions]
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return json.load(answer)
+
+
+def post_json(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
+
+
+def test_tasks_left_pending_for_want_of_an_arm_are_dispatched_again(healthy_lab: Any) -> None:
+    """No fixture re-queues leftovers before these tests: a healthy lab has no stuck task, because the
+    orchestrator's own deferral (the rows _leave_pending writes when no arm is registered, as at start-up)
+    does not stay: an arm's registration wakes the dispatch round, which routes and runs the task."""
+    task_id = f"task-test-waiting-{uuid.uuid4().hex[:8]}"
+    sql(
+        healthy_lab,
+        "WITH t AS (INSERT INTO tasks (task_id, goal, status, created_at, updated_at) VALUES"
+        " (%s, 'Plan the steps to back up the analytics database', 'pending', now() - interval '5 minutes',"
+        " now() - interval '5 minutes') RETURNING task_id) INSERT INTO action_log (task_id, action, arm, details)"
+        " SELECT task_id, 'failed', 'planner-arm', %s::jsonb FROM t RETURNING task_id",
+        task_id,
+        json.dumps({"reason": "arm not registered", "task_status": "pending"}),
+    )
+    try:
+        capabilities = get_json("http://127.0.0.1:8100/capabilities")  # what the arm sends when it registers
+        post_json("http://127.0.0.1:8000/api/v1/arms/register", capabilities)
+        deadline = time.monotonic() + 15  # the wake-up, else the next round (PENDING_RETRY_INTERVAL 10 s)
+        status = "SELECT status FROM tasks WHERE task_id = %s"
+        while time.monotonic() < deadline and sql(healthy_lab, status, task_id)[0][0] in ("pending", "running"):
+            time.sleep(0.5)
+        task = get_json(f"http://127.0.0.1:8000/api/v1/tasks/{task_id}")
+        assert task["status"] == "completed" and task["assigned_arm"] == "planner-arm"
+        assert [a["action"] for a in task["actions"]] == ["failed", "retried", "routed", "executed", "completed"]
+    finally:
+        sql(healthy_lab, "DELETE FROM action_log WHERE task_id = %s RETURNING id", task_id)
+        sql(healthy_lab, "DELETE FROM tasks WHERE task_id = %s RETURNING task_id", task_id)
+
+
+def test_healthy_lab_has_no_routing_finding_and_diagnosis_changes_nothing(healthy_lab: Any, tmp_path: Path) -> None:
+    arms = registered()
+    probe_tasks = sql(healthy_lab, "SELECT count(*) FROM tasks WHERE goal = %s", "Write a Python function")
+    result = run(tmp_path, "diagnose")
+    not_ok = {f["check"]: (f["status"], f["observed"]) for f in result["findings"] if f["status"] != "ok"}
+    assert not_ok == {}
+    assert len(result["findings"]) == 5
+    assert not any(scenario["holds"] for scenario in result["scenarios"])
+    assert result["escalation"]["level"] is None
+    # the scoring probe is read-only: no task was created for it; the registry is unchanged
+    assert sql(healthy_lab, "SELECT count(*) FROM tasks WHERE goal = %s", "Write a Python function") == probe_tasks
+    assert registered() == arms
+
+
+def test_unregistered_arm_is_registered_again(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    lab_faults.inject(healthy_lab, "arm-unregistered", "judge-arm")
+    assert "judge-arm" not in registered()
+    diagnosis = run(tmp_path, "diagnose")
+    found = by_check(diagnosis["findings"])["arms.registered"]
+    assert found["status"] == "problem" and found["scenario"] == "C"
+    assert found["evidence"]["missing"] == ["judge-arm"]
+    assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]}["C"] is True
+
+    dry = run(tmp_path, "resolve", octollm_dry_run=True)
+    assert "judge-arm" not in registered()
+    fixed = run(tmp_path, "resolve")
+    assert plan(dry["actions"]) == plan(fixed["actions"])
+    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [("task_routing.C.register_arms", "applied")]
+    assert "judge-arm" in registered()
+    assert fixed["verification"]["healthy"] is True
+    assert fixed["escalation"]["level"] is None
+    assert run(tmp_path, "resolve")["actions"] == []
+
+
+def test_stuck_tasks_with_strict_constraints_are_requeued(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    lab_faults.inject(healthy_lab, "stuck-tasks", "3")
+    diagnosis = run(tmp_path, "diagnose")
+    stuck = by_check(diagnosis["findings"])["tasks.stuck_pending"]
+    assert stuck["status"] == "problem" and stuck["scenario"] == "D"
+    sample = {item["task_id"]: item for item in stuck["evidence"]["sample"]}
+    assert sample[f"{lab_faults.STUCK_PREFIX}0"]["allowed_after_relax"] == ["coder-arm"]
+
+    dry = run(tmp_path, "resolve", octollm_dry_run=True)
+    assert sql(
+        healthy_lab,
+        "SELECT count(*) FROM tasks WHERE task_id LIKE %s AND status = 'pending'",
+        lab_faults.STUCK_PREFIX + "%",
+    ) == [(3,)]
+    fixed = run(tmp_path, "resolve")
+    assert plan(dry["actions"]) == plan(fixed["actions"])
+    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [
+        ("task_routing.D.requeue_tasks", "applied"),
+        ("task_routing.D.report_dropped_constraints", "report"),
+    ]
+    assert fixed["actions"][0]["change"]["rows"] == 3
+    rows = sql(
+        healthy_lab,
+        "SELECT t.status, n.status, n.constraints FROM tasks t JOIN tasks n"
+        " ON n.task_id = t.result->>'requeued_as' WHERE t.task_id LIKE %s",
+        lab_faults.STUCK_PREFIX + "%",
+    )
+    assert rows == [("cancelled", "completed", ["must be handled by the coder-arm"])] * 3
+    assert fixed["verification"]["healthy"] is True
+    assert fixed["escalation"]["level"] == "L1"  # the dropped constraints are reported to a human
+    again = run(tmp_path, "resolve")
+    assert again["actions"] == [] and again["escalation"]["level"] is None
+
+
+def test_arm_down_restart_waits_for_approval_then_restarts(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    record = lab_faults.inject(healthy_lab, "unhealthy-arm", "retriever-arm")
+    waiting = run(tmp_path, "resolve", octollm_scenario="A")
+    assert by_check(waiting["findings"])["arms.health"]["status"] == "problem"
+    actions = {a["id"]: a["status"] for a in waiting["actions"]}
+    assert actions["task_routing.A.restart_arms"] == "awaiting_approval"
+    assert waiting["escalation"]["level"] == "L1"
+    # still stopped: nothing was restarted
+    with open(f"/proc/{record['pids'][0]}/status", encoding="ascii") as status:
+        assert any(line.startswith("State:") and "T (stopped)" in line for line in status)
+
+    dry = run(tmp_path, "resolve", octollm_approve=True, octollm_dry_run=True)
+    assert dry["escalation"]["level"] == "L1"  # a dry run applied nothing: the arm is still down
+    fixed = run(tmp_path, "resolve", octollm_approve=True)
+    assert plan(dry["actions"]) == plan(fixed["actions"])
+    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [("task_routing.A.restart_arms", "applied")]
+    assert fixed["actions"][0]["change"]["container"] == "retriever-arm"
+    assert fixed["verification"]["healthy"] is True and fixed["escalation"]["level"] is None
+    assert "retriever-arm" in registered()
+    assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
