@@ -7,42 +7,19 @@ These tests inject faults into the shared lab: run them holding the lab lock,
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playbook_runs import by_check, run_procedure
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 PROCEDURE = "cache_performance"
 
 
 def run(tmp_path: Path, phase: str, **extravars: Any) -> dict[str, Any]:
-    """Run playbooks/run.yml for the procedure; return its RESULT for the lab host."""
-    import ansible_runner
-
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    private = tmp_path / f"runner-{phase}-{len(list(tmp_path.iterdir()))}"
-    private.mkdir()
-    runner = ansible_runner.run(
-        private_data_dir=str(private),
-        playbook=str(REPO / "playbooks" / "run.yml"),
-        inventory=str(REPO / "inventory" / "lab"),
-        extravars={"octollm_procedures": [PROCEDURE], "octollm_phase": phase, **extravars},
-        envvars={"ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections")},
-        quiet=True,
-    )
-    assert runner.rc == 0, f"{runner.status}: {runner.stdout.read()[-3000:]}"
-    stats = [event for event in runner.events if event.get("event") == "playbook_on_stats"]
-    data = stats[-1]["event_data"].get("artifact_data") or {}
-    return data["octollm_report"]["lab"][PROCEDURE]
-
-
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {finding["check"]: finding for finding in findings}
+    return run_procedure(PROCEDURE, tmp_path, phase, **extravars)
 
 
 def redis_client(lab: Any) -> Any:
