@@ -20,6 +20,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
+    evidence_kind,
+    merged_settings,
+    rule_loaded,
+)
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -78,21 +83,11 @@ DEFAULTS = {
 
 
 def _settings(settings):
-    merged = dict(DEFAULTS)
-    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
+    merged = merged_settings(DEFAULTS, settings)
     for key in ("sample_seconds", "growth_rate_min", "history_rate_min", "limit_ratio_max", "swap_used_ratio_max"):
         merged[key] = float(merged[key])
     merged["growth_min_bytes"] = int(merged["growth_min_bytes"])
     return merged
-
-
-def _kind(evidence, kind):
-    result = (evidence or {}).get(kind)
-    if result is None:
-        return None, {"kind": "other", "message": "%s evidence was not gathered" % kind}
-    if not result.get("ok", False):
-        return None, result.get("error") or {"kind": "other", "message": "%s evidence failed" % kind}
-    return result, None
 
 
 def _mib(value):
@@ -104,10 +99,10 @@ class Facts(object):
 
     def __init__(self, evidence, s):
         self.s = s
-        self.containers, self.containers_error = _kind(evidence, "containers")
-        self.prom, self.prom_error = _kind(evidence, "prometheus")
-        self.http, self.http_error = _kind(evidence, "http")
-        self.redis, self.redis_error = _kind(evidence, "redis")
+        self.containers, self.containers_error = evidence_kind(evidence, "containers")
+        self.prom, self.prom_error = evidence_kind(evidence, "prometheus")
+        self.http, self.http_error = evidence_kind(evidence, "http")
+        self.redis, self.redis_error = evidence_kind(evidence, "redis")
         wanted = set(s["services"] or [])
         self.records = [
             item
@@ -496,24 +491,7 @@ def prevention(evidence, settings=None):
         limits, check="prevent.memory.limits", status="problem" if limits["status"] == "warning" else limits["status"]
     )
     findings.append(limits)
-    title = "The %s alert rule is loaded in Prometheus" % s["high_memory_rule"]
-    rules = (f.prom or {}).get("rules")
-    if f.prom is None or rules is None or rules.get("error"):
-        findings.append(
-            unknown("prevent.prometheus.high_memory_rule", title, "loaded", f.prom_error or (rules or {}).get("error"))
-        )
-    else:
-        loaded = s["high_memory_rule"] in (rules.get("names") or [])
-        findings.append(
-            finding(
-                "prevent.prometheus.high_memory_rule",
-                title,
-                "ok" if loaded else "problem",
-                "loaded" if loaded else "not loaded",
-                "loaded",
-                {"alert": (rules.get("alerts") or {}).get(s["high_memory_rule"])},
-            )
-        )
+    findings.append(rule_loaded("prevent.prometheus.high_memory_rule", s["high_memory_rule"], f.prom, f.prom_error))
     title = "The stack's shared cache is bounded (Redis maxmemory with an evicting policy)"
     if f.redis is None:
         findings.append(unknown("prevent.cache.bounded", title, "maxmemory > 0, allkeys-*/volatile-*", f.redis_error))

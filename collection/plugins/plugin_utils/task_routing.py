@@ -24,6 +24,11 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
+    evidence_kind,
+    merged_settings,
+    rule_loaded,
+)
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -60,18 +65,7 @@ DEFAULTS = {
 
 
 def _settings(settings):
-    merged = dict(DEFAULTS)
-    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
-    return merged
-
-
-def _kind(evidence, kind):
-    result = (evidence or {}).get(kind)
-    if result is None:
-        return None, {"kind": "other", "message": "%s evidence was not gathered" % kind}
-    if not result.get("ok", False):
-        return None, result.get("error") or {"kind": "other", "message": "%s evidence failed" % kind}
-    return result, None
+    return merged_settings(DEFAULTS, settings)
 
 
 def _phrase(text, phrase):
@@ -104,10 +98,10 @@ def must_only(constraints):
 class Facts(object):
     def __init__(self, evidence, s):
         self.s = s
-        self.pg, self.pg_error = _kind(evidence, "postgres")
-        self.http, self.http_error = _kind(evidence, "http")
-        self.prom, self.prom_error = _kind(evidence, "prometheus")
-        self.containers, self.containers_error = _kind(evidence, "containers")
+        self.pg, self.pg_error = evidence_kind(evidence, "postgres")
+        self.http, self.http_error = evidence_kind(evidence, "http")
+        self.prom, self.prom_error = evidence_kind(evidence, "prometheus")
+        self.containers, self.containers_error = evidence_kind(evidence, "containers")
         probes = (self.http or {}).get("probes") or {}
         self.probes = probes
         self.arm_names = sorted(s["arms"])
@@ -593,24 +587,7 @@ def prevention(evidence, settings=None):
             )
         )
     # 4. an alert on routing failures
-    title = "The %s alert rule is loaded in Prometheus" % s["routing_rule"]
-    rules = (f.prom or {}).get("rules")
-    if f.prom is None or rules is None or rules.get("error"):
-        findings.append(
-            unknown("prevent.prometheus.routing_rule", title, "loaded", f.prom_error or (rules or {}).get("error"))
-        )
-    else:
-        loaded = s["routing_rule"] in (rules.get("names") or [])
-        findings.append(
-            finding(
-                "prevent.prometheus.routing_rule",
-                title,
-                "ok" if loaded else "problem",
-                "loaded" if loaded else "not loaded",
-                "loaded",
-                {"alert": (rules.get("alerts") or {}).get(s["routing_rule"])},
-            )
-        )
+    findings.append(rule_loaded("prevent.prometheus.routing_rule", s["routing_rule"], f.prom, f.prom_error))
     actions = []
     names = [item["check"] for item in findings if item["status"] == "problem"]
     reports = {
