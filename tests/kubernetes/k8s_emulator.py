@@ -4,7 +4,7 @@ It speaks the API's wire protocol (discovery, list, get, create, patch, delete) 
 client and kubernetes.core's k8s / k8s_info / k8s_scale, and records every request, so a test can assert the body
 of every write. It is NOT Kubernetes: no controllers (a Deployment makes no pods, a patch starts no rollout,
 ``wait:`` never completes), no admission, no RBAC, no strategic merge (patches merge dicts and replace lists),
-exec and logs are not served. It checks our calls, not Kubernetes' behaviour.
+exec is not served; pod logs only as set_log() stored them. It checks our calls, not Kubernetes' behaviour.
 
 Extended here, because the roles rely on it: list requests honour ``labelSelector`` (equality and set-based
 ``in``/``notin``/exists) and ``fieldSelector`` (equality on dotted paths, e.g. ``involvedObject.name=redis-0``).
@@ -47,6 +47,7 @@ RESOURCES: list[tuple[str, str, bool, tuple[str, ...]]] = [
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True, ("status",)),
     ("autoscaling/v2/horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("status",)),
     ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True, ()),
+    ("batch/v1/cronjobs", "CronJob", True, ("status",)),
     ("rbac.authorization.k8s.io/v1/roles", "Role", True, ()),
     ("rbac.authorization.k8s.io/v1/rolebindings", "RoleBinding", True, ()),
     ("rbac.authorization.k8s.io/v1/clusterroles", "ClusterRole", False, ()),
@@ -117,6 +118,16 @@ class _SelectingEmulator(kmock.KubernetesEmulator):
         group, version = request.resource.group, request.resource.version
         return {**listing, "items": items, "kind": f"{kind}List" if kind else "List",
                 "apiVersion": f"{group}/{version}" if group else version}
+
+    # pod logs (GET .../pods/{name}/log), as text: what KubernetesAPIEmulator.set_log stored, else 404
+    async def _serve_fetch(self, request: rendering.Request) -> Any:
+        if request.subresource == "log" and request.name is not None:
+            key = (request.namespace, request.name)
+            if key not in getattr(self, "pod_logs", {}):
+                from kmock import KubernetesObjectNotFoundError
+                raise KubernetesObjectNotFoundError()
+            return self.pod_logs[key].encode()
+        return await super()._serve_fetch(request)
 
 
 @dataclass
@@ -218,6 +229,12 @@ class KubernetesAPIEmulator:
                 found.append(raw)
         return found
 
+    def set_log(self, pod: str, text: str, namespace: str | None = NAMESPACE) -> None:
+        """The log that GET .../pods/{pod}/log serves (text; every query option ignored)."""
+        if not hasattr(self.handler, "pod_logs"):
+            self.handler.pod_logs = {}
+        self.handler.pod_logs[namespace, pod] = text
+
     def writes(self) -> list[Write]:
         """Every request that could change something (POST, PUT, PATCH, DELETE), in order."""
         found = []
@@ -233,3 +250,16 @@ class KubernetesAPIEmulator:
         """The paths (with query) of the GET requests, in order."""
         return [str(r.url.path_qs) for r in list(self.handler._requests)
                 if str(getattr(r.method, "value", r.method)).upper() == "GET"]
+
+    def serve_metrics(self, usage: dict[str, dict[str, dict[str, str]]], namespace: str = NAMESPACE) -> None:
+        """Serve the metrics API (metrics.k8s.io/v1beta1, as metrics-server does; not served unless called) with
+        PodMetrics ``{pod: {container: {"cpu": "950m", "memory": "200Mi"}}}``."""
+        for plural, kind, namespaced in (("pods", "PodMetrics", True), ("nodes", "NodeMetrics", False)):
+            self.handler.resources[f"metrics.k8s.io/v1beta1/{plural}"] = kmock.ResourceInfo(
+                kind=kind, namespaced=namespaced, singular=kind.lower(), verbs=["get", "list"], subresources=())
+        for pod, containers in usage.items():
+            self.handler.objects["metrics.k8s.io/v1beta1/pods", namespace, pod] = {
+                "apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
+                "metadata": {"name": pod, "namespace": namespace}, "timestamp": "2026-11-28T10:00:00Z",
+                "window": "15s", "containers": [{"name": name, "usage": dict(values)}
+                                                for name, values in containers.items()]}

@@ -11,6 +11,12 @@ given, with the kubeconfig's credentials or ``K8S_AUTH_API_KEY``. Reads only.
 
 Returned per read: ``items`` (the objects as the API serves them, Secrets never: their ``data`` is dropped)
 or ``error`` ``{kind, message}`` (a read that fails is evidence; the others still return).
+
+Option ``logs`` of a read of pods (``{container, tail, since_seconds, previous, patterns, redact,
+line_max_chars}``): the read also returns ``log``, the pods' logs as the containers collector returns a
+service's (``pods``, ``lines`` with PII masked, ``pattern_counts`` of the named regexes over the raw lines,
+``lines_scanned``, ``redactions`` by kind, ``truncated``, ``error``, ``errors`` by pod). Reads without it are
+unchanged.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +24,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.octollm.remediation.plugins.module_utils.evidence import (
@@ -27,6 +35,13 @@ from ansible_collections.octollm.remediation.plugins.module_utils.evidence impor
     register,
     remaining,
 )
+from ansible_collections.octollm.remediation.plugins.module_utils.redact import (
+    DEFAULT_PII,
+    redact_pii,
+    validate_kinds,
+)
+
+_DISCOVERY_LOCK = threading.Lock()
 
 OBJECT_OPTIONS = dict(
     kind=dict(type="str", required=True),
@@ -123,7 +138,10 @@ class KubernetesCollector(Collector):
                 spec[option] = rules["default"]
         if not spec.get("kind"):
             raise CollectorError("other", "a kubernetes read needs a kind")
-        resource = dynamic.resources.get(api_version=spec["api_version"], kind=spec["kind"])
+        # one lookup at a time: a kind the API does not serve (metrics.k8s.io without metrics-server) makes the
+        # dynamic client invalidate and rebuild its discovery cache, which concurrent lookups would see half-built
+        with _DISCOVERY_LOCK:
+            resource = dynamic.resources.get(api_version=spec["api_version"], kind=spec["kind"])
         kwargs = {"_request_timeout": min(float(self._opt("timeout")), remaining(deadline))}
         if resource.namespaced and spec.get("namespaced", True):
             kwargs["namespace"] = self._opt("namespace")
@@ -138,6 +156,59 @@ class KubernetesCollector(Collector):
             return [_plain(answer)]
         return [_plain(item) for item in (answer.items or [])]
 
+    def _read_logs(self, dynamic, spec, pods, deadline):
+        """The logs of ``pods`` (option ``logs`` of a read): masked lines, named pattern counts, redactions."""
+        from kubernetes import client
+
+        logs = spec.get("logs") or {}
+        kinds = validate_kinds(logs.get("redact", list(DEFAULT_PII)))
+        try:
+            named = {key: re.compile(regex) for key, regex in (logs.get("patterns") or {}).items()}
+        except re.error as exc:
+            raise CollectorError("other", "invalid log pattern: %s" % exc) from exc
+        cap = max(40, int(logs.get("line_max_chars") or 400))
+        core = client.CoreV1Api(dynamic.client)
+        names = sorted(name for name in ((pod.get("metadata") or {}).get("name") for pod in pods) if name)
+        entry = {"pods": names, "lines": [], "pattern_counts": {key: 0 for key in named}, "lines_scanned": 0,
+                 "redactions": {}, "truncated": False, "error": None, "errors": {}}
+        for name in names:
+            kwargs = {"_request_timeout": min(float(self._opt("timeout")), remaining(deadline)),
+                      "_preload_content": False}
+            if logs.get("container"):
+                kwargs["container"] = logs["container"]
+            if logs.get("tail"):
+                kwargs["tail_lines"] = int(logs["tail"])
+            if logs.get("since_seconds"):
+                kwargs["since_seconds"] = int(logs["since_seconds"])
+            if logs.get("previous"):
+                kwargs["previous"] = True
+            try:
+                raw = core.read_namespaced_pod_log(name, self._opt("namespace"), **kwargs).data
+            except Exception as exc:  # one pod's log that cannot be read is evidence
+                error = error_of(exc, self.secrets())
+                error["kind"] = _classify_api(exc) or error["kind"]
+                entry["errors"][name] = error
+                continue
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            prefix = "%s | " % name if len(names) > 1 else ""
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                entry["lines_scanned"] += 1
+                for key, regex in named.items():
+                    if regex.search(line):
+                        entry["pattern_counts"][key] += 1
+                clean = redact_pii(line, kinds, entry["redactions"])[0]
+                if len(clean) > cap:
+                    clean = clean[: cap - 3] + "..."
+                    entry["truncated"] = True
+                entry["lines"].append(prefix + clean)
+        if names and len(entry["errors"]) == len(names):
+            entry["error"] = entry["errors"][names[0]]
+        elif not names:
+            entry["error"] = {"kind": "other", "message": "no pod to read logs from"}
+        return entry
+
     def collect(self, deadline):
         objects = self._opt("objects") or {}
         dynamic = self._client()
@@ -145,7 +216,10 @@ class KubernetesCollector(Collector):
 
         def one(name, spec):
             try:
-                return name, {"items": self._read(dynamic, spec, deadline)}
+                items = self._read(dynamic, spec, deadline)
+                if spec.get("logs") is not None:  # the option: the listed pods' logs as well
+                    return name, {"items": items, "log": self._read_logs(dynamic, spec, items, deadline)}
+                return name, {"items": items}
             except Exception as exc:  # one failed read is evidence; the others still return
                 error = error_of(exc, self.secrets())
                 if isinstance(exc, CollectorError):

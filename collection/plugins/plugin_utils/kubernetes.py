@@ -193,3 +193,71 @@ def error_kind(message):
     if "no module named" in text or "failed to import" in text or "requires the kubernetes" in text:
         return "missing_tool"
     return "other"
+
+
+def named_reads(evidence, prefix, names):
+    """The reads ``<prefix><name>`` of the ``kubernetes`` evidence as ``{name: {items, error, log}}``: ``error``
+    (``{kind, message}``) when the read or the whole API failed, ``log`` when the read asked for pod logs."""
+    kube = (evidence or {}).get("kubernetes")
+    reads = (kube or {}).get("objects") or {}
+    out = {}
+    for name in names:
+        read = reads.get(prefix + name)
+        if kube is None:
+            error = {"kind": "other", "message": "kubernetes evidence was not gathered"}
+        elif read is None:
+            error = kube.get("error") or {"kind": "other", "message": "%s%s not read" % (prefix, name)}
+        else:
+            error = read.get("error")
+        if error:
+            error = {"kind": error.get("kind") or error_kind(error.get("message")), "message": error.get("message", "")}
+        out[name] = {"items": list((read or {}).get("items") or []), "error": error, "log": (read or {}).get("log")}
+    return out
+
+
+def reads_as_facts(evidence, prefix, names, lists):
+    """:func:`named_reads` as ``{name: its items (for a name in lists), its one object or None}`` plus ``errors``
+    ``{name: {kind, message}}`` for the reads that failed (a failed read still gives what it returned)."""
+    reads = named_reads(evidence, prefix, names)
+    out = {name: read["items"] if name in lists else (read["items"][0] if read["items"] else None)
+           for name, read in reads.items()}
+    out["errors"] = {name: read["error"] for name, read in reads.items() if read["error"]}
+    return out
+
+
+def workload_state(workload, pods, endpoints=None):
+    """Whether a Deployment/StatefulSet serves: desired and ready replicas (its status, else its pods), ready pods,
+    ready Endpoints addresses (None without an Endpoints object) and the reasons it does not serve (``down``)."""
+    spec = (workload or {}).get("spec") or {}
+    status = (workload or {}).get("status") or {}
+    desired = int(spec.get("replicas", 1)) if workload else 0
+    summaries = sorted((pod_summary(pod) for pod in pods or []), key=lambda item: item["name"] or "")
+    ready_pods = [item["name"] for item in summaries if item["ready"] and not item["deleting"]]
+    ready_replicas = int(status.get("readyReplicas") or 0) if status else None
+    addresses = None
+    if endpoints is not None:
+        addresses = sum(len(subset.get("addresses") or []) for subset in endpoints.get("subsets") or [])
+    reasons = []
+    if not workload:
+        reasons.append("no workload")
+    elif desired == 0:
+        reasons.append("scaled to 0 replicas")
+    if workload and desired and ready_replicas == 0:
+        reasons.append("0/%d ready replicas" % desired)
+    if workload and desired and not ready_pods:
+        reasons.append("no ready pod")
+    if addresses == 0:
+        reasons.append("Endpoints without ready addresses")
+    troubled = {item["name"]: pod_trouble(item) for item in summaries if pod_trouble(item)}
+    for name, trouble in sorted(troubled.items()):
+        reasons.extend("%s: %s" % (name, reason) for reason in trouble if "CrashLoopBackOff" in reason)
+    return {
+        "desired": desired,
+        "ready_replicas": ready_replicas,
+        "ready_pods": ready_pods,
+        "endpoints_ready": addresses,
+        "pods": summaries,
+        "trouble": troubled,
+        "down": bool(not workload or desired == 0 or ready_replicas == 0 or not ready_pods or addresses == 0),
+        "reasons": reasons,
+    }
