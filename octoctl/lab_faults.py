@@ -145,6 +145,65 @@ def _unlink_pattern(client: Any, pattern: str) -> int:
     return removed
 
 
+# ---- Redis bloat: the cache grows to its container's memory limit (maxmemory lifted at runtime) --------
+BLOAT_PREFIX = "bloat:llm:"
+BLOAT_TARGET = 0.92  # of the container's memory limit, in working set: over the procedure's 90%, under the OOM kill
+
+
+def _working_set(container_id: str) -> int:
+    """The container's memory working set as the procedure reads it (cgroup usage minus inactive file pages)."""
+    candidates = [  # cgroup v1 (cgroupfs driver), v2 (systemd driver), v2 (cgroupfs driver)
+        (f"/sys/fs/cgroup/memory/docker/{container_id}", "memory.usage_in_bytes", "total_inactive_file"),
+        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope", "memory.current", "inactive_file"),
+        (f"/sys/fs/cgroup/docker/{container_id}", "memory.current", "inactive_file"),
+    ]
+    for base, usage_file, inactive_key in candidates:
+        if os.path.exists(os.path.join(base, usage_file)):
+            with open(os.path.join(base, usage_file)) as handle:
+                usage = int(handle.read())
+            with open(os.path.join(base, "memory.stat")) as handle:
+                stat = dict(line.split() for line in handle if len(line.split()) == 2)
+            return usage - int(stat.get(inactive_key, 0))
+    raise OctoctlError(f"the memory cgroup of container {container_id[:12]} was not found", ExitCode.ENVIRONMENT)
+
+
+def _redis_bloat_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    """Lift maxmemory (runtime only, as an operator's CONFIG SET would) and fill Redis with cached answers until
+    the container's working set reaches BLOAT_TARGET of its memory limit: memory exhaustion of the cache. The
+    working set is read from the cgroup after each batch, and the batches shrink near the target, so the kernel
+    never OOM-kills it."""
+    client = redis_client(lab)
+    before = client.config_get("maxmemory")["maxmemory"]
+    [cid] = _containers_of(lab, "redis")
+    inspect = _inspect(cid)
+    limit = int(inspect["HostConfig"].get("Memory") or 0)
+    if not limit:
+        raise OctoctlError("the redis container has no memory limit: nothing to exhaust", ExitCode.USAGE)
+    run_id = client.info("server")["run_id"]
+    client.config_set("maxmemory", "0")
+    value = b"x" * 65536
+    filled = 0
+    while (working := _working_set(inspect["Id"])) < BLOAT_TARGET * limit:
+        batch = 40 if BLOAT_TARGET * limit - working > 8 * 2**20 else 1
+        pipe = client.pipeline(transaction=False)
+        for i in range(filled, filled + batch):
+            pipe.set(f"{BLOAT_PREFIX}{i}", value)
+        pipe.execute()
+        filled += batch
+    if client.info("server")["run_id"] != run_id:
+        raise OctoctlError("Redis restarted while it was filled (OOM kill?): the fault is not in place",
+                           ExitCode.INTERNAL)
+    return {"previous_maxmemory": before, "filled_keys": filled, "limit_bytes": limit, "working_set": working}
+
+
+def _redis_bloat_heal(lab: Lab, record: dict[str, Any]) -> None:
+    client = redis_client(lab)
+    _unlink_pattern(client, BLOAT_PREFIX + "*")
+    client.config_set("maxmemory", record.get("previous_maxmemory") or REDIS_BASELINE["maxmemory"])
+    client.execute_command("MEMORY", "PURGE")
+    lab.warm_cache()  # a flush (the fix) took the warm keys with it
+
+
 # ---- cold cache: the warm keys are gone (as after a Redis restart without persistence) -----------
 def _cache_cold_inject(lab: Lab, target: str | None) -> dict[str, Any]:
     client = redis_client(lab)
@@ -255,11 +314,12 @@ def _oom_heal(lab: Lab, record: dict[str, Any]) -> None:
 
 
 # ---- cpu-hog: a runaway process inside a service's container burns its CPU quota --------------------
-# The quota is lowered to CPU_HOG_CPUS for the fault: on a busy 2-core host a hog under a 1.0 quota may get only
-# 70% of it, under 0.5 it reliably sits at its limit, and the fault adds at most half a core of load.
+# The quota is lowered to CPU_HOG_CPUS for the fault: on a busy 2-core host CFS gives a container's group only its
+# share of the cores (measured: under a 0.5 quota a hog got 66% of it at load 9), under 0.2 it sits at its limit
+# (93-98% of it, throttled in 75-81% of the periods at load 11), and the fault adds at most a fifth of a core.
 CPU_HOG_MARKER = "octollm-cpu-hog"
 CPU_HOG_PROCESSES = 4
-CPU_HOG_CPUS = "0.5"
+CPU_HOG_CPUS = "0.2"
 
 
 def _cpu_hog_inject(lab: Lab, target: str | None) -> dict[str, Any]:
@@ -867,6 +927,8 @@ FAULTS: dict[str, Fault] = {
               _crash_inject, _crash_heal, "orchestrator"),
         Fault("unhealthy-arm", "stop an arm's process (SIGSTOP): running but failing health checks",
               _unhealthy_inject, _unhealthy_heal, "coder-arm"),
+        Fault("redis-bloat", "maxmemory lifted at runtime and Redis filled with cached answers up to 93% of its "
+              "container's memory limit (memory exhaustion of the cache)", _redis_bloat_inject, _redis_bloat_heal),
         Fault("redis-eviction", "Redis filled with keys without TTL, maxmemory lowered under what is used, "
               "policy noeviction",
               _redis_eviction_inject, _redis_eviction_heal),

@@ -18,6 +18,7 @@ command -v iptables >/dev/null || need_pkgs+=(iptables)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # the collector and Kubernetes tests' own server
+command -v redis-check-rdb >/dev/null || need_pkgs+=(redis-tools)  # redis-cli --rdb and redis-check-rdb: resource_exhaustion's cache backup
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "apt-get install ${need_pkgs[*]}"

@@ -589,6 +589,33 @@ def test_cgroup_v1_files(tmp_path: Path) -> None:
     assert cc.cgroup_dirs(str(tmp_path), "ef" * 32) == {}  # another container's cgroup is never read
 
 
+def test_cpu_throttling_is_read_from_cpu_stat(tmp_path: Path) -> None:
+    """The share of CFS periods in which the quota ran out, from the cpu controller's cpu.stat (cgroup v1)."""
+    from ansible_collections.octollm.remediation.plugins.module_utils import collector_containers as cc
+
+    container_id = "ab" * 32
+    write_files(tmp_path / "memory" / "docker" / container_id,
+                {"memory.usage_in_bytes": "1000\n", "memory.limit_in_bytes": "4000\n", "memory.stat": "",
+                 "memory.max_usage_in_bytes": "2000\n", "memory.failcnt": "0\n"})
+    write_files(tmp_path / "cpuacct" / "docker" / container_id, {"cpuacct.usage": "1000000000\n"})
+    cpu = tmp_path / "cpu" / "docker" / container_id
+    write_files(cpu, {"cpu.stat": "nr_periods 100\nnr_throttled 10\nthrottled_time 5000000\n"})
+    dirs = cc.cgroup_dirs(str(tmp_path), container_id)
+    assert dirs["cpu"] == str(cpu)
+    first = cc.read_cgroup(dirs)
+    (cpu / "cpu.stat").write_text("nr_periods 120\nnr_throttled 25\nthrottled_time 9000000\n")
+    (tmp_path / "cpuacct" / "docker" / container_id / "cpuacct.usage").write_text("1400000000\n")
+    second = dict(cc.read_cgroup(dirs), t=first["t"] + 2.0)
+    stats = cc.finish_stats(first, second, nano_cpus=250_000_000)
+    assert stats["cpu_throttled_percent"] == 75.0  # 15 of 20 periods
+    assert stats["cpu_percent"] == 20.0 and stats["cpu_limit_percent"] == 80.0
+    assert "cpu_periods" not in stats and "cpu_throttled_periods" not in stats
+    assert cc.finish_stats(first, None, nano_cpus=None)["cpu_throttled_percent"] is None
+    api = cc.api_sample({"cpu_stats": {"cpu_usage": {"total_usage": 5}, "throttling_data": {
+        "periods": 7, "throttled_periods": 3}}})
+    assert (api["cpu_periods"], api["cpu_throttled_periods"]) == (7, 3)
+
+
 # --- unit: redaction -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "number, valid",

@@ -91,6 +91,41 @@ def test_cpu_hog_restarts_the_top_consumer_after_approval():
     assert rex.plan(result, dict(SETTINGS, approve=True))[0]["status"] == "planned"
 
 
+def test_a_throttled_container_exhausts_its_quota_under_its_average_threshold():
+    """On a contended host a busy container gets less than its quota on average, but it still hits the quota in
+    most CFS periods: that is the signal; a busy container that rarely hits it is not a problem."""
+    hog = record("executor-arm", cpu=55.0)
+    hog["stats"]["cpu_throttled_percent"] = 85.0
+    busy = record("orchestrator", cpu=60.0)
+    busy["stats"]["cpu_throttled_percent"] = 10.0
+    bursty = record("node-exporter", cpu=15.0)  # idle but for one scrape: throttled in the few periods it ran
+    bursty["stats"]["cpu_throttled_percent"] = 60.0
+    cpu = rex.diagnose(evidence(busy, hog, bursty), SETTINGS)["findings"][0]
+    assert cpu["status"] == "problem" and [r["service"] for r in cpu["evidence"]["top"]][:2] == [
+        "orchestrator", "executor-arm"]
+    assert cpu["observed"] == "executor-arm 55.0% of 1.0 cpus, throttled in 85.0% of periods"
+    assert rex.diagnose(evidence(busy, bursty), SETTINGS)["findings"][0]["status"] == "ok"
+    [act] = rex.plan(rex.diagnose(evidence(busy, hog), SETTINGS), SETTINGS)
+    assert act["id"] == "resource_exhaustion.A.restart_executor_arm"  # the one that exhausts its quota
+
+
+def test_the_cache_at_its_memory_limit_is_flushed_after_a_backup_not_restarted():
+    redis = record("redis", memory=93.0)
+    settings = dict(SETTINGS, backup_dir="/state/runs/r1/backups")
+    result = rex.diagnose(evidence(record("orchestrator", memory=40.0), redis), settings)
+    [act] = rex.plan(result, settings)
+    assert (act["id"], act["status"], act["disruptive"], act["destructive"]) == (
+        "resource_exhaustion.A.flush_cache_redis", "awaiting_approval", True, True)
+    assert act["change"]["op"] == "flushdb" and act["change"]["db"] == 0
+    assert act["change"]["backup_dir"] == "/state/runs/r1/backups" and act["change"]["container"] == "octollm-redis-1"
+    assert "redis-check-rdb" in act["outcome"]
+    # another service at its limit is restarted, and Redis busy on CPU is not flushed
+    [restart] = rex.plan(rex.diagnose(evidence(record("orchestrator", memory=95.0)), settings), settings)
+    assert restart["id"] == "resource_exhaustion.A.restart_orchestrator"
+    [cpu] = rex.plan(rex.diagnose(evidence(record("redis", cpu=99.0)), settings), settings)
+    assert cpu["id"] == "resource_exhaustion.A.restart_redis"
+
+
 def test_full_backup_disk_deletes_exactly_the_expired_backups():
     disks = [{"path": "/state/backups", "used_percent": 91.7, "free_bytes": 4 * 2**20, "total_bytes": 48 * 2**20}]
     result = rex.diagnose(evidence(record("orchestrator"), disks=disks), SETTINGS, backups(30, 20, 8, 1))

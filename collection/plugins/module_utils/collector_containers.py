@@ -138,7 +138,7 @@ def cgroup_dirs(root, container_id, pid=None):
                             found["unified"] = os.path.join(root, path)
                         continue
                     for controller in parts[1].split(","):
-                        if controller in ("memory", "cpuacct", "pids"):
+                        if controller in ("memory", "cpuacct", "pids", "cpu"):
                             directory = os.path.join(root, parts[1], path)
                             if not os.path.isdir(directory):
                                 directory = os.path.join(root, controller, path)
@@ -153,11 +153,11 @@ def cgroup_dirs(root, container_id, pid=None):
                     found["unified"] = candidate
                     break
         return {"unified": found["unified"]} if found.get("unified") and os.path.isdir(found["unified"]) else {}
-    for controller in ("memory", "cpuacct", "pids"):
+    for controller in ("memory", "cpuacct", "pids", "cpu"):
         if controller in found and os.path.isdir(found[controller]):
             continue
         found.pop(controller, None)
-        for base in (controller, "cpu,cpuacct" if controller == "cpuacct" else controller):
+        for base in (controller, "cpu,cpuacct" if controller in ("cpu", "cpuacct") else controller):
             for relative in ("docker/%s" % container_id, "system.slice/docker-%s.scope" % container_id):
                 candidate = os.path.join(root, base, relative)
                 if os.path.isdir(candidate):
@@ -175,6 +175,7 @@ def read_cgroup(dirs):
         base = dirs["unified"]
         stat = _read_kv(os.path.join(base, "memory.stat"))
         usage = _read_int(os.path.join(base, "memory.current"))
+        cpu_stat = _read_kv(os.path.join(base, "cpu.stat"))
         sample.update(
             cgroup_version=2,
             memory_usage_bytes=usage,
@@ -182,7 +183,9 @@ def read_cgroup(dirs):
             memory_inactive_file_bytes=stat.get("inactive_file", 0),
             memory_rss_bytes=stat.get("anon"),
             memory_cache_bytes=stat.get("file"),
-            cpu_ns=_read_kv(os.path.join(base, "cpu.stat")).get("usage_usec", 0) * 1000,
+            cpu_ns=cpu_stat.get("usage_usec", 0) * 1000,
+            cpu_periods=cpu_stat.get("nr_periods"),
+            cpu_throttled_periods=cpu_stat.get("nr_throttled"),
         )
         peak = os.path.join(base, "memory.peak")
         sample["memory_max_usage_bytes"] = _read_int(peak) if os.path.exists(peak) else None
@@ -208,6 +211,11 @@ def read_cgroup(dirs):
             memory_cache_bytes=stat.get("total_cache", stat.get("cache")),
             cpu_ns=_read_int(os.path.join(dirs["cpuacct"], "cpuacct.usage")),
         )
+        cpu_stat_path = os.path.join(dirs.get("cpu") or dirs["cpuacct"], "cpu.stat")
+        if os.path.exists(cpu_stat_path):
+            cpu_stat = _read_kv(cpu_stat_path)
+            sample["cpu_periods"] = cpu_stat.get("nr_periods")
+            sample["cpu_throttled_periods"] = cpu_stat.get("nr_throttled")
         oom_control = os.path.join(memory, "memory.oom_control")
         if os.path.exists(oom_control):
             control = _read_kv(oom_control)
@@ -224,6 +232,7 @@ def api_sample(stats):
     memory = stats.get("memory_stats") or {}
     mstat = memory.get("stats") or {}
     cpu = (stats.get("cpu_stats") or {}).get("cpu_usage") or {}
+    throttling = (stats.get("cpu_stats") or {}).get("throttling_data") or {}
     return {
         "source": "api",
         "t": time.monotonic(),
@@ -235,6 +244,8 @@ def api_sample(stats):
         "memory_rss_bytes": mstat.get("total_rss", mstat.get("rss", mstat.get("anon"))),
         "memory_cache_bytes": mstat.get("total_cache", mstat.get("cache", mstat.get("file"))),
         "cpu_ns": cpu.get("total_usage"),
+        "cpu_periods": throttling.get("periods"),
+        "cpu_throttled_periods": throttling.get("throttled_periods"),
         "pids": (stats.get("pids_stats") or {}).get("current"),
     }
 
@@ -246,7 +257,8 @@ def finish_stats(first, second, nano_cpus):
     inactive = last.get("memory_inactive_file_bytes") or 0
     working_set = max(0, usage - inactive) if isinstance(usage, int) else None
     limit = last.get("memory_limit_bytes")
-    result = {key: value for key, value in last.items() if key not in ("t", "cpu_ns")}
+    result = {key: value for key, value in last.items()
+              if key not in ("t", "cpu_ns", "cpu_periods", "cpu_throttled_periods")}
     result["memory_working_set_bytes"] = working_set
     result["memory_percent"] = round(100.0 * working_set / limit, 2) if working_set is not None and limit else None
     result["cpu_seconds"] = _ns_to_s(last.get("cpu_ns"))
@@ -263,6 +275,15 @@ def finish_stats(first, second, nano_cpus):
         result["memory_working_set_first_bytes"] = first_ws
         result["memory_growth_bytes_per_s"] = round((working_set - first_ws) / elapsed, 1) if elapsed > 0 else None
     result["cpu_percent"] = cpu_percent
+    # the share of CFS periods in the window in which the quota ran out: a container that keeps hitting its quota
+    # exhausts it even when a contended host leaves it less than the quota on average
+    result["cpu_throttled_percent"] = None
+    if second and all(isinstance(x.get(k), int) for x in (first, second)
+                      for k in ("cpu_periods", "cpu_throttled_periods")):
+        periods = second["cpu_periods"] - first["cpu_periods"]
+        if periods > 0:
+            throttled = second["cpu_throttled_periods"] - first["cpu_throttled_periods"]
+            result["cpu_throttled_percent"] = round(100.0 * throttled / periods, 1)
     cpus = nano_cpus / 1e9 if nano_cpus else None
     result["cpu_limit_percent"] = round(cpu_percent / cpus, 2) if cpu_percent is not None and cpus else None
     return result

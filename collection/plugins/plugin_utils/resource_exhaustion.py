@@ -8,7 +8,9 @@ Input is the evidence of ``stack_evidence`` kind ``containers`` (cgroup stats of
 watched paths, host memory and load), the backup files found with ``ansible.builtin.find`` (``backups``: a list of
 ``{path, size, mtime}``) and the role's settings. Scenarios:
 
-- A  a service exhausts its CPU quota or its memory (or the host's memory): restart the top consumer.
+- A  a service exhausts its CPU quota or its memory (or the host's memory): restart the top consumer; when that
+     is the cache (Redis) at its memory limit, clear it instead (the seed's FLUSHDB) after a verified RDB backup -
+     a restart would drop the same data with no backup.
 - B  a disk fills up with backups older than the retention: delete them (destructive: the list comes first).
 - C  the Docker root disk fills up with unused Docker data: prune dangling images, stopped containers outside the
      deployment and the build cache (destructive); never an image the deployment uses or a protected image.
@@ -43,6 +45,7 @@ SCENARIOS = {
 
 DEFAULTS = {
     "cpu_high_percent": 80.0,
+    "cpu_throttled_high_percent": 50.0,
     "memory_high_percent": 90.0,
     "host_memory_available_min_percent": 10.0,
     "disk_warn_percent": 80.0,
@@ -51,6 +54,9 @@ DEFAULTS = {
     "backup_retention_days": 7,
     "protected_images": ["debian:bookworm", "octollm/lab-runtime:*"],
     "top": 5,
+    "cache_services": ["redis"],
+    "cache_db": 0,
+    "backup_dir": "",
     "escalation_level": "L2",
     "allow_disruptive": False,
     "now": None,
@@ -96,6 +102,7 @@ class Facts:
                 "name": r.get("name"),
                 "cpu_percent": r["stats"].get("cpu_percent"),
                 "cpu_limit_percent": r["stats"].get("cpu_limit_percent"),
+                "cpu_throttled_percent": r["stats"].get("cpu_throttled_percent"),
                 "cpus": r.get("cpus"),
                 "memory_working_set_bytes": r["stats"].get("memory_working_set_bytes"),
                 "memory_percent": r["stats"].get("memory_percent"),
@@ -124,7 +131,8 @@ class Facts:
 def check_cpu(f):
     s = f.s
     title = "No service exhausts its CPU quota"
-    expected = "< %s%% of its cpus limit" % s["cpu_high_percent"]
+    expected = "< %s%% of its cpus limit, throttled in < %s%% of CFS periods" % (
+        s["cpu_high_percent"], s["cpu_throttled_high_percent"])
     if f.containers is None:
         return unknown("containers.cpu", title, expected, f.error, "A")
     top = f.top("cpu_limit_percent") or f.top("cpu_percent")
@@ -132,10 +140,17 @@ def check_cpu(f):
         return finding(
             "containers.cpu", title, "ok", "no CPU sample", expected, {"note": "no running container sampled"}
         )
-    hot = [row for row in top if (row.get("cpu_limit_percent") or 0) >= s["cpu_high_percent"]]
+    # throttling alone is noisy: nr_periods counts only the periods in which the group ran, so an idle exporter
+    # with one burst can be "throttled in 50%"; it counts with at least half the use threshold
+    hot = [row for row in top if (row.get("cpu_limit_percent") or 0) >= s["cpu_high_percent"]
+           or ((row.get("cpu_throttled_percent") or 0) >= s["cpu_throttled_high_percent"]
+               and (row.get("cpu_limit_percent") or 0) >= s["cpu_high_percent"] / 2)]
     evidence = {"top": top, "loadavg": f.host.get("loadavg"), "cpu_count": f.host.get("cpu_count")}
     if hot:
-        observed = ", ".join("%s %s%% of %s cpus" % (r["service"], r["cpu_limit_percent"], r["cpus"]) for r in hot)
+        evidence["exhausted"] = [r["name"] for r in hot]
+        observed = ", ".join("%s %s%% of %s cpus, throttled in %s%% of periods"
+                             % (r["service"], r["cpu_limit_percent"], r["cpus"], r.get("cpu_throttled_percent"))
+                             for r in hot)
         return finding("containers.cpu", title, "problem", observed, expected, evidence, "A")
     first = top[0]
     observed = "top: %s %s%% of its limit" % (first["service"], first.get("cpu_limit_percent"))
@@ -340,6 +355,8 @@ def diagnose(evidence, settings=None, backups=None):
     if holds["A"]:
         key = "cpu_limit_percent" if "containers.cpu" in holds["A"] else "memory_percent"
         top = f.top(key) or f.top("memory_working_set_bytes")
+        exhausted = by_check["containers.cpu"]["evidence"].get("exhausted") if key == "cpu_limit_percent" else None
+        top = [row for row in top if row["name"] in exhausted] if exhausted else top
         consumer = top[0] if top else None
     context = {
         "consumer": consumer,
@@ -359,6 +376,39 @@ def diagnose(evidence, settings=None, backups=None):
     }
 
 
+def _cache_at_memory_limit(ctx, s):
+    consumer = ctx["consumer"]
+    return consumer.get("service") in s["cache_services"] and "containers.memory" in (ctx.get("reason") or [])
+
+
+def flush_cache_action(consumer, s):
+    """Scenario A on the cache: a verified RDB backup (redis-cli --rdb, redis-check-rdb), then FLUSHDB and
+    MEMORY PURGE (the allocator gives the pages back, so the container's working set falls)."""
+    backup_dir = (s.get("backup_dir") or "").rstrip("/")
+    return action(
+        "%s.A.flush_cache_%s" % (PROCEDURE, consumer["service"].replace("-", "_")),
+        "A",
+        "clear the cache %s (FLUSHDB) after a verified backup" % consumer["service"],
+        "compose:%s:db%s" % (consumer["service"], s["cache_db"]),
+        {
+            "container": consumer["name"],
+            "service": consumer["service"],
+            "op": "flushdb",
+            "db": int(s["cache_db"]),
+            "memory_percent": consumer.get("memory_percent"),
+            "memory_working_set_bytes": consumer.get("memory_working_set_bytes"),
+            "backup_dir": backup_dir or None,
+        },
+        "planned",
+        "redis-cli --rdb %s/<service>-<time>.rdb, verified with redis-check-rdb, then FLUSHDB on db %s and MEMORY "
+        "PURGE (%s at %s%% of its memory limit)"
+        % (backup_dir or "<backup dir>", s["cache_db"], consumer["service"], consumer.get("memory_percent")),
+        disruptive=True,
+        destructive=True,
+        apply="flush_cache",
+    )
+
+
 def plan(diagnosis, settings=None):
     s = _settings(settings)
     ctx = diagnosis.get("context") or {}
@@ -368,7 +418,9 @@ def plan(diagnosis, settings=None):
     for sid in ("A", "B", "C", "D"):
         if not (sid == forced if forced else sid in holding):
             continue
-        if sid == "A" and ctx.get("consumer"):
+        if sid == "A" and ctx.get("consumer") and _cache_at_memory_limit(ctx, s):
+            actions.append(flush_cache_action(ctx["consumer"], s))
+        elif sid == "A" and ctx.get("consumer"):
             top = ctx["consumer"]
             actions.append(
                 action(
