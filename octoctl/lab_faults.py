@@ -927,7 +927,7 @@ FAULTS: dict[str, Fault] = {
               _crash_inject, _crash_heal, "orchestrator"),
         Fault("unhealthy-arm", "stop an arm's process (SIGSTOP): running but failing health checks",
               _unhealthy_inject, _unhealthy_heal, "coder-arm"),
-        Fault("redis-bloat", "maxmemory lifted at runtime and Redis filled with cached answers up to 93% of its "
+        Fault("redis-bloat", "maxmemory lifted at runtime and Redis filled with cached answers up to 92% of its "
               "container's memory limit (memory exhaustion of the cache)", _redis_bloat_inject, _redis_bloat_heal),
         Fault("redis-eviction", "Redis filled with keys without TTL, maxmemory lowered under what is used, "
               "policy noeviction",

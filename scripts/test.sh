@@ -15,4 +15,24 @@ if [ "${CI:-}" = "true" ]; then
   rm -rf "${OCTOLLM_LAB_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/octollm-lab}"
 fi
 octoctl lab up
-exec python -m pytest -p no:cacheprovider --timeout=900 "$@"
+PYTEST=(python -m pytest -p no:cacheprovider --timeout=900 --durations=20)
+if [ $# -gt 0 ]; then
+  exec "${PYTEST[@]}" "$@"
+fi
+# The whole suite in two processes at once: the lab tests (one shared lab, so one after the other; they spend most
+# of their time waiting on the lab) and the tests that need no lab (unit, collection plugins, the Kubernetes
+# emulator). Both must pass; the lab-free log is printed after the lab run.
+LAB_FREE_LOG=$(mktemp "${TMPDIR:-/tmp}/octollm-lab-free.XXXXXX.log")
+"${PYTEST[@]}" -m "not (lab or docker or molecule)" >"$LAB_FREE_LOG" 2>&1 &
+LAB_FREE=$!
+trap 'kill "$LAB_FREE" 2>/dev/null || true' EXIT
+lab_rc=0
+"${PYTEST[@]}" -m "lab or docker or molecule" || lab_rc=$?
+lab_free_rc=0
+wait "$LAB_FREE" || lab_free_rc=$?
+trap - EXIT
+echo "=== tests that need no lab (ran alongside) ==="
+cat "$LAB_FREE_LOG"
+rm -f "$LAB_FREE_LOG"
+echo "lab tests: exit $lab_rc; lab-free tests: exit $lab_free_rc"
+[ "$lab_rc" -eq 0 ] && [ "$lab_free_rc" -eq 0 ]

@@ -20,7 +20,8 @@ def test_there_are_scenarios() -> None:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(lab, scenario: str) -> None:  # type: ignore[no-untyped-def]
+def test_molecule_scenario(healthy_lab, scenario: str) -> None:  # type: ignore[no-untyped-def]
+    """A scenario starts from the healed, settled lab (its sequence begins with the fault) and leaves it so."""
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(
