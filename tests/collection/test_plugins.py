@@ -448,6 +448,23 @@ def test_recovering_hit_rate_after_fix_is_a_warning():
     assert by_check(cp.diagnose(fixed, SETTINGS)["findings"])["cache.hit_rate"]["status"] == "problem"
 
 
+def test_hit_rate_low_over_the_window_but_not_recently_is_recovering():
+    evidence = healthy_evidence()
+    queries = evidence["prometheus"]["queries"]
+    queries[cp.Q_HIT_RATE]["value"] = 0.41
+    queries[cp.Q_HIT_RATE_RECENT] = {"value": 0.9, "error": None}
+    queries[cp.Q_LOOKUPS_RECENT] = {"value": 2.5, "error": None}
+    rate = by_check(cp.diagnose(evidence, SETTINGS)["findings"])["cache.hit_rate"]
+    assert rate["status"] == "warning" and rate["evidence"]["prometheus"]["recent"]["hit_rate"] == 0.9
+    assert "recovering" in rate["evidence"]["note"]
+    # still low over the short window, or too few lookups in it to judge: a problem
+    queries[cp.Q_HIT_RATE_RECENT]["value"] = 0.3
+    assert by_check(cp.diagnose(evidence, SETTINGS)["findings"])["cache.hit_rate"]["status"] == "problem"
+    queries[cp.Q_HIT_RATE_RECENT]["value"] = 0.9
+    queries[cp.Q_LOOKUPS_RECENT]["value"] = 0.0
+    assert by_check(cp.diagnose(evidence, SETTINGS)["findings"])["cache.hit_rate"]["status"] == "problem"
+
+
 # --- prevention -------------------------------------------------------------------------------------------------
 def test_prevention_healthy_and_missing_safeguards():
     ok = cp.prevention(healthy_evidence(), SETTINGS)

@@ -22,8 +22,13 @@ SCHEMA = json.loads((ROOT / "octoctl" / "schema" / "run-report-v1.json").read_te
 
 
 def octoctl(*args: str) -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run([str(Path(sys.executable).parent / "octoctl"), *args, "--format", "json"],
-                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "octoctl"), *args, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.stdout.strip(), f"no report on stdout (exit {proc.returncode}): {proc.stderr[-2000:]}"
     report = json.loads(proc.stdout)
     jsonschema.validate(report, SCHEMA)
@@ -84,5 +89,7 @@ def test_fix_cache_dry_run_then_approve_then_nothing_left(healthy_lab: Any) -> N
     assert live_policy(healthy_lab) == "allkeys-lru"
 
     code, again, _ = octoctl("fix", "cache", "--approve")
-    assert code == 0
+    assert code == 0, json.dumps(
+        [f for t in again["targets"] for p in t["procedures"] for f in p["findings"] if f["status"] != "ok"], indent=1
+    )
     assert actions(again) == []

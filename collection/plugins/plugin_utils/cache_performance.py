@@ -36,6 +36,8 @@ PROCEDURE = "cache_performance"
 # Names of the Prometheus queries (their PromQL lives in the role's vars, built from its defaults).
 Q_HIT_RATE = "cache_performance_hit_rate"
 Q_LOOKUPS = "cache_performance_lookups_per_s"
+Q_HIT_RATE_RECENT = "cache_performance_hit_rate_recent"
+Q_LOOKUPS_RECENT = "cache_performance_lookups_per_s_recent"
 Q_ERRORS = "cache_performance_errors_per_s"
 Q_MISS_PEAK = "cache_performance_miss_peak_per_s"
 Q_MISS_AVG = "cache_performance_miss_avg_per_s"
@@ -67,6 +69,7 @@ DEFAULTS = {
     "hit_rate_min_lookups": 5,
     "hit_rate_min_lookups_per_s": 0.05,
     "window": "1m",
+    "recent_window": "30s",
     "suitable_policies": ["allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu", "volatile-ttl"],
     "eviction_policy": "allkeys-lru",
     "volatile_min_share": 0.5,
@@ -230,7 +233,24 @@ def check_hit_rate(f, previous=None, recovering=()):
     if observed >= s["hit_rate_min"]:
         return finding("cache.hit_rate", title, "ok", observed, expected, evidence, None)
     status = "problem"
-    if previous is not None:
+    recent_rate, _ = _query(f.prom, Q_HIT_RATE_RECENT)
+    recent_lookups, _ = _query(f.prom, Q_LOOKUPS_RECENT)
+    if (
+        source == "prometheus"
+        and recent_rate is not None
+        and (recent_lookups or 0) >= s["hit_rate_min_lookups_per_s"]
+        and recent_rate >= s["hit_rate_min"]
+    ):
+        # The window still holds misses from before a change (a fix, a restart) that the last few scrapes no
+        # longer show: the cache has recovered, the alert's window has not caught up yet.
+        evidence["prometheus"]["recent"] = {"hit_rate": round(recent_rate, 4), "window": s["recent_window"]}
+        evidence["note"] = "recovering: %s over the last %s; the %s window still counts earlier misses" % (
+            percent(recent_rate),
+            s["recent_window"],
+            s["window"],
+        )
+        status = "warning"
+    elif previous is not None:
         before = next((item for item in previous if item.get("check") == "cache.hit_rate"), None)
         cause = (before or {}).get("scenario")
         if cause and cause in recovering:
