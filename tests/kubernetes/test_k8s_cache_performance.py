@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from k8s_emulator import KubernetesAPIEmulator, Write
+from k8s_results import by_check, by_id, collect_evidence
 
 pytestmark = pytest.mark.kubernetes
 
@@ -21,14 +22,6 @@ ARMS = ["planner-arm", "executor-arm", "coder-arm", "judge-arm", "guardian-arm",
 CONFIGMAP_PATH = "/api/v1/namespaces/octollm/configmaps/redis-config"
 DEPLOYMENT_PATH = "/apis/apps/v1/namespaces/octollm/deployments/redis"
 FAST = {"cache_performance_redis_sample_seconds": 0.3}
-
-
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {finding["check"]: finding for finding in findings}
-
-
-def actions(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in result["actions"]}
 
 
 def redis_conf(k8s_api: KubernetesAPIEmulator) -> str:
@@ -96,21 +89,16 @@ def assert_configmap_patch(write: Write, before: str, key: str, value: str) -> s
 
 def collect(k8s_api: KubernetesAPIEmulator, redis_server: int, tmp_path: Any) -> dict[str, Any]:
     """The evidence that the role's one gather task collects (stack_evidence's collectors, called directly)."""
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
     objects = {
         "cache_performance_pods": {"kind": "Pod", "label_selector": "app=redis"},
         "cache_performance_configmap": {"kind": "ConfigMap", "name": "redis-config"},
         "cache_performance_workload": {"kind": "Deployment", "api_version": "apps/v1", "name": "redis"},
         "cache_performance_events": {"kind": "Event", "field_selector": "type=Warning"},
     }
-    return run_all({
-        "redis": {"host": "127.0.0.1", "port": redis_server, "password": "octollm-redis-dev", "sample_seconds": 0.2,
-                  "config": ["maxmemory", "maxmemory-policy"], "slowlog": 10, "scan_count": 200,
-                  "patterns": ["entity:*"], "exists": [f"arm:capability:{arm}" for arm in ARMS]},
-        "kubernetes": {"kubeconfig": str(k8s_api.kubeconfig(tmp_path / "kubeconfig")), "namespace": "octollm",
-                       "objects": objects},
-    }, 20)
+    redis = {"host": "127.0.0.1", "port": redis_server, "password": "octollm-redis-dev", "sample_seconds": 0.2,
+             "config": ["maxmemory", "maxmemory-policy"], "slowlog": 10, "scan_count": 200,
+             "patterns": ["entity:*"], "exists": [f"arm:capability:{arm}" for arm in ARMS]}
+    return collect_evidence(k8s_api, tmp_path, objects, redis=redis)
 
 
 SETTINGS = {"warm_keys": [f"arm:capability:{arm}" for arm in ARMS], "warm_patterns": {"entity:*": 1}}
@@ -243,7 +231,7 @@ def test_resolve_with_approval_fits_maxmemory_and_rolls_redis(
     result = run_k8s("cache_performance", "resolve", env={"OCTOLLM_REDIS_PORT": str(redis_server)},
                      octollm_approve=True, **FAST)
 
-    planned = actions(result)
+    planned = by_id(result["actions"])
     assert planned["cache_performance.A.set_eviction_policy"]["status"] == "applied"
     assert planned["cache_performance.A.set_eviction_policy"]["change"]["file"] == \
         "configmap/octollm/redis-config:redis.conf"

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from k8s_emulator import KubernetesAPIEmulator
+from k8s_results import by_check, by_id, collect_evidence, task_args
 from postgres_standin import postgres, sql
 
 pytestmark = pytest.mark.kubernetes
@@ -32,21 +32,6 @@ OBJECTS = {
     "data_corruption_cronjobs": {"kind": "CronJob", "api_version": "batch/v1"},
 }
 K8S = {"namespace": "octollm", "stamp": "20261129T010000Z", "now": "2026-11-29T01:00:00Z"}
-
-
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["check"]: item for item in findings}
-
-
-def by_id(actions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in actions}
-
-
-def kube(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> dict[str, Any]:
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
-    kubeconfig = str(k8s_api.kubeconfig(tmp_path / "kubeconfig"))
-    return run_all({"kubernetes": {"kubeconfig": kubeconfig, "namespace": "octollm", "objects": OBJECTS}}, 20)
 
 
 def corrupt_evidence() -> dict[str, Any]:
@@ -64,11 +49,16 @@ def corrupt_evidence() -> dict[str, Any]:
                          "integrity": integrity}}
 
 
+def evidence_of(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> dict[str, Any]:
+    """corrupt_evidence() with the emulator's objects, as the role's gather task reads them."""
+    return {**corrupt_evidence(), **collect_evidence(k8s_api, tmp_path, OBJECTS)}
+
+
 def plan_for(k8s_api: KubernetesAPIEmulator, tmp_path: Path, **settings: Any) -> list[dict[str, Any]]:
     from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption as dc
     from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption_kubernetes as dck
 
-    evidence = {**corrupt_evidence(), **kube(k8s_api, tmp_path)}
+    evidence = evidence_of(k8s_api, tmp_path)
     diagnosis = dc.diagnose(evidence)
     return dck.plan(diagnosis, evidence, {**K8S, **settings})
 
@@ -98,7 +88,7 @@ def test_the_backup_runs_pg_dump_in_the_postgres_pod(k8s_api: KubernetesAPIEmula
     assert actions["data_corruption.A.delete_orphans"]["status"] == "planned"
     assert list(actions).index("data_corruption.backup") == 0
 
-    task = _task(REPO / "roles/data_corruption/tasks/kubernetes/actions/backup.yml", "kubernetes.core.k8s_exec")
+    task = task_args(REPO / "roles/data_corruption/tasks/kubernetes/actions/backup.yml", "kubernetes.core.k8s_exec")
     assert {key: task[key] for key in ("namespace", "pod", "container", "command")} == {
         key: "{{ __data_corruption_backup_change.exec.%s }}".replace("%s", key)
         for key in ("namespace", "pod", "container", "command")}
@@ -170,7 +160,7 @@ def test_the_backup_script_takes_and_verifies_a_dump(corrupt_db: int, k8s_api: K
 def test_prevention_reports_the_backup_cronjob_and_the_pdb(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> None:
     from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption_kubernetes as dck
 
-    evidence = {**corrupt_evidence(), **kube(k8s_api, tmp_path)}
+    evidence = evidence_of(k8s_api, tmp_path)
     result = dck.prevention(evidence, K8S)
     found = by_check(result["findings"])
     assert found["prevent.backups.scheduled"]["status"] == "problem"
@@ -190,26 +180,16 @@ def test_prevention_reports_the_backup_cronjob_and_the_pdb(k8s_api: KubernetesAP
     pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "postgres"},
            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "postgres"}}}}
     k8s_api.seed([cronjob, pdb])
-    found = by_check(dck.prevention({**corrupt_evidence(), **kube(k8s_api, tmp_path)}, K8S)["findings"])
+    found = by_check(dck.prevention(evidence_of(k8s_api, tmp_path), K8S)["findings"])
     assert found["prevent.backups.scheduled"]["status"] == "ok"
     assert found["prevent.backups.scheduled"]["observed"] == "postgres-backup: last success 23.0h ago"
     assert found["prevent.k8s.postgres_pdb"]["observed"] == "postgres"
 
     cronjob["spec"]["suspend"] = True
     k8s_api.seed([cronjob])
-    found = by_check(dck.prevention({**corrupt_evidence(), **kube(k8s_api, tmp_path)}, K8S)["findings"])
+    found = by_check(dck.prevention(evidence_of(k8s_api, tmp_path), K8S)["findings"])
     assert found["prevent.backups.scheduled"]["observed"] == "postgres-backup: suspended"
     assert k8s_api.writes() == []
-
-
-def _task(path: Path, module: str) -> dict[str, Any]:
-    def walk(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for item in items:
-            yield item
-            for key in ("block", "rescue", "always"):
-                yield from walk(item.get(key) or [])
-
-    return next(t[module] for t in walk(yaml.safe_load(path.read_text())) if module in t)
 
 
 # --- two runs of the role against the emulator and the stand-in database ---------------------------------

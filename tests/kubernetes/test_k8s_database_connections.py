@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from k8s_emulator import KubernetesAPIEmulator
+from k8s_results import by_check, by_id, collect_evidence, task_args
 from postgres_standin import postgres
 
 pytestmark = pytest.mark.kubernetes
@@ -41,22 +42,6 @@ OBJECTS = {
     "database_connections_hpas": {"kind": "HorizontalPodAutoscaler", "api_version": "autoscaling/v2"},
     "database_connections_events": {"kind": "Event", "field_selector": "type=Warning"},
 }
-
-
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["check"]: item for item in findings}
-
-
-def by_id(actions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in actions}
-
-
-def kube_evidence(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> dict[str, Any]:
-    """The kubernetes evidence the role's gather task collects (the collector, called directly)."""
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
-    kubeconfig = str(k8s_api.kubeconfig(tmp_path / "kubeconfig"))
-    return run_all({"kubernetes": {"kubeconfig": kubeconfig, "namespace": "octollm", "objects": OBJECTS}}, 20)
 
 
 def stack_evidence(total: int = 6, pool: dict[str, int] | None = None, health_pg: str = "ok",
@@ -88,7 +73,7 @@ def stack_evidence(total: int = 6, pool: dict[str, int] | None = None, health_pg
 
 
 def evidence_with(k8s_api: KubernetesAPIEmulator, tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
-    return {**stack_evidence(**kwargs), "kubernetes": kube_evidence(k8s_api, tmp_path)["kubernetes"]}
+    return {**stack_evidence(**kwargs), "kubernetes": collect_evidence(k8s_api, tmp_path, OBJECTS)["kubernetes"]}
 
 
 DENY_POSTGRES = {
@@ -217,8 +202,8 @@ def test_d_a_blocking_network_policy_and_the_dns_exec(k8s_api: KubernetesAPIEmul
     import shlex
 
     assert shlex.split(dns["change"]["command"]) == dns["change"]["argv"]
-    task = _task(REPO / "roles/database_connections/tasks/kubernetes/actions/check_dns.yml",
-                 "kubernetes.core.k8s_exec")
+    task = task_args(REPO / "roles/database_connections/tasks/kubernetes/actions/check_dns.yml",
+                     "kubernetes.core.k8s_exec")
     assert {key: task[key] for key in ("namespace", "pod", "container", "command")} == {
         key: "{{ __database_connections_change.%s }}".replace("%s", key)
         for key in ("namespace", "pod", "container", "command")}
@@ -240,18 +225,6 @@ def test_d_a_blocking_network_policy_and_the_dns_exec(k8s_api: KubernetesAPIEmul
     assert found["k8s.postgres_service"]["evidence"]["not_ready_addresses"] == ["postgres-0"]
     assert found["k8s.postgres_pods"]["status"] == "problem"
     assert k8s_api.writes() == []
-
-
-def _task(path: Path, module: str) -> dict[str, Any]:
-    import yaml
-
-    def walk(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for item in items:
-            yield item
-            for key in ("block", "rescue", "always"):
-                yield from walk(item.get(key) or [])
-
-    return next(t[module] for t in walk(yaml.safe_load(path.read_text())) if module in t)
 
 
 # --- two runs of the role: a PostgreSQL and a /health stand-in ------------------------------------------

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from k8s_emulator import KubernetesAPIEmulator
+from k8s_results import by_check, by_id, collect_evidence
 
 pytestmark = pytest.mark.kubernetes
 
@@ -33,14 +34,6 @@ OBJECTS = {
     "high_latency_configmap": {"kind": "ConfigMap", "name": "octollm-config"},
     "high_latency_hpas": {"kind": "HorizontalPodAutoscaler", "api_version": "autoscaling/v2"},
 }
-
-
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["check"]: item for item in findings}
-
-
-def by_id(actions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in actions}
 
 
 def series(**values: float) -> dict[str, Any]:
@@ -63,11 +56,7 @@ def prometheus(cpu: dict[str, float] | None = None, p95: float = 0.4) -> dict[st
 
 
 def evidence(k8s_api: KubernetesAPIEmulator, tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
-    kubeconfig = str(k8s_api.kubeconfig(tmp_path / "kubeconfig"))
-    kube = run_all({"kubernetes": {"kubeconfig": kubeconfig, "namespace": "octollm", "objects": OBJECTS}}, 20)
-    return {"prometheus": prometheus(**kwargs), **kube}
+    return {"prometheus": prometheus(**kwargs), **collect_evidence(k8s_api, tmp_path, OBJECTS)}
 
 
 def cache_off(k8s_api: KubernetesAPIEmulator) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from conftest import REPO, closed_port, inventory_env
 from k8s_emulator import KubernetesAPIEmulator
+from k8s_results import by_check, collect_evidence
 
 pytestmark = pytest.mark.kubernetes
 
@@ -73,10 +74,6 @@ def providers() -> Iterator[tuple[Provider, Provider]]:
         fallback.server.shutdown()
 
 
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {finding["check"]: finding for finding in findings}
-
-
 def set_orchestrator_log(k8s_api: KubernetesAPIEmulator, lines: list[str]) -> None:
     for pod in k8s_api.objects_of("v1/pods", "app=orchestrator"):
         k8s_api.set_log(pod["metadata"]["name"], "".join(f"{line}\n" for line in lines))
@@ -91,8 +88,6 @@ RATE_LIMITED = [f"2026-11-28T10:00:0{i}Z WARNING orchestrator llm error status=4
 def collect(k8s_api: KubernetesAPIEmulator, providers: tuple[Provider, Provider], tmp_path: Path) -> dict[str, Any]:
     """The evidence of the role's one gather task on Kubernetes (stack_evidence's collectors, called directly), with
     the inventory's header sets (the Secret's keys)."""
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
     primary, fallback = providers
     patterns = {"llm_api_429": "llm error status=429", "llm_api_503": "llm error status=(503|connection_error)",
                 "llm_api_timeout": "llm timeout", "llm_api_auth": "llm auth error"}
@@ -107,14 +102,11 @@ def collect(k8s_api: KubernetesAPIEmulator, providers: tuple[Provider, Provider]
                "header_set": "llm-provider"},
               {"name": "llm_api_fallback_models", "service": "llm-provider-fallback", "path": "/v1/models",
                "header_set": "llm-provider-fallback"}]
-    return run_all({
-        "http": {"services": {"llm-provider": {"url": primary.url}, "llm-provider-fallback": {"url": fallback.url}},
-                 "header_sets": {"llm-provider": {"Authorization": f"Bearer {LAB_KEY}"},
-                                 "llm-provider-fallback": {"Authorization": f"Bearer {FALLBACK_KEY}"}},
-                 "probes": probes},
-        "kubernetes": {"kubeconfig": str(k8s_api.kubeconfig(tmp_path / "kubeconfig")), "namespace": "octollm",
-                       "objects": objects},
-    }, 20)
+    http = {"services": {"llm-provider": {"url": primary.url}, "llm-provider-fallback": {"url": fallback.url}},
+            "header_sets": {"llm-provider": {"Authorization": f"Bearer {LAB_KEY}"},
+                            "llm-provider-fallback": {"Authorization": f"Bearer {FALLBACK_KEY}"}},
+            "probes": probes}
+    return collect_evidence(k8s_api, tmp_path, objects, http=http)
 
 
 def test_a_healthy_cluster_gives_no_problem(k8s_api: KubernetesAPIEmulator, providers: Any, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from k8s_emulator import KubernetesAPIEmulator
+from k8s_results import by_check, by_id, collect_evidence
 
 pytestmark = pytest.mark.kubernetes
 
@@ -28,21 +29,6 @@ READS = {
     "memory_leaks_events": {"kind": "Event", "field_selector": "type=Warning"},
     "memory_leaks_pod_metrics": {"kind": "PodMetrics", "api_version": "metrics.k8s.io/v1beta1"},
 }
-
-
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["check"]: item for item in findings}
-
-
-def by_id(actions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in actions}
-
-
-def collect(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> dict[str, Any]:
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
-    kubeconfig = str(k8s_api.kubeconfig(tmp_path / "kubeconfig"))
-    return run_all({"kubernetes": {"kubeconfig": kubeconfig, "namespace": "octollm", "objects": READS}}, 20)
 
 
 def oom_killed(pod: dict[str, Any], restarts: int = 3) -> dict[str, Any]:
@@ -83,7 +69,7 @@ def leak(k8s_api: KubernetesAPIEmulator) -> dict[str, Any]:
 def test_a_healthy_cluster_gives_no_problem(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> None:
     from ansible_collections.octollm.remediation.plugins.plugin_utils import memory_leaks_kubernetes as mlk
 
-    diagnosis = mlk.diagnose(collect(k8s_api, tmp_path))
+    diagnosis = mlk.diagnose(collect_evidence(k8s_api, tmp_path, READS))
     found = by_check(diagnosis["findings"])
     assert found["k8s.memory.oom_kills"]["status"] == "ok"
     assert found["k8s.memory.restarts"]["status"] == "ok"
@@ -99,7 +85,7 @@ def test_the_leak_and_the_missing_limit_are_found(k8s_api: KubernetesAPIEmulator
     from ansible_collections.octollm.remediation.plugins.plugin_utils import memory_leaks_kubernetes as mlk
 
     seeded = leak(k8s_api)
-    diagnosis = mlk.diagnose(collect(k8s_api, tmp_path))
+    diagnosis = mlk.diagnose(collect_evidence(k8s_api, tmp_path, READS))
     found = by_check(diagnosis["findings"])
     oom = found["k8s.memory.oom_kills"]
     assert oom["status"] == "problem" and oom["scenario"] == "A"

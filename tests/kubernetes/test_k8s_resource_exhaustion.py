@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from k8s_emulator import KubernetesAPIEmulator
+from k8s_results import by_check, by_id, collect_evidence
 
 pytestmark = pytest.mark.kubernetes
 
@@ -29,21 +30,6 @@ READS = {
     "resource_exhaustion_events": {"kind": "Event", "field_selector": "type=Warning"},
     "resource_exhaustion_pod_metrics": {"kind": "PodMetrics", "api_version": "metrics.k8s.io/v1beta1"},
 }
-
-
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["check"]: item for item in findings}
-
-
-def by_id(actions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in actions}
-
-
-def collect(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> dict[str, Any]:
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
-    kubeconfig = str(k8s_api.kubeconfig(tmp_path / "kubeconfig"))
-    return run_all({"kubernetes": {"kubeconfig": kubeconfig, "namespace": "octollm", "objects": READS}}, 20)
 
 
 def pod_name(k8s_api: KubernetesAPIEmulator, app: str) -> str:
@@ -82,7 +68,7 @@ def test_a_healthy_cluster_without_metrics_server(k8s_api: KubernetesAPIEmulator
     """No metrics API (the emulator's default, a cluster without metrics-server): a warning, not an error."""
     from ansible_collections.octollm.remediation.plugins.plugin_utils import resource_exhaustion_kubernetes as rek
 
-    evidence = collect(k8s_api, tmp_path)
+    evidence = collect_evidence(k8s_api, tmp_path, READS)
     reads = evidence["kubernetes"]["objects"]
     assert "No matches found" in reads["resource_exhaustion_pod_metrics"]["error"]["message"]
     assert len(reads["resource_exhaustion_pods"]["items"]) == 15  # the other reads are unharmed
@@ -106,7 +92,7 @@ def test_the_top_consumer_is_scaled_out_or_restarted(k8s_api: KubernetesAPIEmula
     from ansible_collections.octollm.remediation.plugins.plugin_utils import resource_exhaustion_kubernetes as rek
 
     names = busy_metrics(k8s_api)
-    diagnosis = rek.diagnose(collect(k8s_api, tmp_path))
+    diagnosis = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS))
     found = by_check(diagnosis["findings"])
     cpu = found["k8s.pod_cpu"]
     assert cpu["status"] == "problem" and cpu["scenario"] == "A"
@@ -119,7 +105,7 @@ def test_the_top_consumer_is_scaled_out_or_restarted(k8s_api: KubernetesAPIEmula
     assert [(a["id"], a["status"], a["disruptive"]) for a in restart] == [
         ("resource_exhaustion.A.restart_retriever_arm", "awaiting_approval", True)]
     # CPU-bound: scaled out by one (not disruptive); at the bound: restarted
-    cpu_diag = rek.diagnose(collect(k8s_api, tmp_path), {"memory_high_percent": 99})
+    cpu_diag = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS), {"memory_high_percent": 99})
     scale = rek.plan(cpu_diag, {"approve": False})[0]
     assert (scale["id"], scale["status"], scale["disruptive"]) == ("resource_exhaustion.A.scale_executor_arm",
                                                                    "planned", False)
@@ -140,7 +126,7 @@ def test_a_node_under_pressure_is_drained_with_these_arguments(k8s_api: Kubernet
     pressure(k8s_api, "node-1", "MemoryPressure")
     victim = pod_name(k8s_api, "judge-arm")
     k8s_api.seed([evicted(victim, "The node was low on resource: memory. Threshold quantity: 100Mi.")])
-    diagnosis = rek.diagnose(collect(k8s_api, tmp_path))
+    diagnosis = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS))
     found = by_check(diagnosis["findings"])
     assert found["k8s.node_pressure"]["status"] == "problem" and found["k8s.node_pressure"]["scenario"] == "A"
     assert found["k8s.node_pressure"]["observed"] == "node-1: MemoryPressure"
@@ -161,7 +147,7 @@ def test_a_node_under_pressure_is_drained_with_these_arguments(k8s_api: Kubernet
 
     # DiskPressure is C; with both nodes under pressure there is nowhere to go: a report
     pressure(k8s_api, "node-2", "DiskPressure")
-    both = rek.diagnose(collect(k8s_api, tmp_path))
+    both = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS))
     assert {s["id"]: s["holds"] for s in both["scenarios"]} == {"A": True, "B": False, "C": True, "D": False}
     assert "not visible through the API" in {s["id"]: s["reason"] for s in both["scenarios"]}["B"]
     assert [(a["id"], a["status"]) for a in rek.plan(both, {"approve": True})] == [

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import closed_port
 from k8s_emulator import KubernetesAPIEmulator
+from k8s_results import by_check, collect_evidence
 
 pytestmark = pytest.mark.kubernetes
 
@@ -43,10 +44,6 @@ QUARANTINE_POLICY = {
 }
 
 
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {finding["check"]: finding for finding in findings}
-
-
 def guardian_pod(k8s_api: KubernetesAPIEmulator) -> str:
     return str(k8s_api.objects_of("v1/pods", "app=guardian-arm")[0]["metadata"]["name"])
 
@@ -67,8 +64,6 @@ def add_scraper(k8s_api: KubernetesAPIEmulator) -> str:
 
 def collect(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> dict[str, Any]:
     """The evidence of the role's one gather task on Kubernetes (stack_evidence's collectors, called directly)."""
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
     patterns = {"security_violation": "security violation", "security_pii": "PII detected",
                 "security_unauthorized": "unauthorized attempt"}
     objects = {
@@ -79,8 +74,7 @@ def collect(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> dict[str, Any]:
         "security_violations_network_policies": {"kind": "NetworkPolicy", "api_version": "networking.k8s.io/v1"},
         "security_violations_workloads": {"kind": "Deployment", "api_version": "apps/v1"},
     }
-    return run_all({"kubernetes": {"kubeconfig": str(k8s_api.kubeconfig(tmp_path / "kubeconfig")),
-                                   "namespace": "octollm", "objects": objects}}, 20)
+    return collect_evidence(k8s_api, tmp_path, objects)
 
 
 def test_a_healthy_cluster_gives_no_problem(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> None:

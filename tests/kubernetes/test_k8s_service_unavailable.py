@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from k8s_emulator import KubernetesAPIEmulator
+from k8s_results import by_check, by_id, collect_evidence
 
 pytestmark = pytest.mark.kubernetes
 
@@ -33,22 +34,6 @@ READS = {
     "service_unavailable_events": {"kind": "Event", "field_selector": "type=Warning"},
     "service_unavailable_pdbs": {"kind": "PodDisruptionBudget", "api_version": "policy/v1"},
 }
-
-
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["check"]: item for item in findings}
-
-
-def by_id(actions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in actions}
-
-
-def collect(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> dict[str, Any]:
-    """The evidence of the role's one gather task (stack_evidence's collector, called directly)."""
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
-    kubeconfig = str(k8s_api.kubeconfig(tmp_path / "kubeconfig"))
-    return run_all({"kubernetes": {"kubeconfig": kubeconfig, "namespace": "octollm", "objects": READS}}, 20)
 
 
 def pod_of(k8s_api: KubernetesAPIEmulator, app: str) -> dict[str, Any]:
@@ -157,7 +142,7 @@ def break_the_stack(k8s_api: KubernetesAPIEmulator) -> dict[str, Any]:
 def test_a_healthy_cluster_gives_no_problem_and_no_action(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> None:
     from ansible_collections.octollm.remediation.plugins.plugin_utils import service_unavailable_kubernetes as suk
 
-    evidence = collect(k8s_api, tmp_path)
+    evidence = collect_evidence(k8s_api, tmp_path, READS)
     assert evidence["kubernetes"]["ok"]
     diagnosis = suk.diagnose(evidence)
     found = by_check(diagnosis["findings"])
@@ -181,7 +166,7 @@ def test_each_scenario_is_found_with_its_root_cause(k8s_api: KubernetesAPIEmulat
     from ansible_collections.octollm.remediation.plugins.plugin_utils import service_unavailable_kubernetes as suk
 
     seeded = break_the_stack(k8s_api)
-    diagnosis = suk.diagnose(collect(k8s_api, tmp_path))
+    diagnosis = suk.diagnose(collect_evidence(k8s_api, tmp_path, READS))
     assert diagnosis["context"]["causes"] == {
         "StatefulSet/postgres": "C", "Deployment/planner-arm": "B", "Deployment/orchestrator": "D",
         "Deployment/coder-arm": "D", "Deployment/judge-arm": "A"}
@@ -236,7 +221,7 @@ def test_oom_at_the_cap_or_without_limit_is_a_report(k8s_api: KubernetesAPIEmula
     from ansible_collections.octollm.remediation.plugins.plugin_utils import service_unavailable_kubernetes as suk
 
     k8s_api.seed([crash(pod_of(k8s_api, "planner-arm"), "planner-arm", reason="OOMKilled", exit_code=137)])
-    diagnosis = suk.diagnose(collect(k8s_api, tmp_path))
+    diagnosis = suk.diagnose(collect_evidence(k8s_api, tmp_path, READS))
     capped = suk.plan(diagnosis, {"approve": True, "memory_limit_max": "256Mi"})
     assert [(a["id"], a["status"]) for a in capped] == [
         ("service_unavailable.B.report_memory_planner_arm_planner_arm", "report")]

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import closed_port
 from k8s_emulator import KubernetesAPIEmulator
+from k8s_results import by_check, collect_evidence
 
 pytestmark = pytest.mark.kubernetes
 
@@ -83,14 +84,8 @@ def orchestrator() -> Iterator[Orchestrator]:
         stub.server.shutdown()
 
 
-def by_check(findings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {finding["check"]: finding for finding in findings}
-
-
 def collect(k8s_api: KubernetesAPIEmulator, orchestrator: Orchestrator, tmp_path: Path) -> dict[str, Any]:
     """The evidence of the role's one gather task on Kubernetes (stack_evidence's collectors, called directly)."""
-    from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
-
     objects = {
         "task_routing_deployments": {"kind": "Deployment", "api_version": "apps/v1", "label_selector": "app-type=arm"},
         "task_routing_pods": {"kind": "Pod", "label_selector": "app-type=arm"},
@@ -102,11 +97,8 @@ def collect(k8s_api: KubernetesAPIEmulator, orchestrator: Orchestrator, tmp_path
     probes = [{"name": "task_routing_registry", "service": "orchestrator", "path": "/api/v1/arms"},
               {"name": "task_routing_score", "service": "orchestrator", "path": "/api/v1/route/score",
                "method": "POST", "body": {"goal": "Write a Python function", "constraints": []}}]
-    return run_all({
-        "http": {"services": {"orchestrator": {"url": orchestrator.url}}, "probes": probes},
-        "kubernetes": {"kubeconfig": str(k8s_api.kubeconfig(tmp_path / "kubeconfig")), "namespace": "octollm",
-                       "objects": objects},
-    }, 20)
+    http = {"services": {"orchestrator": {"url": orchestrator.url}}, "probes": probes}
+    return collect_evidence(k8s_api, tmp_path, objects, http=http)
 
 
 def break_arm(k8s_api: KubernetesAPIEmulator, arm: str) -> str:
