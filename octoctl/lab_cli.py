@@ -81,6 +81,7 @@ def heal(fault: str | None, heal_all: bool) -> None:
 @lab.command()
 def faults() -> None:
     """List the faults the lab can inject."""
+    width = max(len(name) for name in lab_faults.FAULTS)
     for fault in lab_faults.FAULTS.values():
         target = f" [target, default {fault.default_target}]" if fault.default_target else ""
-        click.echo(f"{fault.name:16} {fault.summary}{target}")
+        click.echo(f"{fault.name:{width}} {fault.summary}{target}")

@@ -304,13 +304,37 @@ def _parse_size(text: str) -> int:
     return int(float(number) * units.get(text[len(number):] or "B", 1))
 
 
-def _oom_heal(lab: Lab, record: dict[str, Any]) -> None:
-    service = record.get("service") or "judge-arm"
+def _recreate_from_baseline(lab: Lab, record: dict[str, Any]) -> None:
+    """The Compose override as it was before the fault (a fix may have written a limit there), and a fresh
+    container from it: the declared limit, no OOMKilled flag, no restart count."""
+    service = record["service"]
     override = lab.state / "compose.override.yaml"
     if record.get("override") is not None and override.read_text() != record["override"]:
-        override.write_text(record["override"])  # a fix raised the limit there: back to the lab's baseline
-    # a fresh container from the Compose definition: the declared limit, no OOMKilled flag, no restart count
+        override.write_text(record["override"])
     lab.compose("up", "-d", "--no-deps", "--force-recreate", "--wait", service, timeout=180)
+
+
+# ---- no-memory-limit: a deployment override that drops a service's memory limit ----------------------------
+def _no_memory_limit_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    """``mem_limit: 0`` (no limit, as Docker reads it) for the service in the Compose override, and recreate it:
+    the misconfiguration lives where deployments change limits, so a restart keeps it."""
+    import yaml
+
+    service = target or "retriever-arm"
+    if service != "orchestrator" and service not in ARMS:
+        raise OctoctlError("no-memory-limit targets the orchestrator or an arm", ExitCode.USAGE)
+    override = lab.state / "compose.override.yaml"
+    original = override.read_text()
+    doc = yaml.safe_load(original) or {}
+    doc["services"] = doc.get("services") or {}
+    doc["services"].setdefault(service, {})["mem_limit"] = 0
+    override.write_text(original.split("\n", 1)[0] + "\n" + yaml.safe_dump(doc, sort_keys=False))
+    record = {"service": service, "override": original}
+    lab.compose("up", "-d", "--no-deps", "--force-recreate", "--wait", service, timeout=180)
+    limits = [_inspect(cid)["HostConfig"].get("Memory") or 0 for cid in _containers_of(lab, service)]
+    if any(limits):
+        raise OctoctlError(f"{service} still has a memory limit after the override: {limits}", ExitCode.INTERNAL)
+    return record
 
 
 # ---- cpu-hog: a runaway process inside a service's container burns its CPU quota --------------------
@@ -451,10 +475,25 @@ def _arm_unregistered_inject(lab: Lab, target: str | None) -> dict[str, Any]:
     return {"service": arm}
 
 
-def _arm_unregistered_heal(lab: Lab, record: dict[str, Any]) -> None:
+def _restore_arm_environment(lab: Lab, record: dict[str, Any]) -> None:
     arm = record.get("service") or "judge-arm"
     _override_env(lab, arm, None)
     lab.compose("up", "-d", "--no-deps", "--wait", arm, timeout=180)  # recreated: registers at start-up
+
+
+# ---- arm-capabilities-wrong: an arm registers capabilities that match none of its goals ------------------------
+MISCAPABLE_ENV = {"ARM_DOMAIN": "misc", "ARM_KEYWORDS": "misc"}
+
+
+def _arm_capabilities_wrong_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    arm = target or "coder-arm"
+    if arm not in ARMS or arm == "planner-arm":
+        raise OctoctlError("arm-capabilities-wrong targets an arm but planner-arm (the fallback)", ExitCode.USAGE)
+    # the arm's configuration, recreated: it registers the wrong domain and keywords at start-up, and every goal
+    # meant for it scores 0 and falls back to planner-arm
+    _override_env(lab, arm, MISCAPABLE_ENV)
+    lab.compose("up", "-d", "--no-deps", "--wait", arm, timeout=180)
+    return {"service": arm}
 
 
 # ---- stuck tasks: pending tasks whose constraints exclude every arm (SQL, as an older router left them) ---
@@ -940,13 +979,20 @@ FAULTS: dict[str, Fault] = {
               _memory_leak_inject, _memory_leak_heal, "coder-arm"),
         Fault("arm-unregistered", "an arm registers only once (ARM_REGISTER_INTERVAL=0) and the orchestrator restarts "
               "and forgets it (default judge-arm)",
-              _arm_unregistered_inject, _arm_unregistered_heal, "judge-arm"),
+              _arm_unregistered_inject, _restore_arm_environment, "judge-arm"),
+        Fault("arm-capabilities-wrong", "an arm registers capabilities that match none of its goals "
+              "(ARM_DOMAIN=misc, ARM_KEYWORDS=misc in the Compose override): routing falls back to planner-arm "
+              "(default coder-arm)",
+              _arm_capabilities_wrong_inject, _restore_arm_environment, "coder-arm"),
         Fault("stuck-tasks", "pending tasks older than the threshold whose constraints exclude every arm (SQL; "
               "target: how many, default 3)",
               _stuck_tasks_inject, _stuck_tasks_heal),
         Fault("oom", "lower a service's memory limit (docker update) under its usage plus a leak (POST /debug/leak): "
               "the kernel OOM-kills it and the restart policy restarts it (default judge-arm)",
-              _oom_inject, _oom_heal, "judge-arm"),
+              _oom_inject, _recreate_from_baseline, "judge-arm"),
+        Fault("no-memory-limit", "mem_limit: 0 (no limit) for a service in the Compose override of the state dir, "
+              "and the service recreated (default retriever-arm)",
+              _no_memory_limit_inject, _recreate_from_baseline, "retriever-arm"),
         Fault("cpu-hog", "a runaway process inside a service's container burns its CPU quota (default executor-arm)",
               _cpu_hog_inject, _cpu_hog_heal, "executor-arm"),
         Fault("data-corruption", "delete entities that relationships point at (orphans at both ends) and write "

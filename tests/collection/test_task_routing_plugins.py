@@ -16,6 +16,15 @@ ARMS = {
     "coder-arm": ("coding", ["code", "python", "function", "write"]),
     "judge-arm": ("validation", ["validate", "check"]),
 }
+# what the orchestrator's scoring answers when no arm scores: the planner fallback
+FALLBACK_DECISION = {
+    "scores": {"coder-arm": 0, "planner-arm": 100, "judge-arm": 0},
+    "selected": "planner-arm",
+    "score": 100,
+    "fallback": True,
+    "relaxed": False,
+    "constraints": [],
+}
 SETTINGS = {"arms": {name: {"port": 8100 + i} for i, name in enumerate(ARMS)}}
 
 
@@ -142,19 +151,30 @@ def test_strict_constraints_are_d_requeued_with_must_only_and_reported():
 
 
 def test_scoring_that_ignores_a_routable_arm_is_b_report():
-    score = {
-        "scores": {"coder-arm": 0, "planner-arm": 100, "judge-arm": 0},
-        "selected": "planner-arm",
-        "score": 100,
-        "fallback": True,
-        "relaxed": False,
-        "constraints": [],
-    }
-    diagnosis = tr.diagnose(evidence(score=score), SETTINGS)
+    diagnosis = tr.diagnose(evidence(score=FALLBACK_DECISION), SETTINGS)
     assert statuses(diagnosis)["routing.scores"] == "problem"
     actions = tr.plan(diagnosis, SETTINGS)
     assert [(a["id"], a["status"]) for a in actions] == [("task_routing.B.report_scoring", "report")]
     assert "fallback works" in actions[0]["outcome"]
+    # coder-arm's registration matches the goal (write, python, function): the scoring is at fault
+    assert actions[0]["change"]["expected_arm"]["cause"] == "scoring"
+    assert actions[0]["change"]["expected_arm"]["score_by_the_rules"] == 30
+    assert "Fix ArmRouter.score_arms" in actions[0]["outcome"]
+
+
+def test_a_registration_that_cannot_match_the_goal_is_b_with_the_capabilities_named():
+    broken = evidence(score=FALLBACK_DECISION)
+    for arm in broken["http"]["probes"]["task_routing_registry"]["body"]["arms"]:
+        if arm["name"] == "coder-arm":
+            arm.update(domain="misc", keywords=["misc"])
+    diagnosis = tr.diagnose(broken, SETTINGS)
+    found = {f["check"]: f for f in diagnosis["findings"]}
+    assert found["routing.scores"]["status"] == "problem" and found["routing.scores"]["scenario"] == "B"
+    assert found["routing.scores"]["evidence"]["expected_arm"]["cause"] == "registration"
+    (report,) = tr.plan(diagnosis, SETTINGS)
+    assert report["status"] == "report"
+    assert "registered with domain 'misc' and keywords ['misc']" in report["outcome"]
+    assert "ARM_DOMAIN / ARM_KEYWORDS" in report["outcome"]
 
 
 def test_allowed_arms_follow_the_lab_router_rule():

@@ -22,8 +22,8 @@ def run(tmp_path: Path, phase: str, **extravars: Any) -> dict[str, Any]:
     return run_procedure(PROCEDURE, tmp_path, phase, **extravars)
 
 
-def started_at(service: str) -> list[str]:
-    ids = subprocess.run(
+def containers(service: str) -> list[str]:
+    return subprocess.run(
         [
             "docker",
             "ps",
@@ -37,10 +37,17 @@ def started_at(service: str) -> list[str]:
         text=True,
         check=True,
     ).stdout.split()
+
+
+def inspect(service: str, template: str) -> list[str]:
     out = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.StartedAt}}", *ids], capture_output=True, text=True, check=True
+        ["docker", "inspect", "-f", template, *containers(service)], capture_output=True, text=True, check=True
     ).stdout
-    return sorted(out.split())
+    return out.split()
+
+
+def started_at(service: str) -> list[str]:
+    return sorted(inspect(service, "{{.State.StartedAt}}"))
 
 
 def plan(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -116,3 +123,44 @@ def test_prevent_on_the_healthy_lab_finds_every_safeguard(healthy_lab: Any, tmp_
     }
     assert result["prevention"]["actions"] == []
     assert result["escalation"]["level"] is None
+
+
+def memory_limits(service: str) -> list[int]:
+    return [int(value) for value in inspect(service, "{{.HostConfig.Memory}}")]
+
+
+def test_service_without_a_memory_limit_gets_one_with_approval(healthy_lab: Any, tmp_path: Path) -> None:
+    from octoctl import lab_faults
+
+    service = "retriever-arm"
+    lab_faults.inject(healthy_lab, "no-memory-limit", service)
+    assert memory_limits(service) == [0]
+
+    diagnosis = run(tmp_path, "diagnose")
+    limits = by_check(diagnosis["findings"])["memory.limits"]
+    assert limits["status"] == "warning" and limits["scenario"] == "B"  # a problem only when it also leaks
+    assert limits["evidence"]["without_limit"] == [service]
+    assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]} == {"A": False, "B": True}
+
+    action_id = f"memory_leaks.B.set_memory_limit.{service}"
+    waiting = run(tmp_path, "resolve")
+    assert [(a["id"], a["status"], a["disruptive"]) for a in waiting["actions"]] == [
+        (action_id, "awaiting_approval", True)
+    ]
+    assert memory_limits(service) == [0]
+
+    dry = run(tmp_path, "resolve", octollm_dry_run=True, octollm_approve=True)
+    assert [(a["id"], a["status"]) for a in dry["actions"]] == [(action_id, "planned")]
+    change = dry["actions"][0]["change"]
+    assert (change["key"], change["new"], change["op"]) == (f"services.{service}.mem_limit", "256m", "recreate")
+    assert memory_limits(service) == [0]
+
+    fixed = run(tmp_path, "resolve", octollm_approve=True)
+    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [(action_id, "applied")]
+    assert [a["change"] for a in fixed["actions"]] == [a["change"] for a in dry["actions"]]
+    assert memory_limits(service) == [256 * 1024 * 1024]
+    assert fixed["verification"]["healthy"] is True
+    assert by_check(fixed["verification"]["findings"])["memory.limits"]["status"] == "ok"
+
+    again = run(tmp_path, "resolve", octollm_approve=True)
+    assert again["actions"] == []

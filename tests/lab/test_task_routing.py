@@ -1,5 +1,6 @@
 """The task_routing role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
-runs). Faults: arm-unregistered (scenario C), stuck-tasks (D), unhealthy-arm (A, for the approval gate).
+runs). Faults: arm-unregistered (scenario C), stuck-tasks (D), unhealthy-arm (A, for the approval gate),
+arm-capabilities-wrong (B, a report).
 Run under the lab lock: flock /tmp/octollm-lab.lock pytest tests/lab/test_task_routing.py"""
 
 from __future__ import annotations
@@ -122,6 +123,27 @@ def test_unregistered_arm_is_registered_again(healthy_lab: Any, tmp_path: Path) 
     assert fixed["verification"]["healthy"] is True
     assert fixed["escalation"]["level"] is None
     assert run(tmp_path, "resolve")["actions"] == []
+
+
+def test_scoring_that_misses_a_routable_arm_is_reported_with_its_cause(healthy_lab: Any, tmp_path: Path) -> None:
+    """Scenario B may end as escalation: the planner fallback is confirmed and the report names the cause (here
+    coder-arm's registered capabilities, which match none of its goals), nothing is changed."""
+    from octoctl import lab_faults
+
+    lab_faults.inject(healthy_lab, "arm-capabilities-wrong", "coder-arm")
+    diagnosis = run(tmp_path, "diagnose")
+    scores = by_check(diagnosis["findings"])["routing.scores"]
+    assert scores["status"] == "problem" and scores["scenario"] == "B"
+    assert scores["evidence"]["decision"]["selected"] == "planner-arm" and scores["evidence"]["decision"]["fallback"]
+    assert scores["evidence"]["expected_arm"]["cause"] == "registration"
+    assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]} == {"A": False, "B": True, "C": False, "D": False}
+
+    fixed = run(tmp_path, "resolve", octollm_approve=True)
+    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [("task_routing.B.report_scoring", "report")]
+    outcome = fixed["actions"][0]["outcome"]
+    assert "planner fallback works" in outcome and "registered with domain 'misc'" in outcome
+    assert fixed["escalation"]["level"] == "L1"
+    assert "coder-arm" in registered()  # a report changes nothing
 
 
 def test_stuck_tasks_with_strict_constraints_are_requeued(healthy_lab: Any, tmp_path: Path) -> None:

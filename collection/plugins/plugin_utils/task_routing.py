@@ -209,6 +209,24 @@ def check_capabilities(f):
     return finding("arms.capabilities", title, "ok", "consistent", expected, {})
 
 
+def expected_arm_score(registration, goal):
+    """What the seed's scoring gives the registered arm for the goal (keywords +10 each, domain +50), and so
+    whether the registration or the scoring is at fault when the arm is not selected."""
+    keywords = [str(k) for k in registration.get("keywords") or []]
+    domain = str(registration.get("domain") or "")
+    matched = [k for k in keywords if _phrase(goal, k)]
+    domain_in_goal = bool(domain) and domain.lower() in (goal or "").lower()
+    score = 10 * len(matched) + (50 if domain_in_goal else 0)
+    return {
+        "domain": domain,
+        "keywords": keywords,
+        "matched_keywords": matched,
+        "domain_in_goal": domain_in_goal,
+        "score_by_the_rules": score,
+        "cause": "registration" if score == 0 else "scoring",
+    }
+
+
 def check_scores(f):
     s = f.s
     title = "The orchestrator scores a probe goal (%r) for %s" % (s["probe_goal"], s["probe_expected_arm"])
@@ -236,7 +254,9 @@ def check_scores(f):
     if selected == s["probe_expected_arm"] and not body.get("fallback"):
         return finding("routing.scores", title, "ok", "%s (%s)" % (selected, body.get("score")), expected, evidence)
     if s["probe_expected_arm"] in routable:
-        # the matching arm is up and registered, yet it is not chosen: the scoring itself is wrong
+        # the matching arm is up and registered, yet it is not chosen: either its registered capabilities do not
+        # match the goal (the score is right, the registration is wrong) or the scoring itself is wrong
+        evidence["expected_arm"] = expected_arm_score(routable[s["probe_expected_arm"]], s["probe_goal"])
         return finding(
             "routing.scores",
             title,
@@ -364,6 +384,7 @@ def diagnose(evidence, settings=None):
         "stuck": stuck["evidence"].get("sample") or [],
         "stuck_scenario": stuck["scenario"],
         "decision": score_body,
+        "expected_arm": (findings[-1]["evidence"] or {}).get("expected_arm"),
     }
     return {
         "findings": findings,
@@ -427,16 +448,28 @@ def plan(diagnosis, settings=None):
             )
         elif sid == "B":
             decision = ctx.get("decision") or {}
+            registration = ctx.get("expected_arm") or {}
+            if registration.get("cause") == "registration":
+                human = (
+                    "%s is registered with domain %r and keywords %s, none of which the goal holds: its "
+                    "capabilities are wrong (ARM_DOMAIN / ARM_KEYWORDS), not the scoring; correct them and redeploy it"
+                    % (s["probe_expected_arm"], registration.get("domain"), registration.get("keywords"))
+                )
+            else:
+                human = (
+                    "Fix ArmRouter.score_arms (keywords +10, domain +50, unhealthy 0: %s should score %s) and "
+                    "redeploy the orchestrator" % (s["probe_expected_arm"], registration.get("score_by_the_rules"))
+                )
             actions.append(
                 action(
                     "task_routing.B.report_scoring",
                     "B",
                     "report the routing scoring fault",
                     "orchestrator:router",
-                    {"decision": decision, "fallback_arm": s["fallback_arm"]},
+                    {"decision": decision, "fallback_arm": s["fallback_arm"], "expected_arm": registration or None},
                     "report",
                     "%s: the scoring does not pick %s for %r although it is routable (scores %s); planner fallback %s. "
-                    "Fix ArmRouter.score_arms (keywords +10, domain +50, unhealthy 0) and redeploy the orchestrator"
+                    "%s"
                     % (
                         s["escalation_level"],
                         s["probe_expected_arm"],
@@ -445,6 +478,7 @@ def plan(diagnosis, settings=None):
                         "works"
                         if decision.get("selected") == s["fallback_arm"] or not decision.get("fallback")
                         else "did not select %s" % s["fallback_arm"],
+                        human,
                     ),
                 )
             )
