@@ -50,6 +50,15 @@ def live_policy(lab: Any) -> str:
     return policy.decode() if isinstance(policy, bytes) else str(policy)
 
 
+def config_file_policy(lab: Any) -> str | None:
+    policy = None
+    for line in (lab.state / "redis" / "redis.conf").read_text().splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "maxmemory-policy":
+            policy = words[1]
+    return policy
+
+
 def test_diagnose_on_a_healthy_lab_exits_0_and_validates(healthy_lab: Any) -> None:
     code, report, _ = octoctl("diagnose", "cache")
     assert code == 0, report
@@ -60,6 +69,22 @@ def test_diagnose_on_a_healthy_lab_exits_0_and_validates(healthy_lab: Any) -> No
 def test_fix_cache_dry_run_then_approve_then_nothing_left(healthy_lab: Any) -> None:
     lab_faults.inject(healthy_lab, "redis-eviction")
     assert live_policy(healthy_lab) == "noeviction"
+
+    code, diagnosis, _ = octoctl("diagnose", "cache")
+    assert code == 1
+    (result,) = [p for t in diagnosis["targets"] for p in t["procedures"]]
+    found = {f["check"]: f for f in result["findings"]}
+    assert (found["redis.eviction_policy"]["status"], found["redis.eviction_policy"]["observed"]) == (
+        "problem",
+        "noeviction",
+    )
+    assert found["redis.eviction_policy"]["scenario"] == "A" and found["redis.memory"]["status"] == "problem"
+    # the hit rate is measured by Prometheus and by Redis
+    rate = found["cache.hit_rate"]
+    assert isinstance(rate["evidence"]["prometheus"]["hit_rate"], float) and rate["evidence"]["redis"]["seconds"] > 0
+    assert rate["status"] == "ok" or rate["scenario"] == "A"
+    assert {s["id"]: s["holds"] for s in result["scenarios"]}["A"] is True
+    assert result["escalation"]["level"] == "L1"
 
     code, plan, _ = octoctl("fix", "cache", "--dry-run")
     assert code == 1
@@ -87,6 +112,9 @@ def test_fix_cache_dry_run_then_approve_then_nothing_left(healthy_lab: Any) -> N
     assert [a["status"] for a in applied] == ["applied", "applied"]
     assert [change_of(a) for a in applied] == [change_of(a) for a in actions(approved_plan)]
     assert live_policy(healthy_lab) == "allkeys-lru"
+    assert applied[0]["change"] == {**actions(approved_plan)[0]["change"], "file_new": "maxmemory-policy allkeys-lru"}
+    assert config_file_policy(healthy_lab) == "allkeys-lru"  # persisted: survives a restart
+    assert "warm keys present: 6/6" in applied[1]["outcome"]
 
     code, again, _ = octoctl("fix", "cache", "--approve")
     assert code == 0, json.dumps(
