@@ -20,6 +20,7 @@ __metaclass__ = type
 
 import fnmatch
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind, merged_settings
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -104,19 +105,7 @@ DEFAULTS = {
 
 
 def _settings(settings):
-    merged = dict(DEFAULTS)
-    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
-    return merged
-
-
-def _kind(evidence, kind):
-    """(result, error): the kind's evidence when it answered, else its error."""
-    result = (evidence or {}).get(kind)
-    if result is None:
-        return None, {"kind": "other", "message": "%s evidence was not gathered" % kind}
-    if not result.get("ok", False):
-        return None, result.get("error") or {"kind": "other", "message": "%s evidence failed" % kind}
-    return result, None
+    return merged_settings(DEFAULTS, settings)
 
 
 def _query(prom, name):
@@ -145,8 +134,8 @@ class Facts:
 
     def __init__(self, evidence, settings):
         self.s = settings
-        self.redis, self.redis_error = _kind(evidence, "redis")
-        self.prom, self.prom_error = _kind(evidence, "prometheus")
+        self.redis, self.redis_error = evidence_kind(evidence, "redis")
+        self.prom, self.prom_error = evidence_kind(evidence, "prometheus")
         redis = self.redis or {}
         self.info = redis.get("info") or {}
         self.config = redis.get("config") or {}
