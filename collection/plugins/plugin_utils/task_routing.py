@@ -366,6 +366,7 @@ def diagnose(evidence, settings=None):
     f = Facts(evidence, s)
     findings = [check_stuck(f), check_health(f), check_registered(f), check_capabilities(f), check_scores(f)]
     stuck = findings[0]
+    scores = next(item for item in findings if item["check"] == "routing.scores")
     scenarios = []
     for sid, stitle in SCENARIOS.items():
         mine = [item for item in findings if CHECK_SCENARIO.get(item["check"]) == sid or item is stuck]
@@ -384,7 +385,7 @@ def diagnose(evidence, settings=None):
         "stuck": stuck["evidence"].get("sample") or [],
         "stuck_scenario": stuck["scenario"],
         "decision": score_body,
-        "expected_arm": (findings[-1]["evidence"] or {}).get("expected_arm"),
+        "expected_arm": (scores["evidence"] or {}).get("expected_arm"),
     }
     return {
         "findings": findings,
