@@ -192,6 +192,38 @@ def test_the_fallback_serving_is_a_warning() -> None:
     assert found["llm.provider_available"]["status"] == "warning"
 
 
+def _with_fallback_calls(ev: dict[str, Any], calls: dict[tuple[str, str], float]) -> dict[str, Any]:
+    ev["containers"]["exec_probes"][0]["output"] = ENV.replace(
+        "LLM_FALLBACK_ENABLED=false", "LLM_FALLBACK_ENABLED=true"
+    )
+    ev["prometheus"]["queries"]["llm_api_calls_by_provider_status"] = {
+        "series": [{"labels": {"provider": p, "status": st}, "value": v} for (p, st), v in calls.items()]
+    }
+    return ev
+
+
+def test_errors_the_fallback_recovered_are_not_served_errors() -> None:
+    # the circuit breaker's half-open probes of the dead primary: 17% of all calls fail, callers see none
+    ev = _with_fallback_calls(
+        evidence({"503": 0.1}, primary=503, calls=0.6), {("primary", "error"): 0.1, ("fallback", "success"): 0.5}
+    )
+    found = {f["check"]: f for f in diagnose(ev)["findings"]}
+    assert found["llm.error_rate"]["status"] == "ok"
+    assert found["llm.error_rate"]["observed"] == 0.0
+    assert found["llm.error_rate"]["evidence"]["all_calls_error_ratio"] == round(0.1 / 0.6, 4)
+    assert found["llm.provider_available"]["status"] == "warning"
+
+
+def test_a_failing_fallback_leaves_the_error_rate_a_problem() -> None:
+    ev = _with_fallback_calls(
+        evidence({"503": 0.4}, primary=503, calls=0.6),
+        {("primary", "error"): 0.2, ("fallback", "error"): 0.2, ("fallback", "success"): 0.2},
+    )
+    found = {f["check"]: f for f in diagnose(ev)["findings"]}
+    assert found["llm.error_rate"]["status"] == "problem"
+    assert found["llm.error_rate"]["scenario"] == "B"
+
+
 def test_prevention_and_filters() -> None:
     prevention = llm_api.prevention(evidence(), SETTINGS)
     assert {f["check"]: f["status"] for f in prevention["findings"]} == dict.fromkeys(

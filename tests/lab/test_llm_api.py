@@ -107,25 +107,6 @@ def test_prevent_finds_the_safeguards(quiet_lab: Any, tmp_path: Path) -> None:
 # output of those runs for the keys.
 
 
-def test_unavailable_provider_switches_to_the_fallback(quiet_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    lab_faults.inject(quiet_lab, "llm-unavailable")
-    assert wait_for(lambda: errors_seen("503"), 30)
-    fixed = run(tmp_path, "resolve", octollm_approve=True)
-    assert "B" in holding(fixed)
-    assert by_check(fixed["findings"])["llm.provider_available"]["status"] == "problem"
-    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [("llm_api.B.enable_fallback", "applied")]
-    assert fixed["actions"][0]["change"]["settings"] == {"LLM_FALLBACK_ENABLED": {"old": "false", "new": "true"}}
-    assert "LLM_FALLBACK_ENABLED=true" in (quiet_lab.state / "lab.env").read_text().splitlines()
-    after = by_check(fixed["verification"]["findings"])
-    assert after["llm.provider_available"]["status"] == "warning"  # primary still down, the fallback serves
-    assert fixed["verification"]["healthy"] is True
-    assert fixed["escalation"]["level"] is None
-    assert prometheus('sum(increase(llm_api_calls_total{provider="fallback",status="success"}[30s]))') > 0
-    assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
-
-
 def test_timeouts_raise_the_read_timeout(quiet_lab: Any, tmp_path: Path) -> None:
     from octoctl import lab_faults
 

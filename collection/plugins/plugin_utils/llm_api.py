@@ -43,6 +43,7 @@ Q_RATIO = "llm_api_error_ratio"
 Q_CALLS = "llm_api_calls_per_s"
 Q_BY_CODE = "llm_api_errors_by_code"
 Q_BY_PROVIDER = "llm_api_calls_per_min_by_provider"
+Q_BY_PROVIDER_STATUS = "llm_api_calls_by_provider_status"
 Q_TOKENS = "llm_api_tokens_by_provider"
 Q_CIRCUIT = "llm_api_circuit_state"
 Q_AGE = "llm_api_client_age_s"
@@ -92,6 +93,8 @@ SETTINGS_NAMES = (
     "LLM_CIRCUIT_FAILURES",
     "LLM_CIRCUIT_RESET_SECONDS",
     "LLM_MAX_RETRIES",
+    "LLM_PROVIDER_NAME",
+    "LLM_FALLBACK_PROVIDER_NAME",
 )
 # the limit the provider advertises when it enforces none (llm_provider.py NOMINAL_LIMIT): not a real quota
 PROVIDER_NOMINAL_LIMIT = 10000
@@ -103,6 +106,8 @@ CLIENT_DEFAULTS = {
     "LLM_FALLBACK_ENABLED": "false",
     "LLM_CIRCUIT_FAILURES": "5",
     "LLM_CIRCUIT_RESET_SECONDS": "30",
+    "LLM_PROVIDER_NAME": "primary",
+    "LLM_FALLBACK_PROVIDER_NAME": "fallback",
 }
 
 DEFAULTS = {
@@ -183,6 +188,12 @@ class Facts:
             (series.get("labels") or {}).get("provider", "?"): round(number(series.get("value")) or 0.0, 2)
             for series in (queries.get(Q_BY_PROVIDER) or {}).get("series") or []
         }
+        # calls/s by (provider, status): what the fallback recovered of the primary's errors
+        self.by_provider_status = {}
+        for series in (queries.get(Q_BY_PROVIDER_STATUS) or {}).get("series") or []:
+            labels = series.get("labels") or {}
+            key = (labels.get("provider", "?"), labels.get("status", "?"))
+            self.by_provider_status[key] = number(series.get("value")) or 0.0
         self.tokens = {
             (series.get("labels") or {}).get("provider", "?"): number(series.get("value"))
             for series in (queries.get(Q_TOKENS) or {}).get("series") or []
@@ -215,6 +226,24 @@ class Facts:
         if self.exec_key and self.exec_key.get("ok"):
             output = str(self.exec_key.get("output") or "").strip()
             self.key_status = output[-3:] if output[-3:].isdigit() else None
+
+    def served_error_ratio(self):
+        """Errors no provider recovered, per request, while the fallback is enabled and took calls; else None.
+
+        With the fallback on, a request either succeeds at the primary or goes on to the fallback, so requests =
+        primary successes + fallback calls, and only the fallback's errors reach the caller. A primary that is down
+        (or probed half-open by the circuit breaker) adds errors to llm_api_calls_total that nobody saw.
+        """
+        if not self.live or not _truthy(self.setting("LLM_FALLBACK_ENABLED")):
+            return None
+        primary = self.setting("LLM_PROVIDER_NAME")
+        fallback = self.setting("LLM_FALLBACK_PROVIDER_NAME")
+        fallback_ok = self.by_provider_status.get((fallback, "success"), 0.0)
+        fallback_errors = self.by_provider_status.get((fallback, "error"), 0.0)
+        requests = self.by_provider_status.get((primary, "success"), 0.0) + fallback_ok + fallback_errors
+        if fallback_ok + fallback_errors <= 0 or requests <= 0:
+            return None
+        return round(fallback_errors / requests, 4)
 
     def code_rate(self, *codes):
         return round(sum(self.by_code.get(code, 0.0) for code in codes), 4)
@@ -259,6 +288,15 @@ def check_error_rate(f):
     ratio = round(f.ratio or 0.0, 4)
     if ratio <= s["error_ratio_max"]:
         return finding("llm.error_rate", title, "ok", ratio, expected, evidence)
+    served = f.served_error_ratio()
+    if served is not None and served <= s["error_ratio_max"]:
+        # the primary's failures were all answered by the fallback: llm.provider_available reports the outage
+        evidence.update(
+            all_calls_error_ratio=ratio,
+            served_error_ratio=served,
+            note="the fallback provider recovered the primary's errors; the callers saw %s" % served,
+        )
+        return finding("llm.error_rate", title, "ok", served, expected, evidence)
     worst = max(f.by_code.items(), key=lambda item: item[1])[0] if f.by_code else None
     return finding("llm.error_rate", title, "problem", ratio, expected, evidence, CODE_SCENARIO.get(worst))
 
