@@ -1,11 +1,11 @@
 """The resource_exhaustion role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
-runs), reading the RESULT from the playbook_on_stats event's artifact_data. Faults: disk-fill (B), cpu-hog and
-redis-bloat (A);
-C (the Docker root disk full of unused data) with lowered disk thresholds, planned but not applied on the shared lab."""
+runs), reading the RESULT from the playbook_on_stats event's artifact_data. Faults: redis-bloat (A); C (the Docker root
+disk full of unused data) with lowered disk thresholds, planned but not applied on the shared lab. disk-fill (B) and
+cpu-hog (A) are the Molecule scenarios molecule/resource_exhaustion_disk_compose and resource_exhaustion_cpu_compose
+(tests/lab/test_molecule.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,23 @@ def run(tmp_path: Path, phase: str, **extravars: Any) -> dict[str, Any]:
     return run_procedure(PROCEDURE, tmp_path, phase, **extravars)
 
 
-def plan(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(a["id"], a["resource"], json.dumps(a["change"], sort_keys=True), a["destructive"]) for a in actions]
-
-
 def container_of(service: str) -> str:
     """The name of the service's one container (a scale-out and back may have left it at another index)."""
-    out = subprocess.run(["docker", "ps", "--filter", "label=com.docker.compose.project=octollm", "--filter",
-                          f"label=com.docker.compose.service={service}", "--format", "{{.Names}}"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "--filter",
+            "label=com.docker.compose.project=octollm",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+            "--format",
+            "{{.Names}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     names = out.stdout.split()
     assert len(names) == 1, names
     return names[0]
@@ -64,61 +72,6 @@ def test_diagnosis_changes_nothing(healthy_lab: Any, tmp_path: Path) -> None:
     assert started(container_of("executor-arm")) == before
 
 
-def test_disk_full_of_expired_backups_is_cleaned_after_approval(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    record = lab_faults.inject(healthy_lab, "disk-fill")
-    backups = healthy_lab.state / "backups"
-    diagnosis = run(tmp_path, "diagnose")
-    found = by_check(diagnosis["findings"])
-    assert found["host.disk"]["status"] == "problem" and found["host.disk"]["scenario"] == "B"
-    assert found["backups.retention"]["status"] == "warning"
-    assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]}["B"] is True
-    assert diagnosis["escalation"]["level"] == "L2"
-
-    # destructive: without approval nothing goes, and the list of what would go is in the result
-    waiting = run(tmp_path, "resolve")
-    assert [(a["id"], a["status"]) for a in waiting["actions"]] == [
-        ("resource_exhaustion.B.delete_expired_backups", "awaiting_approval")
-    ]
-    listed = [Path(p).name for p in waiting["actions"][0]["change"]["files"]]
-    assert listed == record["files"][:-1]  # every old one, not the recent one
-    assert sorted(p.name for p in backups.iterdir()) == sorted(record["files"])
-
-    dry = run(tmp_path, "resolve", octollm_dry_run=True, octollm_approve=True)
-    fixed = run(tmp_path, "resolve", octollm_approve=True)
-    assert plan(dry["actions"]) == plan(fixed["actions"])
-    assert [a["status"] for a in fixed["actions"]] == ["applied"]
-    assert sorted(p.name for p in backups.iterdir()) == [record["files"][-1]]
-    assert fixed["verification"]["healthy"] is True and fixed["escalation"]["level"] is None
-    assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
-
-
-def test_cpu_hog_restarts_the_top_consumer(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    lab_faults.inject(healthy_lab, "cpu-hog", "executor-arm")
-    before = started(container_of("executor-arm"))
-    waiting = run(tmp_path, "resolve")
-    cpu = by_check(waiting["findings"])["containers.cpu"]
-    assert cpu["status"] == "problem" and cpu["scenario"] == "A"
-    assert cpu["evidence"]["exhausted"] and all(  # throttled in most CFS periods, whatever the host's load
-        name.startswith("octollm-executor-arm-") for name in cpu["evidence"]["exhausted"])
-    assert cpu["evidence"]["top"][0]["service"] == "executor-arm"
-    assert [(a["id"], a["status"]) for a in waiting["actions"]] == [
-        ("resource_exhaustion.A.restart_executor_arm", "awaiting_approval")
-    ]
-    assert started(container_of("executor-arm")) == before
-
-    fixed = run(tmp_path, "resolve", octollm_approve=True)
-    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [
-        ("resource_exhaustion.A.restart_executor_arm", "applied")
-    ]
-    assert started(container_of("executor-arm")) != before
-    assert by_check(fixed["verification"]["findings"])["containers.cpu"]["status"] == "ok"
-    assert fixed["verification"]["healthy"] is True
-
-
 def test_cache_at_its_memory_limit_is_flushed_only_after_a_verified_backup(healthy_lab: Any, tmp_path: Path) -> None:
     """Redis at 93% of its container's memory limit: the seed's FLUSHDB, with approval and a verified RDB backup
     first (a restart would drop the same data with no backup)."""
@@ -133,7 +86,8 @@ def test_cache_at_its_memory_limit_is_flushed_only_after_a_verified_backup(healt
     assert memory["status"] == "problem" and memory["scenario"] == "A"
     assert memory["evidence"]["top"][0]["service"] == "redis"
     assert [(a["id"], a["status"], a["destructive"]) for a in waiting["actions"]] == [
-        ("resource_exhaustion.A.flush_cache_redis", "awaiting_approval", True)]
+        ("resource_exhaustion.A.flush_cache_redis", "awaiting_approval", True)
+    ]
     bloat = f"{lab_faults.BLOAT_PREFIX}*"
     assert sum(1 for _ in client.scan_iter(match=bloat, count=1000)) == record["filled_keys"]  # nothing flushed
 

@@ -1,6 +1,7 @@
 """The task_routing role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
-runs). Faults: arm-unregistered (scenario C), stuck-tasks (D), unhealthy-arm (A, for the approval gate),
-arm-capabilities-wrong (B, a report).
+runs). Faults: unhealthy-arm (A, for the approval gate), arm-capabilities-wrong (B, a report); arm-unregistered (C)
+and stuck-tasks (D) are the Molecule scenarios molecule/task_routing_unregistered_compose and
+task_routing_stuck_compose (tests/lab/test_molecule.py).
 Run under the lab lock: flock /tmp/octollm-lab.lock pytest tests/lab/test_task_routing.py"""
 
 from __future__ import annotations
@@ -103,28 +104,6 @@ def test_healthy_lab_has_no_routing_finding_and_diagnosis_changes_nothing(health
     assert registered() == arms
 
 
-def test_unregistered_arm_is_registered_again(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    lab_faults.inject(healthy_lab, "arm-unregistered", "judge-arm")
-    assert "judge-arm" not in registered()
-    diagnosis = run(tmp_path, "diagnose")
-    found = by_check(diagnosis["findings"])["arms.registered"]
-    assert found["status"] == "problem" and found["scenario"] == "C"
-    assert found["evidence"]["missing"] == ["judge-arm"]
-    assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]}["C"] is True
-
-    dry = run(tmp_path, "resolve", octollm_dry_run=True)
-    assert "judge-arm" not in registered()
-    fixed = run(tmp_path, "resolve")
-    assert plan(dry["actions"]) == plan(fixed["actions"])
-    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [("task_routing.C.register_arms", "applied")]
-    assert "judge-arm" in registered()
-    assert fixed["verification"]["healthy"] is True
-    assert fixed["escalation"]["level"] is None
-    assert run(tmp_path, "resolve")["actions"] == []
-
-
 def test_scoring_that_misses_a_routable_arm_is_reported_with_its_cause(healthy_lab: Any, tmp_path: Path) -> None:
     """Scenario B may end as escalation: the planner fallback is confirmed and the report names the cause (here
     coder-arm's registered capabilities, which match none of its goals), nothing is changed."""
@@ -144,42 +123,6 @@ def test_scoring_that_misses_a_routable_arm_is_reported_with_its_cause(healthy_l
     assert "planner fallback works" in outcome and "registered with domain 'misc'" in outcome
     assert fixed["escalation"]["level"] == "L1"
     assert "coder-arm" in registered()  # a report changes nothing
-
-
-def test_stuck_tasks_with_strict_constraints_are_requeued(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    lab_faults.inject(healthy_lab, "stuck-tasks", "3")
-    diagnosis = run(tmp_path, "diagnose")
-    stuck = by_check(diagnosis["findings"])["tasks.stuck_pending"]
-    assert stuck["status"] == "problem" and stuck["scenario"] == "D"
-    sample = {item["task_id"]: item for item in stuck["evidence"]["sample"]}
-    assert sample[f"{lab_faults.STUCK_PREFIX}0"]["allowed_after_relax"] == ["coder-arm"]
-
-    dry = run(tmp_path, "resolve", octollm_dry_run=True)
-    assert sql(
-        healthy_lab,
-        "SELECT count(*) FROM tasks WHERE task_id LIKE %s AND status = 'pending'",
-        lab_faults.STUCK_PREFIX + "%",
-    ) == [(3,)]
-    fixed = run(tmp_path, "resolve")
-    assert plan(dry["actions"]) == plan(fixed["actions"])
-    assert [(a["id"], a["status"]) for a in fixed["actions"]] == [
-        ("task_routing.D.requeue_tasks", "applied"),
-        ("task_routing.D.report_dropped_constraints", "report"),
-    ]
-    assert fixed["actions"][0]["change"]["rows"] == 3
-    rows = sql(
-        healthy_lab,
-        "SELECT t.status, n.status, n.constraints FROM tasks t JOIN tasks n"
-        " ON n.task_id = t.result->>'requeued_as' WHERE t.task_id LIKE %s",
-        lab_faults.STUCK_PREFIX + "%",
-    )
-    assert rows == [("cancelled", "completed", ["must be handled by the coder-arm"])] * 3
-    assert fixed["verification"]["healthy"] is True
-    assert fixed["escalation"]["level"] == "L1"  # the dropped constraints are reported to a human
-    again = run(tmp_path, "resolve")
-    assert again["actions"] == [] and again["escalation"]["level"] is None
 
 
 def test_arm_down_restart_waits_for_approval_then_restarts(healthy_lab: Any, tmp_path: Path) -> None:
