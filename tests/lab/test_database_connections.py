@@ -1,7 +1,8 @@
 """The database_connections role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
 runs), reading the RESULT from the playbook_on_stats event's artifact_data. Run under the lab lock:
 flock /tmp/octollm-lab.lock .venv/bin/python -m pytest tests/lab/test_database_connections.py
-The connection leak (scenario C) is proven by the Molecule scenario database_connections_leak_compose."""
+The exhausted pool (scenario A) and the connection leak (scenario C) are proven by the Molecule scenarios
+database_connections_pool_compose and database_connections_leak_compose."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from playbook_runs import REPO, assert_quiet, by_check, env_value, healthy_diagnosis_of, holds, pg_admin, run_procedure
+from playbook_runs import REPO, assert_quiet, by_check, healthy_diagnosis_of, holds, pg_admin, run_procedure
 
 pytestmark = pytest.mark.lab
 
@@ -79,36 +80,6 @@ def test_diagnosis_changes_nothing(healthy_diagnosis: dict[str, Any]) -> None:
     assert after["settings"] == before["settings"]
     # the pool may open a connection meanwhile, but the diagnosis terminates none of the application's sessions
     assert before["pids"] and before["pids"] <= after["pids"]
-
-
-def test_exhausted_pool_is_grown_within_max_connections(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    record = lab_faults.inject(healthy_lab, "db-pool-exhausted")
-    assert "503" in record["answers"], record  # the burst met the exhausted pool
-    # recreating the orchestrator is disruptive: without approval it waits and nothing changes; the resolve
-    # result carries the diagnosis made before any change
-    waiting = run(tmp_path, "resolve")
-    found = by_check(waiting["findings"])
-    pool = found["app.pool"]
-    assert pool["status"] == "problem" and pool["scenario"] == "A", pool
-    assert pool["evidence"]["pool_exhausted_log_lines"] >= 1 and pool["evidence"]["db_pool"]["leaked"] == 0
-    assert holds(waiting) == {"A": True, "B": False, "C": False, "D": False}
-    assert [(a["id"], a["status"], a["change"]["keys"]) for a in waiting["actions"]] == [
-        ("database_connections.A.raise_pool", "awaiting_approval",
-         {"DB_POOL_SIZE": {"old": "1", "new": "2"}, "DB_POOL_MAX_OVERFLOW": {"old": "0", "new": "0"}})]
-    assert waiting["escalation"]["level"] == "L1"
-    assert env_value(healthy_lab, "DB_POOL_SIZE") == "1"
-
-    fixed = run(tmp_path, "resolve", octollm_approve=True)
-    assert plan_of(waiting["actions"]) == plan_of(fixed["actions"])
-    assert fixed["actions"][0]["status"] == "applied", fixed["actions"][0]
-    assert env_value(healthy_lab, "DB_POOL_SIZE") == "2"
-    assert fixed["verification"]["healthy"] is True
-    assert by_check(fixed["verification"]["findings"])["app.pool"]["evidence"]["db_pool"]["max"] == 2
-    assert fixed["escalation"]["level"] is None
-    again = run(tmp_path, "resolve", octollm_approve=True)
-    assert again["actions"] == [] and again["verification"]["healthy"] is True
 
 
 def test_exhausted_connections_are_found_refused_without_approval_and_fixed(healthy_lab: Any, tmp_path: Path) -> None:

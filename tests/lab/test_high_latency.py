@@ -1,7 +1,8 @@
 """The high_latency role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl runs),
 reading the RESULT from the playbook_on_stats event's artifact_data. Run under the lab lock:
 flock /tmp/octollm-lab.lock .venv/bin/python -m pytest tests/lab/test_high_latency.py
-The slow hop (scenario D) is proven by the Molecule scenario high_latency_hop_compose."""
+The missing indexes (scenario A) and the slow hop (scenario D) are proven by the Molecule scenarios
+high_latency_index_compose and high_latency_hop_compose."""
 
 from __future__ import annotations
 
@@ -79,40 +80,6 @@ def test_scenario_does_not_fire_on_a_healthy_lab(healthy_diagnosis: dict[str, An
 
 def test_diagnosis_changes_nothing(healthy_diagnosis: dict[str, Any]) -> None:
     assert healthy_diagnosis["after"] == healthy_diagnosis["before"]
-
-
-def test_missing_indexes_are_created_concurrently(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    lab_faults.inject(healthy_lab, "pg-missing-index")
-    # a dry run lists exactly what the real run then does; autocommit refuses check mode, so nothing ran. The
-    # resolve result carries the diagnosis made before any change.
-    dry = run(tmp_path, "resolve", octollm_dry_run=True)
-    found = by_check(dry["findings"])
-    idx = found["db.indexes"]
-    assert idx["status"] == "problem" and idx["scenario"] == "A"
-    missing = {(row["table"], row["column"]) for row in idx["evidence"]["missing"]}
-    assert missing == {("tasks", "created_at"), ("entities", "entity_type")}
-    assert all(row["large"] for row in idx["evidence"]["missing"])
-    assert holds(dry)["A"] is True
-    assert indexes(healthy_lab).get("idx_tasks_created_at") is None
-    fixed = run(tmp_path, "resolve")
-
-    def plan(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return [(a["id"], a["resource"], a["change"]["sql"], a["disruptive"]) for a in actions]
-
-    assert plan(dry["actions"]) == plan(fixed["actions"])
-    assert [a["status"] for a in dry["actions"]] == ["planned", "planned"]
-    assert dry["actions"][0]["change"]["sql"].startswith("CREATE INDEX CONCURRENTLY")
-    assert [a["status"] for a in fixed["actions"]] == ["applied", "applied"]
-    assert fixed["verification"]["healthy"] is True
-    assert by_check(fixed["verification"]["findings"])["db.indexes"]["status"] == "ok"
-    assert fixed["escalation"]["level"] is None
-    now = indexes(healthy_lab)
-    assert now["idx_tasks_created_at"] is True and now["idx_entities_type"] is True
-
-    again = run(tmp_path, "resolve")
-    assert again["actions"] == [] and again["verification"]["healthy"] is True
 
 
 def test_response_cache_off_is_turned_on_with_approval(healthy_lab: Any, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The llm_api role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl runs).
 
 Faults go through octoctl.lab_faults (the LLM mock's mode and key files, lab.env); every test that injects one
-heals it (healthy_lab fixture). Scenario D is tested through octoctl in test_secret_scan.py. Run under the shared
-lab lock: flock /tmp/octollm-lab.lock pytest ..."""
+heals it (healthy_lab fixture). Scenario D is tested through octoctl in test_secret_scan.py, scenario C (timeouts)
+by the Molecule scenario llm_api_timeout_compose. Run under the shared lab lock:
+flock /tmp/octollm-lab.lock pytest ..."""
 
 from __future__ import annotations
 
@@ -105,22 +106,6 @@ def test_prevent_finds_the_safeguards(quiet_lab: Any, tmp_path: Path) -> None:
 
 # Scenario D (authentication) runs end to end through octoctl in test_secret_scan.py, which also scans every
 # output of those runs for the keys.
-
-
-def test_timeouts_raise_the_read_timeout(quiet_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    lab_faults.inject(quiet_lab, "llm-slow")
-    assert wait_for(lambda: errors_seen("timeout"), 40)
-    fixed = run(tmp_path, "resolve", octollm_approve=True)
-    assert holding(fixed) == {"C"}
-    action = fixed["actions"][0]
-    assert (action["id"], action["status"]) == ("llm_api.C.raise_read_timeout", "applied")
-    assert action["change"]["settings"] == {"LLM_READ_TIMEOUT": {"old": "2", "new": "60"}}
-    assert by_check(fixed["verification"]["findings"])["llm.timeouts"]["status"] in ("ok", "warning")
-    assert fixed["verification"]["healthy"] is True
-    assert fixed["escalation"]["level"] is None
-    assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
 
 
 def test_rate_limiting_lowers_the_client_rate_under_the_providers_limit(quiet_lab: Any, tmp_path: Path) -> None:
