@@ -60,6 +60,8 @@ HEALTH_URLS: dict[str, str] = {
 
 # The healthy baseline of settings that faults and fixes change.
 REDIS_BASELINE = {"maxmemory": "64mb", "maxmemory-policy": "allkeys-lru"}
+# The first line of the state dir's Compose override, where fixes write what they change in the deployment.
+OVERRIDE_HEADER = "# Changes that fixes make to the deployment (limits, replicas) land here, not in git.\n"
 
 
 def _env(name: str, default: str) -> str:
@@ -208,11 +210,7 @@ class Lab:
             keep=True,
         )
         self._write("guardian/blocked_sources.txt", "", keep=True)
-        self._write(
-            "compose.override.yaml",
-            "# Changes that fixes make to the deployment (limits, replicas) land here, not in git.\nservices: {}\n",
-            keep=True,
-        )
+        self._write("compose.override.yaml", OVERRIDE_HEADER + "services: {}\n", keep=True)
         scrape = s.scrape_interval
         self._write(
             "prometheus/prometheus.yml",

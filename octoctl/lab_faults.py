@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from octoctl.errors import ExitCode, OctoctlError
-from octoctl.lab import ARMS, LAB_DIR, REDIS_BASELINE, Lab, run
+from octoctl.lab import ARMS, LAB_DIR, OVERRIDE_HEADER, REDIS_BASELINE, Lab, run
 
 FILL_PREFIX = "fill:session:"
 PG_HOLDER = "octollm-fault-pg-connections"
@@ -318,17 +318,11 @@ def _recreate_from_baseline(lab: Lab, record: dict[str, Any]) -> None:
 def _no_memory_limit_inject(lab: Lab, target: str | None) -> dict[str, Any]:
     """``mem_limit: 0`` (no limit, as Docker reads it) for the service in the Compose override, and recreate it:
     the misconfiguration lives where deployments change limits, so a restart keeps it."""
-    import yaml
-
     service = target or "retriever-arm"
     if service != "orchestrator" and service not in ARMS:
         raise OctoctlError("no-memory-limit targets the orchestrator or an arm", ExitCode.USAGE)
-    override = lab.state / "compose.override.yaml"
-    original = override.read_text()
-    doc = yaml.safe_load(original) or {}
-    doc["services"] = doc.get("services") or {}
-    doc["services"].setdefault(service, {})["mem_limit"] = 0
-    override.write_text(original.split("\n", 1)[0] + "\n" + yaml.safe_dump(doc, sort_keys=False))
+    original = (lab.state / "compose.override.yaml").read_text()
+    _edit_override(lab, service, lambda entry: entry.__setitem__("mem_limit", 0))
     record = {"service": service, "override": original}
     lab.compose("up", "-d", "--no-deps", "--force-recreate", "--wait", service, timeout=180)
     limits = [_inspect(cid)["HostConfig"].get("Memory") or 0 for cid in _containers_of(lab, service)]
@@ -440,25 +434,29 @@ def _memory_leak_heal(lab: Lab, record: dict[str, Any]) -> None:
 ARM_REGISTRY_HASH = "octollm:arms"
 
 
-def _override_env(lab: Lab, service: str, env: dict[str, str] | None) -> None:
-    """Set (or with None remove) a service's extra environment in the state dir's Compose override."""
+def _edit_override(lab: Lab, service: str, edit: Callable[[dict[str, Any]], Any]) -> None:
+    """Apply ``edit`` to a service's entry in the state dir's Compose override (an entry left empty is dropped)."""
     import yaml
 
     path = lab.state / "compose.override.yaml"
     doc = yaml.safe_load(path.read_text()) or {}
-    services = doc.setdefault("services", {}) or {}
+    services = doc.get("services") or {}
     doc["services"] = services
     entry = services.get(service) or {}
-    if env:
-        entry.setdefault("environment", {}).update(env)
-    else:
-        entry.pop("environment", None)
+    edit(entry)
     if entry:
         services[service] = entry
     else:
         services.pop(service, None)
-    header = "# Changes that fixes make to the deployment (limits, replicas) land here, not in git.\n"
-    path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(OVERRIDE_HEADER + yaml.safe_dump(doc, sort_keys=False))
+
+
+def _override_env(lab: Lab, service: str, env: dict[str, str] | None) -> None:
+    """Set (or with None remove) a service's extra environment in the state dir's Compose override."""
+    if env:
+        _edit_override(lab, service, lambda entry: entry.setdefault("environment", {}).update(env))
+    else:
+        _edit_override(lab, service, lambda entry: entry.pop("environment", None))
 
 
 def _arm_unregistered_inject(lab: Lab, target: str | None) -> dict[str, Any]:
