@@ -15,7 +15,7 @@ if [ "${CI:-}" = "true" ]; then
   rm -rf "${OCTOLLM_LAB_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/octollm-lab}"
 fi
 octoctl lab up
-PYTEST=(python -m pytest -p no:cacheprovider --timeout=900 --durations=20)
+PYTEST=(python -m pytest -p no:cacheprovider --timeout=900 --durations=0 --durations-min=20)
 if [ $# -gt 0 ]; then
   exec "${PYTEST[@]}" "$@"
 fi
