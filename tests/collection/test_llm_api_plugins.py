@@ -33,8 +33,11 @@ def evidence(
                 "llm_api_error_ratio": {"value": errors / calls if calls else None},
                 "llm_api_calls_per_s": {"value": calls},
                 "llm_api_errors_by_code": {"series": [{"labels": {"code": c}, "value": v} for c, v in codes.items()]},
-                "llm_api_calls_per_min_by_provider": {
-                    "series": [{"labels": {"provider": "primary"}, "value": calls * 60}]
+                "llm_api_calls_by_provider_status": {
+                    "series": [
+                        {"labels": {"provider": "primary", "status": "success"}, "value": calls - errors},
+                        {"labels": {"provider": "primary", "status": "error"}, "value": errors},
+                    ]
                 },
                 "llm_api_tokens_by_provider": {"series": [{"labels": {"provider": "primary"}, "value": 1234}]},
                 "llm_api_circuit_state": {"series": [{"labels": {"provider": "primary"}, "value": 0}]},

@@ -42,7 +42,6 @@ PROCEDURE = "llm_api"
 Q_RATIO = "llm_api_error_ratio"
 Q_CALLS = "llm_api_calls_per_s"
 Q_BY_CODE = "llm_api_errors_by_code"
-Q_BY_PROVIDER = "llm_api_calls_per_min_by_provider"
 Q_BY_PROVIDER_STATUS = "llm_api_calls_by_provider_status"
 Q_TOKENS = "llm_api_tokens_by_provider"
 Q_CIRCUIT = "llm_api_circuit_state"
@@ -184,16 +183,17 @@ class Facts:
         for series in (queries.get(Q_BY_CODE) or {}).get("series") or []:
             code = (series.get("labels") or {}).get("code", "?")
             self.by_code[code] = round((number(series.get("value")) or 0.0), 4)
-        self.per_provider = {
-            (series.get("labels") or {}).get("provider", "?"): round(number(series.get("value")) or 0.0, 2)
-            for series in (queries.get(Q_BY_PROVIDER) or {}).get("series") or []
-        }
-        # calls/s by (provider, status): what the fallback recovered of the primary's errors
+        # calls/s by (provider, status): the request rate per provider, and what the fallback recovered of the
+        # primary's errors
         self.by_provider_status = {}
         for series in (queries.get(Q_BY_PROVIDER_STATUS) or {}).get("series") or []:
             labels = series.get("labels") or {}
             key = (labels.get("provider", "?"), labels.get("status", "?"))
             self.by_provider_status[key] = number(series.get("value")) or 0.0
+        per_s = {}
+        for (provider, _status), value in self.by_provider_status.items():
+            per_s[provider] = per_s.get(provider, 0.0) + value
+        self.per_provider = {provider: round(value * 60, 2) for provider, value in per_s.items()}
         self.tokens = {
             (series.get("labels") or {}).get("provider", "?"): number(series.get("value"))
             for series in (queries.get(Q_TOKENS) or {}).get("series") or []
