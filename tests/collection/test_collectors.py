@@ -105,6 +105,7 @@ def closed_port() -> int:
 @pytest.mark.lab
 def test_containers_lists_every_lab_container_healthy(lab: Any, tmp_path: Path) -> None:
     port = closed_port()
+    marker = f"octoctl-attempt-{os.getpid()}-{time.monotonic_ns()}"
     args = {
         "containers": {
             "project": PROJECT,
@@ -117,6 +118,10 @@ def test_containers_lists_every_lab_container_healthy(lab: Any, tmp_path: Path) 
                 {"name": "to_postgres", "service": "orchestrator", "cmd": "nc -z -w 2 postgres 5432"},
                 {"name": "to_closed", "service": "orchestrator", "cmd": f"nc -z -w 2 127.0.0.1 {port}"},
                 {"name": "no_such_service", "service": "no-such-service", "cmd": "true"},
+                # fails on its first run only (a marker file in the container's /tmp, removed by the second run)
+                {"name": "second_try", "service": "orchestrator", "attempts": 3, "cmd": (
+                    f"if [ -e /tmp/{marker} ]; then rm /tmp/{marker}; else touch /tmp/{marker}; exit 3; fi")},
+                {"name": "never", "service": "orchestrator", "attempts": 2, "cmd": f"nc -z -w 2 127.0.0.1 {port}"},
             ],
         }
     }
@@ -163,6 +168,9 @@ def test_containers_lists_every_lab_container_healthy(lab: Any, tmp_path: Path) 
     assert probes["to_postgres"]["exit_code"] == 0 and probes["to_postgres"]["ok"]
     assert probes["to_closed"]["exit_code"] not in (0, None) and not probes["to_closed"]["ok"]
     assert probes["no_such_service"]["error"]["kind"] == "unreachable"
+    assert probes["to_postgres"]["attempts"] == 1 and probes["to_closed"]["attempts"] == 1
+    assert probes["second_try"]["ok"] and probes["second_try"]["attempts"] == 2
+    assert not probes["never"]["ok"] and probes["never"]["attempts"] == 2
 
     host = evidence["host"]
     assert host["ncpu"] == os.cpu_count() and host["local"] is True

@@ -66,7 +66,10 @@ EXEC_OPTIONS = dict(
     name=dict(type="str"),
     timeout=dict(type="float", default=5.0),
     user=dict(type="str"),
+    attempts=dict(type="int", default=1),
 )
+# exit codes a new attempt cannot change: the command timed out, or it cannot run in the container
+FINAL_EXIT_CODES = (0, 124, 126, 127)
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
@@ -809,6 +812,7 @@ class ContainersCollector(Collector):
             "ok": False,
             "elapsed_ms": None,
             "error": None,
+            "attempts": 0,
         }
         started = time.monotonic()
         candidates = [
@@ -822,10 +826,19 @@ class ContainersCollector(Collector):
         try:
             client = self._client(docker, seconds + 2, version)
             try:
-                exit_code, output = self._run_exec(client, container["Id"], wrap_command(cmd, seconds), probe)
+                argv = wrap_command(cmd, seconds)
+                exit_code, output = self._run_exec(client, container["Id"], argv, probe)
                 if exit_code in (126, 127) and b"sh" in (output or b"")[:200] and b"not found" in (output or b""):
-                    raw = ["sh", "-c", cmd] if isinstance(cmd, str) else [str(word) for word in cmd]
-                    exit_code, output = self._run_exec(client, container["Id"], raw, probe)
+                    argv = ["sh", "-c", cmd] if isinstance(cmd, str) else [str(word) for word in cmd]
+                    exit_code, output = self._run_exec(client, container["Id"], argv, probe)
+                # a sampling tool that races the process it reads (py-spy --nonblocking) may fail once and then work
+                attempts = 1
+                while exit_code not in FINAL_EXIT_CODES and attempts < (probe.get("attempts") or 1):
+                    if remaining(deadline) < seconds:
+                        break
+                    attempts += 1
+                    exit_code, output = self._run_exec(client, container["Id"], argv, probe)
+                answer["attempts"] = attempts
             finally:
                 client.close()
         except Exception as exc:

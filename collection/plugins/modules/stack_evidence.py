@@ -308,6 +308,12 @@ options:
           user:
             description: User to run the command as.
             type: str
+          attempts:
+            description:
+              - Times the command may run when it exits non-zero (not on a time-out, nor when it cannot run), for a
+                sampling tool that can race the process it reads, such as C(py-spy dump --nonblocking).
+            type: int
+            default: 1
   postgres:
     description:
       - PostgreSQL evidence over one read-only connection of the admin user (whose reserved slots still work when
@@ -706,8 +712,8 @@ evidence:
           has several), C(matches), C(match_count), C(pattern_counts), C(lines_scanned), C(redactions) (per PII
           kind), C(truncated), C(error).
         - C(exec_probes), a list of C(name), C(service), C(container), C(cmd), C(exit_code), C(output), C(ok) (exit
-          code 0), C(elapsed_ms), C(error) (C(unreachable) when the service has no running container, C(timeout)
-          on exit code 124).
+          code 0), C(elapsed_ms), C(attempts) (runs taken, see O(containers.exec_probes[].attempts)), C(error)
+          (C(unreachable) when the service has no running container, C(timeout) on exit code 124).
         - C(system_df) with C(images), C(containers), C(volumes), C(build_cache), each with C(total), C(active),
           C(size_bytes), C(reclaimable_bytes); images also C(dangling), C(largest) and C(project) (rows of C(id),
           C(tags), C(size_bytes), C(shared_bytes), C(containers), C(dangling), C(in_use_by_project)); containers
