@@ -1,9 +1,9 @@
 """The llm_api role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl runs).
 
 Faults go through octoctl.lab_faults (the LLM mock's mode and key files, lab.env); every test that injects one
-heals it (healthy_lab fixture). Scenario D is tested through octoctl in test_secret_scan.py, scenario C (timeouts)
-by the Molecule scenario llm_api_timeout_compose. Run under the shared lab lock:
-flock /tmp/octollm-lab.lock pytest ..."""
+heals it (healthy_lab fixture). Scenario D is tested through octoctl in test_secret_scan.py, scenarios A, B and C by
+the Molecule scenarios llm_api_ratelimit_compose, llm_api_unavailable_compose and llm_api_timeout_compose. Run under
+the shared lab lock: flock /tmp/octollm-lab.lock pytest ..."""
 
 from __future__ import annotations
 
@@ -32,11 +32,6 @@ def holding(result: dict[str, Any]) -> set[str]:
     return {scenario["id"] for scenario in result["scenarios"] if scenario["holds"]}
 
 
-def plan(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """What an action changes (the dry run must list exactly what the approved run then does)."""
-    return [(a["id"], a["resource"], json.dumps(a["change"], sort_keys=True), a["disruptive"]) for a in actions]
-
-
 def prometheus(query: str) -> float:
     url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": query})
     with urllib.request.urlopen(url, timeout=5) as answer:
@@ -58,10 +53,6 @@ def quiet_lab(healthy_lab: Any) -> Any:
     """The healthy lab once no LLM error is left in the 30 s window (a previous fault's errors age out)."""
     wait_for(lambda: prometheus('sum(increase(llm_api_calls_total{status="error"}[30s]))') == 0, 75)
     return healthy_lab
-
-
-def errors_seen(code: str) -> bool:
-    return prometheus(f'sum(increase(llm_api_calls_total{{status="error",code="{code}"}}[30s]))') >= 2
 
 
 def snapshot(lab: Any) -> dict[str, Any]:
@@ -106,28 +97,3 @@ def test_prevent_finds_the_safeguards(quiet_lab: Any, tmp_path: Path) -> None:
 
 # Scenario D (authentication) runs end to end through octoctl in test_secret_scan.py, which also scans every
 # output of those runs for the keys.
-
-
-def test_rate_limiting_lowers_the_client_rate_under_the_providers_limit(quiet_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    lab_faults.inject(quiet_lab, "llm-ratelimit")  # the provider enforces 20 requests/min, under the load
-    assert wait_for(lambda: errors_seen("429"), 60)
-    waiting = run(tmp_path, "resolve", octollm_dry_run=True)  # not approved: the plan, refused
-    assert holding(waiting) == {"A"}
-    assert by_check(waiting["findings"])["llm.rate_limit"]["evidence"]["headers"]["limit"] == "20"
-    assert [(a["id"], a["status"]) for a in waiting["actions"]] == [("llm_api.A.lower_rate", "awaiting_approval")]
-    assert waiting["actions"][0]["change"]["settings"] == {
-        "LLM_MAX_CONCURRENCY": {"old": "8", "new": "4"},
-        "LLM_RATE_PER_MINUTE": {"old": "600", "new": "10"},
-    }
-    assert "LLM_RATE_PER_MINUTE=600" in (quiet_lab.state / "lab.env").read_text().splitlines()  # nothing applied
-
-    fixed = run(tmp_path, "resolve", octollm_approve=True)
-    assert plan(waiting["actions"]) == plan(fixed["actions"])  # the dry run listed exactly what the run did
-    assert [a["status"] for a in fixed["actions"]] == ["applied"]
-    assert "LLM_RATE_PER_MINUTE=10" in (quiet_lab.state / "lab.env").read_text().splitlines()
-    assert by_check(fixed["verification"]["findings"])["llm.rate_limit"]["status"] in ("ok", "warning")
-    assert fixed["verification"]["healthy"] is True
-    assert fixed["escalation"]["level"] is None
-    assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
