@@ -1,8 +1,8 @@
 """The database_connections role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
 runs), reading the RESULT from the playbook_on_stats event's artifact_data. Run under the lab lock:
 flock /tmp/octollm-lab.lock .venv/bin/python -m pytest tests/lab/test_database_connections.py
-The exhausted pool (scenario A) and the connection leak (scenario C) are proven by the Molecule scenarios
-database_connections_pool_compose and database_connections_leak_compose."""
+The exhausted pool (scenario A), the idle sessions holding every connection (B) and the connection leak (C) are
+proven by the Molecule scenarios database_connections_pool_compose, _idle_compose and _leak_compose."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +20,10 @@ from playbook_runs import REPO, assert_quiet, by_check, healthy_diagnosis_of, ho
 pytestmark = pytest.mark.lab
 
 PROCEDURE = "database_connections"
-# the lab's faults are seconds old when diagnosed: short thresholds (the defaults suit production)
-FAST = {"database_connections_idle_terminate_after_seconds": 3,
-        "database_connections_idle_in_transaction_max_seconds": 3}
 
 
 def run(tmp_path: Path, phase: str, **extravars: Any) -> dict[str, Any]:
     return run_procedure(PROCEDURE, tmp_path, phase, **extravars)
-
-
-def sessions_of(lab: Any, application: str) -> int:
-    with pg_admin(lab) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application,))
-        return int(cur.fetchone()[0])
-
-
-def plan_of(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(a["id"], a["resource"], a["change"].get("sql"), a["disruptive"]) for a in actions]
 
 
 def snapshot(lab: Any) -> dict[str, Any]:
@@ -80,47 +66,6 @@ def test_diagnosis_changes_nothing(healthy_diagnosis: dict[str, Any]) -> None:
     assert after["settings"] == before["settings"]
     # the pool may open a connection meanwhile, but the diagnosis terminates none of the application's sessions
     assert before["pids"] and before["pids"] <= after["pids"]
-
-
-def test_exhausted_connections_are_found_refused_without_approval_and_fixed(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
-
-    lab_faults.inject(healthy_lab, "pg-connections", "idle")
-    time.sleep(4)
-    # terminating sessions is disruptive: without approval it waits, and nothing is terminated; the resolve
-    # result carries the diagnosis made before any change
-    held = sessions_of(healthy_lab, "batch-worker")
-    waiting = run(tmp_path, "resolve", **FAST)
-    found = by_check(waiting["findings"])
-    # the admin user still gets in (reserved slots) while the application user is refused
-    assert found["pg.up"]["status"] == "ok"
-    assert found["pg.connections"]["status"] == "problem" and found["pg.connections"]["scenario"] == "B"
-    assert found["pg.connections"]["evidence"]["usage_ratio"] >= 0.8
-    assert found["pg.app_login"]["status"] == "problem"
-    assert holds(waiting) == {"A": False, "B": True, "C": False, "D": False}
-    assert [(a["id"], a["status"]) for a in waiting["actions"]] == [
-        ("database_connections.B.terminate_idle", "awaiting_approval")]
-    assert waiting["escalation"]["level"] == "L1"
-    assert sessions_of(healthy_lab, "batch-worker") == held
-
-    # a dry run lists exactly what the real run then does (the SQL and its parameters)
-    dry = run(tmp_path, "resolve", octollm_dry_run=True, octollm_approve=True, **FAST)
-    assert [a["status"] for a in dry["actions"]] == ["planned"]
-    assert dry["actions"][0]["change"]["by_application"]["batch-worker"] == held
-    assert sessions_of(healthy_lab, "batch-worker") == held
-    fixed = run(tmp_path, "resolve", octollm_approve=True, **FAST)
-    assert plan_of(dry["actions"]) == plan_of(fixed["actions"])
-    assert dry["actions"][0]["change"]["params"] == fixed["actions"][0]["change"]["params"]
-    action = fixed["actions"][0]
-    assert action["status"] == "applied" and action["change"]["rows_terminated"] >= held
-    assert fixed["verification"]["healthy"] is True
-    assert by_check(fixed["verification"]["findings"])["pg.connections"]["status"] == "ok"
-    assert fixed["escalation"]["level"] is None
-    assert sessions_of(healthy_lab, "batch-worker") == 0
-
-    # idempotence: nothing left to do
-    again = run(tmp_path, "resolve", octollm_approve=True, **FAST)
-    assert again["actions"] == [] and again["verification"]["healthy"] is True
 
 
 def test_partition_is_reported_with_the_human_step(healthy_lab: Any, tmp_path: Path) -> None:
