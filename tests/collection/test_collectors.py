@@ -726,12 +726,13 @@ def test_secret_options_are_no_log() -> None:
 def test_nested_needs_merge() -> None:
     needs = {
         "service_unavailable": {"containers": {"logs": {"tail": 100, "services": ["orchestrator"]}}},
-        "llm_api": {"containers": {"logs": {"tail": 50, "patterns": {"llm_api_errors": "(?i)llm.*error"}}}},
+        "llm_api": {"containers": {"logs": {"tail": 50, "services": ["guardian-arm"],
+                                            "patterns": {"llm_api_errors": "(?i)llm.*error"}}}},
     }
     merged = evidence_requests.union(needs)
     assert merged["containers"]["logs"] == {
         "tail": 100,
-        "services": ["orchestrator"],
+        "services": ["orchestrator", "guardian-arm"],
         "patterns": {"llm_api_errors": "(?i)llm.*error"},
     }
     assert evidence_requests.request(needs, merged) == {}
@@ -739,3 +740,25 @@ def test_nested_needs_merge() -> None:
         evidence_requests.union(
             {"a": {"containers": {"logs": {"pattern": "x"}}}, "b": {"containers": {"logs": {"pattern": "y"}}}}
         )
+
+
+def test_a_need_without_a_service_selector_wants_every_service() -> None:
+    """The full diagnosis once lost postgres and redis: memory_leaks' and llm_api's selectors narrowed the union,
+    so service_unavailable's pg_isready found no container to run in."""
+    narrow = {"containers": {"services": ["orchestrator"], "logs": {"services": ["orchestrator"], "tail": 50}}}
+    wide = {"containers": {"stats": True, "logs": {"tail": 100}}}
+    for needs in ({"llm_api": narrow, "service_unavailable": wide}, {"service_unavailable": wide, "llm_api": narrow}):
+        assert evidence_requests.union(needs) == {"containers": {"stats": True, "logs": {"tail": 100}}}
+    # evidence of every service answers a narrow need; narrow evidence does not answer a need for every service
+    assert evidence_requests.request({"llm_api": narrow}, wide) == {}
+    assert evidence_requests.request({"llm_api": narrow}, {"containers": {"services": [], "logs": {"tail": 50}}}) == {}
+    assert evidence_requests.request({"service_unavailable": wide}, narrow) == {
+        "containers": {"stats": True, "logs": {"tail": 100}}
+    }
+    # two selections make their union; an empty list means every service, as in stack_evidence
+    assert evidence_requests.union(
+        {"a": {"containers": {"services": ["planner-arm"]}}, "b": {"containers": {"services": ["orchestrator"]}}}
+    ) == {"containers": {"services": ["planner-arm", "orchestrator"]}}
+    assert evidence_requests.union(
+        {"a": {"containers": {"services": ["planner-arm"]}}, "b": {"containers": {"services": []}}}
+    ) == {"containers": {}}
