@@ -11,8 +11,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import cache_performance as cp
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+cp = LazyPluginUtils("cache_performance")
 
 
 def cache_performance_diagnosis(evidence, settings=None, previous=None, recovering=None):

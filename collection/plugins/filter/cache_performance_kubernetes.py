@@ -9,8 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import cache_performance_kubernetes as cpk
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+cpk = LazyPluginUtils("cache_performance_kubernetes")
 
 
 def cache_performance_k8s_diagnosis(evidence, settings=None, previous=None, recovering=None):

@@ -9,8 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import high_latency_kubernetes as hlk
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+hlk = LazyPluginUtils("high_latency_kubernetes")
 
 
 def high_latency_k8s_diagnosis(evidence, settings=None, extra=None):

@@ -10,8 +10,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption_kubernetes as dck
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+dck = LazyPluginUtils("data_corruption_kubernetes")
 
 
 def k8s_data_corruption_plan(diagnosis, evidence, settings=None):

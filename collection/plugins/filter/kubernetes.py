@@ -9,8 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import kubernetes as k8s
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+k8s = LazyPluginUtils("kubernetes")
 
 
 def k8s_pods(pods, app=None):

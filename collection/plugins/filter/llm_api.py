@@ -11,8 +11,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import llm_api as llm
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+llm = LazyPluginUtils("llm_api")
 
 
 def llm_api_diagnosis(evidence, settings=None, previous=None, recovering=None):

@@ -9,8 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import llm_api_kubernetes as lak
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+lak = LazyPluginUtils("llm_api_kubernetes")
 
 
 def llm_api_k8s_diagnosis(evidence, settings=None, previous=None, recovering=None):

@@ -11,8 +11,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import memory_leaks as ml
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+ml = LazyPluginUtils("memory_leaks")
 
 
 def memory_leaks_diagnosis(evidence, settings=None):

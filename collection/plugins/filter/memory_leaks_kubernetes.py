@@ -9,8 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import memory_leaks_kubernetes as mlk
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+mlk = LazyPluginUtils("memory_leaks_kubernetes")
 
 
 def memory_leaks_k8s_diagnosis(evidence, settings=None):

@@ -9,8 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import resource_exhaustion_kubernetes as rek
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+rek = LazyPluginUtils("resource_exhaustion_kubernetes")
 
 
 def resource_exhaustion_k8s_diagnosis(evidence, settings=None):

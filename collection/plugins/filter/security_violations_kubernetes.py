@@ -9,8 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import security_violations_kubernetes as svk
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+svk = LazyPluginUtils("security_violations_kubernetes")
 
 
 def security_violations_k8s_diagnosis(evidence, settings=None, previous=None, recovering=None):

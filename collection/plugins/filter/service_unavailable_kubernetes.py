@@ -9,8 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import service_unavailable_kubernetes as suk
-from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import wrap
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+suk = LazyPluginUtils("service_unavailable_kubernetes")
 
 
 def service_unavailable_k8s_diagnosis(evidence, settings=None):
