@@ -1,6 +1,7 @@
-"""`octoctl` end to end on the lab, as an on-call engineer runs it: a broken Redis eviction policy is planned
-with --dry-run (nothing changes, exit 1), refused without approval, fixed with --approve (exit 0, exactly the
-planned actions), and a second fix has nothing to do. Reports validate against the published schema."""
+"""`octoctl` end to end on the lab, as an on-call engineer runs it: a diagnosis of every procedure on the healthy
+lab is clean; a broken Redis eviction policy is planned with --dry-run (nothing changes, exit 1), refused without
+approval, fixed with --approve (exit 0, exactly the planned actions), and a second fix has nothing to do. Reports
+validate against the published schema."""
 
 from __future__ import annotations
 
