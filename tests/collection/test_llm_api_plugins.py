@@ -186,6 +186,41 @@ def test_verification_after_a_fix_is_recovering_not_a_problem() -> None:
     assert {f["check"]: f["status"] for f in still["findings"]}["llm.timeouts"] == "problem"
 
 
+def _orchestrator_log(ev: dict[str, Any], *lines: str) -> dict[str, Any]:
+    stamp = "2026-11-29T19:00:00.000Z INFO orchestrator "
+    ev["containers"]["logs"]["orchestrator"]["lines"] = [stamp + line for line in lines]
+    ev["containers"]["logs"]["orchestrator"]["pattern_counts"] = {
+        "llm_api_429": sum("llm error status=429" in line for line in lines)
+    }
+    return ev
+
+
+REFUSED = ("rate limit remaining=0 reset=3s limit=20 provider=primary", "llm error status=429 provider=primary")
+ACCEPTED = "rate limit remaining=1 reset=3s limit=20 provider=primary"
+
+
+def test_after_the_rate_fix_refusals_before_the_first_accepted_answer_are_the_old_clients() -> None:
+    # CI, stop 11: the recreated client's first call and its two retries met the provider's window still full of
+    # the old client's requests; then the provider accepted every call
+    before = diagnose(evidence({"429": 1.0}, logs={"llm_api_429": 31}))
+    carried = _orchestrator_log(evidence({"429": 1.5}), *REFUSED * 3, ACCEPTED, ACCEPTED)
+    after = diagnose(carried, previous=before["findings"], recovering=("A",))
+    found = {f["check"]: f for f in after["findings"]}
+    assert found["llm.rate_limit"]["status"] == "warning"
+    assert found["llm.rate_limit"]["evidence"]["log_lines_before_first_accepted_answer"] == 3
+    assert found["llm.rate_limit"]["evidence"]["log_lines"] == 0
+    assert found["llm.error_rate"]["status"] == "warning"
+    # refusals that go on after an accepted answer: the rate is still too high
+    still = _orchestrator_log(evidence({"429": 1.5}), *REFUSED, ACCEPTED, *REFUSED * 3)
+    found = {f["check"]: f for f in diagnose(still, recovering=("A",))["findings"]}
+    assert found["llm.rate_limit"]["status"] == "problem" and found["llm.rate_limit"]["evidence"]["log_lines"] == 3
+    # never an accepted answer: every refusal counts
+    never = _orchestrator_log(evidence({"429": 1.5}), *REFUSED * 3)
+    assert {f["check"]: f["status"] for f in diagnose(never, recovering=("A",))["findings"]}["llm.rate_limit"] == (
+        "problem"
+    )
+
+
 def test_the_fallback_serving_is_a_warning() -> None:
     ev = evidence({"503": 0.4}, primary=503)
     ev["containers"]["exec_probes"][0]["output"] = ENV.replace(

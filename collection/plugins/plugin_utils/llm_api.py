@@ -160,6 +160,37 @@ def window_seconds(window):
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else None
 
 
+_LINE_429 = re.compile(r"llm error status=429\b")  # the role's llm_api_429 log pattern
+
+
+def accepted_answer(line):
+    """Whether a "rate limit" line of the orchestrator reports an answer the provider accepted (remaining > 0)."""
+    if " rate limit " not in (" " + line + " "):
+        return False
+    remaining = dict(_KV.findall(line)).get("remaining", "")
+    return remaining.isdigit() and int(remaining) > 0
+
+
+def split_429_lines(lines):
+    """(429 lines before the client's first accepted answer, 429 lines after it) in a container's log.
+
+    A client started with a lower rate still meets the provider's window full of its predecessor's requests: its
+    first calls are refused until that window frees a slot. 429s after an accepted answer mean the rate is still
+    too high.
+    """
+    before = after = 0
+    accepted = False
+    for line in lines or []:
+        if _LINE_429.search(line):
+            if accepted:
+                after += 1
+            else:
+                before += 1
+        elif not accepted and accepted_answer(line):
+            accepted = True
+    return (before, after) if accepted else (0, before)
+
+
 def last_rate_limit(lines):
     """The newest "rate limit remaining=.. reset=.. limit=.." line of the orchestrator, parsed."""
     for line in reversed(lines or []):
@@ -307,6 +338,12 @@ def check_rate_limit(f, recovering):
     if f.prom is None and f.containers is None:
         return unknown("llm.rate_limit", title, expected, f.prom_error, "A")
     holds, evidence, stale = _signal(f, ("429",), "llm_api_429", "A", recovering)
+    if "A" in recovering or f.fresh:
+        # judged on the new client's log: its first refusals are its predecessor's requests in the provider's window
+        carried, refused = split_429_lines(f.log_lines)
+        if carried:
+            evidence.update(log_lines=refused, log_lines_before_first_accepted_answer=carried)
+            holds = refused >= f.s["log_min_lines"]
     evidence.update(
         headers=last_rate_limit(f.log_lines),
         calls_per_min_by_provider=f.per_provider,
