@@ -115,6 +115,7 @@ DEFAULTS = {
     "min_calls_per_s": 0.02,
     "code_min_per_s": 0.02,
     "log_min_lines": 3,
+    "refused_pattern": "llm error status=429",
     "service": "orchestrator",
     "env_file": None,
     "secrets_file": None,
@@ -160,9 +161,6 @@ def window_seconds(window):
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else None
 
 
-_LINE_429 = re.compile(r"llm error status=429\b")  # the role's llm_api_429 log pattern
-
-
 def accepted_answer(line):
     """Whether a "rate limit" line of the orchestrator reports an answer the provider accepted (remaining > 0)."""
     if " rate limit " not in (" " + line + " "):
@@ -171,17 +169,18 @@ def accepted_answer(line):
     return remaining.isdigit() and int(remaining) > 0
 
 
-def split_429_lines(lines):
+def split_429_lines(lines, refused_pattern):
     """(429 lines before the client's first accepted answer, 429 lines after it) in a container's log.
 
     A client started with a lower rate still meets the provider's window full of its predecessor's requests: its
     first calls are refused until that window frees a slot. 429s after an accepted answer mean the rate is still
     too high.
     """
+    refused = re.compile(refused_pattern)
     before = after = 0
     accepted = False
     for line in lines or []:
-        if _LINE_429.search(line):
+        if refused.search(line):
             if accepted:
                 after += 1
             else:
@@ -340,7 +339,7 @@ def check_rate_limit(f, recovering):
     holds, evidence, stale = _signal(f, ("429",), "llm_api_429", "A", recovering)
     if "A" in recovering or f.fresh:
         # judged on the new client's log: its first refusals are its predecessor's requests in the provider's window
-        carried, refused = split_429_lines(f.log_lines)
+        carried, refused = split_429_lines(f.log_lines, f.s["refused_pattern"])
         if carried:
             evidence.update(log_lines=refused, log_lines_before_first_accepted_answer=carried)
             holds = refused >= f.s["log_min_lines"]
