@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from ansible_collections.octollm.remediation.plugins.filter import cache_performance as cache_filters
+from ansible_collections.octollm.remediation.plugins.filter import procedure as procedure_filters
 from ansible_collections.octollm.remediation.plugins.filter import remediation as shared_filters
 from ansible_collections.octollm.remediation.plugins.module_utils import keypatterns
 from ansible_collections.octollm.remediation.plugins.module_utils.collector_redis import sample_deltas
@@ -19,14 +19,18 @@ from ansible_collections.octollm.remediation.plugins.module_utils.collectors imp
 from ansible_collections.octollm.remediation.plugins.module_utils.evidence import classify, error_of, redact
 from ansible_collections.octollm.remediation.plugins.plugin_utils import cache_performance as cp
 from ansible_collections.octollm.remediation.plugins.plugin_utils import evidence_requests, results
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
 WARM = [f"arm:capability:{arm}-arm" for arm in ("planner", "executor", "coder", "judge", "guardian", "retriever")]
-SETTINGS = {
-    "warm_keys": WARM,
-    "warm_patterns": {"entity:*": 1},
-    "config_file": "/state/redis/redis.conf",
-    "orchestrator_url": "http://127.0.0.1:8000",
-}
+SETTINGS = procedure_settings(
+    "cache_performance",
+    {
+        "warm_keys": WARM,
+        "warm_patterns": {"entity:*": 1},
+        "config_file": "/state/redis/redis.conf",
+        "orchestrator_url": "http://127.0.0.1:8000",
+    },
+)
 
 
 def pattern(name, count, bytes_avg, with_ttl, example, variable=1):
@@ -489,26 +493,35 @@ def test_prevention_healthy_and_missing_safeguards():
 
 
 # --- filters through Ansible's templating types --------------------------------------------------------------------
-def test_filters_are_registered_and_strip_internal_keys():
-    filters = {**shared_filters.FilterModule().filters(), **cache_filters.FilterModule().filters()}
-    for name in (
-        "cache_performance_diagnosis",
-        "cache_performance_plan",
-        "cache_performance_prevention",
-        "escalation",
-        "procedure_result",
-        "evidence_request",
-        "evidence_merge",
-        "action_outcomes",
-    ):
-        assert name in filters
-    diagnosis = filters["cache_performance_diagnosis"](eviction_fault(), dict(SETTINGS, approve=True))
-    actions = filters["cache_performance_plan"](diagnosis, dict(SETTINGS, approve=True))
-    assert actions[0]["_apply"] == "set_redis_config"
-    done = filters["action_outcomes"](actions, {actions[0]["id"]: {"status": "applied", "outcome": "done"}})
-    result = filters["procedure_result"](dict(diagnosis, actions=done), "cache_performance", "compose", "resolve")
+def test_the_flow_filters_judge_plan_gate_and_report():
+    filters = {**shared_filters.FilterModule().filters(), **procedure_filters.FilterModule().filters()}
+    run = {
+        "procedures": ["cache_performance"],
+        "context": {"platform": "compose", "phase": "resolve", "approve": True,
+                    "inventory": {"redis": {"config_file": "/state/redis/redis.conf"}}},
+        "settings": {"cache_performance": role_settings(
+            "cache_performance", {"warm_keys": WARM, "warm_patterns": {"entity:*": 1}})},
+    }
+    assert set(filters["procedure_request"](run)) == {"redis", "prometheus"}
+    assert filters["procedure_request"](run, {"redis": {}, "prometheus": {}}) != {}  # the cache must cover the need
+    state = filters["procedure_judgement"](eviction_fault(), run)
+    assert state["_followup"] == {}
+    todo = filters["procedure_actions"](state, run)
+    first = todo[0]["action"]
+    assert todo[0]["procedure"] == "cache_performance" and first["_apply"] == "set_redis_config"
+    assert first["change"]["file"] == "/state/redis/redis.conf"  # derived from the inventory, not a default
+    done = {first["id"]: {"status": "applied", "outcome": "done"}}
+    result = filters["procedure_results"](eviction_fault(), run, state, done)["cache_performance"]
     assert result["actions"][0]["status"] == "applied" and "_apply" not in result["actions"][0]
-    assert "context" not in result
+    assert "context" not in result and result["phase"] == "resolve"
+    assert result["verification"]["findings"]  # judged again from the evidence given
+    # a dry run applies nothing; an action listed in skip_actions (and what follows it) is skipped
+    dry = dict(run, context=dict(run["context"], dry_run=True))
+    assert filters["procedure_actions"](filters["procedure_judgement"](eviction_fault(), dry), dry) == []
+    skipping = dict(run, settings={"cache_performance": dict(run["settings"]["cache_performance"],
+                                                             skip_actions=[first["id"]])})
+    skipped = filters["procedure_judgement"](eviction_fault(), skipping)["cache_performance"]["actions"]
+    assert skipped[0]["status"] == "skipped" and "_apply" not in skipped[0]
     merged = filters["evidence_merge"]({}, {"redis": {}}, {"failed": True, "msg": "No module named 'redis'"})
     assert merged["redis"]["error"]["kind"] == "missing_tool"
 

@@ -13,9 +13,14 @@ EXTRA_ENTRY_POINTS = {"data_corruption": {"restore"}}
 # every role on disk: common has its own entry points, each procedure role the four of the contract (and extras)
 ENTRY_POINTS = {
     role.name: ({"main", "detect_platform", "gather", "report"} if role.name == "common"
+                else {"main", "diagnose", "resolve", "prevent"} if role.name == "_common"
                 else PROCEDURE_ENTRY_POINTS | EXTRA_ENTRY_POINTS.get(role.name, set()))
     for role in sorted(ROLES.iterdir()) if (role / "meta" / "argument_specs.yml").exists()
 }
+# procedure roles on the shared flow (octollm.remediation._common)
+ON_THE_FLOW = sorted(role for role in ENTRY_POINTS
+                     if (ROLES / role / "tasks" / "diagnose.yml").exists()
+                     and "octollm.remediation._common" in (ROLES / role / "tasks" / "diagnose.yml").read_text())
 
 
 @pytest.mark.parametrize("role", sorted(ENTRY_POINTS))
@@ -39,16 +44,32 @@ def test_public_variables_are_prefixed_and_commented(role):
             name = line.split(":", 1)[0]
             assert name.startswith(f"{role}_"), name
             assert lines[index - 1].startswith("#"), f"{name} has no comment line"
-    private = yaml.safe_load((ROLES / role / "vars" / "main.yml").read_text()) or {}
+    private_file = ROLES / role / "vars" / "main.yml"
+    private = (yaml.safe_load(private_file.read_text()) or {}) if private_file.exists() else {}
     assert all(name.startswith(f"__{role}_") for name in private), sorted(private)
 
 
-def test_task_names_carry_the_phase():
-    for path in (ROLES / "cache_performance" / "tasks").rglob("*.yml"):
+@pytest.mark.parametrize("role", ON_THE_FLOW)
+def test_a_procedure_role_holds_only_what_is_its_own(role):
+    """Defaults, argument specs, README, entry files of a few lines that enter the shared flow, and the task files
+    of its actions (tasks/<platform>/actions/); no vars/, no flow of its own."""
+    base = ROLES / role
+    files = {str(path.relative_to(base)) for path in base.rglob("*") if path.is_file()}
+    allowed_fixed = {"README.md", "defaults/main.yml", "meta/main.yml", "meta/argument_specs.yml"}
+    entries = {f"tasks/{entry}.yml" for entry in ENTRY_POINTS[role]}
+    actions = {name for name in files if name.startswith(("tasks/compose/actions/", "tasks/kubernetes/actions/"))}
+    assert files - allowed_fixed - entries - actions == set()
+    for entry in entries:
+        tasks = yaml.safe_load((base / entry).read_text())
+        assert len(tasks) == 1 and tasks[0]["ansible.builtin.include_role"]["name"] == "octollm.remediation._common"
+        assert tasks[0]["vars"]["_common_procedures"] == [role]
+
+
+@pytest.mark.parametrize("role", ON_THE_FLOW)
+def test_action_task_names_carry_the_action_id(role):
+    for path in (ROLES / role / "tasks").glob("*/actions/*.yml"):
         for task in _tasks(yaml.safe_load(path.read_text()) or []):
-            name = task.get("name", "")
-            assert name.startswith("Cache | "), f"{path.name}: {name!r}"
-            assert name.split(" | ")[1] in {"MAIN", "DIAGNOSE", "RESOLVE", "PREVENT", "APPLY", "NEEDS"}, name
+            assert task.get("name", "").startswith("{{ _common_action.id }} | APPLY | "), f"{path}: {task.get('name')}"
 
 
 def _tasks(items):

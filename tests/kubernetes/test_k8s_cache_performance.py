@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from k8s_emulator import KubernetesAPIEmulator, Write
 from k8s_results import by_check, by_id, collect_evidence
 
@@ -101,7 +102,11 @@ def collect(k8s_api: KubernetesAPIEmulator, redis_server: int, tmp_path: Any) ->
     return collect_evidence(k8s_api, tmp_path, objects, redis=redis)
 
 
-SETTINGS = {"warm_keys": [f"arm:capability:{arm}" for arm in ARMS], "warm_patterns": {"entity:*": 1}}
+SETTINGS = procedure_settings(
+    "cache_performance",
+    {"warm_keys": [f"arm:capability:{arm}" for arm in ARMS], "warm_patterns": {"entity:*": 1}},
+    platform="kubernetes",
+)
 
 
 def test_a_healthy_cluster_gives_ok_kubernetes_findings(k8s_api: KubernetesAPIEmulator, redis_client: Any,
@@ -156,13 +161,13 @@ def test_an_api_that_refuses_or_is_gone_is_evidence(k8s_api: KubernetesAPIEmulat
     assert evidence["kubernetes"]["ok"] is True
     assert reads["cache_performance_pods"]["error"]["kind"] == "auth"
     assert reads["cache_performance_configmap"]["items"][0]["metadata"]["name"] == "redis-config"
-    assert by_check(cpk.diagnose(evidence)["findings"])["k8s.redis_pods"]["error"]["kind"] == "auth"
+    assert by_check(cpk.diagnose(evidence, SETTINGS)["findings"])["k8s.redis_pods"]["error"]["kind"] == "auth"
 
     gone = tmp_path / "gone"
     gone.write_text((tmp_path / "kubeconfig").read_text().replace(k8s_api.url, "http://127.0.0.1:9"))
     evidence = run_all({"kubernetes": {"kubeconfig": str(gone), "objects": objects, "timeout": 2}}, 20)
     assert evidence["kubernetes"]["ok"] is False and evidence["kubernetes"]["error"]["kind"] == "unreachable"
-    found = by_check(cpk.diagnose(evidence)["findings"])
+    found = by_check(cpk.diagnose(evidence, SETTINGS)["findings"])
     assert found["k8s.redis_pods"]["status"] == "unknown"
     assert found["k8s.redis_pods"]["error"]["kind"] == "unreachable"
 

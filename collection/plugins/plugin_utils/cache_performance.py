@@ -20,7 +20,8 @@ __metaclass__ = type
 
 import fnmatch
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind, merged_settings
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -34,7 +35,7 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
 
 PROCEDURE = "cache_performance"
 
-# Names of the Prometheus queries (their PromQL lives in the role's vars, built from its defaults).
+# Names of the Prometheus queries (their PromQL is built from the settings in ``needs``).
 Q_HIT_RATE = "cache_performance_hit_rate"
 Q_LOOKUPS = "cache_performance_lookups_per_s"
 Q_HIT_RATE_RECENT = "cache_performance_hit_rate_recent"
@@ -64,48 +65,10 @@ SCENARIOS = {
     "D": "Cache stampede",
 }
 
-DEFAULTS = {
-    "cache_type": "llm",
-    "hit_rate_min": 0.5,
-    "hit_rate_min_lookups": 5,
-    "hit_rate_min_lookups_per_s": 0.05,
-    "window": "1m",
-    "recent_window": "30s",
-    "suitable_policies": ["allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu", "volatile-ttl"],
-    "eviction_policy": "allkeys-lru",
-    "volatile_min_share": 0.5,
-    "memory_high_ratio": 0.9,
-    "non_cache_memory_max_share": 0.5,
-    "evictions_per_s_max": 50,
-    "fragmentation_ratio_max": 1.5,
-    "fragmentation_min_bytes": 104857600,
-    "slowlog_slower_than_us": 10000,
-    "slowlog_window_seconds": 300,
-    "slowlog_max_entries": 5,
-    "key_large_bytes": 262144,
-    "key_max_variable_segments": 2,
-    "key_pattern_min_count": 2,
-    "cache_key_patterns": ["llm:*", "arm:capability:*", "entity:*"],
-    "llm_key_pattern": "llm:*",
-    "ttl_missing_max_share": 0.0,
-    "warm_keys": [],
-    "warm_patterns": {},
-    "stampede_burst_ratio": 5.0,
-    "stampede_min_misses_per_s": 5.0,
-    "stampede_duplicate_write_ratio": 2.0,
-    "stampede_min_writes": 20,
-    "miss_rule": "CacheMissRate",
-    "maxmemory": "",
-    "config_file": None,
-    "escalation_level": "L1",
-    "orchestrator_url": "http://127.0.0.1:8000",
-    "warm_path": "/api/v1/cache/warm",
-    "allow_disruptive": False,
-}
 
 
 def _settings(settings):
-    return merged_settings(DEFAULTS, settings)
+    return dict(settings or {})
 
 
 def _query(prom, name):
@@ -197,7 +160,7 @@ def check_hit_rate(f, previous=None, recovering=()):
         "prometheus": {
             "hit_rate": prom_rate,
             "lookups_per_s": prom_lookups,
-            "window": s["window"],
+            "window": s["prometheus_window"],
             "error": (prom_answer or {}).get("error") if f.prom else f.prom_error,
         },
         "redis": {
@@ -236,7 +199,7 @@ def check_hit_rate(f, previous=None, recovering=()):
         evidence["note"] = "recovering: %s over the last %s; the %s window still counts earlier misses" % (
             percent(recent_rate),
             s["recent_window"],
-            s["window"],
+            s["prometheus_window"],
         )
         status = "warning"
     elif previous is not None:
@@ -246,7 +209,7 @@ def check_hit_rate(f, previous=None, recovering=()):
             evidence["before"] = (before or {}).get("observed")
             evidence["note"] = (
                 "recovering: scenario %s was fixed; the rate still counts the misses from before the "
-                "fix until the window (%s) has passed" % (cause, s["window"])
+                "fix until the window (%s) has passed" % (cause, s["prometheus_window"])
             )
             status = "warning"
     return finding("cache.hit_rate", title, status, observed, expected, evidence, None)
@@ -1051,3 +1014,81 @@ def prevention(evidence, settings=None):
         allow_disruptive=s.get("allow_disruptive", False),
     )
     return {"findings": findings, "actions": actions, "context": ctx}
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+def queries(s):
+    """The named PromQL queries of the judgement, built from the settings."""
+    selector = '{cache_type="%s"}' % s["cache_type"]
+
+    def rate(metric, window):
+        return "sum(rate(%s%s[%s]))" % (metric, selector, window)
+
+    def hit_rate(window):
+        return "%s / (%s + %s)" % (
+            rate("cache_hits_total", window),
+            rate("cache_hits_total", window),
+            rate("cache_misses_total", window),
+        )
+
+    def lookups(window):
+        return "%s + %s" % (rate("cache_hits_total", window), rate("cache_misses_total", window))
+
+    window, recent = s["prometheus_window"], s["recent_window"]
+    return {
+        Q_HIT_RATE: hit_rate(window),
+        Q_LOOKUPS: lookups(window),
+        Q_HIT_RATE_RECENT: hit_rate(recent),
+        Q_LOOKUPS_RECENT: lookups(recent),
+        Q_ERRORS: "sum(rate(cache_errors_total[%s]))" % window,
+        Q_MISS_PEAK: "max_over_time((%s)[%s:])"
+        % (rate("cache_misses_total", s["stampede_short_window"]), s["stampede_lookback"]),
+        Q_MISS_AVG: rate("cache_misses_total", s["stampede_lookback"]),
+        Q_METRICS: "count(cache_hits_total%s) or vector(0)" % selector,
+    }
+
+
+class CachePerformance(Procedure):
+    name = PROCEDURE
+    title = "Cache Performance Issues"
+    scenarios = SCENARIOS
+    modules = {"compose": "cache_performance", "kubernetes": "cache_performance_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(CachePerformance, self).settings(role_settings, context)
+        s["config_file"] = (context.inventory.get("redis") or {}).get("config_file")
+        s["orchestrator_url"] = context.service_url("orchestrator", "http://127.0.0.1:8000")
+        if context.kubernetes:
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+        return s
+
+    def needs(self, settings, context):
+        s = settings
+        need = {
+            "redis": {
+                "sample_seconds": s["redis_sample_seconds"],
+                "config": ["maxmemory", "maxmemory-policy"],
+                "slowlog": s["slowlog_entries"],
+                "scan_count": s["key_sample"],
+                "patterns": list(s["warm_patterns"]),
+                "exists": list(s["warm_keys"]),
+            },
+            "prometheus": {"queries": queries(s), "rules": True},
+        }
+        if context.kubernetes:
+            need["kubernetes"] = {
+                "objects": {
+                    "cache_performance_pods": {"kind": "Pod", "label_selector": "app=%s" % s["k8s_redis_app"]},
+                    "cache_performance_configmap": {"kind": "ConfigMap", "name": s["k8s_redis_configmap"]},
+                    "cache_performance_workload": {
+                        "kind": s["k8s_redis_workload_kind"],
+                        "api_version": "apps/v1",
+                        "name": s["k8s_redis_workload"],
+                    },
+                    "cache_performance_events": {"kind": "Event", "field_selector": "type=Warning"},
+                }
+            }
+        return need
+
+
+PROCEDURE = CachePerformance()

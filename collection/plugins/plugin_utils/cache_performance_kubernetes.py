@@ -37,22 +37,9 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
     unknown,
 )
 
-K8S_DEFAULTS = {
-    "namespace": "octollm",
-    "app": "redis",
-    "container": "redis",
-    "workload_kind": "Deployment",
-    "workload": "redis",
-    "configmap": "redis-config",
-    "configmap_key": "redis.conf",
-    "memory_limit_max_ratio": 0.75,
-}
-
 
 def _settings(settings):
-    merged = dict(K8S_DEFAULTS)
-    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
-    return merged
+    return dict(settings or {})
 
 
 def normalise(evidence, prefix="cache_performance_"):
@@ -86,13 +73,13 @@ def _api_error(facts, name):
 
 
 def configmap_ref(s):
-    return "configmap/%s/%s:%s" % (s["namespace"], s["configmap"], s["configmap_key"])
+    return "configmap/%s/%s:%s" % (s["namespace"], s["k8s_redis_configmap"], s["k8s_redis_configmap_key"])
 
 
 def configmap_text(facts, s):
     """The redis.conf text of the ConfigMap, or None."""
     configmap = facts.get("configmap") or {}
-    return (configmap.get("data") or {}).get(s["configmap_key"])
+    return (configmap.get("data") or {}).get(s["k8s_redis_configmap_key"])
 
 
 def with_configmap(evidence, facts, settings=None):
@@ -120,7 +107,7 @@ def _redis_container_limit(facts, s):
     pods = [workload.get("spec", {}).get("template", {})] + list(facts.get("pods") or [])
     for pod in pods:
         for container in (pod.get("spec") or {}).get("containers") or []:
-            if container.get("name") == s["container"]:
+            if container.get("name") == s["k8s_redis_container"]:
                 memory = ((container.get("resources") or {}).get("limits") or {}).get("memory")
                 return k8s.quantity_bytes(memory), memory
     return None, None
@@ -132,13 +119,15 @@ def check_pods(facts, s):
     error = _api_error(facts, "pods")
     if error:
         return unknown("k8s.redis_pods", title, expected, error)
-    pods = k8s.pods_summary(facts.get("pods"), s["app"])
-    events = k8s.events_summary(facts.get("events"), names={pod["name"] for pod in pods} | {s["workload"]})
+    pods = k8s.pods_summary(facts.get("pods"), s["k8s_redis_app"])
+    events = k8s.events_summary(facts.get("events"), names={pod["name"] for pod in pods} | {s["k8s_redis_workload"]})
     evidence = {"pods": pods, "events": events}
     if not pods:
-        return finding("k8s.redis_pods", title, "problem", "no pod with app=%s" % s["app"], expected, evidence)
+        return finding(
+            "k8s.redis_pods", title, "problem", "no pod with app=%s" % s["k8s_redis_app"], expected, evidence
+        )
     troubled = {pod["name"]: k8s.pod_trouble(pod) for pod in pods if k8s.pod_trouble(pod)}
-    oom = [pod["name"] for pod in pods if k8s.oom_killed(pod, s["container"])]
+    oom = [pod["name"] for pod in pods if k8s.oom_killed(pod, s["k8s_redis_container"])]
     ready = [pod["name"] for pod in pods if pod["ready"]]
     if not troubled:
         return finding("k8s.redis_pods", title, "ok", "%d/%d ready" % (len(ready), len(pods)), expected, evidence)
@@ -154,9 +143,9 @@ def memory_fit(facts, live_maxmemory, s):
     # the worse of the running value and the one a restart brings back; 0 (no maxmemory) is the worst
     known = [value for value in (live_maxmemory, persisted) if value is not None]
     maxmemory = 0 if 0 in known else (max(known) if known else None)
-    ceiling = int(limit * float(s["memory_limit_max_ratio"])) if limit else None
+    ceiling = int(limit * float(s["k8s_memory_limit_max_ratio"])) if limit else None
     target_mb = ceiling // (1024 * 1024) if ceiling else None
-    pods = k8s.pods_summary(facts.get("pods"), s["app"])
+    pods = k8s.pods_summary(facts.get("pods"), s["k8s_redis_app"])
     return {
         "limit": limit,
         "limit_text": limit_text,
@@ -166,20 +155,24 @@ def memory_fit(facts, live_maxmemory, s):
         "ceiling": ceiling,
         "target": "%dmb" % target_mb if target_mb else None,
         "fits": bool(limit) and bool(maxmemory) and maxmemory <= ceiling,
-        "oom_killed": [pod["name"] for pod in pods if k8s.oom_killed(pod, s["container"])],
+        "oom_killed": [pod["name"] for pod in pods if k8s.oom_killed(pod, s["k8s_redis_container"])],
     }
 
 
 def check_memory_limit(facts, live_maxmemory, s, check="k8s.redis_memory_limit"):
     title = "Redis maxmemory leaves headroom under its container memory limit"
-    expected = "0 < maxmemory <= %s of the limit" % s["memory_limit_max_ratio"]
+    expected = "0 < maxmemory <= %s of the limit" % s["k8s_memory_limit_max_ratio"]
     error = _api_error(facts, "workload") or _api_error(facts, "configmap")
     fit = memory_fit(facts, live_maxmemory, s)
-    evidence = dict(fit, configmap=configmap_ref(s), workload="%s/%s" % (s["workload_kind"], s["workload"]))
+    evidence = dict(
+        fit, configmap=configmap_ref(s), workload="%s/%s" % (s["k8s_redis_workload_kind"], s["k8s_redis_workload"])
+    )
     if error and fit["limit"] is None:
         return unknown(check, title, expected, error, evidence=evidence)
     if fit["limit"] is None:
-        return finding(check, title, "warning", "no memory limit on container %s" % s["container"], expected, evidence)
+        return finding(
+            check, title, "warning", "no memory limit on container %s" % s["k8s_redis_container"], expected, evidence
+        )
     observed = "maxmemory %s, limit %s" % (
         human_bytes(fit["maxmemory"]) if fit["maxmemory"] else "unset (no limit)",
         fit["limit_text"],
@@ -192,8 +185,11 @@ def check_memory_limit(facts, live_maxmemory, s, check="k8s.redis_memory_limit")
 
 def _recompute_a(findings, scenarios):
     """Scenario A also holds on a Kubernetes problem that points at it."""
-    k8s_a = [item for item in findings if item["check"].startswith("k8s.") and item["status"] == "problem"
-             and item["scenario"] == "A"]
+    k8s_a = [
+        item
+        for item in findings
+        if item["check"].startswith("k8s.") and item["status"] == "problem" and item["scenario"] == "A"
+    ]
     out = []
     for item in scenarios:
         item = dict(item)
@@ -240,13 +236,19 @@ def _fit_action(ctx, s, action_id):
             "file": ctx.get("configmap") or configmap_ref(s),
             "file_old": human_bytes(fit.get("maxmemory_persisted")) if fit.get("maxmemory_persisted") else None,
             "file_new": "maxmemory %s" % fit["target"],
-            "restart": "%s/%s" % (s["workload_kind"], s["workload"]),
+            "restart": "%s/%s" % (s["k8s_redis_workload_kind"], s["k8s_redis_workload"]),
             "op": "rollout restart (%s)" % k8s.RESTARTED_AT,
         },
         "planned",
         "maxmemory %s in %s (%s of the %s limit), then a rollout restart of %s/%s; the restart empties the cache"
-        % (fit["target"], ctx.get("configmap") or configmap_ref(s), s["memory_limit_max_ratio"], fit.get("limit_text"),
-           s["workload_kind"], s["workload"]),
+        % (
+            fit["target"],
+            ctx.get("configmap") or configmap_ref(s),
+            s["k8s_memory_limit_max_ratio"],
+            fit.get("limit_text"),
+            s["k8s_redis_workload_kind"],
+            s["k8s_redis_workload"],
+        ),
         disruptive=True,
         apply="fit_maxmemory",
     )
@@ -259,15 +261,21 @@ def plan(diagnosis, settings=None):
     actions = cp.plan(diagnosis, dict(s, config_file=configmap_ref(s)))
     forced = s.get("scenario") or None
     holds_a = any(item["id"] == "A" and item["holds"] for item in diagnosis.get("scenarios") or [])
-    memory_problem = any(item["check"] == "k8s.redis_memory_limit" and item["status"] == "problem"
-                         for item in diagnosis.get("findings") or [])
+    memory_problem = any(
+        item["check"] == "k8s.redis_memory_limit" and item["status"] == "problem"
+        for item in diagnosis.get("findings") or []
+    )
     if (forced == "A" or (not forced and holds_a)) and (memory_problem or forced == "A"):
         item = _fit_action(ctx, s, "cache_performance.A.fit_maxmemory")
         if item:
             taken = {a["resource"] for a in actions}
             if item["resource"] not in taken:
-                actions += gate([item], dry_run=s.get("dry_run", False), approve=s.get("approve", False),
-                                allow_disruptive=s.get("allow_disruptive", False))
+                actions += gate(
+                    [item],
+                    dry_run=s.get("dry_run", False),
+                    approve=s.get("approve", False),
+                    allow_disruptive=s.get("allow_disruptive", False),
+                )
     return actions
 
 
@@ -287,12 +295,19 @@ def prevention(evidence, settings=None):
     findings = result["findings"] + [fit_finding, check_probes(facts, s)]
     actions = list(result["actions"])
     if fit_finding["status"] in ("problem", "warning"):
-        item = _fit_action({"k8s": memory_fit(facts, live, s), "configmap": configmap_ref(s)}, s,
-                           "cache_performance.prevent.fit_maxmemory")
+        item = _fit_action(
+            {"k8s": memory_fit(facts, live, s), "configmap": configmap_ref(s)},
+            s,
+            "cache_performance.prevent.fit_maxmemory",
+        )
         taken = {a["resource"] for a in actions}
         if item and item["resource"] not in taken:
-            actions += gate([item], dry_run=s.get("dry_run", False), approve=s.get("approve", False),
-                            allow_disruptive=s.get("allow_disruptive", False))
+            actions += gate(
+                [item],
+                dry_run=s.get("dry_run", False),
+                approve=s.get("approve", False),
+                allow_disruptive=s.get("allow_disruptive", False),
+            )
     return {"findings": findings, "actions": actions, "context": dict(result["context"], configmap=configmap_ref(s))}
 
 
@@ -303,11 +318,24 @@ def check_probes(facts, s):
     if error:
         return unknown("prevent.k8s.redis_probes", title, expected, error)
     template = ((facts.get("workload") or {}).get("spec") or {}).get("template") or {}
-    containers = [c for c in (template.get("spec") or {}).get("containers") or [] if c.get("name") == s["container"]]
+    containers = [
+        c for c in (template.get("spec") or {}).get("containers") or [] if c.get("name") == s["k8s_redis_container"]
+    ]
     if not containers:
-        return finding("prevent.k8s.redis_probes", title, "warning",
-                       "no container %s in %s/%s" % (s["container"], s["workload_kind"], s["workload"]), expected)
+        return finding(
+            "prevent.k8s.redis_probes",
+            title,
+            "warning",
+            "no container %s in %s/%s"
+            % (s["k8s_redis_container"], s["k8s_redis_workload_kind"], s["k8s_redis_workload"]),
+            expected,
+        )
     missing = [probe for probe in ("readinessProbe", "livenessProbe") if not containers[0].get(probe)]
-    return finding("prevent.k8s.redis_probes", title, "warning" if missing else "ok",
-                   "missing: %s" % ", ".join(missing) if missing else "both set", expected,
-                   {"workload": "%s/%s" % (s["workload_kind"], s["workload"])})
+    return finding(
+        "prevent.k8s.redis_probes",
+        title,
+        "warning" if missing else "ok",
+        "missing: %s" % ", ".join(missing) if missing else "both set",
+        expected,
+        {"workload": "%s/%s" % (s["k8s_redis_workload_kind"], s["k8s_redis_workload"])},
+    )

@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+# Copyright: OctoLLM operations
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The shared procedure flow's filters: every procedure and platform through one set, over ``plugin_utils/flow.py``.
+
+Each filter is documented in ``plugins/filter/<name>.yml``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
+
+flow = LazyPluginUtils("flow")
+requests = LazyPluginUtils("evidence_requests")
+
+
+def procedure_request(run, cached_spec=None, refresh=False, needs=None):
+    try:
+        return flow.request(run, cached_spec, refresh, needs)
+    except requests.NeedConflict as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def procedure_judgement(evidence, run):
+    return flow.judge(evidence or {}, run)
+
+
+def procedure_actions(state, run):
+    return flow.to_apply(state or {}, run)
+
+
+def procedure_results(evidence, run, state, outcomes=None):
+    return flow.report(evidence or {}, run, state or {}, outcomes)
+
+
+def procedure_registered(names):
+    """The names among ``names`` whose procedure is on the shared flow (transitional)."""
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import procedure
+
+    found = []
+    for name in names or []:
+        try:
+            procedure.get(name)
+        except (ImportError, procedure.ProcedureError):
+            continue
+        found.append(name)
+    return found
+
+
+class FilterModule(object):
+    """octollm.remediation: the shared procedure flow."""
+
+    def filters(self):
+        return {
+            "procedure_request": wrap(procedure_request),
+            "procedure_judgement": wrap(procedure_judgement),
+            "procedure_actions": wrap(procedure_actions),
+            "procedure_results": wrap(procedure_results),
+            "procedure_registered": wrap(procedure_registered),
+        }

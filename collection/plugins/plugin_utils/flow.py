@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright: OctoLLM operations
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The one flow every procedure shares, as pure functions over the run (``procedure_run`` lookup) and evidence.
+
+    diagnose: request -> gather -> judge (-> follow-up gather -> judge) -> results
+    resolve:  request -> gather -> judge + plan + gate -> apply (role task files) -> gather again -> results
+    prevent:  request -> gather -> prevention + gate -> apply -> gather again -> results
+
+The internal role ``_common`` runs these steps as a handful of tasks for every selected procedure at once: one
+``stack_evidence`` call gathers the union of their needs, one filter call judges them all. ``run`` is the fact the
+``procedure_run`` lookup builds: ``{procedures, phase, context, settings: {procedure: role settings}}``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.octollm.remediation.plugins.plugin_utils import evidence_requests, results
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context, get, in_rank_order
+
+FOLLOWUP = "_followup"
+
+
+def _selected(run):
+    """``[(procedure, settings)]`` of the run, in rank order, and the run's Context."""
+    context = Context(run.get("context") or {})
+    selected = []
+    for name in in_rank_order(run.get("procedures") or []):
+        procedure = get(name)
+        procedure.check_platform(context)
+        role_settings = (run.get("settings") or {}).get(name) or {}
+        selected.append((procedure, procedure.settings(role_settings, context)))
+    return selected, context
+
+
+def request(run, cached_spec=None, refresh=False, needs=None):
+    """What ``stack_evidence`` must collect now: the union of the procedures' needs (or of ``needs``,
+    ``{procedure: {kind: options}}``) minus what ``cached_spec`` already answers."""
+    if needs is None:
+        selected, context = _selected(run)
+        needs = {procedure.name: procedure.needs(settings, context) for procedure, settings in selected}
+    return evidence_requests.request(needs, cached_spec, refresh)
+
+
+def judge(evidence, run):
+    """The state of the phase, per procedure: ``{procedure: {diagnosis, actions} | {prevention}}``, plus
+    ``_followup``: ``{procedure: needs}`` of the procedures that ask for more evidence (judge again after)."""
+    selected, context = _selected(run)
+    phase = context.get("phase") or "diagnose"
+    state = {}
+    followups = {}
+    for procedure, settings in selected:
+        if phase == "prevent":
+            state[procedure.name] = {"prevention": procedure.prevention(evidence, settings, context)}
+            continue
+        diagnosis = procedure.diagnose(evidence, settings, context)
+        more = procedure.followup(diagnosis, settings, context)
+        if more:
+            followups[procedure.name] = more
+        item = {"diagnosis": diagnosis}
+        if phase == "resolve":
+            item["actions"] = skip_actions(procedure.plan(diagnosis, evidence, settings, context), settings)
+        state[procedure.name] = item
+    state[FOLLOWUP] = followups
+    return state
+
+
+def skip_actions(actions, settings):
+    """Actions listed in ``<role>_skip_actions`` (and those that follow them) are skipped, not applied."""
+    skip = set(settings.get("skip_actions") or [])
+    if not skip:
+        return actions
+    done = []
+    skipped = set()
+    for item in actions:
+        item = dict(item)
+        after = item.get("_after")
+        if item["status"] in ("planned", "awaiting_approval") and (item["id"] in skip or after in skipped):
+            item["status"] = "skipped"
+            item["outcome"] = (
+                "not applied: listed in skip_actions" if item["id"] in skip else "not applied: it follows %s" % after
+            )
+            item.pop("_apply", None)
+            skipped.add(item["id"])
+        done.append(item)
+    return done
+
+
+def to_apply(state, run):
+    """``[{procedure, action}]`` to apply, in rank order: the planned actions that have a task file."""
+    context = Context(run.get("context") or {})
+    if context.get("dry_run"):
+        return []
+    todo = []
+    for name in in_rank_order([key for key in state if not key.startswith("_")]):
+        item = state[name]
+        actions = item.get("actions") if "actions" in item else (item.get("prevention") or {}).get("actions")
+        for action in actions or []:
+            if action.get("status") == "planned" and action.get("_apply"):
+                todo.append({"procedure": name, "action": action})
+    return todo
+
+
+def report(evidence, run, state, outcomes=None):
+    """``{procedure: RESULT}`` (docs/design.md): the diagnosis, the actions with their outcomes and, when something
+    was applied, the verification judged on the fresh ``evidence``."""
+    selected, context = _selected(run)
+    phase = context.get("phase") or "diagnose"
+    outcomes = outcomes or {}
+    reports = {}
+    for procedure, settings in selected:
+        item = state.get(procedure.name) or {}
+        level = settings.get("escalation_level") or "L1"
+        if phase == "diagnose":
+            diagnosis = item["diagnosis"]
+            data = {
+                "findings": diagnosis.get("findings"),
+                "scenarios": diagnosis.get("scenarios"),
+                "escalation": diagnosis.get("escalation")
+                or results.escalation(diagnosis.get("findings"), level, phase="diagnose"),
+            }
+        elif phase == "resolve":
+            data = _resolved(procedure, settings, context, evidence, item, outcomes, level)
+        else:
+            data = _prevented(procedure, settings, context, evidence, item, outcomes, level)
+        extra = procedure.result_extra(item.get("diagnosis"), settings, context)
+        reports[procedure.name] = results.procedure_result(
+            procedure.name,
+            context.platform,
+            phase,
+            data.get("findings"),
+            data.get("scenarios"),
+            data.get("actions"),
+            data.get("verification"),
+            data.get("prevention"),
+            data.get("escalation"),
+            extra,
+        )
+    return reports
+
+
+def _applied(actions):
+    return [action for action in actions if action.get("status") == "applied"]
+
+
+def _resolved(procedure, settings, context, evidence, item, outcomes, level):
+    diagnosis = item["diagnosis"]
+    final = results.apply_outcomes(item.get("actions") or [], outcomes)
+    applied = _applied(final)
+    if applied:
+        scenarios = []
+        for action in applied:
+            if action.get("scenario") not in scenarios:
+                scenarios.append(action.get("scenario"))
+        after = procedure.diagnose(
+            evidence, settings, context, previous=diagnosis.get("findings"), applied=tuple(scenarios)
+        )["findings"]
+    else:
+        after = diagnosis.get("findings")
+    verification = {"findings": after, "healthy": results.healthy(after)}
+    return {
+        "findings": diagnosis.get("findings"),
+        "scenarios": diagnosis.get("scenarios"),
+        "actions": final,
+        "verification": verification,
+        "escalation": results.escalation(diagnosis.get("findings"), level, final, verification, "resolve"),
+    }
+
+
+def _prevented(procedure, settings, context, evidence, item, outcomes, level):
+    before = item["prevention"]
+    final = results.apply_outcomes(before.get("actions") or [], outcomes)
+    changed = bool(_applied(final))
+    after = procedure.prevention(evidence, settings, context)["findings"] if changed else before.get("findings")
+    verification = {"findings": after, "healthy": results.healthy(after)}
+    return {
+        "prevention": {
+            "findings": after,
+            "actions": final,
+            "findings_before": before.get("findings") if changed else None,
+        },
+        "escalation": results.escalation(
+            before.get("findings"), level, final, verification if changed else None, "prevent"
+        ),
+    }
