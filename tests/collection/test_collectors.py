@@ -662,6 +662,42 @@ def test_redact_each_kind_and_counts() -> None:
     assert counts == {"email": 1, "card": 1, "api_key": 4}
 
 
+@pytest.mark.parametrize(
+    ("text", "secret", "kept"),
+    [
+        ("POSTGRES_PASSWORD=s3cr3t-pg-pass", "s3cr3t-pg-pass", "POSTGRES_PASSWORD="),
+        ("REDIS_PASSWORD: 'r3d1s-pass'", "r3d1s-pass", "REDIS_PASSWORD"),
+        ("env PGPASSWORD=pgpass9 psql", "pgpass9", "PGPASSWORD"),
+        ("LLM_API_KEY=abcd1234efgh5678", "abcd1234efgh5678", "LLM_API_KEY="),
+        ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI", "AWS_SECRET_ACCESS_KEY="),
+        ("GITHUB_TOKEN=tok_0123456789", "tok_0123456789", "GITHUB_TOKEN="),
+        ("CLIENT_SECRET=x", "=x", "CLIENT_SECRET="),
+        ("dsn postgresql://octollm:p4ss-w0rd@postgres:5432/octollm", "p4ss-w0rd", "postgresql://octollm:"),
+        ("redis://:r3d1spw@redis:6379/0", "r3d1spw", "@redis:6379"),
+        ("ALTER USER octollm PASSWORD 'n3w-p4ss''word';", "n3w-p4ss", "ALTER USER octollm PASSWORD '"),
+        ("create role app with password $$dollar-quoted$$", "dollar-quoted", "with password '"),
+    ],
+)
+def test_redact_credentials_in_assignments_urls_and_sql(text: str, secret: str, kept: str) -> None:
+    clean, counts = pii.redact_pii(text)
+    assert secret not in clean and kept in clean and counts.get("api_key", 0) >= 1, clean
+    assert pii.redact_pii(clean)[0] == clean  # idempotent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cache key: llm:answer:42",  # a key that is not a credential
+        "maxmemory-policy allkeys-lru",
+        "DB_POOL_SIZE=20 and CACHE_KEY_PREFIX_LEN=3",
+        "GET http://orchestrator:8000/api/v1/tasks",
+        "connected to postgresql://postgres:5432/octollm",  # host:port, no credentials
+    ],
+)
+def test_redact_leaves_ordinary_text_alone(text: str) -> None:
+    assert pii.redact_pii(text) == (text, {})
+
+
 def test_redact_is_idempotent_and_selective() -> None:
     once, _ = pii.redact_pii("mail a@b.io card 4111111111111111 key sk-abcdefghijklmnopqrstuv")
     twice, counts = pii.redact_pii(once)

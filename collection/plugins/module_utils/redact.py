@@ -14,9 +14,12 @@ Kinds (:data:`PII_PATTERNS`):
     a payment card number: 13 to 19 digits, optionally grouped by spaces or dashes, that passes the Luhn
     check (so that timestamps, ids and phone numbers are left alone).
 ``api_key``
-    provider keys (``sk-...``, ``sk-proj-...``, AWS ``AKIA...``, GitHub ``ghp_...``, Slack ``xox?-...``,
-    Google ``AIza...``), bearer tokens, and the value of ``api_key=``, ``token:``, ``secret=``, ``password=``
-    style assignments (the name is kept, the value goes).
+    credentials: provider keys (``sk-...``, ``sk-proj-...``, AWS ``AKIA...``, GitHub ``ghp_...``, Slack
+    ``xox?-...``, Google ``AIza...``), bearer tokens, the value of ``api_key=``, ``token:``, ``secret=``,
+    ``password=`` style assignments and of environment-style ones whose name ends in ``_PASSWORD``, ``_SECRET``,
+    ``_TOKEN``, ``_KEY`` and the like (``POSTGRES_PASSWORD=``, ``AWS_SECRET_ACCESS_KEY=``, ``LLM_API_KEY=``), the
+    password of a URL (``postgresql://user:password@host``) and SQL ``PASSWORD '...'`` literals (the name is
+    kept, the value goes).
 ``ssn``
     a US social security number written ``123-45-6789`` (not in the default set).
 """
@@ -44,6 +47,15 @@ _ASSIGNMENT = re.compile(
     r"(?i)\b((?:x-)?api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|token|secret|"
     r"client[_-]?secret|password|passwd|pwd)(\"?'?\s*[=:]\s*\"?'?)([^\s\"',;&}]{6,})"
 )
+# environment-style names (upper case, as in env files and process environments): FOO_PASSWORD=..., X_API_KEY: ...
+_ENV_ASSIGNMENT = re.compile(
+    r"\b([A-Z][A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?)|[A-Z][A-Z0-9_]*_(?:KEY|APIKEY|PWD|PASS))"
+    r"(\"?'?\s*[=:]\s*\"?'?)([^\s\"',;&}]+)"
+)
+# scheme://user:password@host - the password goes, the user and host stay
+_URL_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)([^\s@/'\"]+)(@)", re.IGNORECASE)
+# ALTER USER x PASSWORD '...', CREATE ROLE x WITH PASSWORD '...'
+_SQL_PASSWORD = re.compile(r"(?i)\b(PASSWORD\s+)('(?:[^']|'')*'|\$\$.*?\$\$)")
 _SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
 
 MARK = "[REDACTED:%s]"
@@ -93,10 +105,24 @@ def _api_key(text, counts):
         found[0] += 1
         return match.group(1) + match.group(2) + MARK % "api_key"
 
+    def keep_quoted(match):
+        found[0] += 1
+        return match.group(1) + "'" + MARK % "api_key" + "'"
+
+    def unless_done(match):
+        return match.group(0) if match.group(3).startswith("[REDACTED:") else keep_name(match)
+
+    def url(match):
+        if match.group(2).startswith("[REDACTED:"):
+            return match.group(0)
+        found[0] += 1
+        return match.group(1) + MARK % "api_key" + match.group(3)
+
     text = _BEARER.sub(keep_name, text)
-    text = _ASSIGNMENT.sub(
-        lambda match: match.group(0) if match.group(3).startswith("[REDACTED:") else keep_name(match), text
-    )
+    text = _URL_CREDENTIALS.sub(url, text)
+    text = _SQL_PASSWORD.sub(keep_quoted, text)
+    text = _ENV_ASSIGNMENT.sub(unless_done, text)
+    text = _ASSIGNMENT.sub(unless_done, text)
     text, number = _KEY_TOKENS.subn(MARK % "api_key", text)
     found[0] += number
     if found[0]:
