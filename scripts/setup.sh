@@ -19,6 +19,9 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v git >/dev/null || need_pkgs+=(git)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # the collector and Kubernetes tests' own server
 command -v redis-check-rdb >/dev/null || need_pkgs+=(redis-tools)  # redis-cli --rdb and redis-check-rdb: resource_exhaustion's cache backup
+# initdb/pg_ctl/pg_dump: the throwaway PostgreSQL clusters of the plugin and Kubernetes tests (a skip for want of them
+# fails under CI=true)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v pg_dump >/dev/null || need_pkgs+=(postgresql)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "apt-get install ${need_pkgs[*]}"

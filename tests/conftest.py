@@ -9,6 +9,9 @@ import subprocess
 import pytest
 
 NEEDS_LAB = ("lab", "docker", "molecule")
+# A skip whose reason starts with this names something set-up must install (a server binary, a Python package,
+# the collections): under CI=true it fails the run like a skipped lab test.
+NEEDS_INSTALL = "[needs-install]"
 
 
 def _docker_ready() -> bool:
@@ -19,12 +22,14 @@ def _docker_ready() -> bool:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    """Under CI a lab, Docker or Molecule test may not skip: a skip there hides a missing install step."""
+    """Under CI a lab, Docker or Molecule test, or one that needs an installed server binary, may not skip: a skip
+    there hides a missing install step."""
     outcome = yield
     report = outcome.get_result()
     xfailed = hasattr(report, "wasxfail")  # a tracked known defect, not a skipped test
+    needs_install = report.skipped and NEEDS_INSTALL in str(report.longrepr)
     if os.environ.get("CI") == "true" and report.skipped and not xfailed \
-            and any(item.get_closest_marker(m) for m in NEEDS_LAB):
+            and (needs_install or any(item.get_closest_marker(m) for m in NEEDS_LAB)):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which is a failure: {report.longrepr}"
 

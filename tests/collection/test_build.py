@@ -40,7 +40,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def installed(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty collections path with the artifact installed, plus the third-party collections it needs."""
     if not (THIRD_PARTY / "community" / "general").is_dir():
-        pytest.skip("third-party collections missing: run scripts/install-collections.sh")
+        pytest.skip("[needs-install] third-party collections missing: run scripts/install-collections.sh")
     root = tmp_path_factory.mktemp("collections")
     done = subprocess.run(
         ["ansible-galaxy", "collection", "install", "--offline", "--no-deps", "-p", str(root), str(artifact)],

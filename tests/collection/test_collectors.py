@@ -183,7 +183,7 @@ def test_containers_lists_every_lab_container_healthy(lab: Any, tmp_path: Path) 
 
 
 def test_containers_unreachable_docker_api() -> None:
-    pytest.importorskip("docker")
+    pytest.importorskip("docker", reason="[needs-install] the docker Python package")
     options = {"docker_host": "unix:///nonexistent/docker.sock", "timeout": 2}
     answer = run_collector("containers", options, time.monotonic() + 5)
     assert answer["ok"] is False

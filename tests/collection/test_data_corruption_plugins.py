@@ -549,20 +549,20 @@ def _free_port():
 def scratch():
     """A PostgreSQL cluster of its own (unix socket, trust), with the lab's schema and 2,000 seeded entities."""
     if PG_BIN is None or shutil.which("pg_dump") is None:
-        pytest.skip("no PostgreSQL server binaries (postgresql package) on this machine")
+        pytest.skip("[needs-install] no PostgreSQL server binaries (postgresql package) on this machine")
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="octollm-pg-"))  # not under pytest's 0700 root: the server runs as postgres
     run_as = []
     if os.geteuid() == 0:  # the server refuses to run as root
         if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser")
+            pytest.skip("[needs-install] running as root without runuser")
         try:
             import pwd
 
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root and there is no postgres user")
+            pytest.skip("[needs-install] running as root and there is no postgres user")
         shutil.chown(base, "postgres")
         os.chmod(base, 0o755)
         run_as = ["runuser", "-u", "postgres", "--"]

@@ -544,7 +544,7 @@ def _free_port():
 def redis_server(tmp_path_factory):
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed")
+        pytest.skip("[needs-install] redis-server is not installed")
     directory = tmp_path_factory.mktemp("redis")
     port = _free_port()
     conf = directory / "redis.conf"
@@ -553,7 +553,7 @@ def redis_server(tmp_path_factory):
         f'maxmemory-policy allkeys-lru\nsave ""\nappendonly no\ndir {directory}\n'
     )
     process = subprocess.Popen([binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    redis = pytest.importorskip("redis")
+    redis = pytest.importorskip("redis", reason="[needs-install] the redis Python package")
     client = redis.Redis(port=port, password="unit-pass", protocol=2)
     for _ in range(50):
         try:

@@ -120,7 +120,7 @@ def redis_server() -> Iterator[int]:
     gives); its port. Skips where redis-server is not installed (the API-side tests still run without it)."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed: the Redis side of the Kubernetes tests cannot run")
+        pytest.skip("[needs-install] redis-server is not installed: the Redis side of the Kubernetes tests cannot run")
     port = closed_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", LAB_REDIS_PASSWORD,
                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -32,12 +32,12 @@ def postgres(schema: bool = False) -> Iterator[int]:
     """Start a cluster (max_connections 40, 3 reserved), role and database octollm, the lab's schema when asked;
     yields its port."""
     if PG_BIN is None:
-        pytest.skip("no PostgreSQL server binaries on this machine")
+        pytest.skip("[needs-install] no PostgreSQL server binaries on this machine")
     base = Path(tempfile.mkdtemp(prefix="octollm-k8s-pg-"))  # not under pytest's 0700 root: the server is postgres
     run_as: list[str] = []
     if os.geteuid() == 0:  # the server refuses to run as root
         if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser")
+            pytest.skip("[needs-install] running as root without runuser")
         shutil.chown(base, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
     data, port = base / "data", _free_port()
