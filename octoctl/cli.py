@@ -246,6 +246,32 @@ def fix(texts: tuple[str, ...], scenario: str | None, dry_run: bool, approve: bo
 
 
 @cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("run_id", metavar="RUN_ID")
+@click.option("--dry-run", is_flag=True, help="Check that the plan still holds; apply nothing.")
+@common_options
+def approve(run_id: str, dry_run: bool, inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
+    """Apply exactly the plan that run RUN_ID stopped at (a fix awaiting approval, or a fix --dry-run).
+
+    Only the actions of that plan run, with the changes it showed; anything else a fresh diagnosis finds is held
+    back awaiting approval. When an approved action is no longer planned, or its change differs (the evidence
+    moved), nothing of the plan runs and octoctl exits 1 saying what changed.
+    """
+    from octoctl.store import Store
+
+    settings, catalog = _settings(), _catalog()
+    store = Store(settings.runs_dir, settings.retention_days, settings.max_runs)
+    source = store.resolve(run_id)
+    plan = store.load_plan(source)
+    procedures = [p for p in catalog.procedures if p.role in (plan.get("procedures") or [])]
+    request = _request("approve", procedures, (source,), inventory or Path(plan["inventory"]),
+                       limit or plan.get("limit"), verbosity, settings, scenario=plan.get("scenario"),
+                       dry_run=dry_run, approve=True)
+    report = _engine(settings, catalog).approve(request, source)
+    _emit(render_report(report, fmt, _unicode_ok()))
+    return report.exit_code
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
 @click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
 @click.option("--dry-run", is_flag=True, help="Check and plan only.")
 @click.option("--approve", is_flag=True, help="Allow disruptive measures (e.g. ALTER TABLE on a big table).")
@@ -278,8 +304,14 @@ def restore(run_id: str, dry_run: bool, approve: bool, inventory: Path | None, l
 
     settings, catalog = _settings(), _catalog()
     source = Store(settings.runs_dir, settings.retention_days, settings.max_runs).load(run_id)
-    found = backups_of(source)
+    taken = backups_of(source)
+    found = {role: by_target for role, by_target in taken.items() if settings.role_has_phase(role, "restore")}
     if not found:
+        if taken:
+            kept = "; ".join(f"{role}: {', '.join(sorted(set(paths.values())))}" for role, paths in taken.items())
+            raise OctoctlError(
+                f"run {source.run_id} took backups only of procedures that have no restore entry point ({kept}); "
+                "they are kept for a person to restore by hand", ExitCode.USAGE)
         raise OctoctlError(f"run {source.run_id} took no backup that could be restored", ExitCode.USAGE)
     procedures = [p for p in catalog.procedures if p.role in found]
     targets = sorted({target for by_target in found.values() for target in by_target})

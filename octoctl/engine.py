@@ -1,16 +1,18 @@
 """The diagnose, fix and prevent flows: what to run, in which order, and what to ask.
 
 * diagnose: one run, phase ``diagnose``.
-* fix: a plan run (phase ``resolve``, ``octollm_dry_run: true``: diagnosis plus planned actions; steps the
-  role already marks ``awaiting_approval`` count as disruptive), then
+* fix (phase ``resolve``):
 
-  - ``--dry-run``: the plan is the report;
-  - nothing planned: the plan is the report;
-  - otherwise disruptive (or destructive) actions need ``--approve`` or one interactive "yes" on a TTY
-    (asked once per run, listing them all), after which the apply run gets ``octollm_approve: true``;
-    without approval the apply run gets ``octollm_approve: false``, the role leaves them alone, and octoctl
-    reports them ``awaiting_approval``. When every planned action needs approval and none was given, no
-    apply run is made.
+  - ``--dry-run``: one plan run (``octollm_dry_run: true``, check mode); the plan is the report and is stored;
+  - ``--approve``, or no terminal to ask on: one run that diagnoses, applies and verifies; without ``--approve``
+    the disruptive (or destructive) steps are left ``awaiting_approval``;
+  - a terminal: a plan run, one question listing every disruptive step, then an apply run that receives exactly
+    the shown plan (``octollm_approved_plan``: the flow holds back anything else).
+
+  A run that ends with steps awaiting approval stores its plan (``plan.json``: the actions and their exact
+  changes, and a digest of them); the report names ``octoctl approve RUN_ID``.
+* approve RUN_ID: one run with ``octollm_approve: true`` and that run's plan as ``octollm_approved_plan``: only
+  those actions run, and only when a fresh diagnosis gives the same changes; otherwise the plan is refused.
 * prevent: one run, phase ``prevent`` (``--dry-run`` plans only).
 
 Procedures are passed to the playbook in ``rank`` order (root causes first), and reported in that order.
@@ -160,10 +162,20 @@ class Engine:
         run = _Run(self, request, "resolve")
 
         def flow() -> RunReport:
-            planned = run.invoke(dry_run=True, approve=request.approve, label="plan")
             if request.dry_run:
-                return run.finish(planned)
-            # a role may mark its disruptive steps awaiting_approval already in the plan (octollm_approve false)
+                return run.finish(run.invoke(dry_run=True, approve=request.approve, label="plan"), store_plan=True)
+            if request.approve or self.confirm is None:
+                # nobody to ask: one run that applies what needs no approval (all of it with --approve) and leaves
+                # the rest awaiting approval, its plan stored for `octoctl approve`
+                done = run.invoke(dry_run=False, approve=request.approve, label="apply")
+                if not request.approve:
+                    mark_awaiting(done)
+                    if any(a.status == "awaiting_approval" for t in done for p in t.procedures for a in p.actions):
+                        run.notes.append(f"disruptive steps need approval (no terminal to ask on): octoctl approve "
+                                         f"{run.run_id} applies exactly this plan, or rerun with --approve")
+                return run.finish(done, store_plan=True)
+            # a terminal: show the plan, ask once for its disruptive steps, then apply exactly what was shown
+            planned = run.invoke(dry_run=True, approve=False, label="plan")
             pending = [
                 PendingAction(t.target, p.procedure, a)
                 for t in planned
@@ -176,29 +188,45 @@ class Engine:
                 return run.finish(planned)
             risky = [item for item in pending if item.action.disruptive or item.action.destructive
                      or item.action.status == "awaiting_approval"]
-            approve = request.approve
-            if risky and not approve:
-                if self.confirm is not None:
-                    approve = self.confirm(risky)
-                    if not approve:
-                        run.notes.append("disruptive steps declined at the prompt")
-                else:
-                    run.notes.append("disruptive steps need --approve (no terminal to ask on)")
-            run.approved = approve
-            if risky and not approve and len(risky) == len(pending):
-                for item in risky:
-                    item.action.status = "awaiting_approval"
-                    item.action.outcome = item.action.outcome or "needs approval: rerun with --approve"
-                return run.finish(planned)
-            applied = run.invoke(dry_run=False, approve=approve, label="apply")
-            if not approve:
-                for target in applied:
-                    for procedure in target.procedures:
-                        for action in procedure.actions:
-                            if (action.disruptive or action.destructive) and action.status in ("planned", "skipped"):
-                                action.status = "awaiting_approval"
-                                action.outcome = action.outcome or "needs approval: rerun with --approve"
-            return run.finish(applied)
+            if risky and not self.confirm(risky):
+                run.notes.append("disruptive steps declined at the prompt")
+                return run.finish(mark_awaiting(planned, dry_run=True), store_plan=True)
+            run.approved = bool(risky)
+            done = run.invoke(dry_run=False, approve=bool(risky), label="apply", approved_plan=plan_of(planned))
+            return run.finish(done if risky else mark_awaiting(done), store_plan=True)
+
+        return run.execute(flow)
+
+    def approve(self, request: Request, source_run_id: str) -> RunReport:
+        """Apply exactly the plan that run ``source_run_id`` stored: the approved actions with their changes, and
+        nothing else (held back as awaiting approval). When a fresh diagnosis no longer gives the same changes, the
+        whole plan is refused (exit 1, the report says what changed)."""
+        source = self.store.resolve(source_run_id)
+        plan = self.store.load_plan(source)
+        approved = plan.get("targets") or {}
+        run = _Run(self, request, "resolve")
+        run.approves = source
+
+        def flow() -> RunReport:
+            done = run.invoke(dry_run=request.dry_run, approve=True, label="approve", approved_plan=approved)
+            refused = []
+            for target in done:
+                statuses = {a.id: a for p in target.procedures for a in p.actions}
+                for action_id in (approved.get(target.target) or {}):
+                    action = statuses.get(action_id)
+                    wanted = ("planned",) if request.dry_run else ("applied",)
+                    if action is None or action.status not in wanted:
+                        refused.append(f"{target.target}: {action_id} "
+                                       f"({action.outcome if action else 'no longer planned'})")
+            if refused:
+                run.notes.append(f"refused: the plan of run {source} no longer holds: " + "; ".join(refused))
+            else:
+                run.notes.append(f"applied the plan of run {source}" + (" (dry run)" if request.dry_run else ""))
+            report = run.finish(done)
+            if refused and report.exit_code == 0:
+                report.exit_code = int(ExitCode.HUMAN_NEEDED)
+                report.status = status_for_code(report.exit_code)
+            return report
 
         return run.execute(flow)
 
@@ -224,6 +252,7 @@ class _Run:
         self.start = datetime.now(UTC)
         self.notes: list[str] = []
         self.approved = request.approve
+        self.approves: str | None = None
         self.count = 0
         self.run_id = ""
         self.targets: list[str] = []
@@ -248,7 +277,8 @@ class _Run:
         engine.store.save(report)
         return report
 
-    def invoke(self, *, dry_run: bool, approve: bool, label: str | None = None) -> list[TargetResult]:
+    def invoke(self, *, dry_run: bool, approve: bool, label: str | None = None,
+               approved_plan: dict[str, dict[str, Any]] | None = None) -> list[TargetResult]:
         self.count += 1
         ident = f"{self.count}-{self.phase}" + (f"-{label}" if label else "")
         extravars: dict[str, Any] = {
@@ -260,6 +290,8 @@ class _Run:
             "octollm_run_dir": str(self.engine.store.run_dir(self.run_id)),
         }
         extravars.update(self.request.extra_vars)
+        if approved_plan is not None:
+            extravars["octollm_approved_plan"] = approved_plan
         if self.request.scenario:
             extravars["octollm_scenario"] = self.request.scenario
         spec = RunSpec(
@@ -275,10 +307,23 @@ class _Run:
         outcome = self.engine.runner.run(spec, self.targets)
         return build_targets(outcome, self.targets, self.procedures, self.phase)
 
-    def finish(self, targets: list[TargetResult]) -> RunReport:
+    def finish(self, targets: list[TargetResult], store_plan: bool = False) -> RunReport:
         for target in targets:
             judge_target(target, dry_run=self.request.dry_run)
-        return self.report(targets, run_exit_code(targets), run_status(targets))
+        report = self.report(targets, run_exit_code(targets), run_status(targets))
+        plan = plan_of(targets) if store_plan else {}
+        if plan:
+            self.engine.store.save_plan(self.run_id, {
+                "run_id": self.run_id,
+                "procedures": [p.role for p in self.procedures],
+                "scenario": self.request.scenario,
+                "inventory": str(self.request.inventory),
+                "limit": self.request.limit,
+                "targets": plan,
+                "digest": plan_digest(plan),
+            })
+            report.approve_with = f"octoctl approve {self.run_id}"
+        return report
 
     def report(self, targets: list[TargetResult], exit_code: int, status: RunStatus) -> RunReport:
         return RunReport(
@@ -299,6 +344,7 @@ class _Run:
             status=status,
             exit_code=exit_code,
             notes=list(self.notes),
+            approves=self.approves,
             artifacts=str(self.engine.store.runner_dir(self.run_id)),
         )
 
@@ -308,6 +354,39 @@ class _Run:
             self.engine.store.save(self.report([], int(exit_code), status_for_code(exit_code)))
         except Exception as exc:  # the original error matters more
             print(f"octoctl: could not save the report of run {self.run_id}: {exc}", file=sys.stderr)
+
+
+def mark_awaiting(targets: list[TargetResult], dry_run: bool = False) -> list[TargetResult]:
+    """Disruptive or destructive actions that did not run for want of approval are ``awaiting_approval``."""
+    waiting = ("planned", "skipped") if not dry_run else ("planned",)
+    for target in targets:
+        for procedure in target.procedures:
+            for action in procedure.actions:
+                if (action.disruptive or action.destructive) and action.status in waiting:
+                    action.status = "awaiting_approval"
+                    action.outcome = action.outcome or "needs approval: octoctl approve RUN_ID, or rerun with --approve"
+    return targets
+
+
+def plan_of(targets: list[TargetResult]) -> dict[str, dict[str, Any]]:
+    """``{target: {action id: change}}`` of the actions awaiting approval (a dry run: also the planned ones): the
+    plan a person is shown and may approve as it is."""
+    plan: dict[str, dict[str, Any]] = {}
+    for target in targets:
+        for procedure in target.procedures:
+            for action in procedure.actions:
+                if action.status in ("planned", "awaiting_approval"):
+                    change = action.change.model_dump(exclude_none=True) if action.change else {}
+                    plan.setdefault(target.target, {})[action.id] = change
+    return plan
+
+
+def plan_digest(plan: dict[str, dict[str, Any]]) -> str:
+    """SHA-256 of the plan's actions and the changes they rest on (what the evidence said when it was made)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def backups_of(report: RunReport) -> dict[str, dict[str, str]]:

@@ -212,6 +212,10 @@ class RunReport(_Closed):
     status: RunStatus
     exit_code: int = Field(ge=0, le=4)
     notes: list[str] = Field(default_factory=list, description="what octoctl wants the reader to know")
+    approve_with: str | None = Field(
+        default=None, description="the command that applies exactly this run's stored plan (octoctl approve RUN_ID)"
+    )
+    approves: str | None = Field(default=None, description="the run whose stored plan this run applied")
     artifacts: str | None = Field(default=None, description="directory holding ansible-runner's artifacts")
 
 

@@ -20,6 +20,7 @@ import secrets
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,6 +29,7 @@ from octoctl.models import RunReport
 
 RUN_ID_RE = re.compile(r"^(?P<stamp>\d{8}T\d{6})-[0-9a-f]{6}$")
 REPORT_FILE = "report.json"
+PLAN_FILE = "plan.json"
 RUNNER_DIR = "runner"
 LATEST = ("latest", "last")
 
@@ -92,6 +94,27 @@ class Store:
             handle.write("\n")
         os.replace(tmp, path)
         return path
+
+    def save_plan(self, run_id: str, plan: dict[str, Any]) -> Path:
+        """The plan a run stopped at (``plan.json``, mode 600): what ``octoctl approve RUN_ID`` applies."""
+        path = self.run_dir(run_id) / PLAN_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(plan, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        return path
+
+    def load_plan(self, run_id: str) -> dict[str, Any]:
+        run_id = self.resolve(run_id)
+        path = self.run_dir(run_id) / PLAN_FILE
+        if not path.is_file():
+            raise OctoctlError(f"run {run_id} stored no plan to approve (only a fix that stopped at awaiting "
+                               "approval, or a fix --dry-run, stores one)", ExitCode.USAGE)
+        try:
+            plan: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise OctoctlError(f"the plan {path} is unreadable: {exc}", ExitCode.INTERNAL) from exc
+        return plan
 
     def list_runs(self) -> list[str]:
         """Run ids with a saved report, oldest first."""

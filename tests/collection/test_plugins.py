@@ -526,6 +526,44 @@ def test_the_flow_filters_judge_plan_gate_and_report():
     assert merged["redis"]["error"]["kind"] == "missing_tool"
 
 
+def test_an_approved_plan_runs_exactly_and_is_refused_when_its_change_moved():
+    """octoctl approve RUN_ID hands the plan a person saw to the flow (octollm_approved_plan): that runs, the
+    actions that follow it come along, anything else is held back; a plan whose change moved runs not at all."""
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import flow
+
+    base = {
+        "procedures": ["cache_performance"],
+        "settings": {"cache_performance": role_settings(
+            "cache_performance", {"warm_keys": WARM, "warm_patterns": {"entity:*": 1}})},
+    }
+    context = {"platform": "compose", "phase": "resolve", "approve": True,
+               "inventory": {"redis": {"config_file": "/state/redis/redis.conf"}}}
+    planned = flow.judge(eviction_fault(), dict(base, context=context))["cache_performance"]["actions"]
+    policy = planned[0]
+    change = {key: value for key, value in policy["change"].items() if value is not None}
+    assert policy["disruptive"]  # the fault's writer keeps keys without TTL
+
+    exact = dict(base, context=dict(context, approved={policy["id"]: dict(change, sql=None)}))
+    state = flow.judge(eviction_fault(), exact)
+    by_id = {item["id"]: item for item in state["cache_performance"]["actions"]}
+    assert by_id[policy["id"]]["status"] == "planned" and state["_approval"]["refused"] == []
+    assert [item["action"]["id"] for item in flow.to_apply(state, exact)][0] == policy["id"]
+    followers = [item for item in planned if item.get("_after") == policy["id"]]
+    assert all(by_id[item["id"]]["status"] == "planned" for item in followers)  # the re-warm rides along
+
+    others = dict(base, context=dict(context, approved={}))
+    held = flow.judge(eviction_fault(), others)["cache_performance"]["actions"]
+    assert held[0]["status"] == "awaiting_approval" and "not in the approved plan" in held[0]["outcome"]
+    assert flow.to_apply(flow.judge(eviction_fault(), others), others) == []
+
+    moved = dict(base, context=dict(context, approved={policy["id"]: dict(change, old="volatile-lru")}))
+    refused = flow.judge(eviction_fault(), moved)
+    assert "changed since it was approved" in refused["_approval"]["refused"][0]
+    assert flow.to_apply(refused, moved) == []
+    assert all(item["status"] in ("awaiting_approval", "skipped", "report")
+               for item in refused["cache_performance"]["actions"])
+
+
 def test_redis_bytes():
     assert results.redis_bytes("24mb") == 24 * 1024 * 1024
     assert results.redis_bytes("1g") == 10**9

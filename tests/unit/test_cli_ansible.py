@@ -221,8 +221,9 @@ def test_fix_with_approve_applies_and_verifies(tmp_path: Path, env: dict[str, st
     assert action.status == "applied"
     assert report.status == "fixed" and report.approve is True
     artifacts = Path(report.artifacts or "") / "artifacts"
-    assert sorted(p.name for p in artifacts.iterdir()) == ["1-resolve-plan", "2-resolve-apply"]
-    applied = json.loads((artifacts / "2-resolve-apply" / "command").read_text())
+    # approved up front: one run diagnoses, applies and verifies
+    assert sorted(p.name for p in artifacts.iterdir()) == ["1-resolve-apply"]
+    applied = json.loads((artifacts / "1-resolve-apply" / "command").read_text())
     extravars = json.loads(applied["command"][applied["command"].index("-e") + 1])
     assert extravars["octollm_approve"] is True and extravars["octollm_dry_run"] is False
     assert extravars["octollm_procedures"] == ["cache_performance"]
@@ -236,9 +237,12 @@ def test_fix_without_approval_leaves_disruptive_steps_awaiting(tmp_path: Path, e
     report = RunReport.model_validate_json(result.stdout)
     action = report.targets[0].procedures[0].actions[0]
     assert action.status == "awaiting_approval"
-    assert any("--approve" in note for note in report.notes)
-    # every planned step needed approval: no apply run was made
-    assert [p.name for p in (Path(report.artifacts or "") / "artifacts").iterdir()] == ["1-resolve-plan"]
+    assert any("--approve" in note and f"octoctl approve {report.run_id}" in note for note in report.notes)
+    assert report.approve_with == f"octoctl approve {report.run_id}"
+    # one run, in which the step that needs approval was not applied; its plan is stored for `octoctl approve`
+    assert [p.name for p in (Path(report.artifacts or "") / "artifacts").iterdir()] == ["1-resolve-apply"]
+    plan = json.loads((Path(report.artifacts or "").parent / "plan.json").read_text())
+    assert plan["targets"]["lab"] == {action.id: action.change.model_dump(exclude_none=True)}
 
 
 def test_fix_dry_run_reports_the_plan(tmp_path: Path, env: dict[str, str]) -> None:

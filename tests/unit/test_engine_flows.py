@@ -114,6 +114,10 @@ def test_fix_non_disruptive_applies_without_asking(settings: Settings) -> None:
     assert [s.extravars["octollm_dry_run"] for s in runner.specs] == [True, False]
     assert [s.ident for s in runner.specs] == ["1-resolve-plan", "2-resolve-apply"]
     assert runner.specs[1].extravars["octollm_approve"] is False
+    # the apply run receives exactly the plan that was shown
+    assert runner.specs[1].extravars["octollm_approved_plan"] == {"lab": {
+        "cache_performance.A.set_eviction_policy": {"key": "maxmemory-policy", "old": "noeviction",
+                                                    "new": "allkeys-lru"}}}
     assert (report.exit_code, report.status) == (0, "fixed")
 
 
@@ -185,8 +189,60 @@ def test_fix_with_mixed_steps_applies_the_safe_ones(settings: Settings) -> None:
     report = make_engine(settings, runner).fix(request("fix", "cache_performance"))
     statuses = [a.status for a in report.targets[0].procedures[0].actions]
     assert statuses == ["applied", "awaiting_approval"]
-    assert runner.specs[1].extravars["octollm_approve"] is False
-    assert report.exit_code == 1
+    # nobody to ask: one run, without approval; the step left waiting is the stored plan
+    assert len(runner.specs) == 1 and runner.specs[0].extravars["octollm_approve"] is False
+    assert report.exit_code == 1 and report.approve_with == f"octoctl approve {report.run_id}"
+    plan = Store(settings.runs_dir, 30, 10).load_plan(report.run_id)
+    assert list(plan["targets"]["lab"]) == ["cache_performance.A.restart"] and plan["digest"]
+
+
+def approving_answer(applies: bool) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    """A role that applies the approved plan's action when ``applies`` (the evidence still supports it), else
+    holds it back as the flow does when the change moved."""
+    def answer(xv: dict[str, Any]) -> list[dict[str, Any]]:
+        result = cache_result("resolve", dry_run=xv["octollm_dry_run"], approve=xv["octollm_approve"],
+                              disruptive=True)
+        approved = (xv.get("octollm_approved_plan") or {}).get("lab")
+        if approved is not None and not applies:
+            result["actions"][0].update(status="awaiting_approval", outcome="not applied: the approved plan no "
+                                        "longer holds (changed since it was approved)")
+        elif not xv["octollm_approve"] and not xv["octollm_dry_run"]:
+            result["actions"][0]["status"] = "awaiting_approval"
+        return [stats_event({"lab": {"cache_performance": result}})]
+    return answer
+
+
+def test_approve_applies_exactly_the_stored_plan(settings: Settings) -> None:
+    runner = ScriptedRunner(approving_answer(applies=True))
+    engine = make_engine(settings, runner)
+    waiting = engine.fix(request("fix", "cache_performance"))
+    assert waiting.exit_code == 1 and waiting.approve_with
+    report = engine.approve(request("approve", "cache_performance", approve=True), waiting.run_id)
+    spec = runner.specs[-1]
+    assert spec.extravars["octollm_approve"] is True and spec.ident == "1-resolve-approve"
+    assert spec.extravars["octollm_approved_plan"] == {"lab": {"cache_performance.A.set_eviction_policy": {
+        "key": "maxmemory-policy", "old": "noeviction", "new": "allkeys-lru"}}}
+    assert report.approves == waiting.run_id and report.exit_code == 0
+    assert any(f"applied the plan of run {waiting.run_id}" in note for note in report.notes)
+
+
+def test_approve_refuses_a_plan_the_evidence_no_longer_supports(settings: Settings) -> None:
+    runner = ScriptedRunner(approving_answer(applies=False))
+    engine = make_engine(settings, runner)
+    waiting = engine.fix(request("fix", "cache_performance", dry_run=True))
+    report = engine.approve(request("approve", "cache_performance", approve=True), waiting.run_id)
+    assert report.exit_code == 1 and report.targets[0].procedures[0].actions[0].status == "awaiting_approval"
+    assert any("refused" in note and "cache_performance.A.set_eviction_policy" in note for note in report.notes)
+
+
+def test_approve_without_a_stored_plan_is_a_usage_error(settings: Settings) -> None:
+    runner = ScriptedRunner(cache_answer(disruptive=False, broken=False))
+    engine = make_engine(settings, runner)
+    healthy = engine.fix(request("fix", "cache_performance"))
+    assert healthy.approve_with is None
+    with pytest.raises(OctoctlError) as caught:
+        engine.approve(request("approve", "cache_performance", approve=True), healthy.run_id)
+    assert caught.value.exit_code == ExitCode.USAGE and "no plan" in caught.value.message
 
 
 def test_nothing_to_fix_is_one_run(settings: Settings) -> None:

@@ -60,8 +60,36 @@ class FakeEngine:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
+    # a collection in which data_corruption has a restore entry point and resource_exhaustion has none
+    roles = tmp_path / "c" / "ansible_collections" / "octollm" / "remediation" / "roles"
+    for role, phases in {"data_corruption": ("resolve", "restore"), "resource_exhaustion": ("resolve",)}.items():
+        (roles / role / "tasks").mkdir(parents=True)
+        for phase in phases:
+            (roles / role / "tasks" / f"{phase}.yml").write_text("[]\n")
     return {"OCTOCTL_STATE_DIR": str(tmp_path / "state"), "OCTOCTL_COLLECTIONS_PATH": str(tmp_path / "c"),
             "OCTOCTL_DEBUG": ""}
+
+
+def test_restore_refuses_a_run_whose_backups_have_no_restore(env: dict[str, str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """resource_exhaustion copies Redis' RDB file before it flushes the cache; it has no restore entry point, so
+    `octoctl restore` says so (exit 2) instead of running another resource_exhaustion fix."""
+    fake = FakeEngine()
+    monkeypatch.setattr(cli_module, "_engine", lambda settings, catalog: fake)
+    store = Store(Path(env["OCTOCTL_STATE_DIR"]) / "runs")
+    run_id = store.create()
+    store.save(RunReport.model_validate({
+        "run_id": run_id, "command": "fix", "phase": "resolve", "procedures": ["resource_exhaustion"],
+        "inventory": "/inv/lab", "start": datetime.now(UTC), "status": "fixed", "exit_code": 0,
+        "targets": [{"target": "lab", "status": "fixed", "exit_code": 0, "procedures": [
+            {"procedure": "resource_exhaustion", "phase": "resolve", "escalation": {"level": None}, "actions": [
+                {"id": "resource_exhaustion.A.flush_cache", "status": "applied", "destructive": True,
+                 "change": {"op": "FLUSHDB", "backup": "/runs/y/backups/redis-dump.rdb"}}]}]}],
+    }))
+    result = CliRunner().invoke(cli, ["restore", run_id, "--approve"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "no restore entry point" in result.output and "/runs/y/backups/redis-dump.rdb" in result.output
+    assert fake.requests == []  # no fix of resource_exhaustion ran
 
 
 def test_restore_runs_the_fix_flow_with_the_backups_of_the_run(env: dict[str, str], tmp_path: Path,

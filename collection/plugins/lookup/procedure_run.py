@@ -153,6 +153,7 @@ class LookupModule(LookupBase):
                 "octollm_platform is %r; it must be one of %s" % (platform, ", ".join(procedures.PLATFORMS))
             )
         scenario = var("octollm_scenario")
+        approved_plan = var("octollm_approved_plan")
         inventory = {
             "services": var("octollm_services", {}),
             "prometheus_url": var("octollm_prometheus_url", "http://127.0.0.1:9090"),
@@ -182,6 +183,10 @@ class LookupModule(LookupBase):
             "dry_run": _bool(var("octollm_dry_run", False)),
             "approve": _bool(var("octollm_approve", False)),
             "scenario": (str(scenario).upper() if scenario else None),
+            # the plan a person approved ({target: {action id: change}}): only that runs on this host
+            "approved": None
+            if approved_plan is None
+            else dict(approved_plan.get(variables.get("inventory_hostname"), {})),
             "run_id": var("octollm_run_id"),
             "run_dir": var("octollm_run_dir"),
             "inventory": inventory,

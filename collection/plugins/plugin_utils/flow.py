@@ -16,6 +16,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
 from ansible_collections.octollm.remediation.plugins.plugin_utils import evidence_requests, results
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context, get, in_rank_order
 
@@ -63,6 +65,59 @@ def judge(evidence, run):
             item["actions"] = skip_actions(procedure.plan(diagnosis, evidence, settings, context), settings)
         state[procedure.name] = item
     state[FOLLOWUP] = followups
+    if phase == "resolve" and context.get("approved") is not None:
+        hold_to_approved(state, context["approved"], bool(context.get("dry_run")))
+    return state
+
+
+def change_key(change):
+    """An action's change as compared with an approved one: canonical JSON without empty keys."""
+    return json.dumps(
+        {key: value for key, value in (change or {}).items() if value is not None}, sort_keys=True, default=str
+    )
+
+
+def hold_to_approved(state, approved, dry_run=False):
+    """Apply exactly an approved plan (``{action id: change}``, the plan a person saw): an approved action runs
+    (disruptive or not), with the actions that follow it; anything else is held back awaiting approval. When an
+    approved action is no longer planned or its change differs from the approved one, the evidence no longer supports
+    the plan: nothing of it runs (``state['_approval']['refused']`` says why)."""
+    actions = [
+        action for name, item in state.items() if not name.startswith("_") for action in item.get("actions") or []
+    ]
+    fresh = {action["id"]: action for action in actions}
+    refused = []
+    for action_id, change in approved.items():
+        action = fresh.get(action_id)
+        if action is None or action["status"] not in ("planned", "awaiting_approval"):
+            refused.append("%s is no longer planned (%s)" % (action_id, (action or {}).get("status", "absent")))
+        elif change_key(action.get("change")) != change_key(change):
+            refused.append(
+                "%s changed since it was approved: %s, now %s"
+                % (action_id, change_key(change), change_key(action.get("change")))
+            )
+    released = set()
+    for action in actions:
+        if action["status"] not in ("planned", "awaiting_approval", "skipped"):
+            continue
+        follows = action.get("_after") in released
+        if action["status"] == "skipped" and not (follows and action.get("_apply")):
+            continue  # skipped by skip_actions or another action on its resource: stays skipped
+        if not refused and (action["id"] in approved or follows):
+            action["status"] = "planned"
+            action["outcome"] = ("dry run: would apply (approved). " if dry_run else "approved: ") + (
+                action.get("outcome") or ""
+            )
+            released.add(action["id"])
+        else:
+            action.pop("_apply", None)
+            action["status"] = "awaiting_approval"
+            action["outcome"] = "not applied: %s" % (
+                "the approved plan no longer holds (%s)" % "; ".join(refused)
+                if refused
+                else "not in the approved plan; approve it separately"
+            )
+    state["_approval"] = {"approved": sorted(approved), "refused": refused}
     return state
 
 
@@ -85,6 +140,28 @@ def skip_actions(actions, settings):
             skipped.add(item["id"])
         done.append(item)
     return done
+
+
+def verification_followup(evidence, run, state, outcomes=None):
+    """``{procedure: needs}``: what the judgement after the applied actions asks for besides the fresh evidence
+    (``Procedure.followup`` of that judgement, e.g. a CPU profile of the service still slow); the flow gathers it
+    before the verification is judged. Empty outside resolve, and for procedures that applied nothing."""
+    selected, context = _selected(run)
+    if (context.get("phase") or "diagnose") != "resolve":
+        return {}
+    needs = {}
+    for procedure, settings in selected:
+        item = state.get(procedure.name) or {}
+        applied = _applied(results.apply_outcomes(item.get("actions") or [], outcomes or {}))
+        if not applied:
+            continue
+        scenarios = tuple(dict.fromkeys(action.get("scenario") for action in applied))
+        previous = (item.get("diagnosis") or {}).get("findings")
+        after = procedure.diagnose(evidence, settings, context, previous=previous, applied=scenarios)
+        more = procedure.followup(after, settings, context)
+        if more:
+            needs[procedure.name] = more
+    return needs
 
 
 def to_apply(state, run):
