@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import time
 
-from ansible_collections.octollm.remediation.plugins.filter.task_routing import FilterModule
+from ansible_collections.octollm.remediation.plugins.filter.procedure import FilterModule
 from ansible_collections.octollm.remediation.plugins.plugin_utils import task_routing as tr
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
 ARMS = {
     "planner-arm": ("planning", ["plan", "steps"]),
@@ -25,7 +26,8 @@ FALLBACK_DECISION = {
     "relaxed": False,
     "constraints": [],
 }
-SETTINGS = {"arms": {name: {"port": 8100 + i} for i, name in enumerate(ARMS)}}
+ARM_PORTS = {name: {"port": 8100 + i} for i, name in enumerate(ARMS)}
+SETTINGS = procedure_settings("task_routing", {"arms": ARM_PORTS})
 
 
 def evidence(down=(), unregistered=(), stuck=(), score=None, rules=("TaskRoutingFailures",)):
@@ -196,7 +198,32 @@ def test_prevention_reports_missing_rule_and_stale_registration():
     assert {a["status"] for a in result["actions"]} == {"report"}
 
 
-def test_filters_are_registered():
+def test_the_flow_filters_judge_plan_and_report():
     filters = FilterModule().filters()
-    diagnosis = filters["task_routing_diagnosis"](evidence(), SETTINGS)
-    assert filters["task_routing_plan"](diagnosis, SETTINGS) == []
+    run = {
+        "procedures": ["task_routing"],
+        "context": {"platform": "compose", "phase": "resolve",
+                    "inventory": {"services": {"orchestrator": {"url": "http://orchestrator:8000/"}}}},
+        "settings": {"task_routing": role_settings("task_routing", {"arms": ARM_PORTS})},
+    }
+    request = filters["procedure_request"](run)
+    assert set(request) == {"postgres", "http", "containers", "prometheus"}
+    names = [probe["name"] for probe in request["http"]["probes"]]
+    assert names[:3] == [f"task_routing_health_{name}" for name in ARMS]
+    assert names[-2:] == ["task_routing_registry", "task_routing_score"]
+    assert request["postgres"]["stuck_after_seconds"] == 60 and request["postgres"]["sample_limit"] == 50
+    state = filters["procedure_judgement"](evidence(), run)
+    assert state["task_routing"]["actions"] == [] and state["_followup"] == {}
+    result = filters["procedure_results"](evidence(), run, state)["task_routing"]
+    assert result["phase"] == "resolve" and result["verification"]["healthy"] is True
+    assert result["escalation"]["level"] is None
+    # C registers from the arm's own URL and at the orchestrator's address of the inventory (internal keys)
+    broken = evidence(unregistered=("judge-arm",))
+    (todo,) = filters["procedure_actions"](filters["procedure_judgement"](broken, run), run)
+    change = todo["action"]["change"]
+    assert todo["action"]["_apply"] == "register_arms"
+    assert change["_urls"] == {"judge-arm": "http://127.0.0.1:8102"}
+    assert change["_orchestrator_url"] == "http://orchestrator:8000"
+    reported = filters["procedure_results"](broken, run, filters["procedure_judgement"](broken, run))
+    assert reported["task_routing"]["actions"][0]["change"] == {
+        "op": "GET <arm>/capabilities, POST http://orchestrator:8000/api/v1/arms/register", "arms": ["judge-arm"]}

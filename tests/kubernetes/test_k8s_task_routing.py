@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from conftest import closed_port
 from k8s_emulator import KubernetesAPIEmulator
 from k8s_results import by_check, collect_evidence
@@ -33,8 +34,18 @@ ARMS = {
     "guardian-arm": ("safety", ["safe"]),
     "retriever-arm": ("retrieval", ["search"]),
 }
-SETTINGS = {"arms": {name: {"port": 8100 + i} for i, name in enumerate(ARMS)}}
+SETTINGS = procedure_settings("task_routing", {"arms": {name: {"port": 8100 + i} for i, name in enumerate(ARMS)}},
+                              platform="kubernetes")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# the API reads of the role's one gather task on Kubernetes (the procedure's needs, checked below)
+OBJECTS = {
+    "task_routing_deployments": {"kind": "Deployment", "api_version": "apps/v1", "label_selector": "app-type=arm"},
+    "task_routing_pods": {"kind": "Pod", "label_selector": "app-type=arm"},
+    "task_routing_endpoints": {"kind": "Endpoints", "label_selector": "app-type=arm"},
+    "task_routing_events": {"kind": "Event", "field_selector": "type=Warning"},
+    "task_routing_orchestrator": {"kind": "Pod", "label_selector": "app=orchestrator",
+                                  "logs": {"tail": 200, "patterns": {"task_routing_pending": "task pending"}}},
+}
 
 
 class Orchestrator:
@@ -86,19 +97,22 @@ def orchestrator() -> Iterator[Orchestrator]:
 
 def collect(k8s_api: KubernetesAPIEmulator, orchestrator: Orchestrator, tmp_path: Path) -> dict[str, Any]:
     """The evidence of the role's one gather task on Kubernetes (stack_evidence's collectors, called directly)."""
-    objects = {
-        "task_routing_deployments": {"kind": "Deployment", "api_version": "apps/v1", "label_selector": "app-type=arm"},
-        "task_routing_pods": {"kind": "Pod", "label_selector": "app-type=arm"},
-        "task_routing_endpoints": {"kind": "Endpoints", "label_selector": "app-type=arm"},
-        "task_routing_events": {"kind": "Event", "field_selector": "type=Warning"},
-        "task_routing_orchestrator": {"kind": "Pod", "label_selector": "app=orchestrator",
-                                      "logs": {"tail": 200, "patterns": {"task_routing_pending": "task pending"}}},
-    }
     probes = [{"name": "task_routing_registry", "service": "orchestrator", "path": "/api/v1/arms"},
               {"name": "task_routing_score", "service": "orchestrator", "path": "/api/v1/route/score",
                "method": "POST", "body": {"goal": "Write a Python function", "constraints": []}}]
     http = {"services": {"orchestrator": {"url": orchestrator.url}}, "probes": probes}
-    return collect_evidence(k8s_api, tmp_path, objects, http=http)
+    return collect_evidence(k8s_api, tmp_path, OBJECTS, http=http)
+
+
+def test_the_reads_are_the_procedures_kubernetes_needs() -> None:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import task_routing as tr
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+
+    needs = tr.PROCEDURE.needs(SETTINGS, Context(platform="kubernetes", inventory={"k8s": {"namespace": "octollm"}}))
+    assert needs["kubernetes"]["objects"] == OBJECTS
+    # the arms' pod addresses are not reachable: no /health probe, no /capabilities of an arm without a url
+    assert [probe["name"] for probe in needs["http"]["probes"]] == ["task_routing_registry", "task_routing_score"]
+    assert "containers" not in needs and needs["postgres"]["tasks"] is True
 
 
 def break_arm(k8s_api: KubernetesAPIEmulator, arm: str) -> str:

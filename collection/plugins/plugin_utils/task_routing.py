@@ -24,11 +24,8 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
-    evidence_kind,
-    merged_settings,
-    rule_loaded,
-)
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind, rule_loaded
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -45,27 +42,6 @@ SCENARIOS = {
     "D": "Task constraints too strict",
 }
 CHECK_SCENARIO = {"arms.health": "A", "routing.scores": "B", "arms.registered": "C", "arms.capabilities": "C"}
-Q_FALLBACKS = "task_routing_fallbacks_per_s"
-
-DEFAULTS = {
-    "arms": {},
-    "stuck_after_seconds": 60,
-    "probe_goal": "Write a Python function",
-    "probe_expected_arm": "coder-arm",
-    "fallback_arm": "planner-arm",
-    "routing_rule": "TaskRoutingFailures",
-    "registration_max_age_seconds": 120,
-    "orchestrator_url": "http://127.0.0.1:8000",
-    "escalation_level": "L1",
-    "dry_run": False,
-    "approve": False,
-    "allow_disruptive": False,
-    "scenario": None,
-}
-
-
-def _settings(settings):
-    return merged_settings(DEFAULTS, settings)
 
 
 def _phrase(text, phrase):
@@ -362,7 +338,7 @@ def check_stuck(f):
 
 
 def diagnose(evidence, settings=None):
-    s = _settings(settings)
+    s = settings
     f = Facts(evidence, s)
     findings = [check_stuck(f), check_health(f), check_registered(f), check_capabilities(f), check_scores(f)]
     stuck = findings[0]
@@ -407,8 +383,14 @@ def requeue_sql():
     )
 
 
+def arm_url(arms, name):
+    """An arm's base URL: its ``url``, else its ``port`` on the controller's host."""
+    arm = arms.get(name) or {}
+    return (arm.get("url") or "http://127.0.0.1:%s" % arm.get("port")).rstrip("/")
+
+
 def plan(diagnosis, settings=None):
-    s = _settings(settings)
+    s = settings
     ctx = diagnosis.get("context") or {}
     forced = s.get("scenario") or None
     holding = {item["id"] for item in diagnosis.get("scenarios") or [] if item.get("holds")}
@@ -423,7 +405,12 @@ def plan(diagnosis, settings=None):
                     "A",
                     "restart the arms that are down",
                     "arms:%s" % ",".join(ctx["down"]),
-                    {"container": ", ".join(ctx["down"]), "op": "docker compose restart, wait for /health"},
+                    {
+                        "container": ", ".join(ctx["down"]),
+                        "op": "docker compose restart, wait for /health",
+                        "_urls": {arm: arm_url(s["arms"], arm) for arm in ctx["down"]},
+                        "_orchestrator_url": orchestrator,
+                    },
                     "planned",
                     "restart %s (they register again on start-up)" % ", ".join(ctx["down"]),
                     disruptive=True,
@@ -440,6 +427,8 @@ def plan(diagnosis, settings=None):
                     {
                         "op": "GET <arm>/capabilities, POST %s/api/v1/arms/register" % orchestrator,
                         "arms": ctx["unregistered"],
+                        "_urls": {arm: arm_url(s["arms"], arm) for arm in ctx["unregistered"]},
+                        "_orchestrator_url": orchestrator,
                     },
                     "planned",
                     "POST each arm's own capabilities (%s) to the register endpoint, then confirm"
@@ -517,6 +506,7 @@ def plan(diagnosis, settings=None):
                         for m in moves
                     ],
                     "_moves": moves,
+                    "_orchestrator_url": orchestrator,
                 },
                 "planned",
                 "submit each task again through the orchestrator, then mark the old one cancelled with requeued_as "
@@ -548,7 +538,7 @@ def plan(diagnosis, settings=None):
 
 
 def prevention(evidence, settings=None):
-    s = _settings(settings)
+    s = settings
     f = Facts(evidence, s)
     findings = []
     # 1. health checks on every arm (docker inspect)
@@ -646,3 +636,94 @@ def prevention(evidence, settings=None):
             )
         )
     return {"findings": findings, "actions": gate(actions, dry_run=s["dry_run"]), "context": {}}
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+PENDING_PATTERN = {"task_routing_pending": "task pending"}
+
+
+def probes(s):
+    """The http probes: every arm's /health and /capabilities, the orchestrator's registry and its read-only
+    scoring of the probe goal (no task is created)."""
+    names = list(s["arms"])
+    found = [{"name": "task_routing_health_%s" % n, "service": n, "path": "/health", "timeout": 3} for n in names]
+    found += [
+        {"name": "task_routing_capabilities_%s" % n, "service": n, "path": "/capabilities", "timeout": 3} for n in names
+    ]
+    return found + [
+        {"name": "task_routing_registry", "service": "orchestrator", "path": "/api/v1/arms", "timeout": 5},
+        {
+            "name": "task_routing_score",
+            "service": "orchestrator",
+            "path": "/api/v1/route/score",
+            "method": "POST",
+            "body": {"goal": s["probe_goal"], "constraints": []},
+            "timeout": 5,
+        },
+    ]
+
+
+class TaskRouting(Procedure):
+    name = PROCEDURE
+    title = "Task Routing Failures"
+    scenarios = SCENARIOS
+    modules = {"compose": "task_routing", "kubernetes": "task_routing_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(TaskRouting, self).settings(role_settings, context)
+        s["orchestrator_url"] = context.service_url("orchestrator", "http://127.0.0.1:8000")
+        if context.kubernetes:
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+        return s
+
+    def needs(self, settings, context):
+        s = settings
+        need = {
+            "postgres": {
+                "tasks": True,
+                "stuck_after_seconds": s["stuck_after_seconds"],
+                "sample_limit": s["stuck_sample"],
+                "connections": False,
+            },
+            "http": {"max_body": 8192, "probes": probes(s)},
+            "prometheus": {"rules": True},
+        }
+        if not context.kubernetes:
+            need["containers"] = {
+                "logs": {"tail": s["log_tail"], "services": ["orchestrator"], "patterns": dict(PENDING_PATTERN)}
+            }
+            return need
+        # On Kubernetes the arms' health and the orchestrator's log come from the API (the arms' pod addresses are
+        # not reachable from the controller): the http probes keep the orchestrator's and those of arms with a url.
+        without_url = {name for name, arm in s["arms"].items() if not (arm or {}).get("url")}
+        need["http"]["probes"] = [
+            probe
+            for probe in need["http"]["probes"]
+            if not probe["name"].startswith("task_routing_health_") and probe["service"] not in without_url
+        ]
+        selector = s["k8s_arm_selector"]
+        need["kubernetes"] = {
+            "objects": {
+                "task_routing_deployments": {
+                    "kind": "Deployment",
+                    "api_version": "apps/v1",
+                    "label_selector": selector,
+                },
+                "task_routing_pods": {"kind": "Pod", "label_selector": selector},
+                "task_routing_endpoints": {"kind": "Endpoints", "label_selector": selector},
+                "task_routing_events": {"kind": "Event", "field_selector": "type=Warning"},
+                "task_routing_orchestrator": {
+                    "kind": "Pod",
+                    "label_selector": "app=%s" % s["k8s_orchestrator_app"],
+                    "logs": {"tail": s["log_tail"], "patterns": dict(PENDING_PATTERN)},
+                },
+            }
+        }
+        return need
+
+    def diagnose(self, evidence, settings, context, previous=None, applied=()):
+        # the judgement reads the evidence alone: a verification is a fresh diagnosis
+        return self.module(context).diagnose(evidence, settings)
+
+
+PROCEDURE = TaskRouting()

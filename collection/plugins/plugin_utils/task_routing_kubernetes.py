@@ -27,17 +27,11 @@ import copy
 
 from ansible_collections.octollm.remediation.plugins.plugin_utils import kubernetes as k8s
 from ansible_collections.octollm.remediation.plugins.plugin_utils import task_routing as tr
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated, merged_settings
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import escalation, finding, unknown
 
 PREFIX = "task_routing_"
 READS = ("deployments", "pods", "endpoints", "events", "orchestrator")
-
-K8S_DEFAULTS = dict(tr.DEFAULTS, namespace="octollm", arm_selector="app-type=arm", orchestrator="orchestrator")
-
-
-def _settings(settings):
-    return merged_settings(K8S_DEFAULTS, settings)
 
 
 def _by_app(items):
@@ -76,56 +70,74 @@ def with_api(evidence, reads, states, s):
     http = evidence.get("http")
     if not http or not http.get("ok"):
         # the orchestrator's probes failed as a whole: they carry that error, the arms' health the API's answer
-        failed = {"ok": False, "status": None, "error": (http or {}).get("error") or {
-            "kind": "other", "message": "http evidence was not gathered"}}
+        failed = {
+            "ok": False,
+            "status": None,
+            "error": (http or {}).get("error") or {"kind": "other", "message": "http evidence was not gathered"},
+        }
         http = {"ok": True, "probes": {PREFIX + "registry": failed, PREFIX + "score": failed}}
     probes = http.setdefault("probes", {})
     error = api_error(reads)
     for arm in s["arms"]:
         state = states.get(arm)
         if error or state is None:
-            probes["%shealth_%s" % (PREFIX, arm)] = {"ok": False, "status": None, "error": error or {
-                "kind": "other", "message": "no Deployment %s" % arm}}
+            probes["%shealth_%s" % (PREFIX, arm)] = {
+                "ok": False,
+                "status": None,
+                "error": error or {"kind": "other", "message": "no Deployment %s" % arm},
+            }
         else:
             probes["%shealth_%s" % (PREFIX, arm)] = {
-                "ok": not state["down"], "status": 200 if not state["down"] else None,
-                "error": None if not state["down"] else {"kind": "other", "message": "; ".join(state["reasons"])}}
+                "ok": not state["down"],
+                "status": 200 if not state["down"] else None,
+                "error": None if not state["down"] else {"kind": "other", "message": "; ".join(state["reasons"])},
+            }
     evidence["http"] = http
     log = reads["orchestrator"]["log"]
-    evidence["containers"] = {"ok": True, "containers": [], "logs": {s["orchestrator"]: log or {
-        "lines": [], "pattern_counts": {}, "error": reads["orchestrator"]["error"]}}}
+    evidence["containers"] = {
+        "ok": True,
+        "containers": [],
+        "logs": {
+            s["k8s_orchestrator_app"]: log
+            or {"lines": [], "pattern_counts": {}, "error": reads["orchestrator"]["error"]}
+        },
+    }
     return evidence
 
 
 def check_workloads(reads, states, s):
-    title = "Every arm Deployment (%s) has ready replicas, ready Endpoints and no crash loop" % s["arm_selector"]
+    title = "Every arm Deployment (%s) has ready replicas, ready Endpoints and no crash loop" % s["k8s_arm_selector"]
     expected = "all arms serving"
     error = api_error(reads)
     if error:
         return unknown("k8s.arm_workloads", title, expected, error, "A")
     evidence = {
-        arm: {key: state[key] for key in ("desired", "ready_replicas", "ready_pods", "endpoints_ready", "reasons",
-                                          "events")}
+        arm: {
+            key: state[key]
+            for key in ("desired", "ready_replicas", "ready_pods", "endpoints_ready", "reasons", "events")
+        }
         for arm, state in states.items()
     }
     for arm, state in states.items():
-        evidence[arm]["pods"] = [{key: pod[key] for key in ("name", "phase", "ready", "restarts", "containers")}
-                                 for pod in state["pods"]]
+        evidence[arm]["pods"] = [
+            {key: pod[key] for key in ("name", "phase", "ready", "restarts", "containers")} for pod in state["pods"]
+        ]
     down = sorted(arm for arm, state in states.items() if state["down"])
     troubled = sorted(arm for arm, state in states.items() if state["trouble"] and not state["down"])
     if down:
         observed = "; ".join("%s: %s" % (arm, ", ".join(states[arm]["reasons"])) for arm in down)
         return finding("k8s.arm_workloads", title, "problem", observed, expected, evidence, "A")
     if troubled:
-        observed = "; ".join("%s: %s" % (arm, ", ".join(r for rs in states[arm]["trouble"].values() for r in rs))
-                             for arm in troubled)
+        observed = "; ".join(
+            "%s: %s" % (arm, ", ".join(r for rs in states[arm]["trouble"].values() for r in rs)) for arm in troubled
+        )
         return finding("k8s.arm_workloads", title, "warning", observed, expected, evidence, "A")
     return finding("k8s.arm_workloads", title, "ok", "%d arms serving" % len(states), expected, evidence)
 
 
 def diagnose(evidence, settings=None):
     """task_routing's diagnosis with the arms' health from the API, plus ``k8s.arm_workloads``."""
-    s = _settings(settings)
+    s = settings
     reads = k8s.named_reads(evidence, PREFIX, READS)
     states = arm_states(reads, s)
     result = tr.diagnose(with_api(evidence, reads, states, s), s)
@@ -134,8 +146,12 @@ def diagnose(evidence, settings=None):
     context = dict(result["context"])
     if error:
         # the arms' health is not known: never report (or restart) them as down
-        findings = [unknown(item["check"], item["title"], item["expected"], error, item["scenario"])
-                    if item["check"] == "arms.health" else item for item in findings]
+        findings = [
+            unknown(item["check"], item["title"], item["expected"], error, item["scenario"])
+            if item["check"] == "arms.health"
+            else item
+            for item in findings
+        ]
         context["down"] = []
         context["unregistered"] = []
     findings.append(check_workloads(reads, states, s))
@@ -159,7 +175,7 @@ def _restart_change(arms, s, why):
 
 def plan(diagnosis, settings=None):
     """task_routing's plan with the Kubernetes fixes of A and C (rollout restarts), gated by approval."""
-    s = _settings(settings)
+    s = settings
     ctx = diagnosis.get("context") or {}
     raw = tr.plan(diagnosis, dict(s, dry_run=False, approve=True))  # every action as planned, gated below
     actions = []
@@ -167,17 +183,23 @@ def plan(diagnosis, settings=None):
         item = dict(item)
         if item["id"] == "task_routing.A.restart_arms":
             down = list(ctx.get("down") or [])
-            item.update(change=_restart_change(down, s, "then each registers again on start-up"),
-                        resource="k8s:deployments:%s" % ",".join(down), _apply="rollout_restart",
-                        outcome="rollout restart of %s (the arms register again on start-up)"
-                        % ", ".join("Deployment/%s" % arm for arm in down))
+            item.update(
+                change=_restart_change(down, s, "then each registers again on start-up"),
+                resource="k8s:deployments:%s" % ",".join(down),
+                _apply="rollout_restart",
+                outcome="rollout restart of %s (the arms register again on start-up)"
+                % ", ".join("Deployment/%s" % arm for arm in down),
+            )
         elif item["id"] == "task_routing.C.register_arms":
             missing = list(ctx.get("unregistered") or [])
-            item.update(change=_restart_change(missing, s, "the arm registers with the orchestrator on start-up"),
-                        resource="k8s:deployments:%s" % ",".join(missing), disruptive=True,
-                        _apply="rollout_restart",
-                        outcome="rollout restart of %s: an arm registers with the orchestrator on start-up"
-                        % ", ".join("Deployment/%s" % arm for arm in missing))
+            item.update(
+                change=_restart_change(missing, s, "the arm registers with the orchestrator on start-up"),
+                resource="k8s:deployments:%s" % ",".join(missing),
+                disruptive=True,
+                _apply="rollout_restart",
+                outcome="rollout restart of %s: an arm registers with the orchestrator on start-up"
+                % ", ".join("Deployment/%s" % arm for arm in missing),
+            )
         actions.append(item)
     return gated(actions, s)
 
@@ -191,24 +213,31 @@ def check_probes(reads, states, s):
     for deployment in reads["deployments"]["items"]:
         name = (deployment.get("metadata") or {}).get("name")
         containers = ((deployment.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
-        lacking = sorted({probe for c in containers for probe in ("readinessProbe", "livenessProbe")
-                          if not c.get(probe)})
+        lacking = sorted(
+            {probe for c in containers for probe in ("readinessProbe", "livenessProbe") if not c.get(probe)}
+        )
         if lacking:
             missing[name] = lacking
-    absent = sorted(arm for arm in s["arms"] if arm not in {
-        (d.get("metadata") or {}).get("name") for d in reads["deployments"]["items"]})
+    absent = sorted(
+        arm
+        for arm in s["arms"]
+        if arm not in {(d.get("metadata") or {}).get("name") for d in reads["deployments"]["items"]}
+    )
     evidence = {"missing": missing, "no_deployment": absent}
     if missing or absent:
-        observed = "; ".join(["%s: %s" % (k, ", ".join(v)) for k, v in sorted(missing.items())]
-                             + ["no Deployment: %s" % ", ".join(absent)] * bool(absent))
+        observed = "; ".join(
+            ["%s: %s" % (k, ", ".join(v)) for k, v in sorted(missing.items())]
+            + ["no Deployment: %s" % ", ".join(absent)] * bool(absent)
+        )
         return finding("prevent.k8s.arm_probes", title, "problem", observed, expected, evidence)
-    return finding("prevent.k8s.arm_probes", title, "ok", "all %d" % len(reads["deployments"]["items"]), expected,
-                   evidence)
+    return finding(
+        "prevent.k8s.arm_probes", title, "ok", "all %d" % len(reads["deployments"]["items"]), expected, evidence
+    )
 
 
 def prevention(evidence, settings=None):
     """task_routing's prevention with the arms' probes (the API) in place of the Compose health checks."""
-    s = _settings(settings)
+    s = settings
     reads = k8s.named_reads(evidence, PREFIX, READS)
     states = arm_states(reads, s)
     result = tr.prevention(with_api(evidence, reads, states, s), s)
@@ -216,9 +245,18 @@ def prevention(evidence, settings=None):
     findings.insert(0, check_probes(reads, states, s))
     actions = [item for item in result["actions"] if item["resource"] != "prevent.arms.healthcheck"]
     if findings[0]["status"] == "problem":
-        actions.append({
-            "id": "task_routing.prevent_k8s_arm_probes", "scenario": None, "title": "report: prevent.k8s.arm_probes",
-            "resource": "prevent.k8s.arm_probes", "change": {}, "disruptive": False, "destructive": False,
-            "status": "report", "outcome": "%s: add readiness and liveness probes (GET /health) to these arms' "
-            "Deployments" % s["escalation_level"]})
+        actions.append(
+            {
+                "id": "task_routing.prevent_k8s_arm_probes",
+                "scenario": None,
+                "title": "report: prevent.k8s.arm_probes",
+                "resource": "prevent.k8s.arm_probes",
+                "change": {},
+                "disruptive": False,
+                "destructive": False,
+                "status": "report",
+                "outcome": "%s: add readiness and liveness probes (GET /health) to these arms' "
+                "Deployments" % s["escalation_level"],
+            }
+        )
     return {"findings": findings, "actions": actions, "context": {}}
