@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -54,6 +54,13 @@ class Procedure(BaseModel):
     alerts: tuple[str, ...] = ()
     symptoms: tuple[str, ...] = Field(min_length=1)
     keywords: tuple[str, ...] = ()
+    messages: tuple[str, ...] = Field(
+        default=(), description="regexes (case-insensitive) of error messages people paste; a match is decisive"
+    )
+    components: tuple[str, ...] = Field(
+        default=(), description="the stack components this procedure concerns (keys of the catalog's components); "
+        "empty: every component"
+    )
     scenarios: tuple[Scenario, ...] = Field(min_length=1)
 
     @property
@@ -79,6 +86,23 @@ class Procedure(BaseModel):
             raise ValueError(f"scenario ids must be unique and in order, got {ids}")
         return scenarios
 
+    @field_validator("messages")
+    @classmethod
+    def _message_patterns(cls, messages: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in messages:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"message pattern {pattern!r} is not a valid regex: {exc}") from exc
+        return messages
+
+    def message_match(self, text: str) -> str | None:
+        """The first message pattern found in ``text``, or None."""
+        for pattern in self.messages:
+            if re.search(pattern, text, re.IGNORECASE):
+                return pattern
+        return None
+
     @field_validator("alerts")
     @classmethod
     def _alert_names(cls, alerts: tuple[str, ...]) -> tuple[str, ...]:
@@ -93,7 +117,10 @@ class Catalog(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Literal[1]
+    version: Literal[2]
+    components: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="component -> the words that name it in a page (redis: [redis, 6379])"
+    )
     procedures: tuple[Procedure, ...]
 
     @field_validator("procedures")
@@ -113,6 +140,22 @@ class Catalog(BaseModel):
                     raise ValueError(f"{word!r} selects both {seen[key]} and {procedure.name}")
                 seen[key] = procedure.name
         return tuple(sorted(procedures, key=lambda p: p.rank))
+
+    @field_validator("procedures")
+    @classmethod
+    def _known_components(cls, procedures: tuple[Procedure, ...], info: Any) -> tuple[Procedure, ...]:
+        known = set((info.data or {}).get("components") or {})
+        for procedure in procedures:
+            unknown = [c for c in procedure.components if c not in known]
+            if unknown:
+                raise ValueError(f"{procedure.name} names unknown components {unknown} (known: {sorted(known)})")
+        return procedures
+
+    def components_in(self, text: str) -> set[str]:
+        """The components a text names (whole words, case-insensitive)."""
+        words = set(re.findall(r"[a-z0-9_.-]+", text.lower()))
+        words |= {w.strip(".-_") for w in words}
+        return {name for name, names in self.components.items() if any(n.lower() in words for n in names)}
 
     def get(self, name: str) -> Procedure:
         for procedure in self.procedures:

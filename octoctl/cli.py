@@ -155,9 +155,16 @@ def _confirm_on_tty() -> Callable[[list[Any]], bool] | None:
 
 
 def _select(catalog: Catalog, texts: tuple[str, ...]) -> list[Procedure]:
-    from octoctl.routing import Router
+    return _route(catalog, texts).selected
 
-    return Router(catalog).plan(list(texts)).selected
+
+def _route(catalog: Catalog, texts: tuple[str, ...]) -> Any:
+    """The routing plan of TEXT (every procedure, not confident, without TEXT)."""
+    from octoctl.routing import Plan, Router
+
+    if not texts:
+        return Plan(texts=[], matches=[], selected=list(catalog.procedures), confident=False)
+    return Router(catalog).plan(list(texts))
 
 
 def _engine(settings: Settings, catalog: Catalog) -> Any:
@@ -220,26 +227,35 @@ def diagnose(texts: tuple[str, ...], all_: bool, inventory: Path | None, limit: 
     if texts and all_:
         raise click.UsageError("give TEXT or --all, not both")
     settings, catalog = _settings(), _catalog()
-    procedures = _select(catalog, texts) if texts else list(catalog.procedures)
-    request = _request("diagnose", procedures, texts, inventory, limit, verbosity, settings,
-                       every_procedure=not texts)
+    routed = _route(catalog, texts)
+    request = _request("diagnose", routed.selected, texts, inventory, limit, verbosity, settings,
+                       every_procedure=not routed.confident)
     report = _engine(settings, catalog).diagnose(request)
     _emit(render_report(report, fmt, _unicode_ok()))
     return report.exit_code
 
 
 @cli.command(epilog=EXIT_STATUS_EPILOG)
-@click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
+@click.argument("texts", nargs=-1, metavar="[TEXT]...")
 @click.option("--scenario", metavar="X", help="Force one of the procedure's scenarios (A-D).")
 @click.option("--dry-run", is_flag=True, help="Diagnose and plan only; report what would change.")
 @click.option("--approve", is_flag=True, help="Allow disruptive steps without asking.")
 @common_options
 def fix(texts: tuple[str, ...], scenario: str | None, dry_run: bool, approve: bool, inventory: Path | None,
         limit: str | None, fmt: str, verbosity: int) -> int:
-    """Diagnose, plan and fix. Disruptive steps need --approve or a yes on a terminal."""
+    """Diagnose, plan and fix. Disruptive steps need --approve or a yes on a terminal.
+
+    TEXT is a symptom, an alert name, a pasted error message or a procedure name. Without TEXT, or when TEXT
+    selects no procedure with confidence, every procedure is diagnosed and only fixes that need no approval are
+    applied (even with --approve); the rest wait for `octoctl approve RUN_ID` or a fix of a named procedure.
+    """
     settings, catalog = _settings(), _catalog()
-    request = _request("fix", _select(catalog, texts), texts, inventory, limit, verbosity, settings,
-                       scenario=scenario, dry_run=dry_run, approve=approve)
+    routed = _route(catalog, texts)
+    if not routed.confident and scenario:
+        raise click.UsageError("--scenario needs a procedure named in TEXT")
+    request = _request("fix", routed.selected, texts, inventory, limit, verbosity, settings,
+                       scenario=scenario, dry_run=dry_run, approve=approve and routed.confident,
+                       every_procedure=not routed.confident, safe_only=not routed.confident)
     report = _engine(settings, catalog).fix(request)
     _emit(render_report(report, fmt, _unicode_ok()))
     return report.exit_code
@@ -280,8 +296,9 @@ def prevent(texts: tuple[str, ...], dry_run: bool, approve: bool, inventory: Pat
             fmt: str, verbosity: int) -> int:
     """Apply the procedures' prevention measures (checks, limits, alerts). Disruptive ones need --approve."""
     settings, catalog = _settings(), _catalog()
-    request = _request("prevent", _select(catalog, texts), texts, inventory, limit, verbosity, settings,
-                       dry_run=dry_run, approve=approve)
+    routed = _route(catalog, texts)
+    request = _request("prevent", routed.selected, texts, inventory, limit, verbosity, settings,
+                       dry_run=dry_run, approve=approve and routed.confident, every_procedure=not routed.confident)
     report = _engine(settings, catalog).prevent(request)
     _emit(render_report(report, fmt, _unicode_ok()))
     return report.exit_code

@@ -90,6 +90,8 @@ class Request:
     """True when the user named no procedure (``diagnose`` alone): unavailable ones are listed, not errors."""
     extra_vars: dict[str, Any] = field(default_factory=dict)
     """More extra vars for the playbook (``restore`` passes ``<role>_restore_from``)."""
+    safe_only: bool = False
+    """Apply only what needs no approval, asking nobody (no procedure was named with confidence)."""
 
 
 class Engine:
@@ -164,7 +166,10 @@ class Engine:
         def flow() -> RunReport:
             if request.dry_run:
                 return run.finish(run.invoke(dry_run=True, approve=request.approve, label="plan"), store_plan=True)
-            if request.approve or self.confirm is None:
+            if request.safe_only:
+                run.notes.append("no procedure was named with confidence: every procedure was diagnosed and only "
+                                 "fixes that need no approval were applied")
+            if request.approve or self.confirm is None or request.safe_only:
                 # nobody to ask: one run that applies what needs no approval (all of it with --approve) and leaves
                 # the rest awaiting approval, its plan stored for `octoctl approve`
                 done = run.invoke(dry_run=False, approve=request.approve, label="apply")

@@ -261,10 +261,18 @@ def render_catalog(catalog: Catalog, fmt: str, available: dict[str, bool] | None
     return "\n".join(out)
 
 
+NOT_CONFIDENT = (
+    "no procedure matches %s with confidence: every procedure is diagnosed, and `octoctl fix` applies only what "
+    "needs no approval (name a procedure, or approve the stored plan, for the rest)"
+)
+
+
 def plan_data(plan: Plan, limit: int = 5) -> dict[str, Any]:
     shown = [m for m in plan.matches if m.selected] + [m for m in plan.matches if not m.selected and m.score > 0]
     return {
         "texts": plan.texts,
+        "confident": plan.confident,
+        "unmatched": plan.unmatched,
         "selected": [p.name for p in plan.selected],
         "matches": [
             {
@@ -291,10 +299,14 @@ def render_plan(plan: Plan, fmt: str) -> str:
             for m in data["matches"]
         ]
         out += ["", "Runs in this order: " + ", ".join(data["selected"])]
+        if not plan.confident:
+            out += ["", NOT_CONFIDENT % ", ".join(repr(t) for t in plan.unmatched)]
         return "\n".join(out)
     out = [f"{'':2}{'procedure':<22}{'score':>6}  reasons"]
     for m in data["matches"]:
         mark = "*" if m["selected"] else " "
         out.append(f"{mark} {m['procedure']:<22}{m['score']:>6.0f}  {'; '.join(m['reasons'])}")
     out += ["", "runs in this order (root causes first): " + ", ".join(data["selected"])]
+    if not plan.confident:
+        out += [NOT_CONFIDENT % ", ".join(repr(t) for t in plan.unmatched)]
     return "\n".join(out)

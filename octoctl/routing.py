@@ -4,14 +4,22 @@ Rules, in order, for each text:
 
 1. a procedure name, role name, short name or alias (``cache``, ``db``, ``latency``, ``data-corruption``)
    selects that procedure (score 100);
-2. an exact Prometheus alert name anywhere in the text is decisive (score 95): ``HighMemoryUsage`` selects
+2. an error message people paste (the catalog's ``messages``: Redis ``OOM command not allowed ...``, PostgreSQL
+   ``sorry, too many clients already``, ``CrashLoopBackOff``, ``No appropriate arm found`` ...) is decisive
+   (score 97): every procedure whose pattern matches;
+3. an exact Prometheus alert name anywhere in the text is decisive (score 95): ``HighMemoryUsage`` selects
    every procedure that lists it;
-3. otherwise words are matched against each procedure's title, aliases, keywords, symptoms and alert names:
+4. a word that is close to a procedure name but not one (``cahce``) is a usage error (exit 2) that suggests the
+   name: octoctl does not guess which procedure to run from a typo;
+5. otherwise words are matched against each procedure's title, aliases, keywords, symptoms and alert names:
    token overlap weighted by rarity (a word only one procedure knows counts more), fuzzy token matching
-   (rapidfuzz) for typos, plus the fuzzy similarity of the whole text to the closest symptom. The best
-   procedure is selected, with any other within a few points of it.
+   (rapidfuzz) for typos, plus the fuzzy similarity of the whole text to the closest symptom. Components the text
+   names (``redis``, ``postgres``, an arm) weigh in: procedures that concern them gain, procedures that concern
+   only other components lose. The best procedure is selected, with any other within a few points of it, when
+   its score reaches THRESHOLD.
 
-A text that reaches no procedure is a usage error (exit 2) that lists the closest matches.
+Text that selects nothing with confidence is not an error: the plan is then every procedure (``confident`` is
+false), and ``octoctl fix`` applies only what needs no approval.
 """
 
 from __future__ import annotations
@@ -26,13 +34,16 @@ from octoctl.catalog import Catalog, Procedure, load_catalog, normalize_name
 from octoctl.errors import ExitCode, OctoctlError
 
 DIRECT_SCORE = 100.0
+MESSAGE_SCORE = 97.0
 ALERT_SCORE = 95.0
 NEAR_NAME_SCORE = 90.0
 MAX_TEXT_SCORE = 89.0
 THRESHOLD = 40.0
 TIE_MARGIN = 5.0
 TOKEN_FUZZ_CUTOFF = 85.0
-NAME_FUZZ_CUTOFF = 80.0
+NAME_FUZZ_CUTOFF = 75.0
+COMPONENT_BONUS = 10.0
+OTHER_COMPONENT_FACTOR = 0.6
 
 STOPWORDS = frozenset(
     [
@@ -83,6 +94,9 @@ class Plan:
     texts: list[str]
     matches: list[Match]
     selected: list[Procedure]
+    confident: bool = True
+    """False when a text selected no procedure with confidence: ``selected`` is then every procedure."""
+    unmatched: list[str] = field(default_factory=list)
 
 
 class Router:
@@ -134,6 +148,16 @@ class Router:
             matches[direct.name].reasons.append(f"name {text.strip()!r}")
             return self._ranked(matches)
 
+        messages_hit = False
+        for p in self.catalog.procedures:
+            pattern = p.message_match(text)
+            if pattern is not None:
+                messages_hit = True
+                matches[p.name].score = MESSAGE_SCORE
+                matches[p.name].reasons.append(f"message /{pattern}/")
+        if messages_hit:
+            return self._ranked(matches)
+
         alerts_hit = False
         for word in re.findall(r"[A-Za-z0-9]+", text):
             for p in self.catalog.by_alert(word):
@@ -144,18 +168,18 @@ class Router:
         if alerts_hit:
             return self._ranked(matches)
 
-        if len(key) >= 4:
-            near = process.extractOne(key, list(self._names), scorer=fuzz.ratio, score_cutoff=NAME_FUZZ_CUTOFF)
-            if near is not None:
-                p = self._names[near[0]]
-                matches[p.name].score = NEAR_NAME_SCORE
-                matches[p.name].reasons.append(f"close to name {near[0]!r}")
-                return self._ranked(matches)
+        near_name = self.near_name(text)
+        if near_name is not None:
+            p = self._names[near_name]
+            matches[p.name].score = NEAR_NAME_SCORE
+            matches[p.name].reasons.append(f"close to name {near_name!r}")
+            return self._ranked(matches)
 
         tokens = tokenize(text)
         if not tokens:
             return self._ranked(matches)
         query = " ".join(tokens)
+        named = self.catalog.components_in(text)
         for p in self.catalog.procedures:
             vocab = self._vocab[p.name]
             total = covered = 0.0
@@ -183,9 +207,15 @@ class Router:
             similarity = phrase[1] / 100.0 if phrase is not None else 0.0
             if not words:
                 similarity *= 0.5
-            score = round(MAX_TEXT_SCORE * (0.75 * coverage + 0.25 * similarity), 1)
+            score = MAX_TEXT_SCORE * (0.75 * coverage + 0.25 * similarity)
             match = matches[p.name]
-            match.score = score
+            if named and p.components:
+                if named & set(p.components):
+                    score = min(MAX_TEXT_SCORE, score + COMPONENT_BONUS) if score > 0 else score
+                    match.reasons.append("names " + ", ".join(sorted(named & set(p.components))))
+                else:
+                    score *= OTHER_COMPONENT_FACTOR
+            match.score = round(score, 1)
             if words:
                 match.reasons.append("words " + ", ".join(words))
             if phrase is not None and similarity >= 0.5:
@@ -196,20 +226,35 @@ class Router:
     def _ranked(matches: dict[str, Match]) -> list[Match]:
         return sorted(matches.values(), key=lambda m: (-m.score, m.procedure.rank))
 
+    def near_name(self, text: str) -> str | None:
+        """The procedure name (or alias) a one-word text misspells, if any."""
+        key = normalize_name(text)
+        if len(key) < 4 or key in self._names or len(tokenize(text)) > 1:
+            return None
+        near = process.extractOne(key, list(self._names), scorer=fuzz.ratio, score_cutoff=NAME_FUZZ_CUTOFF)
+        return None if near is None else str(near[0])
+
     def select(self, text: str) -> list[Match]:
-        """The matches one text selects; OctoctlError (exit 2) when none is good enough."""
+        """The matches one text selects, or [] when none is good enough; OctoctlError (exit 2) for a misspelt
+        procedure name."""
+        near = self.near_name(text)
+        if near is not None and self.catalog.by_name(text) is None:
+            raise OctoctlError(
+                f"no procedure is named {text.strip()!r}; did you mean {near.replace('_', '-')!r}? "
+                "`octoctl symptoms` lists the names",
+                ExitCode.USAGE,
+            )
         ranked = self.score(text)
         best = ranked[0]
         if best.score < THRESHOLD:
-            closest = ", ".join(f"{m.procedure.name} ({m.score:.0f})" for m in self._closest(text, ranked))
-            raise OctoctlError(
-                f"no procedure matches {text.strip()!r}; closest: {closest}. "
-                "`octoctl symptoms` lists the known symptoms, alerts and names",
-                ExitCode.USAGE,
-            )
+            return []
         if best.score >= ALERT_SCORE:
             return [m for m in ranked if m.score >= ALERT_SCORE]
         return [m for m in ranked if m.score >= max(THRESHOLD, best.score - TIE_MARGIN)]
+
+    def closest(self, text: str) -> str:
+        """The closest procedures to a text that selected none, for a message."""
+        return ", ".join(f"{m.procedure.name} ({m.score:.0f})" for m in self._closest(text, self.score(text)))
 
     def _closest(self, text: str, ranked: list[Match], count: int = 3) -> list[Match]:
         """Best scores first; when nothing scored, the names that look most like the text."""
@@ -232,8 +277,11 @@ class Router:
             raise OctoctlError("say what is wrong: a symptom, an alert name or a procedure name", ExitCode.USAGE)
         best: dict[str, Match] = {}
         chosen: list[Procedure] = []
+        unmatched: list[str] = []
         for text in texts:
             selected = {m.procedure.name for m in self.select(text)}
+            if not selected:
+                unmatched.append(text)
             for match in self.score(text):
                 name = match.procedure.name
                 current = best.setdefault(name, Match(match.procedure, 0.0))
@@ -247,6 +295,10 @@ class Router:
                     current.selected = True
                     chosen.append(match.procedure)
         matches = sorted(best.values(), key=lambda m: (-m.score, m.procedure.rank))
+        if unmatched:
+            # a text nobody understood: look at everything rather than at the part that was understood
+            return Plan(texts=texts, matches=matches, selected=list(self.catalog.procedures), confident=False,
+                        unmatched=unmatched)
         return Plan(texts=texts, matches=matches, selected=self.catalog.in_rank_order(chosen))
 
 

@@ -87,7 +87,9 @@ def _catalog_text(mutate) -> str:  # type: ignore[no-untyped-def]
         (lambda d: d["procedures"][0]["aliases"].append("cache"), "selects both"),
         (lambda d: d["procedures"][0].update(colour="red"), "colour"),
         (lambda d: d["procedures"][0].update(alerts=["high cpu"]), "alert"),
-        (lambda d: d.update(version=2), "version"),
+        (lambda d: d.update(version=1), "version"),
+        (lambda d: d["procedures"][0].update(messages=["(unclosed"]), "regex"),
+        (lambda d: d["procedures"][0].update(components=["mainframe"]), "unknown components"),
     ],
 )
 def test_invalid_catalogs_are_rejected(mutate, words: str) -> None:  # type: ignore[no-untyped-def]
@@ -99,7 +101,7 @@ def test_invalid_catalogs_are_rejected(mutate, words: str) -> None:  # type: ign
 
 def test_unparsable_catalog_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "catalog.yml"
-    path.write_text("version: 1\nprocedures: [\n")
+    path.write_text("version: 2\nprocedures: [\n")
     with pytest.raises(OctoctlError, match="not valid YAML"):
         load_catalog(path)
 

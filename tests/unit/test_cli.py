@@ -173,7 +173,7 @@ def test_report_latest(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["fix"],
+        ["fix", "cahce"],
         ["plan"],
         ["frobnicate"],
         ["symptoms", "--format", "xml"],
@@ -188,13 +188,22 @@ def test_usage_errors_exit_2(env: dict[str, str], args: list[str]) -> None:
     assert "Traceback" not in result.output
 
 
-def test_unknown_symptom_exits_2_with_suggestions(env: dict[str, str]) -> None:
+def test_a_misspelt_procedure_name_exits_2_with_the_suggestion(env: dict[str, str]) -> None:
     for command in (["plan"], ["diagnose"], ["fix"], ["prevent"]):
-        result = invoke([*command, "banana smoothie"], env)
+        result = invoke([*command, "cahce"], env)
         assert result.exit_code == 2, result.output
         (line,) = result.stderr.strip().splitlines()
-        assert line.startswith("octoctl: error: no procedure matches 'banana smoothie'; closest:")
+        assert line.startswith("octoctl: error: no procedure is named 'cahce'; did you mean 'cache'?")
         assert result.stdout == ""
+
+
+def test_text_that_selects_nothing_with_confidence_plans_every_procedure(env: dict[str, str]) -> None:
+    result = invoke(["plan", "banana smoothie", "--format", "json"], env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["confident"] is False and data["unmatched"] == ["banana smoothie"] and len(data["selected"]) == 10
+    text = invoke(["plan", "banana smoothie"], env).stdout
+    assert "with confidence: every procedure is diagnosed" in text
 
 
 def test_unknown_run_id_exits_2(env: dict[str, str]) -> None:
@@ -285,8 +294,8 @@ def test_debug_from_the_environment(env: dict[str, str], monkeypatch: pytest.Mon
 
 
 def test_main_exits_with_the_status(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("sys.argv", ["octoctl", "plan", "zzzzzz"])
+    monkeypatch.setattr("sys.argv", ["octoctl", "plan", "cahce"])
     with pytest.raises(SystemExit) as caught:
         cli_module.main()
     assert caught.value.code == 2
-    assert capsys.readouterr().err.startswith("octoctl: error: no procedure matches 'zzzzzz'")
+    assert capsys.readouterr().err.startswith("octoctl: error: no procedure is named 'cahce'")

@@ -373,3 +373,15 @@ def test_progress_lines_and_scrubbing() -> None:
     assert scrub_event(ok)["event_data"]["res"] == {"changed": True}
     failed = {"event": "runner_on_failed", "event_data": {"res": {"msg": "boom", "invocation": {"module_args": {}}}}}
     assert scrub_event(failed)["event_data"]["res"] == {"msg": "boom"}
+
+
+def test_fix_without_a_confident_procedure_applies_only_what_needs_no_approval(settings: Settings) -> None:
+    """`octoctl fix` of text that named nothing with confidence: every procedure, one run, no approval even when
+    the person typed --approve (the CLI clears it) and even with a terminal to ask on."""
+    asked: list[list[PendingAction]] = []
+    runner = ScriptedRunner(cache_answer(disruptive=True))
+    engine = make_engine(settings, runner, confirm=lambda items: asked.append(items) or True)
+    report = engine.fix(request("fix", "cache_performance", "high_latency", every_procedure=True, safe_only=True))
+    assert asked == [] and len(runner.specs) == 1 and runner.specs[0].extravars["octollm_approve"] is False
+    assert report.targets[0].procedures[0].actions[0].status == "awaiting_approval"
+    assert any("with confidence" in note for note in report.notes) and report.approve_with
