@@ -114,3 +114,13 @@ def test_lookup_by_names_and_aliases() -> None:
     assert catalog.by_name("nothing") is None
     ordered = catalog.in_rank_order([catalog.get("high_latency"), catalog.get("resource_exhaustion")])
     assert [p.name for p in ordered] == ["resource_exhaustion", "high_latency"]
+
+
+def test_the_collection_ranks_procedures_as_the_catalog_does() -> None:
+    """The shared flow applies actions in the registry's order: the same root-cause-first order as octoctl's."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "collection/plugins/plugin_utils/procedure.py").read_text()
+    names = re.findall(r'^    "([a-z_]+)",$', text.split("NAMES = (")[1].split(")")[0], re.M)
+    assert names == [p.name for p in load_catalog().procedures]

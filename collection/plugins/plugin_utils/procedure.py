@@ -21,19 +21,19 @@ import importlib
 
 PLUGIN_UTILS = "ansible_collections.octollm.remediation.plugins.plugin_utils."
 
-# Every procedure of the seed, in rank order (root causes first: a stopped service explains slow answers, full
-# connection pools and failed routing). octoctl reports in this order.
+# Every procedure of the seed, in rank order (root causes first: exhausted resources and refused connections
+# explain slow answers, full caches and failed routing); octoctl's catalog gives the same ranks.
 NAMES = (
-    "service_unavailable",
     "resource_exhaustion",
     "database_connections",
-    "memory_leaks",
+    "data_corruption",
     "cache_performance",
     "llm_api",
-    "high_latency",
+    "service_unavailable",
     "task_routing",
+    "memory_leaks",
+    "high_latency",
     "security_violations",
-    "data_corruption",
 )
 PLATFORMS = ("compose", "kubernetes")
 PHASES = ("diagnose", "resolve", "prevent")
