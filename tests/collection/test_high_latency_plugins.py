@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.octollm.remediation.plugins.filter.high_latency import FilterModule
+from ansible_collections.octollm.remediation.plugins.filter.procedure import FilterModule
+from ansible_collections.octollm.remediation.plugins.plugin_utils import flow
 from ansible_collections.octollm.remediation.plugins.plugin_utils import high_latency as hl
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
-SETTINGS = {
+OVERRIDES = {
     "env_file": "/state/lab.env",
     "override_file": "/state/compose.override.yaml",
     "scalable_services": ["orchestrator", "planner-arm"],
     "max_replicas": 3,
 }
+SETTINGS = procedure_settings("high_latency", OVERRIDES)
 INDEXES = {
     "tasks": [
         "CREATE INDEX idx_tasks_created_at ON public.tasks USING btree (created_at)",
@@ -38,7 +42,11 @@ def evidence(
     invalid=(),
     statements=None,
     rtt="planner-arm:8100 0.002\ncoder-arm:8102 0.003\n",
+    hops=None,
+    profile=None,
 ):
+    """Evidence as stack_evidence returns it; ``hops`` is the answer of the named query high_latency_hops
+    (``hop_rows()`` by default), ``profile`` the output of the py-spy probe in the orchestrator (none by default)."""
     tables = {}
     for table, definitions in INDEXES.items():
         indexes = []
@@ -83,6 +91,7 @@ def evidence(
                 "top": statements or [{"query": "SELECT 1", "mean_ms": 0.1, "calls": 100, "max_ms": 1}],
             },
             "connections": {"max_connections": 40, "superuser_reserved_connections": 5},
+            "queries": {hl.HOPS_QUERY: hop_rows() if hops is None else hops},
         },
         "containers": {
             "ok": True,
@@ -91,7 +100,13 @@ def evidence(
             "exec_probes": [
                 {"name": hl.CACHE_PROBE, "exit_code": 0, "output": cache + "\n", "error": None},
                 {"name": hl.RTT_PROBE, "exit_code": 0, "output": rtt, "error": None},
-            ],
+            ]
+            + (
+                [{"name": hl.PROFILE_PROBE, "service": "orchestrator", "exit_code": 0, "output": profile,
+                  "error": None}]
+                if profile is not None
+                else []
+            ),
         },
         "http": {
             "ok": True,
@@ -110,14 +125,14 @@ def evidence(
     }
 
 
-def hops(planner_ms=12.0, calls=10):
+def hop_rows(planner_ms=12.0, calls=10):
+    """The answer of the named query high_latency_hops (postgres evidence)."""
     return {
-        "hops": {
-            "rows": [
-                {"arm": "planner-arm", "calls": calls, "p50_ms": planner_ms, "mean_ms": planner_ms},
-                {"arm": "coder-arm", "calls": 10, "p50_ms": 20.0, "mean_ms": 21.0},
-            ]
-        }
+        "rows": [
+            {"arm": "planner-arm", "calls": calls, "p50_ms": planner_ms, "mean_ms": planner_ms},
+            {"arm": "coder-arm", "calls": 10, "p50_ms": 20.0, "mean_ms": 21.0},
+        ],
+        "error": None,
     }
 
 
@@ -130,14 +145,14 @@ def holding(result):
 
 
 def test_healthy_evidence_is_all_ok():
-    result = hl.diagnose(evidence(), SETTINGS, hops())
+    result = hl.diagnose(evidence(), SETTINGS)
     assert set(statuses(result).values()) == {"ok"}, statuses(result)
     assert holding(result) == set()
     assert result["context"]["profile_service"] is None
 
 
 def test_missing_index_on_a_large_table_is_a_with_concurrent_create():
-    diagnosis = hl.diagnose(evidence(drop=("idx_tasks_created_at",)), SETTINGS, hops())
+    diagnosis = hl.diagnose(evidence(drop=("idx_tasks_created_at",)), SETTINGS)
     assert holding(diagnosis) == {"A"}
     actions = hl.plan(diagnosis, SETTINGS)
     assert [(a["id"], a["status"], a["disruptive"]) for a in actions] == [
@@ -151,22 +166,22 @@ def test_missing_index_on_a_large_table_is_a_with_concurrent_create():
 
 
 def test_missing_index_on_a_small_table_only_warns_and_invalid_index_is_rebuilt():
-    small = hl.diagnose(evidence(drop=("idx_entities_type",), rows=100), SETTINGS, hops())
+    small = hl.diagnose(evidence(drop=("idx_entities_type",), rows=100), SETTINGS)
     assert statuses(small)["db.indexes"] == "warning" and holding(small) == set()
-    broken = hl.diagnose(evidence(invalid=("idx_tasks_status",), rows=100), SETTINGS, hops())
+    broken = hl.diagnose(evidence(invalid=("idx_tasks_status",), rows=100), SETTINGS)
     assert holding(broken) == {"A"}
     assert hl.plan(broken, SETTINGS)[0]["change"]["statements"][0] == "REINDEX INDEX CONCURRENTLY idx_tasks_status"
 
 
 def test_slow_statements_on_a_table_missing_its_index_point_at_a():
     slow = [{"query": "SELECT count(*) FROM tasks WHERE created_at > now() - $1", "mean_ms": 150.0, "calls": 50}]
-    result = hl.diagnose(evidence(drop=("idx_tasks_created_at",), statements=slow), SETTINGS, hops())
+    result = hl.diagnose(evidence(drop=("idx_tasks_created_at",), statements=slow), SETTINGS)
     found = {item["check"]: item for item in result["findings"]}
     assert found["db.slow_statements"]["status"] == "warning" and found["db.slow_statements"]["scenario"] == "A"
 
 
 def test_response_cache_off_is_b_and_a_disruptive_recreate():
-    diagnosis = hl.diagnose(evidence(cache="false", cache_file="false"), SETTINGS, hops())
+    diagnosis = hl.diagnose(evidence(cache="false", cache_file="false"), SETTINGS)
     assert holding(diagnosis) == {"B"}
     waiting = hl.plan(diagnosis, SETTINGS)
     assert [(a["id"], a["status"]) for a in waiting] == [("high_latency.B.enable_response_cache", "awaiting_approval")]
@@ -176,12 +191,12 @@ def test_response_cache_off_is_b_and_a_disruptive_recreate():
 
 
 def test_cache_unset_means_on_and_file_only_off_warns():
-    assert statuses(hl.diagnose(evidence(cache=""), SETTINGS, hops()))["llm.response_cache"] == "ok"
-    assert statuses(hl.diagnose(evidence(cache_file="false"), SETTINGS, hops()))["llm.response_cache"] == "warning"
+    assert statuses(hl.diagnose(evidence(cache=""), SETTINGS))["llm.response_cache"] == "ok"
+    assert statuses(hl.diagnose(evidence(cache_file="false"), SETTINGS))["llm.response_cache"] == "warning"
 
 
 def test_slow_llm_is_reported():
-    diagnosis = hl.diagnose(evidence(llm=4.0), SETTINGS, hops())
+    diagnosis = hl.diagnose(evidence(llm=4.0), SETTINGS)
     assert holding(diagnosis) == {"B"}
     assert [(a["id"], a["status"]) for a in hl.plan(diagnosis, SETTINGS)] == [
         ("high_latency.B.report_llm_latency", "report")
@@ -189,7 +204,7 @@ def test_slow_llm_is_reported():
 
 
 def test_cpu_contention_scales_out_bounded_and_reports_otherwise():
-    diagnosis = hl.diagnose(evidence(cpu=0.97), SETTINGS, hops())
+    diagnosis = hl.diagnose(evidence(cpu=0.97), SETTINGS)
     assert holding(diagnosis) == {"C"}
     action = hl.plan(diagnosis, SETTINGS)[0]
     assert (action["id"], action["change"]["old"], action["change"]["new"]) == (
@@ -210,36 +225,36 @@ def test_cpu_limit_is_the_sum_over_running_replicas():
         {"service": "orchestrator", "cpus": 1.0, "state": "exited"},
         {"service": "redis", "cpus": 0.5, "state": "running"},
     ]
-    row = hl.diagnose(scaled, SETTINGS, hops())["findings"][5]["evidence"]["busiest"][0]
+    row = hl.diagnose(scaled, SETTINGS)["findings"][5]["evidence"]["busiest"][0]
     assert (row["service"], row["limit_cores"], row["ratio"]) == ("orchestrator", 1.5, 0.3333)
     unlimited = copy.deepcopy(scaled)
     unlimited["containers"]["containers"][1]["cpus"] = None
-    row = hl.diagnose(unlimited, SETTINGS, hops())["findings"][5]["evidence"]["busiest"]
+    row = hl.diagnose(unlimited, SETTINGS)["findings"][5]["evidence"]["busiest"]
     assert {r["service"]: r["ratio"] for r in row}["orchestrator"] is None
 
 
 def test_slow_hop_is_d_with_the_caller_to_profile():
-    result = hl.diagnose(evidence(), SETTINGS, hops(planner_ms=512.0))
+    result = hl.diagnose(evidence(hops=hop_rows(planner_ms=512.0)), SETTINGS)
     assert holding(result) == {"D"}
     found = {item["check"]: item for item in result["findings"]}
     slow = [row for row in found["network.hops"]["evidence"]["hops"] if row["slow"]]
     assert [(r["to"], r["overhead_ms"], r["tcp_rtt_ms"]) for r in slow] == [("planner-arm", 510.0, 2.0)]
     assert result["context"]["profile_service"] == "orchestrator"
-    with_profile = hl.diagnose(evidence(), SETTINGS, dict(hops(planner_ms=512.0), profile={"output": "Thread 1"}))
+    with_profile = hl.diagnose(evidence(hops=hop_rows(planner_ms=512.0), profile="Thread 1"), SETTINGS)
     assert {i["check"]: i for i in with_profile["findings"]}["network.hops"]["evidence"]["profile"]["output"]
     actions = hl.plan(result, SETTINGS)
     assert [(a["id"], a["status"]) for a in actions] == [("high_latency.D.report_slow_hop", "report")]
 
 
 def test_too_few_calls_or_a_failed_probe_are_not_a_slow_hop():
-    assert statuses(hl.diagnose(evidence(), SETTINGS, hops(planner_ms=900.0, calls=1)))["network.hops"] == "ok"
-    failed = hl.diagnose(evidence(), SETTINGS, {"hops": {"error": {"kind": "auth", "message": "no"}}})
+    assert statuses(hl.diagnose(evidence(hops=hop_rows(planner_ms=900.0, calls=1)), SETTINGS))["network.hops"] == "ok"
+    failed = hl.diagnose(evidence(hops={"rows": None, "error": {"kind": "auth", "message": "no"}}), SETTINGS)
     hop = {i["check"]: i for i in failed["findings"]}["network.hops"]
     assert hop["status"] == "unknown" and hop["error"]["kind"] == "auth"
 
 
 def test_slow_endpoint_names_the_scenario_that_explains_it():
-    result = hl.diagnose(evidence(p95=7.5, cache="false"), SETTINGS, hops())
+    result = hl.diagnose(evidence(p95=7.5, cache="false"), SETTINGS)
     p95 = result["findings"][0]
     assert p95["check"] == "latency.p95" and p95["status"] == "problem" and p95["scenario"] == "B"
     assert result["context"]["profile_service"] == "orchestrator"
@@ -264,11 +279,133 @@ def test_prevention_on_healthy_evidence_and_with_gaps():
     ]
 
 
-def test_the_filters_are_registered():
+def run_of(phase, platform="compose", inventory=None, **overrides):
+    """A run as the procedure_run lookup builds it, from the role's defaults."""
+    return {
+        "procedures": ["high_latency"],
+        "context": {"platform": platform, "phase": phase, "inventory": inventory or {}},
+        "settings": {"high_latency": role_settings("high_latency", {**OVERRIDES, **overrides})},
+    }
+
+
+def test_the_flow_filters_judge_it():
     filters = FilterModule().filters()
-    diagnosis = filters["high_latency_diagnosis"](evidence(), SETTINGS, hops())
-    assert filters["high_latency_plan"](diagnosis, SETTINGS) == []
-    assert filters["high_latency_prevention"](evidence(), SETTINGS)["findings"]
+    state = filters["procedure_judgement"](evidence(), run_of("resolve"))
+    assert state["high_latency"]["actions"] == [] and state["_followup"] == {}
+    assert set(statuses(state["high_latency"]["diagnosis"]).values()) == {"ok"}
+    assert filters["procedure_judgement"](evidence(), run_of("prevent"))["high_latency"]["prevention"]["findings"]
+
+
+def test_needs_are_built_from_the_settings_and_the_inventory():
+    inventory = {"services": {"orchestrator": {"port": 8000}, "planner-arm": {"port": 8100},
+                              "coder-arm": {"port": 8102}, "redis": {"port": 6379}}}
+    context = Context(platform="compose", phase="diagnose", inventory=inventory)
+    settings = hl.PROCEDURE.settings(role_settings("high_latency", {"prometheus_window": "30s",
+                                                                   "env_file": "/state/lab.env"}), context)
+    needs = hl.PROCEDURE.needs(settings, context)
+    assert set(needs) == {"prometheus", "postgres", "http", "containers", "logs"}
+    p95 = needs["prometheus"]["queries"][hl.Q_P95]
+    assert "[30s]" in p95 and 'endpoint!="/metrics"' in p95
+    hop = needs["postgres"]["queries"][hl.HOPS_QUERY]
+    assert hop["params"] == {"window": 300, "sample": 10} and "%(window)s" in hop["sql"] and "action_log" in hop["sql"]
+    assert needs["postgres"]["tables"] == ["tasks", "entities"] and needs["postgres"]["statements"] == 10
+    rtt = {p["name"]: p for p in needs["containers"]["exec_probes"]}[hl.RTT_PROBE]["cmd"]
+    assert rtt.startswith("for t in planner-arm:8100 coder-arm:8102; do") and '%{time_total}\\n' in rtt
+    assert needs["logs"]["sources"][0]["path"] == "/state/lab.env"
+    # without an env file nothing reads it; on Kubernetes the API replaces Docker and the queries select the namespace
+    assert "logs" not in hl.PROCEDURE.needs(dict(settings, env_file=""), context)
+    k8s = procedure_settings("high_latency", platform="kubernetes")
+    k8s_needs = hl.PROCEDURE.needs(k8s, Context(platform="kubernetes", inventory={"k8s": {"namespace": "octollm"}}))
+    assert set(k8s_needs) == {"prometheus", "postgres", "http", "kubernetes"}
+    assert 'namespace="octollm"' in k8s_needs["prometheus"]["queries"][hl.Q_CPU]
+    assert k8s_needs["kubernetes"]["objects"]["high_latency_configmap"]["name"] == "octollm-config"
+
+
+def test_the_profile_is_a_followup_of_a_judgement_that_names_a_slow_service():
+    context = Context(platform="compose", phase="diagnose")
+    slow = hl.diagnose(evidence(hops=hop_rows(planner_ms=512.0)), SETTINGS)
+    more = hl.PROCEDURE.followup(slow, SETTINGS, context)
+    probe = more["containers"]["exec_probes"][0]
+    assert more["containers"]["services"] == ["orchestrator"]
+    assert (probe["name"], probe["service"], probe["attempts"]) == (hl.PROFILE_PROBE, "orchestrator", 3)
+    assert probe["cmd"] == ["py-spy", "dump", "--pid", "1", "--nonblocking"]
+    # judged again with the profile in the evidence: attached, and nothing more asked
+    profiled = hl.diagnose(evidence(hops=hop_rows(planner_ms=512.0), profile="Thread 1 (idle)"), SETTINGS)
+    hop = {i["check"]: i for i in profiled["findings"]}["network.hops"]
+    assert hop["evidence"]["profile"] == {"service": "orchestrator", "tool": "py-spy dump --nonblocking",
+                                          "output": "Thread 1 (idle)", "error": None}
+    assert hl.PROCEDURE.followup(profiled, SETTINGS, context) == {}
+    # a healthy judgement, profiling switched off, a service py-spy cannot read, or Kubernetes: no profile
+    assert hl.PROCEDURE.followup(hl.diagnose(evidence(), SETTINGS), SETTINGS, context) == {}
+    assert hl.PROCEDURE.followup(slow, dict(SETTINGS, profile=False), context) == {}
+    assert hl.PROCEDURE.followup(slow, dict(SETTINGS, profile_services=["planner-arm"]), context) == {}
+    assert hl.PROCEDURE.followup(slow, SETTINGS, Context(platform="kubernetes")) == {}
+    # the shared flow asks for it after its first judgement
+    assert flow.judge(evidence(hops=hop_rows(planner_ms=512.0)), run_of("diagnose"))["_followup"] == {
+        "high_latency": more}
+
+
+def test_the_verification_after_a_fix_takes_the_profile_again():
+    """A fix applied while the hop is still slow: the judgement of the fresh evidence names the caller again, so the
+    verification gathers its profile too (as the first judgement did)."""
+    ev = evidence(cache="false", cache_file="false", hops=hop_rows(planner_ms=512.0))
+    run = run_of("resolve", approve=True)
+    run["context"]["approve"] = True
+    state = flow.judge(ev, run)
+    cache = {a["id"]: a for a in state["high_latency"]["actions"]}["high_latency.B.enable_response_cache"]
+    assert cache["status"] == "planned"
+    applied = {cache["id"]: {"status": "applied", "outcome": "done"}}
+    fresh = evidence(hops=hop_rows(planner_ms=512.0))
+    needs = flow.verification_followup(fresh, run, state, applied)
+    assert needs["high_latency"]["containers"]["exec_probes"][0]["name"] == hl.PROFILE_PROBE
+    assert flow.verification_followup(fresh, run, state, {}) == {}  # nothing applied
+    assert flow.verification_followup(evidence(), run, state, applied) == {}  # healthy after the fix
+    report = flow.report(evidence(hops=hop_rows(planner_ms=512.0), profile="Thread 1"), run, state, applied)
+    hop = {i["check"]: i for i in report["high_latency"]["verification"]["findings"]}["network.hops"]
+    assert hop["status"] == "problem" and hop["evidence"]["profile"]["output"] == "Thread 1"
+
+
+def test_hops_come_from_the_postgres_named_query():
+    assert hl.hops_answer(evidence())["rows"][0]["arm"] == "planner-arm"
+    gone = evidence()
+    gone["postgres"] = {"ok": False, "error": {"kind": "unreachable", "message": "refused"}}
+    assert hl.hops_answer(gone) == {"error": {"kind": "unreachable", "message": "refused"}}
+    missing = evidence()
+    del missing["postgres"]["queries"]
+    missing["postgres"]["probe_errors"] = {"queries": {"kind": "timeout", "message": "deadline"}}
+    assert hl.hops_answer(missing)["error"]["kind"] == "timeout"
+
+
+def test_the_postgres_collector_runs_named_queries_read_only_bound_and_redacted():
+    """stack_evidence's postgres option ``queries``: each one SELECT wrapped as a bounded subquery whose rows come
+    back as JSON, its parameters bound (never formatted in), text PII-masked, one failure leaving the others."""
+    from ansible_collections.octollm.remediation.plugins.module_utils.collector_postgres import PostgresCollector
+
+    executed = []
+
+    class Cursor:
+        def execute(self, sql, params=None):
+            executed.append((sql, params))
+            if "broken" in sql:
+                raise RuntimeError('relation "broken" does not exist')
+
+        def fetchone(self):
+            return ([{"arm": "planner-arm", "who": "mail bob@example.com", "p50_ms": 505.2}],)
+
+    collector = PostgresCollector({
+        "queries": {hl.HOPS_QUERY: {"sql": hl.HOPS_SQL + ";", "params": {"window": 300, "sample": 10}},
+                    "other_broken": {"sql": "SELECT * FROM broken"}, "other_empty": {}},
+        "query_rows": 5, "redact": ["email"]})
+    collector._redactions = {}
+    answers = collector._queries(Cursor())
+    assert answers[hl.HOPS_QUERY]["error"] is None
+    assert answers[hl.HOPS_QUERY]["rows"] == [{"arm": "planner-arm", "who": "mail [REDACTED:email]", "p50_ms": 505.2}]
+    sql, params = executed[0]
+    assert params == {"window": 300, "sample": 10} and "%(window)s" in sql and not sql.rstrip().endswith(";)")
+    assert sql.startswith("SELECT coalesce(json_agg(row_to_json(q)), '[]') FROM (SELECT * FROM (SELECT arm")
+    assert sql.endswith(") s LIMIT 5) q")
+    assert answers["other_broken"]["rows"] is None and answers["other_broken"]["error"]["kind"] == "other"
+    assert answers["other_empty"]["error"]["message"] == "query other_empty has no sql"
 
 
 def test_rtt_output_parses():
@@ -279,7 +416,7 @@ def test_every_action_fits_octoctls_result_model():
     from octoctl.models import Action
 
     diagnosis = hl.diagnose(evidence(drop=("idx_tasks_created_at",), cpu=0.97, cache="false", cache_file="false"),
-                            SETTINGS, hops())
+                            SETTINGS)
     actions = hl.plan(diagnosis, dict(SETTINGS, approve=True))
     assert {a["scenario"] for a in actions} >= {"A", "B", "C"}
     for item in actions:

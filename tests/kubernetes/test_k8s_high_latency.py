@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from k8s_emulator import KubernetesAPIEmulator
 from k8s_results import by_check, by_id, collect_evidence
 
@@ -28,7 +29,8 @@ CONFIGMAP_PATH = "/api/v1/namespaces/octollm/configmaps/octollm-config"
 ORCHESTRATOR_PATH = "/apis/apps/v1/namespaces/octollm/deployments/orchestrator"
 PLANNER_PATH = "/apis/apps/v1/namespaces/octollm/deployments/planner-arm"
 FAST = {"high_latency_k8s_rollout_timeout": 0}
-SETTINGS = {"scalable_services": ["orchestrator", "planner-arm", "executor-arm"]}  # the role's default, in part
+SETTINGS = procedure_settings(  # scalable services: the role's default, in part
+    "high_latency", {"scalable_services": ["orchestrator", "planner-arm", "executor-arm"]}, platform="kubernetes")
 OBJECTS = {
     "high_latency_deployments": {"kind": "Deployment", "api_version": "apps/v1"},
     "high_latency_configmap": {"kind": "ConfigMap", "name": "octollm-config"},
@@ -70,7 +72,7 @@ def test_a_healthy_cluster_gives_no_problem_and_writes_nothing(k8s_api: Kubernet
     from ansible_collections.octollm.remediation.plugins.plugin_utils import high_latency_kubernetes as hlk
 
     ev = evidence(k8s_api, tmp_path)
-    diagnosis = hlk.diagnose(ev)
+    diagnosis = hlk.diagnose(ev, SETTINGS)
     found = by_check(diagnosis["findings"])
     assert [f["check"] for f in diagnosis["findings"] if f["status"] == "problem"] == []
     cache = found["llm.response_cache"]
@@ -92,7 +94,7 @@ def test_b_the_cache_switch_in_the_configmap_and_a_rollout_restart(k8s_api: Kube
     from ansible_collections.octollm.remediation.plugins.plugin_utils import high_latency_kubernetes as hlk
 
     cache_off(k8s_api)
-    diagnosis = hlk.diagnose(evidence(k8s_api, tmp_path))
+    diagnosis = hlk.diagnose(evidence(k8s_api, tmp_path), SETTINGS)
     found = by_check(diagnosis["findings"])
     assert found["llm.response_cache"]["status"] == "problem" and found["llm.response_cache"]["scenario"] == "B"
     assert {s["id"] for s in diagnosis["scenarios"] if s["holds"]} == {"B"}
@@ -112,7 +114,7 @@ def test_b_the_cache_switch_in_the_configmap_and_a_rollout_restart(k8s_api: Kube
     cache_on = k8s_api.get("v1/configmaps", "octollm-config")
     cache_on["data"]["RESPONSE_CACHE_ENABLED"] = "true"
     k8s_api.seed([cache_on])
-    actions = by_id(hlk.plan(hlk.diagnose(evidence(k8s_api, tmp_path)), {**SETTINGS, "approve": True}))
+    actions = by_id(hlk.plan(hlk.diagnose(evidence(k8s_api, tmp_path), SETTINGS), {**SETTINGS, "approve": True}))
     assert actions["high_latency.B.report_response_cache_env"]["status"] == "report"
     assert k8s_api.writes() == []
 
@@ -125,7 +127,7 @@ def test_c_scales_a_saturated_deployment_without_hpa_and_reports_an_hpa_at_its_m
     hpa["status"] = {"currentReplicas": 6, "desiredReplicas": 6}
     k8s_api.seed([hpa])
     diagnosis = hlk.diagnose(evidence(k8s_api, tmp_path, cpu={"orchestrator": 1.95, "planner-arm": 0.97},
-                                      p95=7.5))
+                                      p95=7.5), SETTINGS)
     found = by_check(diagnosis["findings"])
     assert found["resources.cpu"]["status"] == "problem"
     assert found["k8s.hpa"]["status"] == "problem" and found["k8s.hpa"]["observed"] == \

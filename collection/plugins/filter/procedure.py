@@ -32,6 +32,10 @@ def procedure_actions(state, run):
     return flow.to_apply(state or {}, run)
 
 
+def procedure_followup(evidence, run, state, outcomes=None):
+    return flow.verification_followup(evidence or {}, run, state or {}, outcomes)
+
+
 def procedure_results(evidence, run, state, outcomes=None):
     return flow.report(evidence or {}, run, state or {}, outcomes)
 
@@ -58,6 +62,7 @@ class FilterModule(object):
             "procedure_request": wrap(procedure_request),
             "procedure_judgement": wrap(procedure_judgement),
             "procedure_actions": wrap(procedure_actions),
+            "procedure_followup": wrap(procedure_followup),
             "procedure_results": wrap(procedure_results),
             "procedure_registered": wrap(procedure_registered),
         }

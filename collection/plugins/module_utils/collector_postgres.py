@@ -14,6 +14,9 @@ failure of the application's credentials is told from an unreachable server.
 
 Text that may hold user data (queries of ``pg_stat_activity``, task goals, action details) passes through the
 PII redaction of ``module_utils/redact.py`` and is cut short. Passwords never appear in a message.
+
+Named queries (``queries``) are a procedure's own reads: each one ``SELECT`` with bound parameters, run in the same
+read-only session as a subquery whose rows come back as JSON, at most ``query_rows`` of them, PII redacted.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -235,6 +238,10 @@ SELECT json_build_object(
 """
 
 
+# A named query (one SELECT) as a subquery: its rows as JSON built on the server, bounded.
+QUERY_SQL = "SELECT coalesce(json_agg(row_to_json(q)), '[]') FROM (SELECT * FROM (%s) s LIMIT %d) q"
+
+
 def _pg_error(exc, who="PostgreSQL"):
     """A CollectorError of the right kind for a psycopg2 (or socket) failure; the message has no secret."""
     if isinstance(exc, CollectorError):
@@ -314,6 +321,8 @@ class PostgresCollector(Collector):
         stuck_after_seconds=dict(type="int", default=300),
         recent_seconds=dict(type="int", default=3600),
         sample_limit=dict(type="int", default=10),
+        queries=dict(type="dict", default={}),
+        query_rows=dict(type="int", default=100),
         ping=dict(type="bool", default=True),
         redact=dict(type="list", elements="str", default=list(DEFAULT_PII)),
     )
@@ -429,6 +438,8 @@ class PostgresCollector(Collector):
             concern("integrity", lambda cur: self._integrity(cur, server))
         if self._opt("tasks"):
             concern("tasks", self._tasks)
+        if self._opt("queries"):
+            concern("queries", self._queries)
         result["timings_ms"] = timings
         if errors:
             result["probe_errors"] = errors
@@ -550,6 +561,22 @@ class PostgresCollector(Collector):
         answer["stuck_sample"] = self._redact(answer.get("stuck_sample") or [])
         answer["recent_failures"] = self._redact(answer.get("recent_failures") or [])
         return answer
+
+    def _queries(self, cursor):
+        """``{name: {rows, error}}``: each named query on its own (one that fails leaves the others)."""
+        answers = {}
+        for name, query in sorted((self._opt("queries") or {}).items()):
+            query = query if isinstance(query, dict) else {"sql": query}
+            sql = str(query.get("sql") or "").strip().rstrip(";").strip()
+            if not sql:
+                answers[name] = {"rows": None, "error": {"kind": "other", "message": "query %s has no sql" % name}}
+                continue
+            try:
+                rows = self._one(cursor, QUERY_SQL % (sql, int(self._opt("query_rows"))), query.get("params") or {})
+                answers[name] = {"rows": self._redact(rows), "error": None}
+            except Exception as exc:
+                answers[name] = {"rows": None, "error": error_of(_pg_error(exc), self.secrets())}
+        return answers
 
     # --- ping with the application's credentials ---------------------------------------------------------
     def _ping(self, psycopg2, deadline):

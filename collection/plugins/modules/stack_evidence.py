@@ -33,7 +33,8 @@ description:
     request, their memory/CPU/pids from the cgroup files (Docker API stats as the fallback), log tails with
     matching error lines, C(docker system df), C(docker info) with disk usage, and C(docker exec) probes.
   - C(postgres) uses one read-only connection of the admin user (reserved slots) and one SQL round trip per
-    concern (connections, settings, statements, tables, integrity, tasks), and pings with the application user.
+    concern (connections, settings, statements, tables, integrity, tasks, a procedure's named queries), and pings
+    with the application user.
   - C(http) runs named HTTP probes concurrently (status, time, bounded body, selected headers).
   - C(logs) returns the matching lines of log files with file and line number, PII masked.
   - Text that may hold user data (log lines, SQL text, bodies) is masked for PII (e-mail, card numbers with a
@@ -409,6 +410,20 @@ options:
         description: Ids and tasks sampled per check.
         type: int
         default: 10
+      queries:
+        description:
+          - Named read-only queries of a procedure (name to a dictionary of C(sql) and C(params)), each run in the
+            admin's read-only session (a concern of its own). C(sql) is one C(SELECT) whose parameters are bound
+            from the dictionary C(params) in psycopg2's named (pyformat) style, so a literal percent sign is written
+            twice. Each runs as a subquery, at most O(postgres.query_rows) rows, its text values PII-masked
+            (O(postgres.redact)).
+          - Name them after the procedure to avoid clashes.
+        type: dict
+        default: {}
+      query_rows:
+        description: Most rows returned per named query (O(postgres.queries)).
+        type: int
+        default: 100
       ping:
         description: Also connect with O(postgres.user) and run C(SELECT 1) (auth failure versus unreachable).
         type: bool
@@ -769,6 +784,8 @@ evidence:
           C(priority), C(age_s), C(created_at), C(updated_at), C(goal), C(constraints), C(actions) newest first
           with C(action),
           C(arm), C(details), C(timestamp)), C(recent_failures) (C(task_id), C(arm), C(details), C(timestamp)).
+        - C(queries) by name (O(postgres.queries)), each with C(rows) (a list of column to value, PII masked) and
+          C(error) (null, or C(kind) and C(message) when that query failed; the others still return).
         - C(ping) with C(user), C(ok), C(connect_ms), C(elapsed_ms), C(saturated) (too many clients), C(error).
         - When the admin connection fails the kind has C(ok=false), C(error), C(saturated) and still C(ping).
       type: dict

@@ -3,10 +3,11 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Judgement of the seed's "High Latency": findings, scenarios, plan and prevention checks.
 
-Input is the evidence of ``stack_evidence`` (kinds ``prometheus``, ``postgres``, ``containers``, ``logs``) and an
-``extra`` dict the role adds (``hops``: the orchestrator's recent call durations per arm from ``action_log``;
-``profile``: a ``py-spy dump`` of the slow service). Every threshold comes from
-``roles/high_latency/defaults/main.yml``. Scenarios:
+Input is the evidence of ``stack_evidence`` (kinds ``prometheus``, ``postgres``, ``containers``, ``logs``, ``http``):
+the orchestrator's recent call durations per arm come from ``action_log`` through the postgres kind's named query
+``high_latency_hops``; the ``py-spy dump`` of the slow service is the containers kind's exec probe
+``high_latency_profile``, which the procedure asks for after a first judgement names that service
+(``HighLatency.followup``). Every threshold comes from ``roles/high_latency/defaults/main.yml``. Scenarios:
 
 - A  slow queries: an index the seed names (tasks by created_at or status, entities by entity_type) is missing or
      invalid on a large table that is sequentially scanned. Fixable: CREATE INDEX CONCURRENTLY + ANALYZE.
@@ -28,11 +29,11 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import
     evidence_kind,
     finite_number,
     gated,
-    merged_settings,
     rule_loaded,
     scenarios_named,
     selected_scenarios,
 )
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -54,6 +55,10 @@ CACHE_PROBE = "high_latency_cache_setting"
 RTT_PROBE = "high_latency_rtt"
 HEALTH_PROBE = "high_latency_app_health"
 ENV_SOURCE = "high_latency_env"
+HOPS_QUERY = "high_latency_hops"
+PROFILE_PROBE = "high_latency_profile"
+PROFILE_TOOL = "py-spy dump --nonblocking"
+PROFILE_MAX_CHARS = 3000
 
 SCENARIOS = {
     "A": "Database slow queries",
@@ -71,38 +76,9 @@ CHECK_SCENARIO = {
     "network.hops": "D",
 }
 
-DEFAULTS = {
-    "escalation_level": "L1",
-    "allow_disruptive": False,
-    "p95_max_seconds": 5.0,
-    "min_request_rate": 0.0,
-    "llm_p95_max_seconds": 2.0,
-    "cpu_limit_ratio_max": 0.9,
-    "memory_ratio_max": 0.9,
-    "host_memory_available_min": 0.1,
-    "slow_statement_ms": 100.0,
-    "slow_statement_min_calls": 10,
-    "redis_latency_max_ms": 10.0,
-    "expected_indexes": [
-        {"table": "tasks", "column": "created_at", "name": "idx_tasks_created_at"},
-        {"table": "tasks", "column": "status", "name": "idx_tasks_status"},
-        {"table": "entities", "column": "entity_type", "name": "idx_entities_type"},
-    ],
-    "large_table_rows": 10000,
-    "hop_max_ms": 200.0,
-    "hop_min_calls": 3,
-    "scalable_services": [],
-    "max_replicas": 3,
-    "cache_service": "orchestrator",
-    "cache_key": "RESPONSE_CACHE_ENABLED",
-    "env_file": "",
-    "override_file": "",
-    "latency_rule": "HighRequestLatency",
-}
-
 
 def _settings(settings):
-    return merged_settings(DEFAULTS, settings)
+    return dict(settings or {})
 
 
 def _series(prom, name):
@@ -132,6 +108,33 @@ def _first_column(definition):
     if not match:
         return None
     return match.group(1).split(",")[0].strip().strip('"').split(" ")[0]
+
+
+def hops_answer(evidence):
+    """``{rows}`` of the named query ``high_latency_hops`` (the caller's recent round trips per service), or
+    ``{error}`` when PostgreSQL or the query failed."""
+    pg, error = evidence_kind(evidence, "postgres")
+    if pg is None:
+        return {"error": error}
+    answer = (pg.get("queries") or {}).get(HOPS_QUERY)
+    if answer is None:
+        error = (pg.get("probe_errors") or {}).get("queries")
+        return {"error": error or {"kind": "other", "message": "query %s was not run" % HOPS_QUERY}}
+    if answer.get("error") or answer.get("rows") is None:
+        return {"error": answer.get("error") or {"kind": "other", "message": "query %s failed" % HOPS_QUERY}}
+    return {"rows": answer["rows"]}
+
+
+def profile_of(evidence, service):
+    """The CPU profile of ``service`` when the evidence has it (the exec probe ``high_latency_profile``)."""
+    containers = (evidence or {}).get("containers") or {}
+    for probe in containers.get("exec_probes") or []:
+        if probe.get("name") == PROFILE_PROBE and probe.get("service") == service:
+            output = probe.get("output") or ""
+            if len(output) > PROFILE_MAX_CHARS:
+                output = output[: PROFILE_MAX_CHARS - 3] + "..."
+            return {"service": service, "tool": PROFILE_TOOL, "output": output, "error": probe.get("error")}
+    return None
 
 
 class Facts:
@@ -511,10 +514,32 @@ def check_hops(f):
     return finding("network.hops", title, "ok", observed, expected, evidence)
 
 
-def diagnose(evidence, settings=None, extra=None):
-    """``{findings, scenarios, escalation, context}``; ``context`` feeds the plan and is never reported."""
+def profile_service(f, hop_rows, p95):
+    """The service whose CPU profile is worth taking: the caller of a slow hop, else the slowest endpoint's."""
+    if any(row["slow"] for row in hop_rows):
+        return f.s["cache_service"]
+    slow_services = [r["service"] for r in (p95["evidence"].get("slow") or [])]
+    return slow_services[0] if slow_services else None
+
+
+def diagnose(evidence, settings=None, previous=None, applied=()):
+    """``{findings, scenarios, escalation, context}``; ``context`` feeds the plan and the follow-up and is never
+    reported. The CPU profile of the slow service is attached when the evidence has it (a follow-up)."""
     s = _settings(settings)
-    f = Facts(evidence, s, extra)
+    f = Facts(evidence, s, {"hops": hops_answer(evidence)})
+    first = _diagnose(f)
+    service = first["context"]["profile_service"]
+    profile = profile_of(evidence, service) if service else None
+    if not profile:
+        return first
+    f.extra["profile"] = profile
+    result = _diagnose(f)
+    result["context"]["profile_taken"] = True
+    return result
+
+
+def _diagnose(f):
+    s = f.s
     absent = missing_indexes(f) if f.tables else []
     checks = [
         check_indexes(f),
@@ -533,15 +558,14 @@ def diagnose(evidence, settings=None, extra=None):
             holding_ids.append(sid)
     if p95["status"] == "problem" and holding_ids:
         p95["scenario"] = holding_ids[0]
-    profile = (extra or {}).get("profile")
+    profile = f.extra.get("profile")
     if p95["status"] == "problem" and profile:
         p95["evidence"]["profile"] = profile
     findings = [p95] + checks
     scenarios = scenarios_named(SCENARIOS, checks, CHECK_SCENARIO)
     live, in_file, _ = cache_state(f)
-    hop_rows, _ = hops(f) if "rows" in ((extra or {}).get("hops") or {}) else ([], {})
+    hop_rows, _ = hops(f) if "rows" in (f.extra.get("hops") or {}) else ([], {})
     cpu = next(item for item in checks if item["check"] == "resources.cpu")
-    slow_services = [r["service"] for r in (p95["evidence"].get("slow") or [])]
     context = {
         "missing_indexes": [
             {
@@ -561,12 +585,8 @@ def diagnose(evidence, settings=None, extra=None):
             for row in (cpu.get("evidence") or {}).get("saturated") or []
         ],
         "slow_hops": [row for row in hop_rows if row["slow"]],
-        # the service whose CPU profile is worth taking: the caller of a slow hop, else the slowest endpoint's
-        "profile_service": (
-            s["cache_service"]
-            if any(row["slow"] for row in hop_rows)
-            else (slow_services[0] if slow_services else None)
-        ),
+        "profile_service": profile_service(f, hop_rows, p95),
+        "profile_taken": False,
     }
     return {
         "findings": findings,
@@ -838,3 +858,173 @@ def prevention(evidence, settings=None):
         )
     actions = gated(actions, s)
     return {"findings": findings, "actions": actions, "context": {}}
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+# The orchestrator's recent call durations per arm (action_log "executed" rows), the caller's side of each hop:
+# a named read-only query of the postgres evidence kind.
+HOPS_SQL = (
+    "SELECT arm, count(*) AS calls, "
+    "round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1)::float AS p50_ms, "
+    "round(avg(ms)::numeric, 1)::float AS mean_ms "
+    "FROM (SELECT arm, (details->>'duration_ms')::float AS ms, "
+    "row_number() OVER (PARTITION BY arm ORDER BY timestamp DESC) AS n "
+    "FROM action_log WHERE action = 'executed' AND details ? 'duration_ms' "
+    "AND timestamp > now() - make_interval(secs => %(window)s)) x "
+    "WHERE n <= %(sample)s GROUP BY arm ORDER BY arm"
+)
+
+
+def queries(s, namespace=None):
+    """The named PromQL queries of the judgement, built from the settings; on Kubernetes (``namespace``) the CPU
+    and memory series are cAdvisor's by container, relabelled to ``service``."""
+    window = s["prometheus_window"]
+    named = {
+        Q_P95: "histogram_quantile(0.95, sum by (service, endpoint, le) "
+        '(rate(http_request_duration_seconds_bucket{endpoint!="/metrics"}[%s])))' % window,
+        Q_LLM_P95: "histogram_quantile(0.95, sum by (provider, le) (rate(llm_api_duration_seconds_bucket[%s])))"
+        % window,
+        Q_SERVER_MEAN: 'sum by (service) (rate(http_request_duration_seconds_sum{endpoint="/execute"}[%s])) '
+        '/ sum by (service) (rate(http_request_duration_seconds_count{endpoint="/execute"}[%s]))' % (window, window),
+        Q_REDIS: 'rate(redis_commands_duration_seconds_total{cmd=~"get|set|setex"}[%s]) '
+        '/ rate(redis_commands_total{cmd=~"get|set|setex"}[%s])' % (window, window),
+        Q_CPU: "sum by (compose_service) (rate(container_cpu_usage_seconds_total[%s]))" % window,
+        Q_MEMORY: "max by (compose_service) "
+        "(container_memory_working_set_bytes / (container_spec_memory_limit_bytes > 0))",
+        Q_HOST_MEMORY: "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
+    }
+    if namespace:
+        selector = 'namespace="%s",container!="",container!="POD"' % namespace
+        named[Q_CPU] = (
+            'label_replace(sum by (container) (rate(container_cpu_usage_seconds_total{%s}[%s])), "service", "$1", '
+            '"container", "(.*)")' % (selector, window)
+        )
+        named[Q_MEMORY] = (
+            "label_replace(max by (container) (container_memory_working_set_bytes{%s} / "
+            '(container_spec_memory_limit_bytes{%s} > 0)), "service", "$1", "container", "(.*)")' % (selector, selector)
+        )
+    return named
+
+
+def rtt_targets(context):
+    """``name:port`` of the arms the round-trip probe times from the cache service's container."""
+    services = context.inventory.get("services") or {}
+    return [
+        "%s:%s" % (name, svc["port"])
+        for name, svc in services.items()
+        if name.endswith("-arm") and (svc or {}).get("port") is not None
+    ]
+
+
+class HighLatency(Procedure):
+    name = PROCEDURE
+    title = "High Latency"
+    scenarios = SCENARIOS
+    modules = {"compose": "high_latency", "kubernetes": "high_latency_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(HighLatency, self).settings(role_settings, context)
+        if context.kubernetes:
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+        return s
+
+    def needs(self, settings, context):
+        s = settings
+        need = {
+            "prometheus": {
+                "queries": queries(s, s.get("namespace") if context.kubernetes else None),
+                "rules": True,
+                "max_series": 60,
+            },
+            "postgres": {
+                "connections": True,
+                "statements": s["statements"],
+                "tables": list(dict.fromkeys(spec["table"] for spec in s["expected_indexes"])),
+                "queries": {
+                    HOPS_QUERY: {
+                        "sql": HOPS_SQL,
+                        "params": {"window": s["hop_window_seconds"], "sample": s["hop_sample"]},
+                    }
+                },
+            },
+            "http": {
+                "probes": [
+                    {
+                        "name": HEALTH_PROBE,
+                        "service": s["cache_service"],
+                        "path": "/health",
+                        "expect_status": [200, 503],
+                    }
+                ]
+            },
+        }
+        if context.kubernetes:
+            need["kubernetes"] = {
+                "objects": {
+                    "high_latency_deployments": {"kind": "Deployment", "api_version": "apps/v1"},
+                    "high_latency_configmap": {"kind": "ConfigMap", "name": s["k8s_configmap"]},
+                    "high_latency_hpas": {"kind": "HorizontalPodAutoscaler", "api_version": "autoscaling/v2"},
+                }
+            }
+            return need
+        need["containers"] = {
+            "exec_probes": [
+                {
+                    "name": CACHE_PROBE,
+                    "service": s["cache_service"],
+                    "cmd": "printenv %s" % s["cache_key"],
+                    "timeout": 5,
+                },
+                {
+                    "name": RTT_PROBE,
+                    "service": s["cache_service"],
+                    "cmd": "for t in %s; do "
+                    'curl -s -o /dev/null -m 2 -w "$t %%{time_total}\\n" "http://$t/health" || echo "$t failed"; done'
+                    % " ".join(rtt_targets(context)),
+                    "timeout": 15,
+                },
+            ]
+        }
+        if s["env_file"]:
+            need["logs"] = {
+                "sources": [
+                    {
+                        "name": ENV_SOURCE,
+                        "path": s["env_file"],
+                        "pattern": "^(%s|DB_POOL_SIZE|DB_POOL_MAX_OVERFLOW)=" % s["cache_key"],
+                        "max_lines": 10,
+                    }
+                ]
+            }
+        return need
+
+    def followup(self, diagnosis, settings, context):
+        """A CPU profile (``py-spy dump --nonblocking`` in its container) of the slow service the judgement names,
+        on Compose, when it is one py-spy can read and the evidence does not have it yet."""
+        ctx = diagnosis.get("context") or {}
+        service = ctx.get("profile_service")
+        if (
+            context.kubernetes
+            or not settings["profile"]
+            or ctx.get("profile_taken")
+            or service not in settings["profile_services"]
+        ):
+            return {}
+        return {
+            "containers": {
+                "services": [service],
+                "exec_probes": [
+                    {
+                        "name": PROFILE_PROBE,
+                        "service": service,
+                        "cmd": ["py-spy", "dump", "--pid", "1", "--nonblocking"],
+                        "timeout": 10,
+                        # without pausing the process, py-spy can read a code object while it changes and fail
+                        "attempts": 3,
+                    }
+                ],
+            }
+        }
+
+
+PROCEDURE = HighLatency()

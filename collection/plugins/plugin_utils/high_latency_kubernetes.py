@@ -28,20 +28,22 @@ import copy
 
 from ansible_collections.octollm.remediation.plugins.plugin_utils import high_latency as hl
 from ansible_collections.octollm.remediation.plugins.plugin_utils import kubernetes as k8s
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated, merged_settings, scenarios_named
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated, scenarios_named
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import action, escalation, finding, unknown
 
 PREFIX = "high_latency_"
 READS = ("deployments", "configmap", "hpas")
 LISTS = ("deployments", "hpas")
 
-K8S_DEFAULTS = {"namespace": "octollm", "configmap": "octollm-config"}
-
 CHECK_SCENARIO = dict(hl.CHECK_SCENARIO, **{"k8s.hpa": "C"})
 
 
 def _settings(settings):
-    return merged_settings(dict(hl.DEFAULTS, **K8S_DEFAULTS), settings)
+    return dict(settings or {})
+
+
+def configmap_ref(s):
+    return "configmap/%s/%s" % (s["namespace"], s["k8s_configmap"])
 
 
 def normalise(evidence):
@@ -80,10 +82,10 @@ def switch(facts, s):
     for item in container.get("env") or []:
         if item.get("name") == s["cache_key"] and "value" in item:
             return {"value": str(item["value"]), "source": "deployment/%s env" % s["cache_service"]}
-    loads = any((e.get("configMapRef") or {}).get("name") == s["configmap"] for e in container.get("envFrom") or [])
+    loads = any((e.get("configMapRef") or {}).get("name") == s["k8s_configmap"] for e in container.get("envFrom") or [])
     data = (facts.get("configmap") or {}).get("data") or {}
     if loads and s["cache_key"] in data:
-        return {"value": str(data[s["cache_key"]]), "source": "configmap/%s" % s["configmap"]}
+        return {"value": str(data[s["cache_key"]]), "source": "configmap/%s" % s["k8s_configmap"]}
     return {"value": None, "source": None}
 
 
@@ -103,10 +105,19 @@ def as_compose_evidence(evidence, facts, s):
     cache = switch(facts, s)
     probes = []
     if cache["value"] is not None:
-        probes.append({"name": hl.CACHE_PROBE, "cmd": "(%s: %s)" % (cache["source"], s["cache_key"]), "exit_code": 0,
-                       "output": cache["value"], "ok": True})
-        out["logs"] = {"ok": True, "sources": {hl.ENV_SOURCE: {"lines": [
-            {"text": "%s=%s" % (s["cache_key"], cache["value"])}]}}}
+        probes.append(
+            {
+                "name": hl.CACHE_PROBE,
+                "cmd": "(%s: %s)" % (cache["source"], s["cache_key"]),
+                "exit_code": 0,
+                "output": cache["value"],
+                "ok": True,
+            }
+        )
+        out["logs"] = {
+            "ok": True,
+            "sources": {hl.ENV_SOURCE: {"lines": [{"text": "%s=%s" % (s["cache_key"], cache["value"])}]}},
+        }
     out["containers"] = {"ok": True, "services": services, "containers": containers, "exec_probes": probes}
     return out
 
@@ -120,17 +131,37 @@ def check_hpa(facts, saturated, s):
     rows = []
     for row in saturated:
         hpa = hpa_of(facts, row["service"])
-        rows.append({"service": row["service"], "hpa": hpa["metadata"]["name"] if hpa else None,
-                     "current": ((hpa or {}).get("status") or {}).get("currentReplicas"),
-                     "max": ((hpa or {}).get("spec") or {}).get("maxReplicas")})
-    at_max = [r for r in rows if r["hpa"] and r["current"] is not None and r["max"] is not None
-              and int(r["current"]) >= int(r["max"])]
+        rows.append(
+            {
+                "service": row["service"],
+                "hpa": hpa["metadata"]["name"] if hpa else None,
+                "current": ((hpa or {}).get("status") or {}).get("currentReplicas"),
+                "max": ((hpa or {}).get("spec") or {}).get("maxReplicas"),
+            }
+        )
+    at_max = [
+        r
+        for r in rows
+        if r["hpa"] and r["current"] is not None and r["max"] is not None and int(r["current"]) >= int(r["max"])
+    ]
     evidence = {"saturated": rows}
     if at_max:
-        return finding("k8s.hpa", title, "problem", ", ".join("%s: HPA %s at %s/%s" % (
-            r["service"], r["hpa"], r["current"], r["max"]) for r in at_max), expected, evidence, "C")
-    observed = ", ".join("%s: %s" % (r["service"], "HPA %s %s/%s" % (r["hpa"], r["current"], r["max"])
-                                     if r["hpa"] else "no HPA") for r in rows) or "no saturated service"
+        return finding(
+            "k8s.hpa",
+            title,
+            "problem",
+            ", ".join("%s: HPA %s at %s/%s" % (r["service"], r["hpa"], r["current"], r["max"]) for r in at_max),
+            expected,
+            evidence,
+            "C",
+        )
+    observed = (
+        ", ".join(
+            "%s: %s" % (r["service"], "HPA %s %s/%s" % (r["hpa"], r["current"], r["max"]) if r["hpa"] else "no HPA")
+            for r in rows
+        )
+        or "no saturated service"
+    )
     return finding("k8s.hpa", title, "ok", observed, expected, evidence)
 
 
@@ -142,60 +173,105 @@ def hpa_of(facts, name):
     return None
 
 
-def diagnose(evidence, settings=None, extra=None):
+def diagnose(evidence, settings=None, previous=None, applied=()):
     s = _settings(settings)
     facts = normalise(evidence)
-    result = hl.diagnose(as_compose_evidence(evidence, facts, s), dict(s, env_file="configmap/%s/%s" % (
-        s["namespace"], s["configmap"])), extra)
+    result = hl.diagnose(as_compose_evidence(evidence, facts, s), dict(s, env_file=configmap_ref(s)))
     findings = list(result["findings"])
     hpa = check_hpa(facts, result["context"].get("saturated") or [], s)
     findings.append(hpa)
-    context = dict(result["context"], hpas={r["service"]: r for r in hpa["evidence"].get("saturated") or []},
-                   cache_source=switch(facts, s)["source"],
-                   deployments={name: _replicas(d) for name, d in _deployments(facts).items()})
-    return {"findings": findings, "scenarios": scenarios_named(hl.SCENARIOS, findings, CHECK_SCENARIO),
-            "escalation": escalation(findings, s["escalation_level"], phase="diagnose"), "context": context}
+    context = dict(
+        result["context"],
+        hpas={r["service"]: r for r in hpa["evidence"].get("saturated") or []},
+        cache_source=switch(facts, s)["source"],
+        deployments={name: _replicas(d) for name, d in _deployments(facts).items()},
+    )
+    return {
+        "findings": findings,
+        "scenarios": scenarios_named(hl.SCENARIOS, findings, CHECK_SCENARIO),
+        "escalation": escalation(findings, s["escalation_level"], phase="diagnose"),
+        "context": context,
+    }
 
 
 def _cache_action(item, s, ctx):
     source = ctx.get("cache_source") or ""
-    ref = "configmap/%s/%s" % (s["namespace"], s["configmap"])
+    ref = configmap_ref(s)
     if source.startswith("deployment/"):
-        return action("high_latency.B.report_response_cache_env", "B", "report the cache switch in the Deployment env",
-                      "k8s:deployment/%s" % s["cache_service"], {"source": source, "key": s["cache_key"]}, "report",
-                      "L1: %s sets %s in its own env: change it there to true" % (source, s["cache_key"]))
-    return dict(item, title="enable the LLM response cache (ConfigMap) and restart %s" % s["cache_service"],
-                resource="k8s:deployment/%s" % s["cache_service"],
-                change={"file": ref, "configmap": s["configmap"], "keys": item["change"]["keys"],
-                        "data": {s["cache_key"]: "true"}, "restart": "Deployment/%s" % s["cache_service"],
-                        "op": "ConfigMap patch + rollout restart (%s)" % k8s.RESTARTED_AT,
-                        "live_old": item["change"].get("live_old")},
-                outcome="%s=true in %s, then a rollout restart of Deployment/%s (the pods read envFrom at start)"
-                % (s["cache_key"], ref, s["cache_service"]), _apply="set_configmap_and_restart")
+        return action(
+            "high_latency.B.report_response_cache_env",
+            "B",
+            "report the cache switch in the Deployment env",
+            "k8s:deployment/%s" % s["cache_service"],
+            {"source": source, "key": s["cache_key"]},
+            "report",
+            "L1: %s sets %s in its own env: change it there to true" % (source, s["cache_key"]),
+        )
+    return dict(
+        item,
+        title="enable the LLM response cache (ConfigMap) and restart %s" % s["cache_service"],
+        resource="k8s:deployment/%s" % s["cache_service"],
+        change={
+            "file": ref,
+            "configmap": s["k8s_configmap"],
+            "keys": item["change"]["keys"],
+            "data": {s["cache_key"]: "true"},
+            "restart": "Deployment/%s" % s["cache_service"],
+            "op": "ConfigMap patch + rollout restart (%s)" % k8s.RESTARTED_AT,
+            "live_old": item["change"].get("live_old"),
+        },
+        outcome="%s=true in %s, then a rollout restart of Deployment/%s (the pods read envFrom at start)"
+        % (s["cache_key"], ref, s["cache_service"]),
+        _apply="set_configmap_and_restart",
+    )
 
 
 def _scale_action(item, s, ctx):
     service = item["change"]["service"]
     hpa = (ctx.get("hpas") or {}).get(service) or {}
     if hpa.get("hpa"):
-        at_max = hpa.get("current") is not None and hpa.get("max") is not None and int(hpa["current"]) >= int(
-            hpa["max"])
+        at_max = (
+            hpa.get("current") is not None and hpa.get("max") is not None and int(hpa["current"]) >= int(hpa["max"])
+        )
         return action(
-            "high_latency.C.report_hpa_%s" % service.replace("-", "_"), "C", "report the HPA of %s" % service,
-            "k8s:hpa/%s" % hpa["hpa"], hpa, "report",
-            "L1: HPA %s drives %s (%s/%s replicas): %s" % (
-                hpa["hpa"], service, hpa.get("current"), hpa.get("max"),
-                "it is at its maximum: raise maxReplicas or the CPU limit" if at_max else
-                "scaling by hand would fight it; check that the metrics API serves it (kubectl top pods)"))
+            "high_latency.C.report_hpa_%s" % service.replace("-", "_"),
+            "C",
+            "report the HPA of %s" % service,
+            "k8s:hpa/%s" % hpa["hpa"],
+            hpa,
+            "report",
+            "L1: HPA %s drives %s (%s/%s replicas): %s"
+            % (
+                hpa["hpa"],
+                service,
+                hpa.get("current"),
+                hpa.get("max"),
+                "it is at its maximum: raise maxReplicas or the CPU limit"
+                if at_max
+                else "scaling by hand would fight it; check that the metrics API serves it (kubectl top pods)",
+            ),
+        )
     now = int((ctx.get("deployments") or {}).get(service) or item["change"]["old"])
     new = now + 1
     if new > int(s["max_replicas"]):
         return None
-    return dict(item, resource="k8s:deployment/%s" % service, title="scale %s out to %d replicas" % (service, new),
-                change={"service": service, "kind": "Deployment", "name": service, "namespace": s["namespace"],
-                        "old": now, "new": new, "op": "kubernetes.core.k8s_scale (spec.replicas)"},
-                outcome="Deployment/%s replicas %d -> %d (kubernetes.core.k8s_scale; at most %s)"
-                % (service, now, new, s["max_replicas"]), _apply="scale_deployment")
+    return dict(
+        item,
+        resource="k8s:deployment/%s" % service,
+        title="scale %s out to %d replicas" % (service, new),
+        change={
+            "service": service,
+            "kind": "Deployment",
+            "name": service,
+            "namespace": s["namespace"],
+            "old": now,
+            "new": new,
+            "op": "kubernetes.core.k8s_scale (spec.replicas)",
+        },
+        outcome="Deployment/%s replicas %d -> %d (kubernetes.core.k8s_scale; at most %s)"
+        % (service, now, new, s["max_replicas"]),
+        _apply="scale_deployment",
+    )
 
 
 def plan(diagnosis, settings=None):
@@ -220,14 +296,15 @@ def prevention(evidence, settings=None):
     an HPA for each scalable Deployment (a report)."""
     s = _settings(settings)
     facts = normalise(evidence)
-    result = hl.prevention(as_compose_evidence(evidence, facts, s), dict(
-        s, env_file="configmap/%s/%s" % (s["namespace"], s["configmap"])))
+    result = hl.prevention(as_compose_evidence(evidence, facts, s), dict(s, env_file=configmap_ref(s)))
     actions = []
     for item in result["actions"]:
         if item["id"] == "high_latency.prevent.enable_response_cache":
             converted = _cache_action(item, s, {"cache_source": switch(facts, s)["source"]})
-            item = dict(converted, id="high_latency.prevent.enable_response_cache" if converted.get("_apply")
-                        else converted["id"])
+            item = dict(
+                converted,
+                id="high_latency.prevent.enable_response_cache" if converted.get("_apply") else converted["id"],
+            )
         actions.append(item)
     deployments = _deployments(facts)
     error = (facts.get("errors") or {}).get("hpas")
@@ -237,13 +314,26 @@ def prevention(evidence, settings=None):
         hpa_finding = unknown("prevent.k8s.hpa", title, expected, error)
     else:
         missing = [name for name in s["scalable_services"] if name in deployments and hpa_of(facts, name) is None]
-        hpa_finding = finding("prevent.k8s.hpa", title, "warning" if missing else "ok",
-                              "none for %s" % ", ".join(missing) if missing else "present", expected,
-                              {"without_hpa": missing})
+        hpa_finding = finding(
+            "prevent.k8s.hpa",
+            title,
+            "warning" if missing else "ok",
+            "none for %s" % ", ".join(missing) if missing else "present",
+            expected,
+            {"without_hpa": missing},
+        )
         if missing:
-            actions.append(action("high_latency.prevent.report_hpa", "C", "report Deployments without an HPA",
-                                  "k8s:hpa", {"deployments": missing}, "report",
-                                  "L1: add an HPA (CPU target, min/max replicas) for %s; high_latency scales them by "
-                                  "one replica at most" % ", ".join(missing)))
+            actions.append(
+                action(
+                    "high_latency.prevent.report_hpa",
+                    "C",
+                    "report Deployments without an HPA",
+                    "k8s:hpa",
+                    {"deployments": missing},
+                    "report",
+                    "L1: add an HPA (CPU target, min/max replicas) for %s; high_latency scales them by "
+                    "one replica at most" % ", ".join(missing),
+                )
+            )
     # the Compose actions are gated already; the one added here is a report
     return {"findings": result["findings"] + [hpa_finding], "actions": actions, "context": result["context"]}
