@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.octollm.remediation.plugins.filter.database_connections import FilterModule
+from ansible_collections.octollm.remediation.plugins.filter.procedure import FilterModule
 from ansible_collections.octollm.remediation.plugins.plugin_utils import database_connections as dbc
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
-SETTINGS = {"env_file": "/state/lab.env", "idle_terminate_after_seconds": 60, "idle_in_transaction_max_seconds": 30}
+OVERRIDES = {"env_file": "/state/lab.env", "idle_terminate_after_seconds": 60, "idle_in_transaction_max_seconds": 30}
+SETTINGS = procedure_settings("database_connections", OVERRIDES)
 
 
 def evidence(
@@ -223,11 +226,11 @@ def test_the_pool_growth_is_bounded_and_reported_when_there_is_no_room():
         "total": 20,
         "by_application": [{"application_name": "orchestrator", "count": 20}],
     }
-    size, overflow, new_size, new_overflow, budget = dbc.pool_target(ctx, dbc._settings({}))
+    size, overflow, new_size, new_overflow, budget = dbc.pool_target(ctx, SETTINGS)
     assert (size, overflow, budget) == (10, 10, 15)
     assert new_size is None and new_overflow is None
     ctx["replicas"] = 1
-    _, _, new_size, new_overflow, budget = dbc.pool_target(ctx, dbc._settings({}))
+    _, _, new_size, new_overflow, budget = dbc.pool_target(ctx, SETTINGS)
     assert budget == 30 and new_size + new_overflow <= 30 and new_size + new_overflow > 20
 
 
@@ -273,11 +276,51 @@ def test_prevention_plans_the_timeout_and_reports_missing_rules():
     ]
 
 
-def test_the_filters_are_registered_and_take_plain_data():
+def flow_run(phase, **context):
+    inventory = {"postgres": {"host": "127.0.0.1", "port": 5432, "admin_user": "postgres"}}
+    return {
+        "procedures": ["database_connections"],
+        "context": {"platform": "compose", "phase": phase, "inventory": inventory, **context},
+        "settings": {"database_connections": role_settings("database_connections", OVERRIDES)},
+    }
+
+
+def test_the_needs_are_built_from_the_settings_and_the_inventory():
+    need = dbc.PROCEDURE.needs(SETTINGS, Context(platform="compose", inventory={}))
+    assert set(need) == {"postgres", "http", "containers", "prometheus", "logs"}
+    assert need["postgres"]["sessions_limit"] == 100 and need["postgres"]["ping"] is True
+    assert need["http"]["probes"] == [
+        {"name": dbc.HEALTH_PROBE, "service": "orchestrator", "path": "/health", "expect_status": [200, 503]}
+    ]
+    probe = need["containers"]["exec_probes"][0]
+    assert probe["name"] == dbc.EXEC_PROBE and probe["cmd"] == "nc -z -w 2 postgres 5432"
+    assert need["containers"]["logs"]["patterns"] == {dbc.POOL_LOG_PATTERN: "database pool exhausted"}
+    assert need["logs"]["sources"][0]["path"] == "/state/lab.env"
+    # no env file known: the pool settings are not read (the plan reports what it cannot change)
+    assert "logs" not in dbc.PROCEDURE.needs(dict(SETTINGS, env_file=""), Context(platform="compose"))
+
+
+def test_the_flow_filters_judge_plan_and_report():
     filters = FilterModule().filters()
-    diagnosis = filters["database_connections_diagnosis"](copy.deepcopy(evidence()), SETTINGS)
-    assert filters["database_connections_plan"](diagnosis, SETTINGS) == []
-    assert filters["database_connections_prevention"](evidence(), SETTINGS)["findings"]
+    run = flow_run("resolve")
+    assert set(filters["procedure_request"](run)) == {"postgres", "http", "containers", "prometheus", "logs"}
+    state = filters["procedure_judgement"](copy.deepcopy(evidence()), run)
+    assert state["database_connections"]["actions"] == [] and state["_followup"] == {}
+    assert {f["status"] for f in state["database_connections"]["diagnosis"]["findings"]} == {"ok"}
+    prevent = flow_run("prevent")
+    assert filters["procedure_judgement"](evidence(), prevent)["database_connections"]["prevention"]["findings"]
+    # an approved B: terminate_idle is applied by its task file; skip_actions keeps it from running
+    old = [{"pid": 100 + i, "usename": "octollm", "application_name": "w", "state_age_s": 120} for i in range(30)]
+    approved = flow_run("resolve", approve=True)
+    state = filters["procedure_judgement"](evidence(total=36, oldest_idle=old), approved)
+    todo = filters["procedure_actions"](state, approved)
+    assert [(t["action"]["id"], t["action"]["_apply"]) for t in todo] == [
+        ("database_connections.B.terminate_idle", "terminate_sessions")
+    ]
+    approved["settings"]["database_connections"]["skip_actions"] = ["database_connections.B.terminate_idle"]
+    state = filters["procedure_judgement"](evidence(total=36, oldest_idle=old), approved)
+    assert state["database_connections"]["actions"][0]["status"] == "skipped"
+    assert filters["procedure_actions"](state, approved) == []
 
 
 def test_durations_parse():

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from k8s_emulator import KubernetesAPIEmulator
 from k8s_results import by_check, by_id, collect_evidence, task_args
 from postgres_standin import postgres
@@ -42,6 +43,17 @@ OBJECTS = {
     "database_connections_hpas": {"kind": "HorizontalPodAutoscaler", "api_version": "autoscaling/v2"},
     "database_connections_events": {"kind": "Event", "field_selector": "type=Warning"},
 }
+SETTINGS = procedure_settings("database_connections", platform="kubernetes")
+
+
+def test_the_needs_read_these_objects_and_no_docker() -> None:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import database_connections as dbc
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+
+    need = dbc.PROCEDURE.needs(SETTINGS, Context(platform="kubernetes", inventory={"k8s": {"namespace": "octollm"}}))
+    assert set(need) == {"postgres", "http", "prometheus", "kubernetes"}
+    assert need["kubernetes"]["objects"] == OBJECTS
+    assert SETTINGS["dns_names"] == ["postgres", "postgres.octollm.svc"] and SETTINGS["db_port"] == 5432
 
 
 def stack_evidence(total: int = 6, pool: dict[str, int] | None = None, health_pg: str = "ok",
@@ -92,7 +104,7 @@ def test_a_healthy_cluster_gives_no_problem_and_writes_nothing(k8s_api: Kubernet
 
     evidence = evidence_with(k8s_api, tmp_path)
     assert evidence["kubernetes"]["ok"]
-    diagnosis = dck.diagnose(evidence)
+    diagnosis = dck.diagnose(evidence, SETTINGS)
     found = by_check(diagnosis["findings"])
     assert [f["check"] for f in diagnosis["findings"] if f["status"] == "problem"] == []
     assert found["k8s.postgres_pods"]["observed"] == "1/1 ready"
@@ -103,8 +115,8 @@ def test_a_healthy_cluster_gives_no_problem_and_writes_nothing(k8s_api: Kubernet
     assert found["app.pool"]["evidence"]["env"] == {"DB_POOL_SIZE": "5", "DB_POOL_MAX_OVERFLOW": "5"}  # ConfigMap
     assert found["app.pool"]["evidence"]["replicas"] == 2  # the Deployment
     assert not any(s["holds"] for s in diagnosis["scenarios"])
-    assert dck.plan(diagnosis) == []
-    prevention = by_check(dck.prevention(evidence)["findings"])
+    assert dck.plan(diagnosis, SETTINGS) == []
+    prevention = by_check(dck.prevention(evidence, SETTINGS)["findings"])
     assert prevention["prevent.k8s.postgres_pdb"]["status"] == "warning"  # the lab has a PDB for the orchestrator
     # 10 connections per pod x the HPA's 6 replicas > 35: a real risk of the lab, reported
     hpa = prevention["prevent.k8s.pool_at_max_replicas"]
@@ -117,11 +129,11 @@ def test_a_pool_exhausted_plans_the_configmap_and_a_rollout_restart(k8s_api: Kub
     from ansible_collections.octollm.remediation.plugins.plugin_utils import database_connections_kubernetes as dck
 
     evidence = evidence_with(k8s_api, tmp_path, pool={"in_use": 10, "max": 10, "leaked": 0})
-    diagnosis = dck.diagnose(evidence)
+    diagnosis = dck.diagnose(evidence, SETTINGS)
     assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]} == {"A": True, "B": False, "C": False, "D": False}
-    waiting = by_id(dck.plan(diagnosis))["database_connections.A.raise_pool"]
+    waiting = by_id(dck.plan(diagnosis, SETTINGS))["database_connections.A.raise_pool"]
     assert waiting["status"] == "awaiting_approval" and waiting["disruptive"] is True
-    planned = by_id(dck.plan(diagnosis, {"approve": True}))["database_connections.A.raise_pool"]
+    planned = by_id(dck.plan(diagnosis, {**SETTINGS, "approve": True}))["database_connections.A.raise_pool"]
     assert planned["status"] == "planned" and planned["_apply"] == "raise_pool"
     # 40 - 5 reserved - 2 other sessions - 5 headroom = 28 for 2 replicas: 14 each
     assert planned["change"]["data"] == {"DB_POOL_SIZE": "9", "DB_POOL_MAX_OVERFLOW": "5"}
@@ -133,8 +145,8 @@ def test_a_pool_exhausted_plans_the_configmap_and_a_rollout_restart(k8s_api: Kub
     deployment = k8s_api.get("apps/v1/deployments", "orchestrator")
     deployment["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "DB_POOL_SIZE", "value": "3"})
     k8s_api.seed([deployment])
-    diagnosis = dck.diagnose(evidence_with(k8s_api, tmp_path, pool={"in_use": 8, "max": 8, "leaked": 0}))
-    report = by_id(dck.plan(diagnosis, {"approve": True}))["database_connections.A.report_pool_env"]
+    diagnosis = dck.diagnose(evidence_with(k8s_api, tmp_path, pool={"in_use": 8, "max": 8, "leaked": 0}), SETTINGS)
+    report = by_id(dck.plan(diagnosis, {**SETTINGS, "approve": True}))["database_connections.A.report_pool_env"]
     assert report["status"] == "report" and report["change"]["overrides"] == {"DB_POOL_SIZE": "3"}
     assert k8s_api.writes() == []
 
@@ -146,15 +158,15 @@ def test_b_terminates_idle_sessions_or_raises_max_connections_with_a_statefulset
 
     old = [{"pid": 100 + i, "application_name": "batch", "usename": "octollm", "state_age_s": 900} for i in range(9)]
     evidence = evidence_with(k8s_api, tmp_path, total=34, oldest_idle=old)
-    diagnosis = dck.diagnose(evidence)
+    diagnosis = dck.diagnose(evidence, SETTINGS)
     assert by_check(diagnosis["findings"])["pg.connections"]["scenario"] == "B"
-    terminate = by_id(dck.plan(diagnosis, {"approve": True, "idle_terminate_after_seconds": 300}))[
+    terminate = by_id(dck.plan(diagnosis, {**SETTINGS, "approve": True, "idle_terminate_after_seconds": 300}))[
         "database_connections.B.terminate_idle"]
     assert terminate["_apply"] == "terminate_sessions" and terminate["change"]["sql"] == dbc.TERMINATE_IDLE_SQL
     assert terminate["change"]["rows"] == 9
 
-    diagnosis = dck.diagnose(evidence_with(k8s_api, tmp_path, total=34))
-    planned = by_id(dck.plan(diagnosis, {"max_connections_target": 80}))
+    diagnosis = dck.diagnose(evidence_with(k8s_api, tmp_path, total=34), SETTINGS)
+    planned = by_id(dck.plan(diagnosis, {**SETTINGS, "max_connections_target": 80}))
     raise_max = planned["database_connections.B.raise_max_connections"]
     assert raise_max["status"] == "awaiting_approval" and raise_max["_apply"] == "raise_max_connections"
     assert raise_max["change"]["new"] == 80 and raise_max["change"]["restart"] == "StatefulSet/postgres"
@@ -167,9 +179,9 @@ def test_c_a_leak_is_terminated_and_the_application_reported(k8s_api: Kubernetes
     leaked = [{"pid": 200 + i, "application_name": "orchestrator", "usename": "octollm", "state_age_s": 120,
                "query": "SELECT 1"} for i in range(5)]
     diagnosis = dck.diagnose(evidence_with(k8s_api, tmp_path, total=12, idle_in_tx=leaked,
-                                           pool={"in_use": 10, "max": 10, "leaked": 5}))
+                                           pool={"in_use": 10, "max": 10, "leaked": 5}), SETTINGS)
     assert {s["id"] for s in diagnosis["scenarios"] if s["holds"]} == {"C"}
-    actions = by_id(dck.plan(diagnosis))
+    actions = by_id(dck.plan(diagnosis, SETTINGS))
     assert actions["database_connections.C.terminate_leaked_orchestrator"]["status"] == "awaiting_approval"
     report = actions["database_connections.C.report_leak_orchestrator"]
     assert report["status"] == "report" and report["change"]["workload"] == "Deployment/orchestrator"
@@ -180,7 +192,7 @@ def test_d_a_blocking_network_policy_and_the_dns_exec(k8s_api: KubernetesAPIEmul
 
     k8s_api.seed([DENY_POSTGRES])
     evidence = evidence_with(k8s_api, tmp_path, health_pg="error: connection timed out")
-    diagnosis = dck.diagnose(evidence)
+    diagnosis = dck.diagnose(evidence, SETTINGS)
     found = by_check(diagnosis["findings"])
     policy = found["k8s.network_policy"]
     assert policy["status"] == "problem" and policy["scenario"] == "D"
@@ -188,7 +200,7 @@ def test_d_a_blocking_network_policy_and_the_dns_exec(k8s_api: KubernetesAPIEmul
     assert found["app.connectivity"]["scenario"] == "D"
     assert "exec_probe" not in found["app.connectivity"]["evidence"]  # no Docker exec on Kubernetes
     assert {s["id"] for s in diagnosis["scenarios"] if s["holds"]} == {"D"}
-    actions = by_id(dck.plan(diagnosis))
+    actions = by_id(dck.plan(diagnosis, SETTINGS))
     report = actions["database_connections.D.report_network"]
     assert report["status"] == "report" and report["change"]["blocking_policies"] == policy["evidence"]["blocking"]
     assert "postgres-ingress" in report["outcome"]
@@ -205,7 +217,7 @@ def test_d_a_blocking_network_policy_and_the_dns_exec(k8s_api: KubernetesAPIEmul
     task = task_args(REPO / "roles/database_connections/tasks/kubernetes/actions/check_dns.yml",
                      "kubernetes.core.k8s_exec")
     assert {key: task[key] for key in ("namespace", "pod", "container", "command")} == {
-        key: "{{ __database_connections_change.%s }}".replace("%s", key)
+        key: "{{ _common_action.change.%s }}".replace("%s", key)
         for key in ("namespace", "pod", "container", "command")}
 
     # an ingress rule that admits the orchestrator on the postgres port clears the finding
@@ -213,14 +225,14 @@ def test_d_a_blocking_network_policy_and_the_dns_exec(k8s_api: KubernetesAPIEmul
     allow["spec"]["ingress"].append({"from": [{"podSelector": {"matchLabels": {"app": "orchestrator"}}}],
                                      "ports": [{"port": 5432}]})
     k8s_api.seed([allow])
-    found = by_check(dck.diagnose(evidence_with(k8s_api, tmp_path))["findings"])
+    found = by_check(dck.diagnose(evidence_with(k8s_api, tmp_path), SETTINGS)["findings"])
     assert found["k8s.network_policy"]["status"] == "ok"
 
     # the Service without ready pods behind it (postgres-0 not ready): D, as the name routes nowhere
     pod = k8s_api.objects_of("v1/pods", "app=postgres")[0]
     pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
     k8s_api.seed([pod])
-    found = by_check(dck.diagnose(evidence_with(k8s_api, tmp_path))["findings"])
+    found = by_check(dck.diagnose(evidence_with(k8s_api, tmp_path), SETTINGS)["findings"])
     assert found["k8s.postgres_service"]["status"] == "problem"
     assert found["k8s.postgres_service"]["evidence"]["not_ready_addresses"] == ["postgres-0"]
     assert found["k8s.postgres_pods"]["status"] == "problem"

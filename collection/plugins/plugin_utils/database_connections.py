@@ -26,13 +26,13 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import
     env_values,
     evidence_kind,
     gated,
-    merged_settings,
     rule_loaded,
     scenarios_named,
     selected_scenarios,
     slug,
     to_int,
 )
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -42,9 +42,8 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
 )
 
 PROCEDURE = "database_connections"
-OWN_APPLICATION = "octollm-remediation"
 
-# Names of the probes this procedure asks for (the role's vars build the needs with the same names).
+# Names of the probes this procedure asks for (``needs`` builds them with the same names).
 HEALTH_PROBE = "database_connections_app_health"
 EXEC_PROBE = "database_connections_app_to_postgres"
 ENV_SOURCE = "database_connections_env"
@@ -63,31 +62,6 @@ CHECK_SCENARIO = {
     "pg.idle_in_transaction": "C",
     "app.connectivity": "D",
 }
-
-DEFAULTS = {
-    "escalation_level": "L1",
-    "allow_disruptive": False,
-    "usage_ratio_max": 0.8,
-    "idle_in_transaction_max_seconds": 30,
-    "leak_min_sessions": 3,
-    "idle_terminate_after_seconds": 60,
-    "protected_applications": [OWN_APPLICATION],
-    "long_query_seconds": 60,
-    "app_service": "orchestrator",
-    "app_application_names": ["orchestrator", "orchestrator-health"],
-    "pool_size_factor": 2.0,
-    "pool_connections_headroom": 5,
-    "max_connections_target": 0,
-    "idle_in_transaction_timeout": "5min",
-    "connection_rule": "HighDatabaseConnections",
-    "down_rule": "PostgreSQLDown",
-    "env_file": "",
-    "admin_user": "postgres",
-}
-
-
-def _settings(settings):
-    return merged_settings(DEFAULTS, settings)
 
 
 def _seconds(value):
@@ -395,9 +369,10 @@ def check_connectivity(f, saturation="B"):
     return finding("app.connectivity", title, "ok", "reachable", expected, evidence)
 
 
-def diagnose(evidence, settings=None):
-    """``{findings, scenarios, escalation, context}``; ``context`` feeds the plan and is never reported."""
-    s = _settings(settings)
+def diagnose(evidence, settings, previous=None, applied=()):
+    """``{findings, scenarios, escalation, context}``; ``context`` feeds the plan and is never reported. A
+    verification (``previous``, ``applied``) is judged as a first diagnosis: every check reads the present state."""
+    s = settings
     f = Facts(evidence, s)
     leaking = f.leaking()
     leaked_total = sum(len(sessions) for sessions in leaking.values())
@@ -421,7 +396,7 @@ def diagnose(evidence, settings=None):
             {"pid": x.get("pid"), "application_name": x.get("application_name"), "state_age_s": x.get("state_age_s")}
             for x in f.old_idle()
         ],
-        "old_idle_listed_all": len(f.conn.get("oldest_idle") or []) < s.get("sessions_limit", 100),
+        "old_idle_listed_all": len(f.conn.get("oldest_idle") or []) < s["sessions_limit"],
         "max_connections": f.max_connections,
         "reserved": f.reserved,
         "total": f.conn.get("total"),
@@ -485,9 +460,9 @@ def pool_target(ctx, s):
     return size, overflow, new_size, new_overflow, per_replica
 
 
-def plan(diagnosis, settings=None):
+def plan(diagnosis, settings):
     """The actions for the scenarios that hold (or the forced ``scenario``), gated by approval."""
-    s = _settings(settings)
+    s = settings
     ctx = diagnosis.get("context") or {}
     selected = selected_scenarios(diagnosis, s, ("C", "B", "A", "D"))
     actions = []
@@ -680,9 +655,9 @@ def plan(diagnosis, settings=None):
 
 
 # --- prevention ---------------------------------------------------------------------------------------
-def prevention(evidence, settings=None):
+def prevention(evidence, settings):
     """``{findings, actions, context}``: pool limits, idle_in_transaction_session_timeout, alert rules."""
-    s = _settings(settings)
+    s = settings
     f = Facts(evidence, s)
     findings = []
     # 1. pool limits fit max_connections
@@ -808,3 +783,101 @@ def prevention(evidence, settings=None):
             )
     actions = gated(actions, s)
     return {"findings": findings, "actions": actions, "context": {}}
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+# The workloads' kinds on Kubernetes (the action files patch these kinds).
+APP_WORKLOAD_KIND = "Deployment"
+DB_WORKLOAD_KIND = "StatefulSet"
+SETTINGS_READ = ["max_connections", "superuser_reserved_connections", "idle_in_transaction_session_timeout"]
+
+
+def k8s_objects(s):
+    """The Kubernetes API reads (stack_evidence kind ``kubernetes``), named ``database_connections_<read>``: the
+    application's and PostgreSQL's pods, the pool ConfigMap, the two workloads, the postgres Service and its
+    Endpoints, the NetworkPolicies, PDBs, HPAs and the Warning events."""
+    reads = {
+        "app_pods": {"kind": "Pod", "label_selector": "app=%s" % s["k8s_app_label"]},
+        "db_pods": {"kind": "Pod", "label_selector": "app=%s" % s["k8s_db_label"]},
+        "configmap": {"kind": "ConfigMap", "name": s["k8s_pool_configmap"]},
+        "app_workload": {"kind": APP_WORKLOAD_KIND, "api_version": "apps/v1", "name": s["k8s_app_workload"]},
+        "db_workload": {"kind": DB_WORKLOAD_KIND, "api_version": "apps/v1", "name": s["k8s_db_workload"]},
+        "service": {"kind": "Service", "name": s["k8s_db_service"]},
+        "endpoints": {"kind": "Endpoints", "name": s["k8s_db_service"]},
+        "netpols": {"kind": "NetworkPolicy", "api_version": "networking.k8s.io/v1"},
+        "pdbs": {"kind": "PodDisruptionBudget", "api_version": "policy/v1"},
+        "hpas": {"kind": "HorizontalPodAutoscaler", "api_version": "autoscaling/v2"},
+        "events": {"kind": "Event", "field_selector": "type=Warning"},
+    }
+    return {"database_connections_" + read: item for read, item in reads.items()}
+
+
+class DatabaseConnections(Procedure):
+    name = PROCEDURE
+    title = "Database Connection Issues"
+    scenarios = SCENARIOS
+    modules = {"compose": "database_connections", "kubernetes": "database_connections_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(DatabaseConnections, self).settings(role_settings, context)
+        postgres = context.inventory.get("postgres") or {}
+        s["admin_user"] = postgres.get("admin_user") or "postgres"
+        s["db_port_from_app"] = int(postgres.get("port") or 5432)
+        if context.kubernetes:
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+            service = (context.inventory.get("services") or {}).get("postgres") or {}
+            s["db_port"] = int(service.get("port") or 5432)
+            s["dns_names"] = [s["k8s_db_service"], "%s.%s.svc" % (s["k8s_db_service"], s["namespace"])]
+        return s
+
+    def needs(self, settings, context):
+        s = settings
+        need = {
+            "postgres": {
+                "connections": True,
+                "sessions_limit": s["sessions_limit"],
+                "settings": list(SETTINGS_READ),
+                "ping": True,
+            },
+            "http": {
+                "probes": [
+                    {"name": HEALTH_PROBE, "service": s["app_service"], "path": "/health", "expect_status": [200, 503]}
+                ]
+            },
+            "prometheus": {"rules": True},
+        }
+        if context.kubernetes:
+            # no Docker: no exec probe, no container logs, no env file; the API's view instead
+            need["kubernetes"] = {"objects": k8s_objects(s)}
+            return need
+        need["containers"] = {
+            "exec_probes": [
+                {
+                    "name": EXEC_PROBE,
+                    "service": s["app_service"],
+                    "cmd": "nc -z -w 2 %s %s" % (s["db_host_from_app"], s["db_port_from_app"]),
+                    "timeout": 5,
+                }
+            ],
+            "logs": {
+                "tail": 200,
+                "services": [s["app_service"]],
+                "since_seconds": 60,
+                "patterns": {POOL_LOG_PATTERN: "database pool exhausted"},
+            },
+        }
+        if s["env_file"]:
+            need["logs"] = {
+                "sources": [
+                    {
+                        "name": ENV_SOURCE,
+                        "path": s["env_file"],
+                        "pattern": "^(DB_POOL_SIZE|DB_POOL_MAX_OVERFLOW)=",
+                        "max_lines": 10,
+                    }
+                ]
+            }
+        return need
+
+
+PROCEDURE = DatabaseConnections()

@@ -38,7 +38,6 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils import databas
 from ansible_collections.octollm.remediation.plugins.plugin_utils import kubernetes as k8s
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
     gated,
-    merged_settings,
     scenarios_named,
     to_int,
 )
@@ -50,35 +49,23 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
 )
 
 PREFIX = "database_connections_"
-READS = ("app_pods", "db_pods", "configmap", "app_workload", "db_workload", "service", "endpoints", "netpols",
-         "pdbs", "hpas", "events")
+READS = (
+    "app_pods",
+    "db_pods",
+    "configmap",
+    "app_workload",
+    "db_workload",
+    "service",
+    "endpoints",
+    "netpols",
+    "pdbs",
+    "hpas",
+    "events",
+)
 LISTS = ("app_pods", "db_pods", "netpols", "pdbs", "hpas", "events")
 POOL_KEYS = ("DB_POOL_SIZE", "DB_POOL_MAX_OVERFLOW")
 
-K8S_DEFAULTS = {
-    "namespace": "octollm",
-    "app_label": "orchestrator",
-    "app_workload_kind": "Deployment",
-    "app_workload": "orchestrator",
-    "app_container": "orchestrator",
-    "pool_configmap": "octollm-config",
-    "db_label": "postgres",
-    "db_workload_kind": "StatefulSet",
-    "db_workload": "postgres",
-    "db_container": "postgres",
-    "db_service": "postgres",
-    "db_port": 5432,
-    "dns_names": [],
-}
-
 CHECK_SCENARIO = dict(dc.CHECK_SCENARIO, **{"k8s.postgres_service": "D", "k8s.network_policy": "D"})
-
-
-def _settings(settings):
-    s = merged_settings(dict(dc.DEFAULTS, **K8S_DEFAULTS), settings)
-    if not s.get("dns_names"):
-        s["dns_names"] = [s["db_service"], "%s.%s.svc" % (s["db_service"], s["namespace"])]
-    return s
 
 
 # --- the API's evidence ------------------------------------------------------------------------------------
@@ -106,17 +93,19 @@ def _container(workload, name):
 def pool_source(facts, s):
     """``{values, overrides, configmap, loaded}``: the pool keys from the ConfigMap and the Deployment's literal
     env (which wins), and whether the container loads that ConfigMap at all."""
-    data = ((facts.get("configmap") or {}).get("data") or {})
-    container = _container(facts.get("app_workload"), s["app_container"]) or {}
-    loaded = any((item.get("configMapRef") or {}).get("name") == s["pool_configmap"]
-                 for item in container.get("envFrom") or [])
+    data = (facts.get("configmap") or {}).get("data") or {}
+    container = _container(facts.get("app_workload"), s["k8s_app_container"]) or {}
+    loaded = any(
+        (item.get("configMapRef") or {}).get("name") == s["k8s_pool_configmap"]
+        for item in container.get("envFrom") or []
+    )
     values = {key: data[key] for key in POOL_KEYS if key in data and loaded}
     overrides = {}
     for item in container.get("env") or []:
         if item.get("name") in POOL_KEYS and "value" in item:
             overrides[item["name"]] = str(item["value"])
     values.update(overrides)
-    return {"values": values, "overrides": overrides, "configmap": s["pool_configmap"], "loaded": loaded}
+    return {"values": values, "overrides": overrides, "configmap": s["k8s_pool_configmap"], "loaded": loaded}
 
 
 def replicas(facts):
@@ -131,22 +120,35 @@ def as_compose_evidence(evidence, facts, s):
     replicas as the application's running containers (no exec probe, no log counts: they come from Docker)."""
     out = copy.deepcopy(evidence or {})
     source = pool_source(facts, s)
-    out["logs"] = {"ok": True, "sources": {dc.ENV_SOURCE: {"lines": [
-        {"text": "%s=%s" % (key, value)} for key, value in sorted(source["values"].items())]}}}
+    out["logs"] = {
+        "ok": True,
+        "sources": {
+            dc.ENV_SOURCE: {
+                "lines": [{"text": "%s=%s" % (key, value)} for key, value in sorted(source["values"].items())]
+            }
+        },
+    }
     if facts.get("app_workload") is not None:
-        out["containers"] = {"ok": True, "services": {s["app_service"]: {"running": replicas(facts)}},
-                             "exec_probes": [], "logs": {}}
+        out["containers"] = {
+            "ok": True,
+            "services": {s["app_service"]: {"running": replicas(facts)}},
+            "exec_probes": [],
+            "logs": {},
+        }
     else:
-        out["containers"] = {"ok": False, "error": _api_error(facts, "app_workload") or {
-            "kind": "other", "message": "%s/%s not found" % (s["app_workload_kind"], s["app_workload"])}}
+        out["containers"] = {
+            "ok": False,
+            "error": _api_error(facts, "app_workload")
+            or {"kind": "other", "message": "%s/%s not found" % (dc.APP_WORKLOAD_KIND, s["k8s_app_workload"])},
+        }
     return out
 
 
 # --- Kubernetes checks -------------------------------------------------------------------------------------
 def check_pods(facts, s, which):
-    label = s["db_label"] if which == "db" else s["app_label"]
-    workload = s["db_workload"] if which == "db" else s["app_workload"]
-    container = s["db_container"] if which == "db" else s["app_container"]
+    label = s["k8s_db_label"] if which == "db" else s["k8s_app_label"]
+    workload = s["k8s_db_workload"] if which == "db" else s["k8s_app_workload"]
+    container = s["k8s_db_container"] if which == "db" else s["k8s_app_container"]
     check = "k8s.postgres_pods" if which == "db" else "k8s.app_pods"
     title = "The %s pods are running and ready, without OOM kills or crash loops" % label
     expected = "all Running and Ready, no CrashLoopBackOff, no OOMKilled"
@@ -171,8 +173,8 @@ def check_pods(facts, s, which):
 
 
 def check_service(facts, s):
-    title = "The %s Service routes to ready PostgreSQL pods" % s["db_service"]
-    expected = "Service %s with ready endpoint addresses on port %s" % (s["db_service"], s["db_port"])
+    title = "The %s Service routes to ready PostgreSQL pods" % s["k8s_db_service"]
+    expected = "Service %s with ready endpoint addresses on port %s" % (s["k8s_db_service"], s["db_port"])
     error = _api_error(facts, "service") or _api_error(facts, "endpoints")
     if error:
         return unknown("k8s.postgres_service", title, expected, error, "D")
@@ -181,8 +183,9 @@ def check_service(facts, s):
     ready, not_ready = [], []
     for subset in (endpoints or {}).get("subsets") or []:
         ready += [a.get("ip") or (a.get("targetRef") or {}).get("name") for a in subset.get("addresses") or []]
-        not_ready += [a.get("ip") or (a.get("targetRef") or {}).get("name")
-                      for a in subset.get("notReadyAddresses") or []]
+        not_ready += [
+            a.get("ip") or (a.get("targetRef") or {}).get("name") for a in subset.get("notReadyAddresses") or []
+        ]
     source = "endpoints"
     if endpoints is None and service is not None:
         # no Endpoints object read: the pods the Service selects stand for it (what the controller would list)
@@ -192,12 +195,18 @@ def check_service(facts, s):
             if _selects({"matchLabels": selector}, (pod.get("metadata") or {}).get("labels") or {}):
                 summary = k8s.pod_summary(pod)
                 (ready if summary["ready"] else not_ready).append(summary["name"])
-    evidence = {"service": s["db_service"], "names": s["dns_names"], "addresses": ready,
-                "not_ready_addresses": not_ready, "source": source,
-                "ports": [p.get("port") for p in ((service or {}).get("spec") or {}).get("ports") or []]}
+    evidence = {
+        "service": s["k8s_db_service"],
+        "names": s["dns_names"],
+        "addresses": ready,
+        "not_ready_addresses": not_ready,
+        "source": source,
+        "ports": [p.get("port") for p in ((service or {}).get("spec") or {}).get("ports") or []],
+    }
     if service is None:
-        return finding("k8s.postgres_service", title, "problem", "no Service %s" % s["db_service"], expected,
-                       evidence, "D")
+        return finding(
+            "k8s.postgres_service", title, "problem", "no Service %s" % s["k8s_db_service"], expected, evidence, "D"
+        )
     if not ready:
         observed = "no ready endpoint address%s" % (" (%d not ready)" % len(not_ready) if not_ready else "")
         return finding("k8s.postgres_service", title, "problem", observed, expected, evidence, "D")
@@ -256,18 +265,25 @@ def _pod_labels(workload):
 def blocking_policies(facts, s):
     """``(selecting, blocking)``: the policies that select PostgreSQL (Ingress) or the application (Egress), and
     those of them under which no rule admits the application's traffic to PostgreSQL's port."""
-    db_labels = _pod_labels(facts.get("db_workload")) or {"app": s["db_label"]}
-    app_labels = _pod_labels(facts.get("app_workload")) or {"app": s["app_label"]}
+    db_labels = _pod_labels(facts.get("db_workload")) or {"app": s["k8s_db_label"]}
+    app_labels = _pod_labels(facts.get("app_workload")) or {"app": s["k8s_app_label"]}
     ns = s["namespace"]
     selecting, blocking = [], []
-    ingress_policies = [p for p in facts.get("netpols") or []
-                        if "Ingress" in _types(p) and _selects((p.get("spec") or {}).get("podSelector"), db_labels)]
-    egress_policies = [p for p in facts.get("netpols") or []
-                       if "Egress" in _types(p) and _selects((p.get("spec") or {}).get("podSelector"), app_labels)]
+    ingress_policies = [
+        p
+        for p in facts.get("netpols") or []
+        if "Ingress" in _types(p) and _selects((p.get("spec") or {}).get("podSelector"), db_labels)
+    ]
+    egress_policies = [
+        p
+        for p in facts.get("netpols") or []
+        if "Egress" in _types(p) and _selects((p.get("spec") or {}).get("podSelector"), app_labels)
+    ]
     # traffic is admitted when ANY policy of a direction allows it (policies are additive)
     for direction, policies, key, peer_key, peer_labels in (
-            ("ingress to postgres", ingress_policies, "ingress", "from", app_labels),
-            ("egress from %s" % s["app_label"], egress_policies, "egress", "to", db_labels)):
+        ("ingress to postgres", ingress_policies, "ingress", "from", app_labels),
+        ("egress from %s" % s["k8s_app_label"], egress_policies, "egress", "to", db_labels),
+    ):
         names = [p["metadata"]["name"] for p in policies]
         selecting += ["%s (%s)" % (name, direction) for name in names]
         if not policies:
@@ -276,7 +292,8 @@ def blocking_policies(facts, s):
         for policy in policies:
             for rule in (policy.get("spec") or {}).get(key) or []:
                 if _port_allowed(rule.get("ports"), s["db_port"], "postgres") and _peer_allows(
-                        rule.get(peer_key), peer_labels, ns, ns):
+                    rule.get(peer_key), peer_labels, ns, ns
+                ):
                     allowed = True
         if not allowed:
             blocking += ["%s (%s)" % (name, direction) for name in names]
@@ -292,7 +309,7 @@ def _types(policy):
 
 
 def check_network_policy(facts, s):
-    title = "No NetworkPolicy blocks %s -> PostgreSQL (port %s)" % (s["app_label"], s["db_port"])
+    title = "No NetworkPolicy blocks %s -> PostgreSQL (port %s)" % (s["k8s_app_label"], s["db_port"])
     expected = "every policy selecting either side admits the traffic"
     error = _api_error(facts, "netpols")
     if error:
@@ -300,8 +317,9 @@ def check_network_policy(facts, s):
     selecting, blocking = blocking_policies(facts, s)
     evidence = {"selecting": selecting, "blocking": blocking}
     if blocking:
-        return finding("k8s.network_policy", title, "problem", "blocked by %s" % ", ".join(blocking), expected,
-                       evidence, "D")
+        return finding(
+            "k8s.network_policy", title, "problem", "blocked by %s" % ", ".join(blocking), expected, evidence, "D"
+        )
     observed = "admitted by %s" % ", ".join(selecting) if selecting else "no policy selects either side"
     return finding("k8s.network_policy", title, "ok", observed, expected, evidence)
 
@@ -309,20 +327,25 @@ def check_network_policy(facts, s):
 def dns_exec(facts, s):
     """The exec of the DNS check: a ready application pod and ``getent hosts`` of each name (argv and the
     command string kubernetes.core.k8s_exec takes), or None without a running application pod."""
-    pods = [p for p in k8s.pods_summary(facts.get("app_pods"), s["app_label"]) if p["phase"] == "Running"]
+    pods = [p for p in k8s.pods_summary(facts.get("app_pods"), s["k8s_app_label"]) if p["phase"] == "Running"]
     if not pods:
         return None
     pods.sort(key=lambda p: (not p["ready"], p["name"]))
     # getent exits 2 when one of the names does not resolve, and prints those that do
     argv = ["getent", "hosts"] + list(s["dns_names"])
-    return {"namespace": s["namespace"], "pod": pods[0]["name"], "container": s["app_container"], "argv": argv,
-            "command": " ".join(shlex.quote(part) for part in argv)}
+    return {
+        "namespace": s["namespace"],
+        "pod": pods[0]["name"],
+        "container": s["k8s_app_container"],
+        "argv": argv,
+        "command": " ".join(shlex.quote(part) for part in argv),
+    }
 
 
 # --- diagnosis and plan ------------------------------------------------------------------------------------
-def diagnose(evidence, settings=None):
+def diagnose(evidence, settings, previous=None, applied=()):
     """The Compose diagnosis over the API's pool settings and replicas, plus the Kubernetes checks."""
-    s = _settings(settings)
+    s = settings
     facts = normalise(evidence)
     result = dc.diagnose(as_compose_evidence(evidence, facts, s), s)
     findings = []
@@ -333,11 +356,19 @@ def diagnose(evidence, settings=None):
             item["title"] = "The %s reaches PostgreSQL (its /health)" % s["app_service"]
             item["expected"] = "/health postgres ok"
         findings.append(item)
-    findings += [check_pods(facts, s, "db"), check_pods(facts, s, "app"), check_service(facts, s),
-                 check_network_policy(facts, s)]
-    context = dict(result["context"], pool_source=pool_source(facts, s), dns_exec=dns_exec(facts, s),
-                   blocking=blocking_policies(facts, s)[1],
-                   deployments={p["app"]: s["app_workload"] for p in k8s.pods_summary(facts.get("app_pods"))})
+    findings += [
+        check_pods(facts, s, "db"),
+        check_pods(facts, s, "app"),
+        check_service(facts, s),
+        check_network_policy(facts, s),
+    ]
+    context = dict(
+        result["context"],
+        pool_source=pool_source(facts, s),
+        dns_exec=dns_exec(facts, s),
+        blocking=blocking_policies(facts, s)[1],
+        deployments={p["app"]: s["k8s_app_workload"] for p in k8s.pods_summary(facts.get("app_pods"))},
+    )
     return {
         "findings": findings,
         "scenarios": scenarios_named(dc.SCENARIOS, findings, CHECK_SCENARIO),
@@ -356,58 +387,90 @@ def _k8s_action(item, s, ctx):
     if aid == "database_connections.A.raise_pool":
         source = ctx.get("pool_source") or {}
         keys = item["change"]["keys"]
-        restart = _workload_ref(s["app_workload_kind"], s["app_workload"])
+        restart = _workload_ref(dc.APP_WORKLOAD_KIND, s["k8s_app_workload"])
         if source.get("overrides") or not source.get("loaded"):
             return action(
-                "database_connections.A.report_pool_env", "A", "report pool settings outside the ConfigMap",
-                "k8s:%s" % restart.lower(), {"overrides": source.get("overrides"), "configmap": s["pool_configmap"]},
+                "database_connections.A.report_pool_env",
+                "A",
+                "report pool settings outside the ConfigMap",
+                "k8s:%s" % restart.lower(),
+                {"overrides": source.get("overrides"), "configmap": s["k8s_pool_configmap"]},
                 "report",
                 "L1: %s sets %s in its own env (or does not load ConfigMap %s): change the Deployment's env to %s"
-                % (restart, ", ".join(sorted(source.get("overrides") or {})) or "nothing", s["pool_configmap"],
-                   ", ".join("%s=%s" % (k, v["new"]) for k, v in sorted(keys.items()))))
-        ref = "configmap/%s/%s" % (s["namespace"], s["pool_configmap"])
+                % (
+                    restart,
+                    ", ".join(sorted(source.get("overrides") or {})) or "nothing",
+                    s["k8s_pool_configmap"],
+                    ", ".join("%s=%s" % (k, v["new"]) for k, v in sorted(keys.items())),
+                ),
+            )
+        ref = "configmap/%s/%s" % (s["namespace"], s["k8s_pool_configmap"])
         return dict(
             item,
-            title="raise the pool of %s (ConfigMap) and restart it" % s["app_workload"],
+            title="raise the pool of %s (ConfigMap) and restart it" % s["k8s_app_workload"],
             resource="k8s:%s" % restart.lower(),
-            change={"file": ref, "configmap": s["pool_configmap"], "keys": keys,
-                    "data": {key: value["new"] for key, value in keys.items()},
-                    "restart": restart, "op": "ConfigMap patch + rollout restart (%s)" % k8s.RESTARTED_AT,
-                    "budget_per_replica": item["change"].get("budget_per_replica")},
+            change={
+                "file": ref,
+                "configmap": s["k8s_pool_configmap"],
+                "keys": keys,
+                "data": {key: value["new"] for key, value in keys.items()},
+                "restart": restart,
+                "op": "ConfigMap patch + rollout restart (%s)" % k8s.RESTARTED_AT,
+                "budget_per_replica": item["change"].get("budget_per_replica"),
+            },
             outcome="%s in %s (max %s per replica within max_connections), then a rollout restart of %s"
-            % (", ".join("%s %s -> %s" % (k, v["old"], v["new"]) for k, v in sorted(keys.items())), ref,
-               item["change"].get("budget_per_replica"), restart),
+            % (
+                ", ".join("%s %s -> %s" % (k, v["old"], v["new"]) for k, v in sorted(keys.items())),
+                ref,
+                item["change"].get("budget_per_replica"),
+                restart,
+            ),
             _apply="raise_pool",
         )
     if aid == "database_connections.B.raise_max_connections":
-        restart = _workload_ref(s["db_workload_kind"], s["db_workload"])
-        change = dict(item["change"], restart=restart, container=None,
-                      op="ALTER SYSTEM SET + rollout restart (%s)" % k8s.RESTARTED_AT)
-        return dict(item, change=change, resource="postgres:max_connections",
-                    outcome="ALTER SYSTEM SET max_connections = %s (community.postgresql.postgresql_set: kept in the "
-                    "data volume), then a rollout restart of %s: max_connections only changes at server start; "
-                    "every session ends" % (change["new"], restart))
+        restart = _workload_ref(dc.DB_WORKLOAD_KIND, s["k8s_db_workload"])
+        change = dict(
+            item["change"],
+            restart=restart,
+            container=None,
+            op="ALTER SYSTEM SET + rollout restart (%s)" % k8s.RESTARTED_AT,
+        )
+        return dict(
+            item,
+            change=change,
+            resource="postgres:max_connections",
+            outcome="ALTER SYSTEM SET max_connections = %s (community.postgresql.postgresql_set: kept in the "
+            "data volume), then a rollout restart of %s: max_connections only changes at server start; "
+            "every session ends" % (change["new"], restart),
+        )
     if aid == "database_connections.D.report_network":
         blocking = ctx.get("blocking") or []
-        return dict(item, change=dict(item["change"], blocking_policies=blocking, names=s["dns_names"]),
-                    outcome="L1: %s cannot reach PostgreSQL while it answers the diagnosis (%s). %s"
-                    % (s["app_service"], ctx.get("health_postgres") or "see the findings",
-                       "NetworkPolicy %s blocks the traffic: fix or remove it (a security change: not done here)"
-                       % ", ".join(blocking) if blocking else
-                       "Check the Service %s and its endpoints, and name resolution from the pods (%s)"
-                       % (s["db_service"], ", ".join(s["dns_names"]))))
+        return dict(
+            item,
+            change=dict(item["change"], blocking_policies=blocking, names=s["dns_names"]),
+            outcome="L1: %s cannot reach PostgreSQL while it answers the diagnosis (%s). %s"
+            % (
+                s["app_service"],
+                ctx.get("health_postgres") or "see the findings",
+                "NetworkPolicy %s blocks the traffic: fix or remove it (a security change: not done here)"
+                % ", ".join(blocking)
+                if blocking
+                else "Check the Service %s and its endpoints, and name resolution from the pods (%s)"
+                % (s["k8s_db_service"], ", ".join(s["dns_names"])),
+            ),
+        )
     if aid.startswith("database_connections.C.report_leak_"):
         app = item["change"].get("application_name")
         owner = (ctx.get("deployments") or {}).get(app)
         if owner:
-            return dict(item, change=dict(item["change"], workload=_workload_ref(s["app_workload_kind"], owner)))
+            return dict(item, change=dict(item["change"], workload=_workload_ref(dc.APP_WORKLOAD_KIND, owner)))
     return item
 
 
-def plan(diagnosis, settings=None):
+def plan(diagnosis, settings):
     """The Compose plan with the Kubernetes fixes (ConfigMap + rollout restart, StatefulSet restart) and the
     DNS check of scenario D."""
-    s = _settings(settings)
+    s = settings
     ctx = diagnosis.get("context") or {}
     actions = []
     for item in dc.plan(diagnosis, dict(s, dry_run=False, approve=True, allow_disruptive=True)):
@@ -419,28 +482,45 @@ def plan(diagnosis, settings=None):
             actions.append(converted)
     if any(a["id"] == "database_connections.D.report_network" for a in actions) and ctx.get("dns_exec"):
         probe = ctx["dns_exec"]
-        actions.append(action(
-            "database_connections.D.check_dns", "D", "resolve the PostgreSQL Service names from a %s pod"
-            % s["app_label"], "k8s:exec:%s" % probe["pod"], probe, "planned",
-            "kubernetes.core.k8s_exec in pod %s (container %s): %s (reads only)"
-            % (probe["pod"], probe["container"], probe["command"]), apply="check_dns"))
+        actions.append(
+            action(
+                "database_connections.D.check_dns",
+                "D",
+                "resolve the PostgreSQL Service names from a %s pod" % s["k8s_app_label"],
+                "k8s:exec:%s" % probe["pod"],
+                probe,
+                "planned",
+                "kubernetes.core.k8s_exec in pod %s (container %s): %s (reads only)"
+                % (probe["pod"], probe["container"], probe["command"]),
+                apply="check_dns",
+            )
+        )
     return gated(actions, s)
 
 
 # --- prevention ------------------------------------------------------------------------------------------
 def check_pdb(facts, s):
     title = "A PodDisruptionBudget covers the PostgreSQL pods"
-    expected = "a PDB selecting app=%s" % s["db_label"]
+    expected = "a PDB selecting app=%s" % s["k8s_db_label"]
     error = _api_error(facts, "pdbs")
     if error:
         return unknown("prevent.k8s.postgres_pdb", title, expected, error)
-    labels = _pod_labels(facts.get("db_workload")) or {"app": s["db_label"]}
-    pdbs = [p["metadata"]["name"] for p in facts.get("pdbs") or []
-            if _selects((p.get("spec") or {}).get("selector"), labels)]
+    labels = _pod_labels(facts.get("db_workload")) or {"app": s["k8s_db_label"]}
+    pdbs = [
+        p["metadata"]["name"]
+        for p in facts.get("pdbs") or []
+        if _selects((p.get("spec") or {}).get("selector"), labels)
+    ]
     if pdbs:
         return finding("prevent.k8s.postgres_pdb", title, "ok", ", ".join(pdbs), expected, {"pdbs": pdbs})
-    return finding("prevent.k8s.postgres_pdb", title, "warning", "none: a drain may evict PostgreSQL at any time",
-                   expected, {"pdbs": []})
+    return finding(
+        "prevent.k8s.postgres_pdb",
+        title,
+        "warning",
+        "none: a drain may evict PostgreSQL at any time",
+        expected,
+        {"pdbs": []},
+    )
 
 
 def check_hpa_pool(facts, f_ctx, s):
@@ -449,52 +529,87 @@ def check_hpa_pool(facts, f_ctx, s):
     error = _api_error(facts, "hpas")
     if error:
         return unknown("prevent.k8s.pool_at_max_replicas", title, expected, error)
-    hpa = next((h for h in facts.get("hpas") or []
-                if ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == s["app_workload"]), None)
+    hpa = next(
+        (
+            h
+            for h in facts.get("hpas") or []
+            if ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == s["k8s_app_workload"]
+        ),
+        None,
+    )
     if hpa is None:
-        return finding("prevent.k8s.pool_at_max_replicas", title, "ok", "no HPA scales %s" % s["app_workload"],
-                       expected)
+        return finding(
+            "prevent.k8s.pool_at_max_replicas", title, "ok", "no HPA scales %s" % s["k8s_app_workload"], expected
+        )
     maximum = int(hpa["spec"].get("maxReplicas") or 1)
     values = pool_source(facts, s)["values"]
     pool = (to_int(values.get("DB_POOL_SIZE"), 0) or 0) + (to_int(values.get("DB_POOL_MAX_OVERFLOW"), 0) or 0)
     available = f_ctx.get("available")
     evidence = {"hpa": hpa["metadata"]["name"], "max_replicas": maximum, "pool_max": pool, "available": available}
     if not pool or available is None:
-        return unknown("prevent.k8s.pool_at_max_replicas", title, expected,
-                       {"kind": "other", "message": "pool settings or max_connections not known"}, evidence=evidence)
+        return unknown(
+            "prevent.k8s.pool_at_max_replicas",
+            title,
+            expected,
+            {"kind": "other", "message": "pool settings or max_connections not known"},
+            evidence=evidence,
+        )
     wanted = pool * maximum
     status = "ok" if wanted <= available else "warning"
-    return finding("prevent.k8s.pool_at_max_replicas", title, status, "%d x %d = %d of %d" % (
-        pool, maximum, wanted, available), expected, evidence, None if status == "ok" else "A")
+    return finding(
+        "prevent.k8s.pool_at_max_replicas",
+        title,
+        status,
+        "%d x %d = %d of %d" % (pool, maximum, wanted, available),
+        expected,
+        evidence,
+        None if status == "ok" else "A",
+    )
 
 
-def prevention(evidence, settings=None):
+def prevention(evidence, settings):
     """The Compose prevention (pool x replicas, idle_in_transaction_session_timeout, alert rules) plus the
     PostgreSQL PDB and the pool at the HPA's maximum (reports)."""
-    s = _settings(settings)
+    s = settings
     facts = normalise(evidence)
     result = dc.prevention(as_compose_evidence(evidence, facts, s), s)
-    pg = ((evidence or {}).get("postgres") or {})
+    pg = (evidence or {}).get("postgres") or {}
     conn = pg.get("connections") or {}
     available = None
     if conn.get("max_connections"):
-        available = conn["max_connections"] - (conn.get("superuser_reserved_connections") or 0) - (
-            conn.get("reserved_connections") or 0)
+        available = (
+            conn["max_connections"]
+            - (conn.get("superuser_reserved_connections") or 0)
+            - (conn.get("reserved_connections") or 0)
+        )
     pdb = check_pdb(facts, s)
     hpa = check_hpa_pool(facts, {"available": available}, s)
     actions = list(result["actions"])
     if pdb["status"] == "warning":
-        actions.append(action(
-            "database_connections.prevent.report_postgres_pdb", None, "report PostgreSQL without a PDB",
-            "k8s:pdb:%s" % s["db_label"], {"selector": {"app": s["db_label"]}}, "report",
-            "L1: add a PodDisruptionBudget for app=%s (with one replica, maxUnavailable: 0 makes a drain wait for "
-            "an operator)" % s["db_label"]))
+        actions.append(
+            action(
+                "database_connections.prevent.report_postgres_pdb",
+                None,
+                "report PostgreSQL without a PDB",
+                "k8s:pdb:%s" % s["k8s_db_label"],
+                {"selector": {"app": s["k8s_db_label"]}},
+                "report",
+                "L1: add a PodDisruptionBudget for app=%s (with one replica, maxUnavailable: 0 makes a drain wait for "
+                "an operator)" % s["k8s_db_label"],
+            )
+        )
     if hpa["status"] == "warning":
-        actions.append(action(
-            "database_connections.prevent.report_pool_at_max_replicas", "A",
-            "report a pool that does not fit at the HPA's maximum", "k8s:hpa:%s" % s["app_workload"],
-            hpa["evidence"], "report",
-            "L1: at %s replicas the pool needs %s connections: lower the HPA's maxReplicas or the pool, or raise "
-            "max_connections" % (hpa["evidence"]["max_replicas"], hpa["evidence"]["max_replicas"]
-                                 * hpa["evidence"]["pool_max"])))
+        actions.append(
+            action(
+                "database_connections.prevent.report_pool_at_max_replicas",
+                "A",
+                "report a pool that does not fit at the HPA's maximum",
+                "k8s:hpa:%s" % s["k8s_app_workload"],
+                hpa["evidence"],
+                "report",
+                "L1: at %s replicas the pool needs %s connections: lower the HPA's maxReplicas or the pool, or raise "
+                "max_connections"
+                % (hpa["evidence"]["max_replicas"], hpa["evidence"]["max_replicas"] * hpa["evidence"]["pool_max"]),
+            )
+        )
     return {"findings": result["findings"] + [pdb, hpa], "actions": actions, "context": result["context"]}
