@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 tree=$tmp/octollm/remediation
 mkdir -p "$tree"
 # -L: dereference any symlink so that the artifact holds real files.
-cp -RL "$here/galaxy.yml" "$here/README.md" "$here/meta" "$here/plugins" "$tree/"
+cp -RL "$here/galaxy.yml" "$here/README.md" "$here/meta" "$here/plugins" "$here/extensions" "$tree/"
 cp -RL "$repo/roles" "$repo/playbooks" "$tree/"
 [ -f "$repo/LICENSE" ] && cp "$repo/LICENSE" "$tree/"
 find "$tree" \( -name __pycache__ -o -name '*.pyc' -o -name .pytest_cache \) -prune -exec rm -rf {} + 2>/dev/null || true

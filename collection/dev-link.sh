@@ -2,7 +2,7 @@
 # Link octollm.remediation into a development collections path, made of symlinks so that edits to
 # collection/, roles/ and playbooks/ take effect at once (no build needed at run time).
 #   usage: collection/dev-link.sh [COLLECTIONS_DIR]     (default: <repo>/.collections)
-# Creates COLLECTIONS_DIR/ansible_collections/octollm/remediation/{galaxy.yml,plugins,meta,README.md,roles,playbooks}.
+# Creates COLLECTIONS_DIR/ansible_collections/octollm/remediation/{galaxy.yml,plugins,meta,README.md,extensions,roles,playbooks}.
 # Idempotent; replaces stale links, refuses to touch a real (non-link) file in the way.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +20,7 @@ link() {  # link SOURCE NAME
   fi
   ln -sfn "$src" "$target/$name"
 }
-for item in galaxy.yml plugins meta README.md; do
+for item in galaxy.yml plugins meta README.md extensions; do
   link "$here/$item" "$item"
 done
 link "$repo/roles" roles

@@ -168,13 +168,13 @@ def _route(catalog: Catalog, texts: tuple[str, ...]) -> Any:
 
 
 def _engine(settings: Settings, catalog: Catalog) -> Any:
-    from octoctl.engine import Engine
+    from octoctl.runlock import LockedEngine
     from octoctl.runner import Runner
     from octoctl.store import Store
 
     runner = Runner(settings, progress=_echo_err, procedures_by_prefix={p.short: p.name for p in catalog.procedures})
     store = Store(settings.runs_dir, settings.retention_days, settings.max_runs)
-    return Engine(settings, catalog, store, runner, confirm=_confirm_on_tty(), progress=_echo_err)
+    return LockedEngine(settings, catalog, store, runner, confirm=_confirm_on_tty(), progress=_echo_err)
 
 
 def _request(command: str, procedures: list[Procedure], texts: tuple[str, ...], inventory: Path | None,
@@ -389,6 +389,16 @@ def _add_lab() -> None:
 
 
 _add_lab()
+
+
+def _add_alerts() -> None:
+    """``octoctl alert``, ``listen``, ``incidents``, ``ack``, ``close``, ``pause`` (octoctl/alerts_cli.py)."""
+    from octoctl.alerts_cli import register
+
+    register(cli)
+
+
+_add_alerts()
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from octoctl.catalog import Catalog
 from octoctl.models import Action, Change, Finding, ProcedureResult, RunReport, TargetResult
 from octoctl.routing import Plan
 
-FORMATS = ("table", "json", "yaml", "markdown")
+FORMATS = ("table", "json", "yaml", "markdown", "html")
 
 SYMBOLS = {"ok": "✔", "warning": "⚠", "problem": "✖", "unknown": "?"}
 ASCII_SYMBOLS = {"ok": "ok", "warning": "!!", "problem": "XX", "unknown": "??"}
@@ -57,6 +57,10 @@ def describe_change(change: Change | None) -> str:
 
 
 def render_report(report: RunReport, fmt: str, unicode: bool = True) -> str:
+    if fmt == "html":  # the notification page, with the graph of its incident's alert (alerts_cli.py)
+        from octoctl.alerts_cli import report_html
+
+        return report_html(report)
     if fmt == "json":
         return report.model_dump_json(indent=2)
     if fmt == "yaml":

@@ -22,6 +22,7 @@ command -v redis-check-rdb >/dev/null || need_pkgs+=(redis-tools)  # redis-cli -
 # initdb/pg_ctl/pg_dump: the throwaway PostgreSQL clusters of the plugin and Kubernetes tests (a skip for want of them
 # fails under CI=true)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v pg_dump >/dev/null || need_pkgs+=(postgresql)
+command -v java >/dev/null || need_pkgs+=(openjdk-17-jre-headless)  # ansible-rulebook (octoctl listen) runs on Java 17
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "apt-get install ${need_pkgs[*]}"
