@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from ansible_collections.octollm.remediation.plugins.filter.resource_exhaustion import FilterModule
+from pathlib import Path
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.octollm.remediation.plugins.filter import procedure as procedure_filters
+from ansible_collections.octollm.remediation.plugins.module_utils.collectors import run_all
 from ansible_collections.octollm.remediation.plugins.plugin_utils import resource_exhaustion as rex
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
 NOW = 1_800_000_000.0
-SETTINGS = {"backup_dirs": ["/state/backups"], "now": NOW}
+SETTINGS = procedure_settings("resource_exhaustion", {"backup_dirs": ["/state/backups"], "now": NOW})
 
 
 def record(service, cpu=5.0, memory=10.0, **extra):
@@ -31,7 +37,7 @@ def record(service, cpu=5.0, memory=10.0, **extra):
     return item
 
 
-def evidence(*records, disks=None, images=None):
+def evidence(*records, disks=None, images=None, backups=None):
     disks = disks or [
         {"path": "/var/lib/docker", "used_percent": 30.0, "free_bytes": 10**11, "total_bytes": 2 * 10**11},
         {"path": "/state/backups", "used_percent": 30.0, "free_bytes": 10**11, "total_bytes": 2 * 10**11},
@@ -51,19 +57,21 @@ def evidence(*records, disks=None, images=None):
                 "images": images or {"largest": [], "reclaimable_bytes": 0},
                 "build_cache": {"reclaimable_bytes": 0},
             },
-        }
+        },
+        # the backup listing (stack_evidence kind logs, option listings)
+        "logs": {"ok": True, "listings": {rex.BACKUP_LISTING: {"files": list(backups or [])}}},
     }
 
 
 def backups(*ages_days):
     return [
-        {"path": f"/state/backups/b{i}.dump", "size": 6 * 2**20, "mtime": NOW - age * 86400}
+        {"path": f"/state/backups/b{i}.dump", "size_bytes": 6 * 2**20, "mtime": NOW - age * 86400}
         for i, age in enumerate(ages_days)
     ]
 
 
 def test_healthy_evidence_gives_only_ok():
-    result = rex.diagnose(evidence(record("orchestrator"), record("redis")), SETTINGS, backups(1))
+    result = rex.diagnose(evidence(record("orchestrator"), record("redis"), backups=backups(1)), SETTINGS)
     assert {f["check"]: f["status"] for f in result["findings"]} == {
         "containers.cpu": "ok",
         "containers.memory": "ok",
@@ -111,7 +119,7 @@ def test_a_throttled_container_exhausts_its_quota_under_its_average_threshold():
 
 def test_the_cache_at_its_memory_limit_is_flushed_after_a_backup_not_restarted():
     redis = record("redis", memory=93.0)
-    settings = dict(SETTINGS, backup_dir="/state/runs/r1/backups")
+    settings = dict(SETTINGS, cache_backup_dir="/state/runs/r1/backups")
     result = rex.diagnose(evidence(record("orchestrator", memory=40.0), redis), settings)
     [act] = rex.plan(result, settings)
     assert (act["id"], act["status"], act["disruptive"], act["destructive"]) == (
@@ -128,7 +136,7 @@ def test_the_cache_at_its_memory_limit_is_flushed_after_a_backup_not_restarted()
 
 def test_full_backup_disk_deletes_exactly_the_expired_backups():
     disks = [{"path": "/state/backups", "used_percent": 91.7, "free_bytes": 4 * 2**20, "total_bytes": 48 * 2**20}]
-    result = rex.diagnose(evidence(record("orchestrator"), disks=disks), SETTINGS, backups(30, 20, 8, 1))
+    result = rex.diagnose(evidence(record("orchestrator"), disks=disks, backups=backups(30, 20, 8, 1)), SETTINGS)
     found = {f["check"]: f for f in result["findings"]}
     assert found["host.disk"]["status"] == "problem" and found["host.disk"]["scenario"] == "B"
     assert found["backups.retention"]["status"] == "warning"
@@ -170,9 +178,10 @@ def test_no_log_rotation_is_a_report_and_docker_down_is_unknown():
     )
 
 
-def test_prevention_and_filters():
+def test_prevention():
     result = rex.prevention(
-        evidence(record("a"), record("b", nano_cpus=None, log_config={"type": "json-file"})), SETTINGS, backups(40)
+        evidence(record("a"), record("b", nano_cpus=None, log_config={"type": "json-file"}), backups=backups(40)),
+        SETTINGS,
     )
     assert {f["check"]: f["status"] for f in result["findings"]} == {
         "prevent.containers.memory_limit": "ok",
@@ -180,7 +189,110 @@ def test_prevention_and_filters():
         "prevent.containers.log_rotation": "warning",
         "prevent.backups.retention": "warning",
     }
-    filters = FilterModule().filters()
-    assert {"resource_exhaustion_diagnosis", "resource_exhaustion_plan", "resource_exhaustion_prevention"} <= set(
-        filters
+
+
+# --- the procedure on the shared flow ------------------------------------------------------------------------------
+def test_needs_ask_the_containers_and_the_backup_listing_in_the_modules_vocabulary():
+    from ansible_collections.octollm.remediation.plugins.modules import stack_evidence
+
+    settings = procedure_settings(
+        "resource_exhaustion", {"backup_dirs": ["/state/backups", "/state/backups/postgres"], "df_paths": ["/state"]}
     )
+    needs = rex.PROCEDURE.needs(settings, Context(platform="compose"))
+    assert needs["containers"] == {
+        "stats": True,
+        "stats_sample_seconds": 2.0,
+        "system_df": True,
+        "host": True,
+        "df_paths": ["/state", "/state/backups", "/state/backups/postgres"],
+    }
+    assert needs["logs"] == {
+        "listings": {
+            "resource_exhaustion_backups": {
+                "paths": ["/state/backups", "/state/backups/postgres"],
+                "patterns": ["*.dump", "*.sql", "*.sql.gz", "*.rdb", "*.tar.gz"],
+            }
+        }
+    }
+    spec = stack_evidence.argument_spec()
+    assert not ArgumentSpecValidator(spec).validate(dict(needs, kinds=sorted(needs))).error_messages
+    # no backup directory: nothing to list; on Kubernetes only the API reads
+    assert "logs" not in rex.PROCEDURE.needs(procedure_settings("resource_exhaustion"), Context(platform="compose"))
+    k8s = procedure_settings("resource_exhaustion", platform="kubernetes")
+    assert set(rex.PROCEDURE.needs(k8s, Context(platform="kubernetes", inventory={"k8s": {"namespace": "x"}}))) == {
+        "kubernetes"}
+
+
+def test_settings_come_from_the_role_and_the_run():
+    """The thresholds are the role's defaults (typed by its spec); the cache's backup directory is the run's."""
+    settings = procedure_settings("resource_exhaustion")
+    assert (settings["cpu_high_percent"], settings["backup_retention_days"], settings["top"]) == (80.0, 7.0, 5)
+    assert settings["skip_actions"] == [] and settings["escalation_level"] == "L2"
+    run_dir = rex.PROCEDURE.settings(role_settings("resource_exhaustion"), Context(run_dir="/runs/r1"))
+    assert run_dir["cache_backup_dir"] == "/runs/r1/backups"
+    given = rex.PROCEDURE.settings(role_settings("resource_exhaustion", {"cache_backup_dir": "/b"}), Context())
+    assert given["cache_backup_dir"] == "/b"
+    assert procedure_settings("resource_exhaustion", platform="kubernetes")["namespace"] == "octollm"
+
+
+def test_the_backup_listing_lists_files_without_reading_them(tmp_path: Path):
+    """stack_evidence's logs.listings, the evidence of scenario B: regular files matching the patterns, with size and
+    modification time; hidden files, symlinks, other names and subdirectories (without recurse) left out."""
+    import os
+
+    backups_dir = tmp_path / "backups"
+    (backups_dir / "postgres").mkdir(parents=True)
+    (backups_dir / "old.dump").write_bytes(b"x" * 10)
+    os.utime(backups_dir / "old.dump", (NOW, NOW))
+    (backups_dir / "new.sql.gz").write_bytes(b"y" * 3)
+    (backups_dir / ".hidden.dump").write_bytes(b"z")
+    (backups_dir / "notes.txt").write_text("no")
+    (backups_dir / "link.dump").symlink_to(backups_dir / "old.dump")
+    (backups_dir / "postgres" / "deep.dump").write_bytes(b"d")
+    need = rex.PROCEDURE.needs(
+        procedure_settings("resource_exhaustion", {"backup_dirs": [str(backups_dir), str(tmp_path / "absent")]}),
+        Context(platform="compose"),
+    )
+    listing = run_all({"logs": need["logs"]}, 10)["logs"]
+    assert listing["ok"] is True and listing["sources"] == {}
+    found = listing["listings"][rex.BACKUP_LISTING]
+    assert [(Path(f["path"]).name, f["size_bytes"]) for f in found["files"]] == [("new.sql.gz", 3), ("old.dump", 10)]
+    assert found["files"][1]["mtime"] == NOW
+    assert found["missing"] == [str(tmp_path / "absent")] and found["errors"] == {} and found["count"] == 2
+    assert rex.backup_files(run_all({"logs": need["logs"]}, 10))[1] == {
+        "path": str(backups_dir / "old.dump"), "size": 10, "mtime": NOW}
+    recursive = run_all({"logs": {"listings": {"all": {"paths": [str(backups_dir)], "recurse": True}}}}, 10)
+    assert sorted(Path(f["path"]).name for f in recursive["logs"]["listings"]["all"]["files"]) == [
+        "deep.dump", "new.sql.gz", "notes.txt", "old.dump"]
+    bad = run_all({"logs": {"listings": {"bad": {"patterns": ["*"]}}}}, 10)["logs"]
+    assert bad["ok"] is True and bad["listings"]["bad"]["error"]["kind"] == "other"
+
+
+def test_the_flow_filters_judge_plan_gate_and_report():
+    """The shared procedure_* filters run this procedure: request, judgement with the gated plan, the actions to
+    apply (skip_actions honoured) and the RESULT with its verification."""
+    filters = procedure_filters.FilterModule().filters()
+    run = {
+        "procedures": ["resource_exhaustion"],
+        "context": {"platform": "compose", "phase": "resolve", "approve": True, "run_dir": "/runs/r1"},
+        "settings": {"resource_exhaustion": role_settings(
+            "resource_exhaustion", {"backup_dirs": ["/state/backups"], "now": NOW})},
+    }
+    assert set(filters["procedure_request"](run)) == {"containers", "logs"}
+    disks = [{"path": "/state/backups", "used_percent": 91.7, "free_bytes": 4 * 2**20, "total_bytes": 48 * 2**20}]
+    broken = evidence(record("orchestrator"), disks=disks, backups=backups(30, 20, 1))
+    state = filters["procedure_judgement"](broken, run)
+    assert state["_followup"] == {}
+    [todo] = filters["procedure_actions"](state, run)
+    assert todo["procedure"] == "resource_exhaustion" and todo["action"]["_apply"] == "delete_backups"
+    assert todo["action"]["change"]["count"] == 2
+    done = {todo["action"]["id"]: {"status": "applied", "outcome": "deleted 2 of 2 listed backups"}}
+    fixed = evidence(record("orchestrator"), backups=backups(1))
+    result = filters["procedure_results"](fixed, run, state, done)["resource_exhaustion"]
+    assert result["actions"][0]["status"] == "applied" and "_apply" not in result["actions"][0]
+    assert result["verification"]["healthy"] is True and result["escalation"]["level"] is None
+    skipping = dict(run, settings={"resource_exhaustion": dict(
+        run["settings"]["resource_exhaustion"], skip_actions=["resource_exhaustion.B.delete_expired_backups"])})
+    skipped = filters["procedure_judgement"](broken, skipping)["resource_exhaustion"]["actions"]
+    assert skipped[0]["status"] == "skipped" and filters["procedure_actions"]({"resource_exhaustion": {
+        "actions": skipped}}, skipping) == []

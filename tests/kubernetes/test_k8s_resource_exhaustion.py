@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from k8s_emulator import KubernetesAPIEmulator
-from k8s_results import by_check, by_id, collect_evidence
+from k8s_results import by_check, by_id, collect_evidence, task_args
 
 pytestmark = pytest.mark.kubernetes
 
@@ -30,6 +31,15 @@ READS = {
     "resource_exhaustion_events": {"kind": "Event", "field_selector": "type=Warning"},
     "resource_exhaustion_pod_metrics": {"kind": "PodMetrics", "api_version": "metrics.k8s.io/v1beta1"},
 }
+SETTINGS = procedure_settings("resource_exhaustion", platform="kubernetes")
+
+
+def test_the_procedure_needs_these_reads() -> None:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.resource_exhaustion import PROCEDURE
+
+    context = Context(platform="kubernetes", inventory={"k8s": {"namespace": "octollm"}})
+    assert PROCEDURE.needs(SETTINGS, context) == {"kubernetes": {"objects": READS}}
 
 
 def pod_name(k8s_api: KubernetesAPIEmulator, app: str) -> str:
@@ -72,7 +82,7 @@ def test_a_healthy_cluster_without_metrics_server(k8s_api: KubernetesAPIEmulator
     reads = evidence["kubernetes"]["objects"]
     assert "No matches found" in reads["resource_exhaustion_pod_metrics"]["error"]["message"]
     assert len(reads["resource_exhaustion_pods"]["items"]) == 15  # the other reads are unharmed
-    diagnosis = rek.diagnose(evidence)
+    diagnosis = rek.diagnose(evidence, SETTINGS)
     found = by_check(diagnosis["findings"])
     assert found["k8s.node_pressure"]["status"] == "ok"
     assert found["k8s.pod_cpu"]["status"] == "warning" and found["k8s.pod_cpu"]["evidence"] == {"metrics_api": False}
@@ -80,8 +90,8 @@ def test_a_healthy_cluster_without_metrics_server(k8s_api: KubernetesAPIEmulator
     assert found["k8s.evictions"]["status"] == "ok"
     assert not any(item["status"] in ("problem", "unknown") for item in diagnosis["findings"])
     assert not any(item["holds"] for item in diagnosis["scenarios"])
-    assert rek.plan(diagnosis, {"approve": True}) == []
-    prevention = by_check(rek.prevention(evidence)["findings"])
+    assert rek.plan(diagnosis, dict(SETTINGS, approve=True)) == []
+    prevention = by_check(rek.prevention(evidence, SETTINGS)["findings"])
     assert prevention["prevent.k8s.metrics_api"]["status"] == "warning"
     assert prevention["prevent.k8s.hpa"]["status"] == "ok"  # the orchestrator's HPA
     assert prevention["prevent.k8s.memory_limits"]["status"] == "ok"
@@ -92,7 +102,7 @@ def test_the_top_consumer_is_scaled_out_or_restarted(k8s_api: KubernetesAPIEmula
     from ansible_collections.octollm.remediation.plugins.plugin_utils import resource_exhaustion_kubernetes as rek
 
     names = busy_metrics(k8s_api)
-    diagnosis = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS))
+    diagnosis = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS), SETTINGS)
     found = by_check(diagnosis["findings"])
     cpu = found["k8s.pod_cpu"]
     assert cpu["status"] == "problem" and cpu["scenario"] == "A"
@@ -101,17 +111,18 @@ def test_the_top_consumer_is_scaled_out_or_restarted(k8s_api: KubernetesAPIEmula
     assert memory["status"] == "problem"
     assert [(r["pod"], r["memory_ratio"]) for r in memory["evidence"]["high"]] == [(names["retriever-arm"], 0.957)]
     assert diagnosis["context"]["consumer"]["workload"] == "Deployment/retriever-arm"  # 95.7% > 95%
-    restart = rek.plan(diagnosis, {"approve": False})
+    restart = rek.plan(diagnosis, dict(SETTINGS, approve=False))
     assert [(a["id"], a["status"], a["disruptive"]) for a in restart] == [
         ("resource_exhaustion.A.restart_retriever_arm", "awaiting_approval", True)]
     # CPU-bound: scaled out by one (not disruptive); at the bound: restarted
-    cpu_diag = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS), {"memory_high_percent": 99})
-    scale = rek.plan(cpu_diag, {"approve": False})[0]
+    cpu_settings = procedure_settings("resource_exhaustion", {"memory_high_percent": 99}, platform="kubernetes")
+    cpu_diag = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS), cpu_settings)
+    scale = rek.plan(cpu_diag, dict(cpu_settings, approve=False))[0]
     assert (scale["id"], scale["status"], scale["disruptive"]) == ("resource_exhaustion.A.scale_executor_arm",
                                                                    "planned", False)
     assert {k: scale["change"][k] for k in ("workload", "old", "new", "op")} == {
         "workload": "Deployment/executor-arm", "old": 1, "new": 2, "op": "kubernetes.core.k8s_scale"}
-    bounded = rek.plan(cpu_diag, {"approve": True, "max_replicas": 1})[0]
+    bounded = rek.plan(cpu_diag, dict(cpu_settings, approve=True, k8s_max_replicas=1))[0]
     assert bounded["id"] == "resource_exhaustion.A.restart_executor_arm"
     assert k8s_api.writes() == []
 
@@ -119,38 +130,36 @@ def test_the_top_consumer_is_scaled_out_or_restarted(k8s_api: KubernetesAPIEmula
 def test_a_node_under_pressure_is_drained_with_these_arguments(k8s_api: KubernetesAPIEmulator,
                                                               tmp_path: Path) -> None:
     """k8s_drain at the level of its module arguments: the plan's change.drain is what the task passes."""
-    import yaml
     from ansible_collections.octollm.remediation.plugins.plugin_utils import resource_exhaustion_kubernetes as rek
     from conftest import REPO
 
     pressure(k8s_api, "node-1", "MemoryPressure")
     victim = pod_name(k8s_api, "judge-arm")
     k8s_api.seed([evicted(victim, "The node was low on resource: memory. Threshold quantity: 100Mi.")])
-    diagnosis = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS))
+    diagnosis = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS), SETTINGS)
     found = by_check(diagnosis["findings"])
     assert found["k8s.node_pressure"]["status"] == "problem" and found["k8s.node_pressure"]["scenario"] == "A"
     assert found["k8s.node_pressure"]["observed"] == "node-1: MemoryPressure"
     assert found["k8s.evictions"]["status"] == "problem" and found["k8s.evictions"]["scenario"] == "A"
-    drain = by_id(rek.plan(diagnosis, {"approve": True}))["resource_exhaustion.A.drain_node_1"]
+    drain = by_id(rek.plan(diagnosis, dict(SETTINGS, approve=True)))["resource_exhaustion.A.drain_node_1"]
     assert drain["status"] == "planned" and drain["disruptive"] is True
     assert drain["change"]["to_nodes"] == ["node-2"]
     assert drain["change"]["drain"] == {
         "state": "drain", "name": "node-1",
         "delete_options": {"ignore_daemonsets": True, "delete_emptydir_data": False, "disable_eviction": False,
                            "force": False, "terminate_grace_period": 30, "wait_timeout": 300}}
-    task = yaml.safe_load((REPO / "roles/resource_exhaustion/tasks/kubernetes/actions/drain.yml").read_text())
-    module = task[0]["block"][0]["kubernetes.core.k8s_drain"]
-    assert module["state"] == "{{ __resource_exhaustion_drain.state }}"
-    assert module["name"] == "{{ __resource_exhaustion_drain.name }}"
-    assert module["delete_options"] == "{{ __resource_exhaustion_drain.delete_options }}"
-    assert task[0]["vars"]["__resource_exhaustion_drain"] == "{{ __resource_exhaustion_action.change.drain }}"
+    drain_file = REPO / "roles/resource_exhaustion/tasks/kubernetes/actions/drain.yml"
+    module = task_args(drain_file, "kubernetes.core.k8s_drain")
+    assert module == {"state": "{{ _common_action.change.drain.state }}",
+                      "name": "{{ _common_action.change.drain.name }}",
+                      "delete_options": "{{ _common_action.change.drain.delete_options }}"}
 
     # DiskPressure is C; with both nodes under pressure there is nowhere to go: a report
     pressure(k8s_api, "node-2", "DiskPressure")
-    both = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS))
+    both = rek.diagnose(collect_evidence(k8s_api, tmp_path, READS), SETTINGS)
     assert {s["id"]: s["holds"] for s in both["scenarios"]} == {"A": True, "B": False, "C": True, "D": False}
     assert "not visible through the API" in {s["id"]: s["reason"] for s in both["scenarios"]}["B"]
-    assert [(a["id"], a["status"]) for a in rek.plan(both, {"approve": True})] == [
+    assert [(a["id"], a["status"]) for a in rek.plan(both, dict(SETTINGS, approve=True))] == [
         ("resource_exhaustion.A.report_node_node_1", "report"), ("resource_exhaustion.C.report_node_node_2", "report")]
     assert k8s_api.writes() == []
 

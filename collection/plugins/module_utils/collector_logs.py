@@ -8,15 +8,20 @@ Each source is a path or glob with a regex and a line budget. Only the last ``ma
 while the deadline allows), files are read concurrently, and every returned line passes through the PII
 redaction of ``module_utils/redact.py`` so that a finding never carries an e-mail address, a card number or
 an API key. Named ``patterns`` are counted over every scanned line of every source.
+
+``listings`` lists files without reading them (path, size, modification time): the backups a retention policy
+covers, for instance.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fnmatch
 import glob
 import os
 import re
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -108,6 +113,53 @@ def scan_file(path, regex, named, budget, max_bytes, line_max, kinds, deadline):
     }
 
 
+def list_files(spec):
+    """One listing: the regular files (not hidden, symlinks not followed) in ``spec['paths']`` whose name matches
+    one of ``spec['patterns']`` (globs, default every name), with their size and modification time; never their
+    content. A path that does not exist is listed under ``missing``, one that cannot be read under ``errors``."""
+    answer = {"files": [], "count": 0, "truncated": False, "missing": [], "errors": {}, "error": None}
+    spec = spec if isinstance(spec, dict) else {}
+    paths, patterns = spec.get("paths"), spec.get("patterns") or ["*"]
+    if not paths:
+        answer["error"] = {"kind": "other", "message": "a listing needs paths (and patterns)"}
+        return answer
+    paths = paths if isinstance(paths, list) else [paths]
+    patterns = patterns if isinstance(patterns, list) else [patterns]
+    cap = int(spec.get("max_files") or 1000)
+
+    def failed(exc):
+        where = getattr(exc, "filename", None) or "?"
+        if isinstance(exc, PermissionError):
+            answer["errors"][where] = {"kind": "auth", "message": "cannot list %s (permission denied)" % where}
+        else:
+            answer["errors"][where] = error_of(exc)
+
+    for top in paths:
+        top = os.path.expanduser(str(top))
+        if not os.path.isdir(top):
+            answer["missing"].append(top)
+            continue
+        for directory, subdirs, names in os.walk(top, onerror=failed):
+            subdirs[:] = sorted(sub for sub in subdirs if not sub.startswith(".")) if spec.get("recurse") else []
+            for name in sorted(names):
+                if name.startswith(".") or not any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    continue  # removed meanwhile
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                if len(answer["files"]) >= cap:
+                    answer["truncated"] = True
+                    break
+                answer["files"].append({"path": path, "size_bytes": info.st_size, "mtime": info.st_mtime})
+    answer["count"] = len(answer["files"])
+    answer["listed_at"] = time.time()
+    return answer
+
+
 @register
 class LogsCollector(Collector):
     kind = "logs"
@@ -119,6 +171,7 @@ class LogsCollector(Collector):
         max_bytes=dict(type="int", default=8 * 1024 * 1024),
         max_files=dict(type="int", default=20),
         line_max_chars=dict(type="int", default=400),
+        listings=dict(type="dict", default={}),
     )
 
     def _opt(self, name):
@@ -132,6 +185,9 @@ class LogsCollector(Collector):
         except (ValueError, re.error) as exc:
             raise CollectorError("other", "invalid logs options: %s" % exc) from exc
         result = {"sources": {}, "pattern_counts": {key: 0 for key in named}, "redactions": {}}
+        listings = self._opt("listings") or {}
+        if listings:
+            result["listings"] = {name: list_files(spec) for name, spec in sorted(listings.items())}
         jobs = []
         for source in self._opt("sources") or []:
             name = source.get("name") or source["path"]

@@ -36,7 +36,8 @@ description:
     concern (connections, settings, statements, tables, integrity, tasks, a procedure's named queries), and pings
     with the application user.
   - C(http) runs named HTTP probes concurrently (status, time, bounded body, selected headers).
-  - C(logs) returns the matching lines of log files with file and line number, PII masked.
+  - C(logs) returns the matching lines of log files with file and line number, PII masked, and on request
+    listings of files (path, size, modification time; never their content), such as backups.
   - Text that may hold user data (log lines, SQL text, bodies) is masked for PII (e-mail, card numbers with a
     Luhn check, API keys) by C(module_utils/redact.py); the counts per kind are returned as C(redactions).
   - New kinds plug into a collector registry in C(module_utils/collectors.py); they add an option block and do
@@ -563,6 +564,15 @@ options:
         description: Lines are cut to this length.
         type: int
         default: 400
+      listings:
+        description:
+          - Named listings of files on the host that runs the module, read-only and without reading the files,
+            each a dictionary of C(paths) (directories), C(patterns) (globs of the file names, default C(*)),
+            C(recurse) (default false) and C(max_files) (default 1000). Regular files only (no symlinks), hidden
+            ones left out, as M(ansible.builtin.find) does.
+          - Name them after the procedure to avoid clashes.
+        type: dict
+        default: {}
   kubernetes:
     description:
       - Named reads of the Kubernetes API (pods by label, events, a ConfigMap, a Deployment...), run concurrently
@@ -816,6 +826,9 @@ evidence:
           C(match_count), C(lines) (the newest matching lines, C(file), C(line) number, C(text) with PII masked),
           C(truncated), C(error) (no file matches, permission denied).
         - C(pattern_counts) (named patterns over every scanned line), C(redactions) per PII kind, C(scanned_at).
+        - C(listings) by name (O(logs.listings)), each with C(files) (C(path), C(size_bytes), C(mtime)), C(count),
+          C(truncated) (more than C(max_files)), C(missing) (paths that are not directories), C(errors) (by path,
+          C(kind) and C(message)), C(error) (an invalid listing), C(listed_at).
       type: dict
       returned: when requested
       sample:

@@ -5,8 +5,9 @@
 
 Input is the evidence of ``stack_evidence`` kind ``containers`` (cgroup stats of every container - the
 ``docker stats`` equivalent -, ``docker system df``, ``docker info`` with ``df`` of the Docker root dir and of the
-watched paths, host memory and load), the backup files found with ``ansible.builtin.find`` (``backups``: a list of
-``{path, size, mtime}``) and the role's settings. Scenarios:
+watched paths, host memory and load), the listing of the backup files (kind ``logs``, option ``listings``: path,
+size and modification time of each file matching the backup patterns in the backup directories) and the role's
+settings. Scenarios:
 
 - A  a service exhausts its CPU quota or its memory (or the host's memory): restart the top consumer; when that
      is the cache (Redis) at its memory limit, clear it instead (the seed's FLUSHDB) after a verified RDB backup -
@@ -25,6 +26,7 @@ import fnmatch
 import os
 import time
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -34,7 +36,9 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
     unknown,
 )
 
-PROCEDURE = "resource_exhaustion"
+NAME = "resource_exhaustion"
+# Name of the backup listing in the logs evidence (stack_evidence's logs.listings).
+BACKUP_LISTING = "resource_exhaustion_backups"
 
 SCENARIOS = {
     "A": "CPU or memory exhausted by a service",
@@ -43,30 +47,15 @@ SCENARIOS = {
     "D": "Container logs without rotation",
 }
 
-DEFAULTS = {
-    "cpu_high_percent": 80.0,
-    "cpu_throttled_high_percent": 50.0,
-    "memory_high_percent": 90.0,
-    "host_memory_available_min_percent": 10.0,
-    "disk_warn_percent": 80.0,
-    "disk_high_percent": 90.0,
-    "backup_dirs": [],
-    "backup_retention_days": 7,
-    "protected_images": ["debian:bookworm", "octollm/lab-runtime:*"],
-    "top": 5,
-    "cache_services": ["redis"],
-    "cache_db": 0,
-    "backup_dir": "",
-    "escalation_level": "L2",
-    "allow_disruptive": False,
-    "now": None,
-}
 
-
-def _settings(settings):
-    merged = dict(DEFAULTS)
-    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
-    return merged
+def backup_files(evidence):
+    """The backup files of the listing (``[{path, size, mtime}]``); none when it was not gathered or failed."""
+    logs = (evidence or {}).get("logs") or {}
+    listing = ((logs.get("listings") or {}) if logs.get("ok", False) else {}).get(BACKUP_LISTING) or {}
+    return [
+        {"path": item.get("path"), "size": item.get("size_bytes"), "mtime": item.get("mtime")}
+        for item in listing.get("files") or []
+    ]
 
 
 def _under(path, directory):
@@ -75,7 +64,7 @@ def _under(path, directory):
 
 
 class Facts:
-    def __init__(self, evidence, settings, backups=None):
+    def __init__(self, evidence, settings):
         self.s = settings
         result = (evidence or {}).get("containers")
         if result is None:
@@ -92,7 +81,7 @@ class Facts:
         self.system_df = data.get("system_df") or {}
         now = time.time() if settings.get("now") is None else float(settings["now"])
         limit = now - float(settings["backup_retention_days"]) * 86400
-        self.backups = sorted(backups or [], key=lambda item: item.get("mtime") or 0)
+        self.backups = sorted(backup_files(evidence), key=lambda item: item.get("mtime") or 0)
         self.expired = [item for item in self.backups if (item.get("mtime") or now) < limit]
 
     def top(self, key):
@@ -132,7 +121,9 @@ def check_cpu(f):
     s = f.s
     title = "No service exhausts its CPU quota"
     expected = "< %s%% of its cpus limit, throttled in < %s%% of CFS periods" % (
-        s["cpu_high_percent"], s["cpu_throttled_high_percent"])
+        s["cpu_high_percent"],
+        s["cpu_throttled_high_percent"],
+    )
     if f.containers is None:
         return unknown("containers.cpu", title, expected, f.error, "A")
     top = f.top("cpu_limit_percent") or f.top("cpu_percent")
@@ -142,15 +133,23 @@ def check_cpu(f):
         )
     # throttling alone is noisy: nr_periods counts only the periods in which the group ran, so an idle exporter
     # with one burst can be "throttled in 50%"; it counts with at least half the use threshold
-    hot = [row for row in top if (row.get("cpu_limit_percent") or 0) >= s["cpu_high_percent"]
-           or ((row.get("cpu_throttled_percent") or 0) >= s["cpu_throttled_high_percent"]
-               and (row.get("cpu_limit_percent") or 0) >= s["cpu_high_percent"] / 2)]
+    hot = [
+        row
+        for row in top
+        if (row.get("cpu_limit_percent") or 0) >= s["cpu_high_percent"]
+        or (
+            (row.get("cpu_throttled_percent") or 0) >= s["cpu_throttled_high_percent"]
+            and (row.get("cpu_limit_percent") or 0) >= s["cpu_high_percent"] / 2
+        )
+    ]
     evidence = {"top": top, "loadavg": f.host.get("loadavg"), "cpu_count": f.host.get("cpu_count")}
     if hot:
         evidence["exhausted"] = [r["name"] for r in hot]
-        observed = ", ".join("%s %s%% of %s cpus, throttled in %s%% of periods"
-                             % (r["service"], r["cpu_limit_percent"], r["cpus"], r.get("cpu_throttled_percent"))
-                             for r in hot)
+        observed = ", ".join(
+            "%s %s%% of %s cpus, throttled in %s%% of periods"
+            % (r["service"], r["cpu_limit_percent"], r["cpus"], r.get("cpu_throttled_percent"))
+            for r in hot
+        )
         return finding("containers.cpu", title, "problem", observed, expected, evidence, "A")
     first = top[0]
     observed = "top: %s %s%% of its limit" % (first["service"], first.get("cpu_limit_percent"))
@@ -333,9 +332,9 @@ def check_log_rotation(f):
     return finding("containers.log_rotation", title, "ok", "all rotate", expected)
 
 
-def diagnose(evidence, settings=None, backups=None):
-    s = _settings(settings)
-    f = Facts(evidence, s, backups)
+def diagnose(evidence, settings, previous=None, applied=()):
+    s = settings
+    f = Facts(evidence, s)
     cpu, memory, host_memory = check_cpu(f), check_memory(f), check_host_memory(f)
     disk = check_disks(f)
     findings = [cpu, memory, host_memory, disk, check_backups(f), check_docker_data(f, disk), check_log_rotation(f)]
@@ -384,9 +383,9 @@ def _cache_at_memory_limit(ctx, s):
 def flush_cache_action(consumer, s):
     """Scenario A on the cache: a verified RDB backup (redis-cli --rdb, redis-check-rdb), then FLUSHDB and
     MEMORY PURGE (the allocator gives the pages back, so the container's working set falls)."""
-    backup_dir = (s.get("backup_dir") or "").rstrip("/")
+    backup_dir = (s.get("cache_backup_dir") or "").rstrip("/")
     return action(
-        "%s.A.flush_cache_%s" % (PROCEDURE, consumer["service"].replace("-", "_")),
+        "%s.A.flush_cache_%s" % (NAME, consumer["service"].replace("-", "_")),
         "A",
         "clear the cache %s (FLUSHDB) after a verified backup" % consumer["service"],
         "compose:%s:db%s" % (consumer["service"], s["cache_db"]),
@@ -409,8 +408,8 @@ def flush_cache_action(consumer, s):
     )
 
 
-def plan(diagnosis, settings=None):
-    s = _settings(settings)
+def plan(diagnosis, settings):
+    s = settings
     ctx = diagnosis.get("context") or {}
     forced = s.get("scenario") or None
     holding = {item["id"] for item in diagnosis.get("scenarios") or [] if item.get("holds")}
@@ -424,7 +423,7 @@ def plan(diagnosis, settings=None):
             top = ctx["consumer"]
             actions.append(
                 action(
-                    "%s.A.restart_%s" % (PROCEDURE, top["service"].replace("-", "_")),
+                    "%s.A.restart_%s" % (NAME, top["service"].replace("-", "_")),
                     "A",
                     "restart the top consumer %s" % top["service"],
                     "compose:%s" % top["service"],
@@ -446,7 +445,7 @@ def plan(diagnosis, settings=None):
             expired = ctx["expired"]
             actions.append(
                 action(
-                    "%s.B.delete_expired_backups" % PROCEDURE,
+                    "%s.B.delete_expired_backups" % NAME,
                     "B",
                     "delete %d backups older than %s days" % (len(expired), s["backup_retention_days"]),
                     "backups:%s" % ",".join(s["backup_dirs"]),
@@ -470,7 +469,7 @@ def plan(diagnosis, settings=None):
         elif sid == "C":
             actions.append(
                 action(
-                    "%s.C.prune_docker_data" % PROCEDURE,
+                    "%s.C.prune_docker_data" % NAME,
                     "C",
                     "prune dangling images, stopped containers outside the deployment and the build cache",
                     "docker:prune",
@@ -493,7 +492,7 @@ def plan(diagnosis, settings=None):
             missing = ctx.get("log_rotation_missing") or []
             actions.append(
                 action(
-                    "%s.D.report_log_rotation" % PROCEDURE,
+                    "%s.D.report_log_rotation" % NAME,
                     "D",
                     "report containers whose logs do not rotate",
                     "compose:logging",
@@ -515,9 +514,9 @@ def plan(diagnosis, settings=None):
     )
 
 
-def prevention(evidence, settings=None, backups=None):
-    s = _settings(settings)
-    f = Facts(evidence, s, backups)
+def prevention(evidence, settings):
+    s = settings
+    f = Facts(evidence, s)
     records = (f.containers or {}).get("containers") or []
     checks = [
         (
@@ -550,7 +549,7 @@ def prevention(evidence, settings=None, backups=None):
             )
             actions.append(
                 action(
-                    "%s.prevent.report_%s" % (PROCEDURE, check.rsplit(".", 1)[-1]),
+                    "%s.prevent.report_%s" % (NAME, check.rsplit(".", 1)[-1]),
                     None,
                     "add %s to %s" % (expected, ", ".join(missing)),
                     "compose:prevent:%s" % expected,
@@ -575,3 +574,65 @@ def prevention(evidence, settings=None, backups=None):
         )
     )
     return {"findings": findings, "actions": gate(actions, dry_run=s.get("dry_run", False)), "context": {}}
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+def cache_backup_dir(context):
+    """Where the cache's RDB backup goes when ``cache_backup_dir`` is empty: the run's ``backups/`` (octoctl's run
+    directory), else ``octollm-remediation/backups`` under the controller's XDG state home."""
+    if context.get("run_dir"):
+        return "%s/backups" % context["run_dir"]
+    state = os.environ.get("XDG_STATE_HOME", os.environ.get("HOME", "") + "/.local/state")
+    return "%s/octollm-remediation/backups" % state
+
+
+def _unique(items):
+    out = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+class ResourceExhaustion(Procedure):
+    name = NAME
+    title = "Resource Exhaustion"
+    scenarios = SCENARIOS
+    modules = {"compose": "resource_exhaustion", "kubernetes": "resource_exhaustion_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(ResourceExhaustion, self).settings(role_settings, context)
+        s["cache_backup_dir"] = s.get("cache_backup_dir") or cache_backup_dir(context)
+        if context.kubernetes:
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+        return s
+
+    def needs(self, settings, context):
+        s = settings
+        if context.kubernetes:
+            # the API reads (names prefixed: the evidence is shared by the procedures); a metrics API that is not
+            # served is evidence
+            from ansible_collections.octollm.remediation.plugins.plugin_utils.resource_exhaustion_kubernetes import (
+                objects,
+            )
+
+            return {"kubernetes": {"objects": objects()}}
+        # every container's cgroup stats (CPU sampled twice), docker system df, docker info with df of the Docker
+        # root dir and of the watched paths, host memory and load; the backup files with their size and age
+        need = {
+            "containers": {
+                "stats": True,
+                "stats_sample_seconds": s["stats_sample_seconds"],
+                "system_df": True,
+                "host": True,
+                "df_paths": _unique(list(s["df_paths"]) + list(s["backup_dirs"])),
+            }
+        }
+        if s["backup_dirs"]:
+            need["logs"] = {
+                "listings": {BACKUP_LISTING: {"paths": list(s["backup_dirs"]), "patterns": list(s["backup_patterns"])}}
+            }
+        return need
+
+
+PROCEDURE = ResourceExhaustion()

@@ -26,7 +26,7 @@ __metaclass__ = type
 from ansible_collections.octollm.remediation.plugins.plugin_utils import k8s_workloads as kw
 from ansible_collections.octollm.remediation.plugins.plugin_utils import kubernetes as k8s
 from ansible_collections.octollm.remediation.plugins.plugin_utils import resource_exhaustion as re_compose
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated, merged_settings
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -35,7 +35,7 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
     unknown,
 )
 
-PROCEDURE = re_compose.PROCEDURE
+NAME = re_compose.NAME
 PREFIX = "resource_exhaustion_"
 READS = ("nodes", "pods", "deployments", "statefulsets", "hpas", "events", "pod_metrics")
 SCENARIOS = re_compose.SCENARIOS
@@ -45,26 +45,18 @@ NOT_ON_KUBERNETES = {
 }
 PRESSURE_SCENARIO = {"MemoryPressure": "A", "PIDPressure": "A", "DiskPressure": "C"}
 
-DEFAULTS = dict(
-    re_compose.DEFAULTS,
-    namespace="octollm",
-    databases=["postgres", "redis"],
-    max_replicas=4,
-    scale_step=1,
-    drain_grace_period=30,
-    drain_timeout=300,
-    drain_delete_emptydir_data=False,
-    hpa_workloads=["orchestrator"],
-)
 
-
-def _settings(settings):
-    s = merged_settings(DEFAULTS, settings)
-    for key in ("cpu_high_percent", "memory_high_percent"):
-        s[key] = float(s[key])
-    for key in ("max_replicas", "scale_step", "drain_grace_period", "drain_timeout", "top"):
-        s[key] = int(s[key])
-    return s
+def objects():
+    """The API reads of the judgement (stack_evidence kind kubernetes), named ``resource_exhaustion_<read>``."""
+    return {
+        PREFIX + "nodes": {"kind": "Node", "namespaced": False},
+        PREFIX + "pods": {"kind": "Pod"},
+        PREFIX + "deployments": {"kind": "Deployment", "api_version": "apps/v1"},
+        PREFIX + "statefulsets": {"kind": "StatefulSet", "api_version": "apps/v1"},
+        PREFIX + "hpas": {"kind": "HorizontalPodAutoscaler", "api_version": "autoscaling/v2"},
+        PREFIX + "events": {"kind": "Event", "field_selector": "type=Warning"},
+        PREFIX + "pod_metrics": {"kind": "PodMetrics", "api_version": "metrics.k8s.io/v1beta1"},
+    }
 
 
 def _name(text):
@@ -88,9 +80,13 @@ class Facts(object):
         self.metrics_served = not self.metrics_error
         self.usage = kw.container_usage(self.pods_of, self.workloads, kw.pod_usage(self.items["pod_metrics"]))
         self.hpa_targets = {
-            "%s/%s" % (((h.get("spec") or {}).get("scaleTargetRef") or {}).get("kind"),
-                       ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name")): h
-            for h in self.items["hpas"]}
+            "%s/%s"
+            % (
+                ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("kind"),
+                ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name"),
+            ): h
+            for h in self.items["hpas"]
+        }
 
     def error(self, *names):
         for name in names:
@@ -108,10 +104,10 @@ def check_nodes(f):
     troubled = [n for n in f.nodes if n["pressure"] or not n["ready"]]
     evidence = {"nodes": f.nodes}
     if not troubled:
-        return finding("k8s.node_pressure", title, "ok", "%d nodes without pressure" % len(f.nodes), expected,
-                       evidence)
-    observed = "; ".join("%s: %s" % (n["name"], ", ".join(n["pressure"] + ([] if n["ready"] else ["NotReady"])))
-                         for n in troubled)
+        return finding("k8s.node_pressure", title, "ok", "%d nodes without pressure" % len(f.nodes), expected, evidence)
+    observed = "; ".join(
+        "%s: %s" % (n["name"], ", ".join(n["pressure"] + ([] if n["ready"] else ["NotReady"]))) for n in troubled
+    )
     kinds = sorted({PRESSURE_SCENARIO[p] for n in troubled for p in n["pressure"]})
     return finding("k8s.node_pressure", title, "problem", observed, expected, evidence, kinds[0] if kinds else "A")
 
@@ -124,19 +120,31 @@ def _usage_check(f, check, resource, ratio_key, limit_percent):
         return unknown(check, title, expected, error)
     if not f.metrics_served:
         if metrics_missing(f.metrics_error):
-            return finding(check, title, "warning", "metrics API (metrics.k8s.io) not served: %s use not judged"
-                           % resource, expected, {"metrics_api": False})
+            return finding(
+                check,
+                title,
+                "warning",
+                "metrics API (metrics.k8s.io) not served: %s use not judged" % resource,
+                expected,
+                {"metrics_api": False},
+            )
         return unknown(check, title, expected, f.metrics_error, evidence={"metrics_api": None})
     rows = [row for row in f.usage if row[ratio_key] is not None]
-    high = sorted((row for row in rows if row[ratio_key] * 100.0 >= limit_percent),
-                  key=lambda row: -row[ratio_key])
+    high = sorted((row for row in rows if row[ratio_key] * 100.0 >= limit_percent), key=lambda row: -row[ratio_key])
     top = sorted(rows, key=lambda row: -row[ratio_key])[: f.s["top"]]
     evidence = {"metrics_api": True, "top": top}
     if not high:
-        return finding(check, title, "ok", "highest %s" % ("%.0f%%" % (100 * top[0][ratio_key]) if top else "n/a"),
-                       expected, evidence)
-    observed = "; ".join("%s/%s %.0f%% of its limit" % (row["pod"], row["container"], 100 * row[ratio_key])
-                         for row in high[: f.s["top"]])
+        return finding(
+            check,
+            title,
+            "ok",
+            "highest %s" % ("%.0f%%" % (100 * top[0][ratio_key]) if top else "n/a"),
+            expected,
+            evidence,
+        )
+    observed = "; ".join(
+        "%s/%s %.0f%% of its limit" % (row["pod"], row["container"], 100 * row[ratio_key]) for row in high[: f.s["top"]]
+    )
     return finding(check, title, "problem", observed, expected, dict(evidence, high=high), "A")
 
 
@@ -149,17 +157,22 @@ def check_events(f):
     rows = []
     for event in f.items["events"]:
         message = event.get("message") or ""
-        if event.get("reason") == "Evicted" or (event.get("reason") == "FailedScheduling" and "Insufficient"
-                                                 in message) or event.get("reason") in ("EvictionThresholdMet",
-                                                                                        "SystemOOM"):
+        if (
+            event.get("reason") == "Evicted"
+            or (event.get("reason") == "FailedScheduling" and "Insufficient" in message)
+            or event.get("reason") in ("EvictionThresholdMet", "SystemOOM")
+        ):
             rows.append(event)
     events = k8s.events_summary(rows)
     if not events:
         return finding("k8s.evictions", title, "ok", "none", expected)
-    disk = any("ephemeral-storage" in e["message"] or "DiskPressure" in e["message"] or "disk" in e["message"].lower()
-               for e in events)
-    observed = "; ".join("%s %s x%d: %s" % (e["reason"], e["object"], e["count"], e["message"][:80])
-                         for e in events[:5])
+    disk = any(
+        "ephemeral-storage" in e["message"] or "DiskPressure" in e["message"] or "disk" in e["message"].lower()
+        for e in events
+    )
+    observed = "; ".join(
+        "%s %s x%d: %s" % (e["reason"], e["object"], e["count"], e["message"][:80]) for e in events[:5]
+    )
     return finding("k8s.evictions", title, "problem", observed, expected, {"events": events}, "C" if disk else "A")
 
 
@@ -169,23 +182,38 @@ def _consumer(f, findings):
     for item in findings:
         if item["check"] in ("k8s.pod_cpu", "k8s.pod_memory") and item["status"] == "problem":
             for row in item["evidence"].get("high") or []:
-                high.append((row["cpu_ratio"] if item["check"] == "k8s.pod_cpu" else row["memory_ratio"],
-                             "cpu" if item["check"] == "k8s.pod_cpu" else "memory", row))
+                high.append(
+                    (
+                        row["cpu_ratio"] if item["check"] == "k8s.pod_cpu" else row["memory_ratio"],
+                        "cpu" if item["check"] == "k8s.pod_cpu" else "memory",
+                        row,
+                    )
+                )
     if not high:
         return None
     ratio, resource, row = sorted(high, key=lambda item: -item[0])[0]
     workload = next((w for w in f.workloads if w["ref"] == row["workload"]), None)
     if workload is None:
         return None
-    return {"workload": workload["ref"], "kind": workload["kind"], "name": workload["name"],
-            "app": workload["app"], "replicas": workload["replicas"], "resource": resource, "ratio": ratio,
-            "pod": row["pod"], "container": row["container"], "hpa": workload["ref"] in f.hpa_targets,
-            "database": workload["app"] in f.s["databases"] or workload["name"] in f.s["databases"],
-            "memory": human_bytes(row["memory_bytes"]), "cpu_m": row["cpu_m"]}
+    return {
+        "workload": workload["ref"],
+        "kind": workload["kind"],
+        "name": workload["name"],
+        "app": workload["app"],
+        "replicas": workload["replicas"],
+        "resource": resource,
+        "ratio": ratio,
+        "pod": row["pod"],
+        "container": row["container"],
+        "hpa": workload["ref"] in f.hpa_targets,
+        "database": workload["app"] in f.s["k8s_databases"] or workload["name"] in f.s["k8s_databases"],
+        "memory": human_bytes(row["memory_bytes"]),
+        "cpu_m": row["cpu_m"],
+    }
 
 
-def diagnose(evidence, settings=None):
-    s = _settings(settings)
+def diagnose(evidence, settings, previous=None, applied=()):
+    s = settings
     f = Facts(evidence, s)
     findings = [
         check_nodes(f),
@@ -214,9 +242,15 @@ def diagnose(evidence, settings=None):
     context = {
         "namespace": s["namespace"],
         "consumer": _consumer(f, findings),
-        "pressured_nodes": [{"name": n["name"], "pressure": n["pressure"], "unschedulable": n["unschedulable"],
-                             "pods": sorted(p["name"] for pods in f.pods_of.values() for p in pods
-                                            if p["node"] == n["name"])} for n in pressured],
+        "pressured_nodes": [
+            {
+                "name": n["name"],
+                "pressure": n["pressure"],
+                "unschedulable": n["unschedulable"],
+                "pods": sorted(p["name"] for pods in f.pods_of.values() for p in pods if p["node"] == n["name"]),
+            }
+            for n in pressured
+        ],
         "healthy_nodes": healthy_nodes,
         "metrics_api": f.metrics_served,
     }
@@ -236,59 +270,103 @@ def drain_args(node, s):
         "name": node,
         "delete_options": {
             "ignore_daemonsets": True,
-            "delete_emptydir_data": bool(s["drain_delete_emptydir_data"]),
+            "delete_emptydir_data": bool(s["k8s_drain_delete_emptydir_data"]),
             "disable_eviction": False,  # evict: PodDisruptionBudgets are honoured
             "force": False,  # never pods without a controller: they would not come back
-            "terminate_grace_period": s["drain_grace_period"],
-            "wait_timeout": s["drain_timeout"],
+            "terminate_grace_period": s["k8s_drain_grace_period"],
+            "wait_timeout": s["k8s_drain_timeout"],
         },
     }
 
 
 def _top_consumer_action(top, s):
     ident = _name(top["name"])
-    scalable = (top["kind"] == "Deployment" and top["resource"] == "cpu" and not top["database"]
-                and top["replicas"] < s["max_replicas"])
+    scalable = (
+        top["kind"] == "Deployment"
+        and top["resource"] == "cpu"
+        and not top["database"]
+        and top["replicas"] < s["k8s_max_replicas"]
+    )
     if top["hpa"]:
         return action(
-            "%s.A.report_hpa_%s" % (PROCEDURE, ident), "A", "report %s at its limit under an HPA" % top["workload"],
-            "k8s:%s" % top["workload"], {"workload": top["workload"], "resource": top["resource"],
-                                         "ratio": top["ratio"]},
-            "report", "%s: %s runs at %.0f%% of its %s limit and its HorizontalPodAutoscaler owns the replica "
-            "count: raise the HPA's maxReplicas or the container's limit" % (
-                s["escalation_level"], top["workload"], 100 * top["ratio"], top["resource"]))
+            "%s.A.report_hpa_%s" % (NAME, ident),
+            "A",
+            "report %s at its limit under an HPA" % top["workload"],
+            "k8s:%s" % top["workload"],
+            {"workload": top["workload"], "resource": top["resource"], "ratio": top["ratio"]},
+            "report",
+            "%s: %s runs at %.0f%% of its %s limit and its HorizontalPodAutoscaler owns the replica "
+            "count: raise the HPA's maxReplicas or the container's limit"
+            % (s["escalation_level"], top["workload"], 100 * top["ratio"], top["resource"]),
+        )
     if scalable:
-        replicas = min(top["replicas"] + s["scale_step"], s["max_replicas"])
+        replicas = min(top["replicas"] + s["k8s_scale_step"], s["k8s_max_replicas"])
         return action(
-            "%s.A.scale_%s" % (PROCEDURE, ident), "A",
+            "%s.A.scale_%s" % (NAME, ident),
+            "A",
             "scale out the top consumer %s to %d replicas" % (top["workload"], replicas),
             "k8s:%s" % top["workload"],
-            {"workload": top["workload"], "kind": top["kind"], "name": top["name"], "namespace": s["namespace"],
-             "key": "spec.replicas", "old": top["replicas"], "new": replicas, "op": "kubernetes.core.k8s_scale",
-             "resource": top["resource"], "ratio": top["ratio"]},
+            {
+                "workload": top["workload"],
+                "kind": top["kind"],
+                "name": top["name"],
+                "namespace": s["namespace"],
+                "key": "spec.replicas",
+                "old": top["replicas"],
+                "new": replicas,
+                "op": "kubernetes.core.k8s_scale",
+                "resource": top["resource"],
+                "ratio": top["ratio"],
+            },
             "planned",
             "k8s_scale %s from %d to %d replicas (%s at %.0f%% of its CPU limit; bound resource_exhaustion_k8s_"
-            "max_replicas=%d); only if it still has %d" % (top["workload"], top["replicas"], replicas, top["pod"],
-                                                         100 * top["ratio"], s["max_replicas"], top["replicas"]),
+            "max_replicas=%d); only if it still has %d"
+            % (
+                top["workload"],
+                top["replicas"],
+                replicas,
+                top["pod"],
+                100 * top["ratio"],
+                s["k8s_max_replicas"],
+                top["replicas"],
+            ),
             apply="scale",
         )
     if top["database"]:
         return action(
-            "%s.A.report_%s" % (PROCEDURE, ident), "A", "report the database %s at its limit" % top["workload"],
-            "k8s:%s" % top["workload"], {"workload": top["workload"], "resource": top["resource"],
-                                         "ratio": top["ratio"]},
-            "report", "%s: the database %s runs at %.0f%% of its %s limit: find the heavy queries or raise the "
-            "limit; a restart would drop every connection" % (s["escalation_level"], top["workload"],
-                                                              100 * top["ratio"], top["resource"]))
+            "%s.A.report_%s" % (NAME, ident),
+            "A",
+            "report the database %s at its limit" % top["workload"],
+            "k8s:%s" % top["workload"],
+            {"workload": top["workload"], "resource": top["resource"], "ratio": top["ratio"]},
+            "report",
+            "%s: the database %s runs at %.0f%% of its %s limit: find the heavy queries or raise the "
+            "limit; a restart would drop every connection"
+            % (s["escalation_level"], top["workload"], 100 * top["ratio"], top["resource"]),
+        )
     return action(
-        "%s.A.restart_%s" % (PROCEDURE, ident), "A", "rollout restart of the top consumer %s" % top["workload"],
+        "%s.A.restart_%s" % (NAME, ident),
+        "A",
+        "rollout restart of the top consumer %s" % top["workload"],
         "k8s:%s" % top["workload"],
-        {"workload": top["workload"], "kind": top["kind"], "name": top["name"], "namespace": s["namespace"],
-         "op": "rollout restart (%s)" % k8s.RESTARTED_AT, "resource": top["resource"], "ratio": top["ratio"]},
+        {
+            "workload": top["workload"],
+            "kind": top["kind"],
+            "name": top["name"],
+            "namespace": s["namespace"],
+            "op": "rollout restart (%s)" % k8s.RESTARTED_AT,
+            "resource": top["resource"],
+            "ratio": top["ratio"],
+        },
         "planned",
-        "rollout restart of %s (%s at %.0f%% of its %s limit%s)" % (
-            top["workload"], top["pod"], 100 * top["ratio"], top["resource"],
-            "; already at resource_exhaustion_k8s_max_replicas" if top["replicas"] >= s["max_replicas"] else ""),
+        "rollout restart of %s (%s at %.0f%% of its %s limit%s)"
+        % (
+            top["workload"],
+            top["pod"],
+            100 * top["ratio"],
+            top["resource"],
+            "; already at resource_exhaustion_k8s_max_replicas" if top["replicas"] >= s["k8s_max_replicas"] else "",
+        ),
         disruptive=True,
         apply="rollout_restart",
     )
@@ -296,33 +374,49 @@ def _top_consumer_action(top, s):
 
 def _drain_action(node, sid, ctx, s):
     others = [name for name in ctx.get("healthy_nodes") or [] if name != node["name"]]
-    ident = "%s.%s.drain_%s" % (PROCEDURE, sid, _name(node["name"]))
+    ident = "%s.%s.drain_%s" % (NAME, sid, _name(node["name"]))
     if not others:
         return action(
-            ident.replace(".drain_", ".report_node_"), sid, "report node %s under %s" % (
-                node["name"], ", ".join(node["pressure"])), "k8s:Node/%s" % node["name"],
-            {"node": node["name"], "pressure": node["pressure"]}, "report",
+            ident.replace(".drain_", ".report_node_"),
+            sid,
+            "report node %s under %s" % (node["name"], ", ".join(node["pressure"])),
+            "k8s:Node/%s" % node["name"],
+            {"node": node["name"], "pressure": node["pressure"]},
+            "report",
             "%s: node %s is under %s and no other node is Ready without pressure to take its pods: add capacity "
-            "(a node) or free the node's %s" % (s["escalation_level"], node["name"], ", ".join(node["pressure"]),
-                                                "disk" if sid == "C" else "memory"))
+            "(a node) or free the node's %s"
+            % (s["escalation_level"], node["name"], ", ".join(node["pressure"]), "disk" if sid == "C" else "memory"),
+        )
     args = drain_args(node["name"], s)
     return action(
-        ident, sid, "drain node %s (%s)" % (node["name"], ", ".join(node["pressure"])),
+        ident,
+        sid,
+        "drain node %s (%s)" % (node["name"], ", ".join(node["pressure"])),
         "k8s:Node/%s" % node["name"],
-        {"node": node["name"], "pressure": node["pressure"], "pods": node["pods"], "to_nodes": others,
-         "op": "kubernetes.core.k8s_drain (cordon, then evict honouring PodDisruptionBudgets)", "drain": args},
+        {
+            "node": node["name"],
+            "pressure": node["pressure"],
+            "pods": node["pods"],
+            "to_nodes": others,
+            "op": "kubernetes.core.k8s_drain (cordon, then evict honouring PodDisruptionBudgets)",
+            "drain": args,
+        },
         "planned",
         "cordon %s and evict its pods (%s) to %s; DaemonSet pods stay, emptyDir data %s; uncordon it once the "
-        "pressure is gone (kubernetes.core.k8s_drain state=uncordon)" % (
-            node["name"], ", ".join(node["pods"]) or "none of the namespace", ", ".join(others),
-            "is deleted" if args["delete_options"]["delete_emptydir_data"] else "blocks the drain"),
+        "pressure is gone (kubernetes.core.k8s_drain state=uncordon)"
+        % (
+            node["name"],
+            ", ".join(node["pods"]) or "none of the namespace",
+            ", ".join(others),
+            "is deleted" if args["delete_options"]["delete_emptydir_data"] else "blocks the drain",
+        ),
         disruptive=True,
         apply="drain",
     )
 
 
-def plan(diagnosis, settings=None):
-    s = _settings(settings)
+def plan(diagnosis, settings):
+    s = settings
     ctx = diagnosis.get("context") or {}
     forced = s.get("scenario") or None
     holding = {item["id"] for item in diagnosis.get("scenarios") or [] if item.get("holds")}
@@ -337,23 +431,39 @@ def plan(diagnosis, settings=None):
             if kinds and kinds[0] == sid and not node["unschedulable"]:
                 actions.append(_drain_action(node, sid, ctx, s))
     if forced in NOT_ON_KUBERNETES:
-        actions.append(action(
-            "%s.%s.report_not_on_kubernetes" % (PROCEDURE, forced), forced, "report scenario %s" % forced,
-            "k8s:report:%s" % forced, {}, "report", "%s: %s" % (s["escalation_level"], NOT_ON_KUBERNETES[forced])))
+        actions.append(
+            action(
+                "%s.%s.report_not_on_kubernetes" % (NAME, forced),
+                forced,
+                "report scenario %s" % forced,
+                "k8s:report:%s" % forced,
+                {},
+                "report",
+                "%s: %s" % (s["escalation_level"], NOT_ON_KUBERNETES[forced]),
+            )
+        )
     return gated(actions, s)
 
 
-def prevention(evidence, settings=None):
+def prevention(evidence, settings):
     """CPU and memory limits and requests on every container, an HPA on the workloads that should scale, and the
     metrics API the HPA needs. Reports (the fix belongs in the manifests)."""
-    s = _settings(settings)
+    s = settings
     f = Facts(evidence, s)
     checks = [
-        ("prevent.k8s.memory_limits", "Every container has a memory limit", "resources.limits.memory",
-         lambda c: c["memory_limit"]),
+        (
+            "prevent.k8s.memory_limits",
+            "Every container has a memory limit",
+            "resources.limits.memory",
+            lambda c: c["memory_limit"],
+        ),
         ("prevent.k8s.cpu_limits", "Every container has a CPU limit", "resources.limits.cpu", lambda c: c["cpu_limit"]),
-        ("prevent.k8s.requests", "Every container has CPU and memory requests", "resources.requests",
-         lambda c: c["cpu_request"] and c["memory_request"]),
+        (
+            "prevent.k8s.requests",
+            "Every container has CPU and memory requests",
+            "resources.requests",
+            lambda c: c["cpu_request"] and c["memory_request"],
+        ),
     ]
     findings, actions = [], []
     error = f.error("deployments", "statefulsets")
@@ -366,42 +476,81 @@ def prevention(evidence, settings=None):
         if not missing:
             findings.append(finding(check, title, "ok", "all %d workloads" % len(f.workloads), expected))
             continue
-        findings.append(finding(check, title, "warning", "missing on %s" % "; ".join(
-            "%s (%s)" % (ref, ", ".join(names)) for ref, names in sorted(missing.items())), expected,
-            {"workloads": missing}))
-        actions.append(action(
-            "%s.prevent.report_%s" % (PROCEDURE, check.rsplit(".", 1)[-1]), None,
-            "add %s to %s" % (expected, ", ".join(sorted(missing))), "k8s:prevent:%s" % expected,
-            {"workloads": missing}, "report",
-            "%s: set %s on the containers of %s in the manifests, then apply them" % (
-                s["escalation_level"], expected, ", ".join(sorted(missing)))))
+        findings.append(
+            finding(
+                check,
+                title,
+                "warning",
+                "missing on %s"
+                % "; ".join("%s (%s)" % (ref, ", ".join(names)) for ref, names in sorted(missing.items())),
+                expected,
+                {"workloads": missing},
+            )
+        )
+        actions.append(
+            action(
+                "%s.prevent.report_%s" % (NAME, check.rsplit(".", 1)[-1]),
+                None,
+                "add %s to %s" % (expected, ", ".join(sorted(missing))),
+                "k8s:prevent:%s" % expected,
+                {"workloads": missing},
+                "report",
+                "%s: set %s on the containers of %s in the manifests, then apply them"
+                % (s["escalation_level"], expected, ", ".join(sorted(missing))),
+            )
+        )
     title = "The workloads that scale have a HorizontalPodAutoscaler"
     error_hpa = error or f.error("hpas")
     if error_hpa:
         findings.append(unknown("prevent.k8s.hpa", title, "an HPA per workload", error_hpa))
     else:
-        wanted = [w for w in f.workloads if w["name"] in s["hpa_workloads"]]
+        wanted = [w for w in f.workloads if w["name"] in s["k8s_hpa_workloads"]]
         missing = sorted(w["ref"] for w in wanted if w["ref"] not in f.hpa_targets)
-        findings.append(finding("prevent.k8s.hpa", title, "warning" if missing else "ok",
-                                "missing on %s" % ", ".join(missing) if missing else "%d of %d" % (
-                                    len(wanted), len(wanted)), "an HPA on %s" % ", ".join(s["hpa_workloads"]),
-                                {"hpas": sorted(f.hpa_targets)}))
+        findings.append(
+            finding(
+                "prevent.k8s.hpa",
+                title,
+                "warning" if missing else "ok",
+                "missing on %s" % ", ".join(missing) if missing else "%d of %d" % (len(wanted), len(wanted)),
+                "an HPA on %s" % ", ".join(s["k8s_hpa_workloads"]),
+                {"hpas": sorted(f.hpa_targets)},
+            )
+        )
         if missing:
-            actions.append(action(
-                "%s.prevent.report_hpa" % PROCEDURE, None, "add an HPA to %s" % ", ".join(missing),
-                "k8s:prevent:hpa", {"workloads": missing}, "report",
-                "%s: add a HorizontalPodAutoscaler (CPU 70%%) to %s" % (s["escalation_level"], ", ".join(missing))))
+            actions.append(
+                action(
+                    "%s.prevent.report_hpa" % NAME,
+                    None,
+                    "add an HPA to %s" % ", ".join(missing),
+                    "k8s:prevent:hpa",
+                    {"workloads": missing},
+                    "report",
+                    "%s: add a HorizontalPodAutoscaler (CPU 70%%) to %s" % (s["escalation_level"], ", ".join(missing)),
+                )
+            )
     title = "The metrics API is served (kubectl top, HPAs)"
     if f.metrics_served:
         findings.append(finding("prevent.k8s.metrics_api", title, "ok", "served", "served", {"metrics_api": True}))
     elif metrics_missing(f.metrics_error):
-        findings.append(finding("prevent.k8s.metrics_api", title, "warning", "not served", "served",
-                                {"metrics_api": False}))
-        actions.append(action(
-            "%s.prevent.report_metrics_api" % PROCEDURE, None, "install metrics-server", "k8s:prevent:metrics",
-            {}, "report", "%s: install metrics-server: without it HPAs cannot scale and usage cannot be judged"
-            % s["escalation_level"]))
+        findings.append(
+            finding("prevent.k8s.metrics_api", title, "warning", "not served", "served", {"metrics_api": False})
+        )
+        actions.append(
+            action(
+                "%s.prevent.report_metrics_api" % NAME,
+                None,
+                "install metrics-server",
+                "k8s:prevent:metrics",
+                {},
+                "report",
+                "%s: install metrics-server: without it HPAs cannot scale and usage cannot be judged"
+                % s["escalation_level"],
+            )
+        )
     else:
         findings.append(unknown("prevent.k8s.metrics_api", title, "served", f.metrics_error))
-    return {"findings": findings, "actions": gated(actions, dict(s, approve=False, allow_disruptive=False)),
-            "context": {}}
+    return {
+        "findings": findings,
+        "actions": gated(actions, dict(s, approve=False, allow_disruptive=False)),
+        "context": {},
+    }
