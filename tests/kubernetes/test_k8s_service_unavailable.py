@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from k8s_emulator import KubernetesAPIEmulator
 from k8s_results import by_check, by_id, collect_evidence
 
@@ -34,6 +35,7 @@ READS = {
     "service_unavailable_events": {"kind": "Event", "field_selector": "type=Warning"},
     "service_unavailable_pdbs": {"kind": "PodDisruptionBudget", "api_version": "policy/v1"},
 }
+SETTINGS = procedure_settings("service_unavailable", platform="kubernetes")
 
 
 def pod_of(k8s_api: KubernetesAPIEmulator, app: str) -> dict[str, Any]:
@@ -144,15 +146,20 @@ def test_a_healthy_cluster_gives_no_problem_and_no_action(k8s_api: KubernetesAPI
 
     evidence = collect_evidence(k8s_api, tmp_path, READS)
     assert evidence["kubernetes"]["ok"]
-    diagnosis = suk.diagnose(evidence)
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context, get
+
+    # the reads are the procedure's needs on Kubernetes
+    assert get("service_unavailable").needs(SETTINGS, Context(platform="kubernetes")) == {
+        "kubernetes": {"objects": READS}}
+    diagnosis = suk.diagnose(evidence, SETTINGS)
     found = by_check(diagnosis["findings"])
     assert {item["status"] for item in diagnosis["findings"]} == {"ok"}, diagnosis["findings"]
     assert found["k8s.workloads_ready"]["observed"] == "none of 14 workloads"
     # the emulator has no endpoints controller: Services without an Endpoints object are judged by their pods
     assert "no Endpoints object for" in found["k8s.endpoints"]["observed"]
     assert not any(item["holds"] for item in diagnosis["scenarios"])
-    assert suk.plan(diagnosis, {"approve": True}) == []
-    prevention = by_check(suk.prevention(evidence)["findings"])
+    assert suk.plan(diagnosis, dict(SETTINGS, approve=True)) == []
+    prevention = by_check(suk.prevention(evidence, SETTINGS)["findings"])
     assert prevention["prevent.k8s.memory_limits"]["status"] == "ok"
     assert prevention["prevent.k8s.disruption_budget"]["status"] == "ok"  # the orchestrator's PDB
     # the lab's exporters and loadgen have no probes: reported, never written
@@ -166,7 +173,7 @@ def test_each_scenario_is_found_with_its_root_cause(k8s_api: KubernetesAPIEmulat
     from ansible_collections.octollm.remediation.plugins.plugin_utils import service_unavailable_kubernetes as suk
 
     seeded = break_the_stack(k8s_api)
-    diagnosis = suk.diagnose(collect_evidence(k8s_api, tmp_path, READS))
+    diagnosis = suk.diagnose(collect_evidence(k8s_api, tmp_path, READS), SETTINGS)
     assert diagnosis["context"]["causes"] == {
         "StatefulSet/postgres": "C", "Deployment/planner-arm": "B", "Deployment/orchestrator": "D",
         "Deployment/coder-arm": "D", "Deployment/judge-arm": "A"}
@@ -196,7 +203,7 @@ def test_each_scenario_is_found_with_its_root_cause(k8s_api: KubernetesAPIEmulat
     assert diagnosis["escalation"]["level"] == "L1"
 
     # without approval every fix waits (all roll pods); D's report is there either way
-    waiting = by_id(suk.plan(diagnosis, {"approve": False}))
+    waiting = by_id(suk.plan(diagnosis, dict(SETTINGS, approve=False)))
     assert [a["status"] for a in waiting.values()] == [
         "awaiting_approval", "awaiting_approval", "awaiting_approval", "report", "awaiting_approval", "report",
         "awaiting_approval"]
@@ -221,17 +228,17 @@ def test_oom_at_the_cap_or_without_limit_is_a_report(k8s_api: KubernetesAPIEmula
     from ansible_collections.octollm.remediation.plugins.plugin_utils import service_unavailable_kubernetes as suk
 
     k8s_api.seed([crash(pod_of(k8s_api, "planner-arm"), "planner-arm", reason="OOMKilled", exit_code=137)])
-    diagnosis = suk.diagnose(collect_evidence(k8s_api, tmp_path, READS))
-    capped = suk.plan(diagnosis, {"approve": True, "memory_limit_max": "256Mi"})
+    diagnosis = suk.diagnose(collect_evidence(k8s_api, tmp_path, READS), SETTINGS)
+    capped = suk.plan(diagnosis, dict(SETTINGS, approve=True, memory_limit_max="256Mi"))
     assert [(a["id"], a["status"]) for a in capped] == [
         ("service_unavailable.B.report_memory_planner_arm_planner_arm", "report")]
     assert "at the cap" in capped[0]["outcome"]
-    bounded = suk.plan(diagnosis, {"approve": True, "memory_limit_max": "300Mi"})[0]
+    bounded = suk.plan(diagnosis, dict(SETTINGS, approve=True, memory_limit_max="300Mi"))[0]
     assert bounded["change"]["new"] == "300Mi" and bounded["status"] == "planned"
     assert bounded["change"]["patch"] == {"spec": {"template": {"spec": {"containers": [
         {"name": "planner-arm", "resources": {"limits": {"memory": "300Mi"}}}]}}}}
     # forcing another scenario plans nothing for B
-    assert suk.plan(diagnosis, {"approve": True, "scenario": "A"}) == []
+    assert suk.plan(diagnosis, dict(SETTINGS, approve=True, scenario="A")) == []
 
 
 # --- end to end: playbooks/run.yml with inventory/kubernetes (two runs) ------------------------------------

@@ -12,7 +12,9 @@ one-shot API stats in the pool. CPU is sampled twice, ``stats_sample_seconds`` a
 once. The Python ``docker`` SDK is imported lazily: without it the kind fails with ``missing_tool``.
 
 Nothing is changed: exec probes run what the caller gives (meant for ``nc -z``, ``pg_isready`` and the like),
-bounded by ``timeout`` inside the container when it has coreutils' ``timeout``.
+bounded by ``timeout`` inside the container when it has coreutils' ``timeout``. ``compose_config`` runs
+``docker compose config`` (it validates the Compose files and env file) beside the API calls and keeps a reduced
+structure without any value of the services' environment.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,8 +22,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import json
 import os
 import re
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -67,6 +71,12 @@ EXEC_OPTIONS = dict(
     timeout=dict(type="float", default=5.0),
     user=dict(type="str"),
     attempts=dict(type="int", default=1),
+)
+COMPOSE_CONFIG_OPTIONS = dict(
+    project_dir=dict(type="path", required=True),
+    files=dict(type="list", elements="path", default=[]),
+    env_file=dict(type="path"),
+    timeout=dict(type="float", default=15.0),
 )
 # exit codes a new attempt cannot change: the command timed out, or it cannot run in the container
 FINAL_EXIT_CODES = (0, 124, 126, 127)
@@ -537,6 +547,95 @@ def wrap_command(cmd, seconds):
     return ["sh", "-c", guard, "sh"] + argv
 
 
+# --- docker compose config ------------------------------------------------------------------------------------
+STDERR_TAIL = 600
+# a quoted string in a log line ('value' or "value"), as a configuration error quotes the value it cannot parse
+QUOTED = re.compile(r"'([^']{1,200})'|\"([^\"]{1,200})\"")
+_ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_.-]*)=\S+")
+_ENV_FILE_ERROR = re.compile(r"^(.*?failed to read .*?:(?: line \d+:)?)(.*)$")
+_QUOTED_REST = re.compile(r"[\"'].*$")
+
+
+def compose_config_argv(project, options):
+    """``docker compose ... config --format json`` with the project, its directory, files and env file."""
+    argv = ["docker", "compose", "--project-name", project, "--project-directory", options["project_dir"]]
+    for path in options.get("files") or []:
+        argv += ["-f", path]
+    if options.get("env_file"):
+        argv += ["--env-file", options["env_file"]]
+    return argv + ["config", "--format", "json"]
+
+
+def compose_stderr(text):
+    """The tail of ``docker compose config``'s stderr without a value of the services' environment: an env file
+    line it cannot parse is named (file and line) but not shown, ``NAME=value`` keeps its name, quoted text about
+    an environment is hidden, and PII is masked."""
+    lines = []
+    for line in redact_pii(text or "", DEFAULT_PII)[0].splitlines():
+        found = _ENV_FILE_ERROR.match(line)
+        if found and _QUOTED_REST.search(found.group(2)):
+            line = found.group(1) + _QUOTED_REST.sub("[value hidden]", found.group(2))
+        if "environment" in line:
+            line = QUOTED.sub('"[value hidden]"', line)
+        line = _ASSIGNMENT.sub(lambda match: match.group(1) + "=[value hidden]", line)
+        lines.append(line)
+    return "\n".join(lines).strip()[-STDERR_TAIL:]
+
+
+def run_compose_config(project, options, seconds=None):
+    """``(rc, stdout, stderr)`` of ``docker compose config``; stdout holds the services' environment (secrets) and
+    never leaves this module: ``reduce_compose_config`` keeps what a judgement may read."""
+    completed = subprocess.run(
+        compose_config_argv(project, options),
+        capture_output=True,
+        timeout=seconds or float(options.get("timeout") or 15.0),
+        check=False,
+    )
+    decode = lambda data: data.decode("utf-8", "replace")  # noqa: E731
+    return completed.returncode, decode(completed.stdout), decode(completed.stderr)
+
+
+def _quoted(line):
+    return {value for pair in QUOTED.findall(line) for value in pair if value}
+
+
+def reduce_compose_config(rc, stdout, stderr, logs=None):
+    """``{rc, stderr, services}`` of ``docker compose config`` without any value of the services' environment:
+    per service its ``mem_limit``, ``depends_on`` (names) and ``env_quoted_in_logs``, the variables whose value a
+    collected log line of the service quotes, with the indices of those lines in ``logs.<service>.lines`` (a
+    configuration error names the value it cannot parse; the judgement then names the variable)."""
+    answer = {"rc": rc, "stderr": compose_stderr(stderr), "services": None}
+    if rc != 0:
+        return answer
+    try:
+        services = (json.loads(stdout or "{}") or {}).get("services") or {}
+    except ValueError:
+        answer["stderr"] = "docker compose config: the output is not JSON"
+        return answer
+    reduced = {}
+    for name, spec in sorted(services.items()):
+        spec = spec or {}
+        environment = spec.get("environment") or {}
+        if isinstance(environment, list):
+            environment = dict(item.split("=", 1) if "=" in item else (item, None) for item in environment)
+        lines = ((logs or {}).get(name) or {}).get("lines") or []
+        quoted = [_quoted(line) for line in lines]
+        in_logs = {}
+        for key, value in sorted(environment.items()):
+            if value is None or str(value) == "":
+                continue
+            found = [index for index, values in enumerate(quoted) if str(value) in values]
+            if found:
+                in_logs[key] = found
+        reduced[name] = {
+            "mem_limit": spec.get("mem_limit"),
+            "depends_on": sorted(spec.get("depends_on") or []),
+            "env_quoted_in_logs": in_logs,
+        }
+    answer["services"] = reduced
+    return answer
+
+
 # --- the collector -------------------------------------------------------------------------------------------
 @register
 class ContainersCollector(Collector):
@@ -555,6 +654,7 @@ class ContainersCollector(Collector):
         host=dict(type="bool", default=False),
         df_paths=dict(type="list", elements="path", default=[]),
         exec_probes=dict(type="list", elements="dict", default=[], options=EXEC_OPTIONS),
+        compose_config=dict(type="dict", options=COMPOSE_CONFIG_OPTIONS),
     )
 
     def _opt(self, name):
@@ -607,6 +707,11 @@ class ContainersCollector(Collector):
             if self._opt("system_df"):
                 extra["system_df"] = pool.submit(client.df)
             log_jobs = self._submit_logs(pool, client, listed, logs) if logs is not None else {}
+            compose = self.options.get("compose_config")
+            compose_job = None
+            if compose:
+                seconds = min(float(compose.get("timeout") or 15.0), remaining(deadline))
+                compose_job = pool.submit(run_compose_config, self._opt("project"), compose, seconds)
             exec_jobs = [
                 pool.submit(self._exec, docker, client.api_version, listed, probe, deadline)
                 for probe in self._opt("exec_probes") or []
@@ -635,6 +740,8 @@ class ContainersCollector(Collector):
                 result["logs"] = self._gather_logs(log_jobs, logs, kinds, deadline, result)
             if exec_jobs:
                 result["exec_probes"] = [job.result(timeout=remaining(deadline) + 1) for job in exec_jobs]
+            if compose_job is not None:
+                result["compose_config"] = self._compose_config(compose_job, deadline, result.get("logs"))
             for name, job in extra.items():
                 try:
                     value = job.result(timeout=remaining(deadline))
@@ -796,6 +903,21 @@ class ContainersCollector(Collector):
                     else:
                         entry["truncated"] = True
         return per_service
+
+    # --- docker compose config ---------------------------------------------------------------------------
+    @staticmethod
+    def _compose_config(job, deadline, logs):
+        try:
+            rc, stdout, stderr = job.result(timeout=remaining(deadline) + 1)
+        except (OSError, subprocess.SubprocessError, FutureTimeout) as exc:
+            if isinstance(exc, (subprocess.TimeoutExpired, FutureTimeout)):
+                error = {"kind": "timeout", "message": "docker compose config did not finish in time"}
+            elif isinstance(exc, FileNotFoundError):
+                error = {"kind": "missing_tool", "message": "the docker CLI (docker compose) is not installed"}
+            else:
+                error = {"kind": "other", "message": "docker compose config could not run: %s" % type(exc).__name__}
+            return {"rc": None, "stderr": "", "services": None, "error": error}
+        return reduce_compose_config(rc, stdout, stderr, logs)
 
     # --- exec probes ---------------------------------------------------------------------------------------
     def _exec(self, docker, version, listed, probe, deadline):

@@ -316,6 +316,29 @@ options:
                 sampling tool that can race the process it reads, such as C(py-spy dump --nonblocking).
             type: int
             default: 1
+      compose_config:
+        description:
+          - Validate the project's Compose configuration with C(docker compose config --format json) (the
+            C(docker) CLI on the module's host, read-only) and return what a judgement reads of it, never a value of
+            the services' environment (see RV(evidence.containers)).
+        type: dict
+        suboptions:
+          project_dir:
+            description: The project directory (C(--project-directory)).
+            type: path
+            required: true
+          files:
+            description: The Compose files (C(-f)), in order.
+            type: list
+            elements: path
+            default: []
+          env_file:
+            description: The env file for interpolation (C(--env-file)).
+            type: path
+          timeout:
+            description: Seconds C(docker compose config) may take.
+            type: float
+            default: 15.0
   postgres:
     description:
       - PostgreSQL evidence over one read-only connection of the admin user (whose reserved slots still work when
@@ -748,6 +771,12 @@ evidence:
           C(images), C(warnings), C(local), and when local C(df) (per path C(total_bytes), C(free_bytes),
           C(used_bytes), C(used_percent), C(inodes_used_percent)), C(memory) (C(total_bytes), C(available_bytes),
           C(available_percent), C(swap_total_bytes), C(swap_used_bytes)), C(loadavg), C(cpu_count).
+        - C(compose_config) with O(containers.compose_config): C(rc), C(stderr) (a short tail; an env file line it
+          cannot parse is named, not shown; C(NAME=value) keeps only the name), C(services) (null when it failed) by
+          service with C(mem_limit), C(depends_on) (names) and C(env_quoted_in_logs) (the names of the service's
+          environment variables whose value a line of C(logs.<service>.lines) quotes, with those lines' indices; a
+          configuration error quotes the value it cannot parse), and C(error) (C(kind), C(message)) when it could
+          not run (C(missing_tool) without the docker CLI, C(timeout)).
         - C(probe_errors) by probe (C(inspect:<name>), C(stats:<name>), C(host), C(system_df)) when some failed.
       type: dict
       returned: when requested

@@ -3,9 +3,9 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Judgement of the seed's "Service Unavailable": findings, scenarios, plan and prevention checks (Compose).
 
-Input is the evidence of ``stack_evidence`` (kinds ``containers`` with stats, log tails and exec probes, and
-``http`` health probes), the result of ``docker compose config --format json`` (``config``: ``rc``, ``stdout``,
-``stderr``) and the role's settings. Every service that is down (not running, restarting, unhealthy, a health
+Input is the evidence of ``stack_evidence`` (kinds ``containers`` with stats, log tails, exec probes and
+``compose_config``, the reduced result of ``docker compose config``, and ``http`` health probes) and the role's
+settings. Every service that is down (not running, restarting, unhealthy, a health
 endpoint that does not answer 200, crash-looping or OOM-killed) is classified by its root cause:
 
 - C  database connection failure: a database service (postgres, redis) is down, or the application containers
@@ -28,6 +28,7 @@ import json
 import re
 import time
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -38,7 +39,7 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
     unknown,
 )
 
-PROCEDURE = "service_unavailable"
+NAME = "service_unavailable"
 
 SCENARIOS = {
     "A": "Container crashed",
@@ -47,42 +48,24 @@ SCENARIOS = {
     "D": "Configuration error",
 }
 
-DEFAULTS = {
-    "databases": ["postgres", "redis"],
-    "restart_max": 3,
-    "restart_window_seconds": 300,
-    "memory_high_percent": 90.0,
-    "memory_step_factor": 1.5,
-    "memory_step_min": "64m",
-    "memory_limit_max": "1g",
-    "config_error_pattern": (
-        r"(?i)(ValueError|KeyError|invalid (literal|value|setting|configuration)|missing (required )?"
-        r"(setting|variable|environment)|(is|are) not set|unknown (setting|option)|could not parse"
-        r"|config(uration)? error)"
-    ),
-    "dependency_probe_names": [
-        "service_unavailable_dependencies_orchestrator",
-        "service_unavailable_dependencies_planner-arm",
-    ],
-    "dependency_targets": ["postgres:5432", "redis:6379", "qdrant:6333"],
-    "pg_isready_probe": "service_unavailable_pg_isready",
-    "redis_ping_probe": "service_unavailable_redis_ping",
-    "health_probe_prefix": "service_unavailable_health_",
-    "excluded_services": [],
-    "escalation_level": "L1",
-    "override_file": None,
-    "env_files": [],
-    "restart_policies": ["unless-stopped", "always"],
-    "allow_disruptive": False,
-}
+# Names of the probes in the evidence (built by ``probes``, read by the checks).
+HEALTH_PROBE_PREFIX = "service_unavailable_health_"
+DEPENDENCY_PROBE_PREFIX = "service_unavailable_dependencies_"
+PG_ISREADY_PROBE = "service_unavailable_pg_isready"
+REDIS_PING_PROBE = "service_unavailable_redis_ping"
+# Restart policies that bring a service back by themselves (prevention).
+RESTART_POLICIES = ("unless-stopped", "always")
+# The dependency probe run inside a probe service's container: one line "<host:port> ok|fail" per target.
+DEPENDENCY_CMD = (
+    "for t in %s; do "
+    'if nc -z -w 2 "${t%%:*}" "${t##*:}" >/dev/null 2>&1; then echo "$t ok"; else echo "$t fail"; fi; done'
+)
 
 _ORDER = {"C": 0, "B": 1, "D": 2, "A": 3}
 
 
 def _settings(settings):
-    merged = dict(DEFAULTS)
-    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
-    return merged
+    return dict(settings or {})
 
 
 def _kind(evidence, kind):
@@ -95,17 +78,15 @@ def _kind(evidence, kind):
 
 
 def compose_config(config):
-    """``(services, error)`` from the result of ``docker compose config --format json``."""
-    if not config:
+    """``(services, error)`` from the containers evidence's ``compose_config`` (``docker compose config``, reduced:
+    per service ``mem_limit``, ``depends_on`` and ``env_quoted_in_logs``; never an environment value). Not checked
+    (None, None) when it was not asked for or could not run (no docker CLI, a time-out)."""
+    if not config or config.get("error"):
         return None, None
-    if config.get("rc") not in (0, None) or config.get("failed") and not config.get("stdout"):
-        text = " ".join(str(config.get("stderr") or config.get("msg") or "docker compose config failed").split())
+    if config.get("rc") not in (0, None) or config.get("services") is None:
+        text = " ".join(str(config.get("stderr") or "docker compose config failed").split())
         return None, text[:400]
-    try:
-        data = json.loads(config.get("stdout") or "{}")
-    except ValueError as exc:
-        return None, "docker compose config: not JSON: %s" % exc
-    return data.get("services") or {}, None
+    return config.get("services") or {}, None
 
 
 def age_seconds(timestamp, now=None):
@@ -122,12 +103,13 @@ def age_seconds(timestamp, now=None):
 class Facts:
     """The containers evidence grouped by service, read once."""
 
-    def __init__(self, evidence, settings, config=None):
+    def __init__(self, evidence, settings):
         self.s = settings
         self.containers, self.containers_error = _kind(evidence, "containers")
         self.http, self.http_error = _kind(evidence, "http")
-        self.declared, self.config_error = compose_config(config)
         data = self.containers or {}
+        self.config = data.get("compose_config")
+        self.declared, self.config_error = compose_config(self.config)
         excluded = set(settings["excluded_services"] or [])
         self.records = [r for r in data.get("containers") or [] if r.get("service") not in excluded]
         self.logs = data.get("logs") or {}
@@ -155,28 +137,29 @@ class Facts:
         percent = stats.get("memory_percent")
         return percent is not None and percent >= self.s["memory_high_percent"]
 
-    def config_lines(self, service):
+    def _config_line_indices(self, service):
+        """Indices (in the service's log lines) of the last five that show a configuration error."""
         entry = self.logs.get(service) or {}
         try:
             pattern = re.compile(self.s["config_error_pattern"])
         except re.error:
             return []
-        return [line for line in entry.get("lines") or [] if pattern.search(line)][-5:]
+        return [index for index, line in enumerate(entry.get("lines") or []) if pattern.search(line)][-5:]
+
+    def config_lines(self, service):
+        lines = (self.logs.get(service) or {}).get("lines") or []
+        return [lines[index] for index in self._config_line_indices(service)]
 
     def bad_setting(self, service):
         """The name of the setting a configuration error points at (never its value): the environment variable of
         the service (from ``docker compose config``) whose value the error line quotes, else a quoted upper-case
         name in the service's recent log lines (a traceback's source line), else an upper-case word of the error."""
         lines = self.config_lines(service)
-        quoted = set()
-        for line in lines:
-            for pair in _QUOTED.findall(line):
-                quoted.update(value for value in pair if value)
+        indices = set(self._config_line_indices(service))
         spec = (self.declared or {}).get(service) or {}
-        env = spec.get("environment") or {}
-        if isinstance(env, list):
-            env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-        keys = sorted(key for key, value in env.items() if value is not None and str(value) in quoted)
+        # the collector names the variables whose value a log line quotes (the value never leaves it)
+        quoted_in = spec.get("env_quoted_in_logs") or {}
+        keys = sorted(key for key, found in quoted_in.items() if indices & set(found or []))
         if len(keys) == 1:
             return keys[0]
         entry = self.logs.get(service) or {}
@@ -193,11 +176,14 @@ class Facts:
     def health_answer(self, service):
         if self.http is None:
             return None
-        return (self.http.get("probes") or {}).get(self.s["health_probe_prefix"] + service)
+        return (self.http.get("probes") or {}).get(HEALTH_PROBE_PREFIX + service)
+
+    def dependency_probe_names(self):
+        return [DEPENDENCY_PROBE_PREFIX + name for name in self.s["probe_services"]]
 
     def dependencies(self):
         """``{target: ok}`` from the first dependency probe that ran, and that probe."""
-        for name in self.s["dependency_probe_names"]:
+        for name in self.dependency_probe_names():
             probe = self.probes.get(name)
             if not probe or probe.get("exit_code") is None:
                 continue
@@ -208,7 +194,7 @@ class Facts:
                     found[words[0]] = words[1] == "ok"
             if found:
                 return found, probe
-        return None, [self.probes.get(name) for name in self.s["dependency_probe_names"]]
+        return None, [self.probes.get(name) for name in self.dependency_probe_names()]
 
     # --- classification -----------------------------------------------------------------------------------
     def cause(self, service, records):
@@ -418,9 +404,9 @@ def check_health_endpoints(f, running):
     if f.http is None:
         return unknown("http.health", title, expected, f.http_error, "A"), []
     probes = {
-        name[len(f.s["health_probe_prefix"]) :]: answer
+        name[len(HEALTH_PROBE_PREFIX) :]: answer
         for name, answer in (f.http.get("probes") or {}).items()
-        if name.startswith(f.s["health_probe_prefix"])
+        if name.startswith(HEALTH_PROBE_PREFIX)
     }
     if not probes:
         return finding("http.health", title, "ok", "no health endpoint probed", expected), []
@@ -472,8 +458,8 @@ def check_dependencies(f):
             {"probes": [p for p in probe or [] if p]},
         ), []
     evidence = {"from": probe.get("container"), "targets": found}
-    pg = f.probes.get(f.s["pg_isready_probe"])
-    rd = f.probes.get(f.s["redis_ping_probe"])
+    pg = f.probes.get(PG_ISREADY_PROBE)
+    rd = f.probes.get(REDIS_PING_PROBE)
     evidence["pg_isready"] = {"ok": pg.get("ok"), "output": pg.get("output"), "error": pg.get("error")} if pg else None
     evidence["redis_ping"] = {"ok": rd.get("ok"), "output": rd.get("output"), "error": rd.get("error")} if rd else None
     bad = [target for target, ok in found.items() if not ok]
@@ -508,16 +494,18 @@ def check_config(f):
     title = "The Compose configuration is valid"
     expected = "docker compose config succeeds"
     if f.declared is None and f.config_error is None:
-        return finding("compose.config", title, "ok", "not checked", expected, {"note": "no config result"})
+        note = ((f.config or {}).get("error") or {}).get("message") or "no config result"
+        return finding("compose.config", title, "ok", "not checked", expected, {"note": note})
     if f.config_error:
         return finding("compose.config", title, "problem", f.config_error, expected, {"stderr": f.config_error}, "D")
     return finding("compose.config", title, "ok", "%d services" % len(f.declared), expected)
 
 
-def diagnose(evidence, settings=None, config=None):
-    """``{findings, scenarios, escalation, context}`` from the evidence."""
+def diagnose(evidence, settings=None, previous=None, applied=()):
+    """``{findings, scenarios, escalation, context}`` from the evidence (a verification judges afresh: ``previous``
+    and ``applied`` are not needed)."""
     s = _settings(settings)
-    f = Facts(evidence, s, config)
+    f = Facts(evidence, s)
     running, down = check_running(f)
     health, unhealthy = check_health(f)
     restarts, looping = check_restarts(f)
@@ -662,7 +650,7 @@ def plan(diagnosis, settings=None):
                 )
             actions.append(
                 action(
-                    "%s.%s.%s_%s" % (PROCEDURE, cause, op, service.replace("-", "_")),
+                    "%s.%s.%s_%s" % (NAME, cause, op, service.replace("-", "_")),
                     cause,
                     title,
                     "compose:%s" % service,
@@ -670,7 +658,7 @@ def plan(diagnosis, settings=None):
                         {"container": ", ".join(item["name"] for item in state) or service},
                         service=service,
                         op=op,
-                        **({"then_wait": wait_for} if wait_for else {})
+                        **({"then_wait": wait_for} if wait_for else {}),
                     ),
                     "planned",
                     outcome,
@@ -685,7 +673,7 @@ def plan(diagnosis, settings=None):
             if not new:
                 actions.append(
                     action(
-                        "%s.B.report_memory_%s" % (PROCEDURE, service.replace("-", "_")),
+                        "%s.B.report_memory_%s" % (NAME, service.replace("-", "_")),
                         "B",
                         "raise the memory limit of %s (at the cap)" % service,
                         "compose:%s" % service,
@@ -699,7 +687,7 @@ def plan(diagnosis, settings=None):
                 continue
             actions.append(
                 action(
-                    "%s.B.raise_memory_%s" % (PROCEDURE, service.replace("-", "_")),
+                    "%s.B.raise_memory_%s" % (NAME, service.replace("-", "_")),
                     "B",
                     "raise the memory limit of %s and recreate it" % service,
                     "compose:%s" % service,
@@ -724,7 +712,7 @@ def plan(diagnosis, settings=None):
             setting = (ctx.get("config_settings") or {}).get(service) or _setting_named(lines)
             actions.append(
                 action(
-                    "%s.D.report_config_%s" % (PROCEDURE, service.replace("-", "_")),
+                    "%s.D.report_config_%s" % (NAME, service.replace("-", "_")),
                     "D",
                     "report the configuration error of %s" % service,
                     "compose:%s" % service,
@@ -743,7 +731,7 @@ def plan(diagnosis, settings=None):
     if ctx.get("config_error") and (not forced or forced == "D"):
         actions.append(
             action(
-                "%s.D.report_compose_config" % PROCEDURE,
+                "%s.D.report_compose_config" % NAME,
                 "D",
                 "report the invalid Compose configuration",
                 "compose:config",
@@ -762,7 +750,6 @@ def plan(diagnosis, settings=None):
 
 
 _SETTING = re.compile(r"\b([A-Z][A-Z0-9_]{2,})\b")
-_QUOTED = re.compile(r"'([^']{1,200})'|\"([^\"]{1,200})\"")
 _QUOTED_NAME = re.compile(r"[\"']([A-Z][A-Z0-9]*_[A-Z0-9_]+)[\"']")
 
 
@@ -803,7 +790,7 @@ def prevention(evidence, settings=None):
             "prevent.containers.restart_policy",
             "Every service restarts by itself (restart: unless-stopped)",
             "unless-stopped",
-            lambda r: (r.get("restart_policy") or {}).get("name") in s["restart_policies"],
+            lambda r: (r.get("restart_policy") or {}).get("name") in RESTART_POLICIES,
             "restart: unless-stopped",
         ),
         (
@@ -841,7 +828,7 @@ def prevention(evidence, settings=None):
             )
             actions.append(
                 action(
-                    "%s.prevent.report_%s" % (PROCEDURE, check.rsplit(".", 1)[-1]),
+                    "%s.prevent.report_%s" % (NAME, check.rsplit(".", 1)[-1]),
                     None,
                     "add %s to %s" % (expected, ", ".join(missing)),
                     "compose:prevent:%s" % expected,
@@ -857,13 +844,14 @@ def prevention(evidence, settings=None):
 
 
 # --- evidence needs --------------------------------------------------------------------------------------------
-def probes(services, health_paths=None, probe_services=None, dependency_cmd=None, pg_isready_cmd=None, redis_cmd=None):
+def probes(services, settings):
     """``{exec_probes, http_probes}``: the health endpoint of every service with a url, the dependency probes from
     inside the stack (one per probe service, the first that runs is used), pg_isready and Redis PING."""
-    health_paths = health_paths or {}
+    s = settings
+    health_paths = s["health_paths"] or {}
     http_probes = [
         {
-            "name": DEFAULTS["health_probe_prefix"] + name,
+            "name": HEALTH_PROBE_PREFIX + name,
             "service": name,
             "path": health_paths.get(name, "/health"),
             "timeout": 3.0,
@@ -872,15 +860,73 @@ def probes(services, health_paths=None, probe_services=None, dependency_cmd=None
         for name, spec in sorted((services or {}).items())
         if isinstance(spec, dict) and spec.get("url")
     ]
+    dependency_cmd = DEPENDENCY_CMD % " ".join(s["dependency_targets"] or [])
     exec_probes = [
-        {"service": name, "name": "service_unavailable_dependencies_%s" % name, "cmd": dependency_cmd, "timeout": 8.0}
-        for name in probe_services or []
-        if dependency_cmd
+        {"service": name, "name": DEPENDENCY_PROBE_PREFIX + name, "cmd": dependency_cmd, "timeout": 8.0}
+        for name in s["probe_services"] or []
     ]
-    if pg_isready_cmd:
+    if s["pg_isready_cmd"]:
         exec_probes.append(
-            {"service": "postgres", "name": DEFAULTS["pg_isready_probe"], "cmd": pg_isready_cmd, "timeout": 5.0}
+            {"service": "postgres", "name": PG_ISREADY_PROBE, "cmd": s["pg_isready_cmd"], "timeout": 5.0}
         )
-    if redis_cmd:
-        exec_probes.append({"service": "redis", "name": DEFAULTS["redis_ping_probe"], "cmd": redis_cmd, "timeout": 5.0})
+    if s["redis_ping_cmd"]:
+        exec_probes.append({"service": "redis", "name": REDIS_PING_PROBE, "cmd": s["redis_ping_cmd"], "timeout": 5.0})
     return {"exec_probes": exec_probes, "http_probes": http_probes}
+
+
+# Kubernetes: the API reads of one evidence task (names prefixed: the evidence is shared by the procedures).
+K8S_READS = {
+    "service_unavailable_pods": {"kind": "Pod"},
+    "service_unavailable_deployments": {"kind": "Deployment", "api_version": "apps/v1"},
+    "service_unavailable_statefulsets": {"kind": "StatefulSet", "api_version": "apps/v1"},
+    "service_unavailable_replicasets": {"kind": "ReplicaSet", "api_version": "apps/v1"},
+    "service_unavailable_services": {"kind": "Service"},
+    "service_unavailable_endpoints": {"kind": "Endpoints"},
+    "service_unavailable_events": {"kind": "Event", "field_selector": "type=Warning"},
+    "service_unavailable_pdbs": {"kind": "PodDisruptionBudget", "api_version": "policy/v1"},
+}
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+class ServiceUnavailable(Procedure):
+    name = NAME
+    title = "Service Unavailable"
+    scenarios = SCENARIOS
+    modules = {"compose": "service_unavailable", "kubernetes": "service_unavailable_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(ServiceUnavailable, self).settings(role_settings, context)
+        compose = context.inventory.get("compose") or {}
+        # scenario B writes the last Compose file named *override* (the lab's state dir holds it)
+        overrides = [path for path in compose.get("files") or [] if "override" in str(path)]
+        s["override_file"] = overrides[-1] if overrides else None
+        # the env file a configuration error (D) is fixed in
+        s["env_files"] = [compose["services_env_file"]] if compose.get("services_env_file") else []
+        if context.kubernetes:
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+        return s
+
+    def needs(self, settings, context):
+        """On Compose every container (stats, log tails, the exec probes from inside the stack, ``docker compose
+        config``) and the health endpoints; on Kubernetes the API reads."""
+        s = settings
+        if context.kubernetes:
+            return {"kubernetes": {"objects": K8S_READS}}
+        found = probes(context.inventory.get("services"), s)
+        containers = {
+            "stats": True,
+            "stats_sample_seconds": s["stats_sample_seconds"],
+            "logs": {"tail": s["log_tail"], "since_seconds": s["log_since_seconds"]},
+            "exec_probes": found["exec_probes"],
+        }
+        compose = context.inventory.get("compose") or {}
+        if compose.get("project_dir"):
+            containers["compose_config"] = {
+                "project_dir": compose["project_dir"],
+                "files": list(compose.get("files") or []),
+                "env_file": compose.get("env_file") or None,
+            }
+        return {"containers": containers, "http": {"probes": found["http_probes"]}}
+
+
+PROCEDURE = ServiceUnavailable()

@@ -30,7 +30,7 @@ import re
 from ansible_collections.octollm.remediation.plugins.plugin_utils import k8s_workloads as kw
 from ansible_collections.octollm.remediation.plugins.plugin_utils import kubernetes as k8s
 from ansible_collections.octollm.remediation.plugins.plugin_utils import service_unavailable as sa
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated, merged_settings
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -39,26 +39,16 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
     unknown,
 )
 
-PROCEDURE = sa.PROCEDURE
+NAME = sa.NAME
 PREFIX = "service_unavailable_"
 READS = ("pods", "deployments", "statefulsets", "replicasets", "services", "endpoints", "events", "pdbs")
 SCENARIOS = sa.SCENARIOS
 _ORDER = {"C": 0, "B": 1, "D": 2, "A": 3}
 CONFIG_WAITING = ("CreateContainerConfigError", "CreateContainerError", "InvalidImageName", "RunContainerError")
 
-DEFAULTS = dict(
-    sa.DEFAULTS,
-    namespace="octollm",
-    escalation_level="L1",
-    now=None,
-)
-
 
 def _settings(settings):
-    s = merged_settings(DEFAULTS, settings)
-    s["restart_max"] = int(s["restart_max"])
-    s["restart_window_seconds"] = int(s["restart_window_seconds"])
-    return s
+    return dict(settings or {})
 
 
 def _name(text):
@@ -71,8 +61,11 @@ class Facts(object):
     def __init__(self, evidence, s):
         self.s = s
         self.items, self.errors = kw.reads(evidence, PREFIX, READS)
-        self.workloads = [item for item in kw.workloads(self.items["deployments"], self.items["statefulsets"])
-                          if item["app"] not in s["excluded_services"] and item["name"] not in s["excluded_services"]]
+        self.workloads = [
+            item
+            for item in kw.workloads(self.items["deployments"], self.items["statefulsets"])
+            if item["app"] not in s["excluded_services"] and item["name"] not in s["excluded_services"]
+        ]
         self.pods_of = kw.pods_by_workload(self.items["pods"], self.workloads)
         self.raw_pods = {(p.get("metadata") or {}).get("name"): p for p in self.items["pods"]}
         self.events = self.items["events"]
@@ -98,9 +91,15 @@ class Facts(object):
         for pod in pods:
             if pod["phase"] != "Running" or not pod["ready"]:
                 waiting = [c["waiting_reason"] for c in pod["containers"] if c["waiting_reason"]]
-                reasons.append("%s %s, %s%s" % (pod["name"], pod["phase"] or "no phase",
-                                                "ready" if pod["ready"] else "not ready",
-                                                " (%s)" % ", ".join(waiting) if waiting else ""))
+                reasons.append(
+                    "%s %s, %s%s"
+                    % (
+                        pod["name"],
+                        pod["phase"] or "no phase",
+                        "ready" if pod["ready"] else "not ready",
+                        " (%s)" % ", ".join(waiting) if waiting else "",
+                    )
+                )
         ready = workload["ready_replicas"]
         if not reasons and ready is not None and int(ready or 0) < workload["replicas"]:
             reasons.append("%s/%d replicas ready" % (ready or 0, workload["replicas"]))
@@ -112,14 +111,24 @@ class Facts(object):
         for pod in self.live_pods(workload):
             for container in pod["containers"]:
                 last = container.get("last_terminated") or {}
-                recent = last.get("finished_at") is None or (
-                    sa.age_seconds(last.get("finished_at"), self.s.get("now")) or 0
-                ) <= self.s["restart_window_seconds"]
+                recent = (
+                    last.get("finished_at") is None
+                    or (sa.age_seconds(last.get("finished_at"), self.s.get("now")) or 0)
+                    <= self.s["restart_window_seconds"]
+                )
                 if container["waiting_reason"] == "CrashLoopBackOff" or (
-                        container["restarts"] >= self.s["restart_max"] and recent):
-                    found.append({"pod": pod["name"], "container": container["name"],
-                                  "restarts": container["restarts"], "waiting": container["waiting_reason"],
-                                  "last_terminated": last.get("reason"), "exit_code": last.get("exit_code")})
+                    container["restarts"] >= self.s["restart_max"] and recent
+                ):
+                    found.append(
+                        {
+                            "pod": pod["name"],
+                            "container": container["name"],
+                            "restarts": container["restarts"],
+                            "waiting": container["waiting_reason"],
+                            "last_terminated": last.get("reason"),
+                            "exit_code": last.get("exit_code"),
+                        }
+                    )
         return found
 
     def oom(self, workload):
@@ -130,9 +139,15 @@ class Facts(object):
             for container in pod["containers"]:
                 if k8s.oom_killed(pod, container["name"]):
                     spec = limits.get(container["name"]) or {}
-                    found.append({"pod": pod["name"], "container": container["name"],
-                                  "restarts": container["restarts"], "memory_limit": spec.get("memory_limit"),
-                                  "memory_limit_bytes": spec.get("memory_limit_bytes")})
+                    found.append(
+                        {
+                            "pod": pod["name"],
+                            "container": container["name"],
+                            "restarts": container["restarts"],
+                            "memory_limit": spec.get("memory_limit"),
+                            "memory_limit_bytes": spec.get("memory_limit_bytes"),
+                        }
+                    )
         return found
 
     def _messages(self, workload):
@@ -156,12 +171,22 @@ class Facts(object):
 
     def config(self, workload):
         """``{reasons, lines, setting}`` when a container cannot start on its configuration, else None."""
-        reasons = sorted({
-            "%s: %s" % (pod["name"], c["waiting_reason"]) for pod in self.live_pods(workload)
-            for c in pod["containers"] if c["waiting_reason"] in CONFIG_WAITING})
+        reasons = sorted(
+            {
+                "%s: %s" % (pod["name"], c["waiting_reason"])
+                for pod in self.live_pods(workload)
+                for c in pod["containers"]
+                if c["waiting_reason"] in CONFIG_WAITING
+            }
+        )
         pattern = re.compile(self.s["config_error_pattern"])
-        lines = [line for line in self._messages(workload) if pattern.search(line) or "couldn't find key" in line
-                 or ("not found" in line and ("configmap" in line.lower() or "secret" in line.lower()))]
+        lines = [
+            line
+            for line in self._messages(workload)
+            if pattern.search(line)
+            or "couldn't find key" in line
+            or ("not found" in line and ("configmap" in line.lower() or "secret" in line.lower()))
+        ]
         if not reasons and not lines:
             return None
         lines = list(dict.fromkeys(lines))
@@ -173,8 +198,12 @@ def _diagnose_workloads(f):
     if f.error("pods", "deployments", "statefulsets"):
         return state  # nothing is judged down on evidence that could not be read
     for workload in f.workloads:
-        row = {"down": f.down(workload), "looping": f.looping(workload), "oom": f.oom(workload),
-               "config": f.config(workload)}
+        row = {
+            "down": f.down(workload),
+            "looping": f.looping(workload),
+            "oom": f.oom(workload),
+            "config": f.config(workload),
+        }
         causes = []
         if f.is_database(workload) and (row["down"] or row["looping"]):
             causes.append("C")
@@ -222,18 +251,21 @@ def check_endpoints(f, state):
     summary = kw.endpoints_summary(f.items["services"], f.items["endpoints"])
     empty = kw.endpoints_without_addresses(f.items["services"], f.items["endpoints"])
     missing = [item["service"] for item in summary if not item["found"]]
-    evidence = {"empty": empty, "without_endpoints_object": missing,
-                "checked": len(summary) - len(missing)}
+    evidence = {"empty": empty, "without_endpoints_object": missing, "checked": len(summary) - len(missing)}
     if not empty:
         observed = "%d Services with ready addresses" % (len(summary) - len(missing))
         if missing:
             observed += "; no Endpoints object for %s (judged by their pods)" % ", ".join(missing)
         return finding("k8s.endpoints", title, "ok", observed, expected, evidence)
-    refs = [w["ref"] for w in f.workloads for name in empty
-            if kw.selects(next(i["selector"] for i in summary if i["service"] == name), w["selector"])
-            or w["name"] == name]
-    observed = "; ".join("%s: 0 ready, %d not ready" % (name, item["not_ready"])
-                         for name, item in sorted(empty.items()))
+    refs = [
+        w["ref"]
+        for w in f.workloads
+        for name in empty
+        if kw.selects(next(i["selector"] for i in summary if i["service"] == name), w["selector"]) or w["name"] == name
+    ]
+    observed = "; ".join(
+        "%s: 0 ready, %d not ready" % (name, item["not_ready"]) for name, item in sorted(empty.items())
+    )
     return finding("k8s.endpoints", title, "problem", observed, expected, evidence, _scenario(state, refs))
 
 
@@ -251,28 +283,64 @@ def check_events(f):
     return finding("k8s.warning_events", title, "warning", observed, expected, {"events": events})
 
 
-def diagnose(evidence, settings=None):
-    """``{findings, scenarios, escalation, context}`` from the Kubernetes evidence."""
+def diagnose(evidence, settings=None, previous=None, applied=()):
+    """``{findings, scenarios, escalation, context}`` from the Kubernetes evidence (a verification judges afresh:
+    ``previous`` and ``applied`` are not needed)."""
     s = _settings(settings)
     f = Facts(evidence, s)
     state = _diagnose_workloads(f)
     pod_reads = ("pods", "deployments", "statefulsets")
     findings = [
-        _check(f, state, "k8s.workloads_ready", "Every workload has its pods Running and Ready",
-               "all pods Running and Ready", "down", pod_reads, "; ".join),
-        _check(f, state, "k8s.crash_loops", "No container is crash-looping",
-               "no CrashLoopBackOff, fewer than %d recent restarts" % s["restart_max"], "looping", pod_reads,
-               lambda rows: ", ".join("%s/%s %s (%d restarts, last %s)" % (
-                   r["pod"], r["container"], r["waiting"] or "restarting", r["restarts"], r["last_terminated"])
-                   for r in rows)),
-        _check(f, state, "k8s.oom_killed", "No container was OOM-killed", "no OOMKilled", "oom", pod_reads,
-               lambda rows: ", ".join("%s/%s OOMKilled at limit %s" % (r["pod"], r["container"], r["memory_limit"])
-                                      for r in rows)),
+        _check(
+            f,
+            state,
+            "k8s.workloads_ready",
+            "Every workload has its pods Running and Ready",
+            "all pods Running and Ready",
+            "down",
+            pod_reads,
+            "; ".join,
+        ),
+        _check(
+            f,
+            state,
+            "k8s.crash_loops",
+            "No container is crash-looping",
+            "no CrashLoopBackOff, fewer than %d recent restarts" % s["restart_max"],
+            "looping",
+            pod_reads,
+            lambda rows: ", ".join(
+                "%s/%s %s (%d restarts, last %s)"
+                % (r["pod"], r["container"], r["waiting"] or "restarting", r["restarts"], r["last_terminated"])
+                for r in rows
+            ),
+        ),
+        _check(
+            f,
+            state,
+            "k8s.oom_killed",
+            "No container was OOM-killed",
+            "no OOMKilled",
+            "oom",
+            pod_reads,
+            lambda rows: ", ".join(
+                "%s/%s OOMKilled at limit %s" % (r["pod"], r["container"], r["memory_limit"]) for r in rows
+            ),
+        ),
         check_endpoints(f, state),
-        _check(f, state, "k8s.config_errors", "Every container starts on its configuration",
-               "no configuration error at start", "config", pod_reads + ("events",),
-               lambda row: "; ".join(row["reasons"] + row["lines"][-1:]) + (
-                   " (setting %s)" % row["setting"] if row["setting"] else "")),
+        _check(
+            f,
+            state,
+            "k8s.config_errors",
+            "Every container starts on its configuration",
+            "no configuration error at start",
+            "config",
+            pod_reads + ("events",),
+            lambda row: (
+                "; ".join(row["reasons"] + row["lines"][-1:])
+                + (" (setting %s)" % row["setting"] if row["setting"] else "")
+            ),
+        ),
         check_events(f),
     ]
     # scenario B is the memory's; a config error that also OOMs is B first (the finding keeps its own scenario)
@@ -297,11 +365,19 @@ def diagnose(evidence, settings=None):
         "namespace": s["namespace"],
         "causes": causes,
         "waits_for": {ref: row["waits_for"] for ref, row in state.items() if row.get("waits_for")},
-        "workloads": {ref: {"kind": by_ref[ref]["kind"], "name": by_ref[ref]["name"], "app": by_ref[ref]["app"],
-                            "containers": by_ref[ref]["containers"], "revision": by_ref[ref]["revision"],
-                            "rollback": kw.rollback_plan(by_ref[ref], f.items["replicasets"]),
-                            "oom": state[ref]["oom"], "config": state[ref]["config"]}
-                      for ref in causes},
+        "workloads": {
+            ref: {
+                "kind": by_ref[ref]["kind"],
+                "name": by_ref[ref]["name"],
+                "app": by_ref[ref]["app"],
+                "containers": by_ref[ref]["containers"],
+                "revision": by_ref[ref]["revision"],
+                "rollback": kw.rollback_plan(by_ref[ref], f.items["replicasets"]),
+                "oom": state[ref]["oom"],
+                "config": state[ref]["config"],
+            }
+            for ref in causes
+        },
     }
     return {
         "findings": findings,
@@ -321,12 +397,20 @@ def _restart(cause, ref, workload, waiting, s):
         title = "rollout restart of %s" % ref
         outcome = "%s of %s, then wait for the rollout (service_unavailable_k8s_rollout_timeout)" % (op, ref)
     return action(
-        "%s.%s.restart_%s" % (PROCEDURE, cause, _name(workload["name"])),
+        "%s.%s.restart_%s" % (NAME, cause, _name(workload["name"])),
         cause,
         title,
         "k8s:%s" % ref,
-        dict({"workload": ref, "kind": workload["kind"], "name": workload["name"], "namespace": s["namespace"],
-              "op": op}, **({"then_wait": waiting} if waiting else {})),
+        dict(
+            {
+                "workload": ref,
+                "kind": workload["kind"],
+                "name": workload["name"],
+                "namespace": s["namespace"],
+                "op": op,
+            },
+            **({"then_wait": waiting} if waiting else {}),
+        ),
         "planned",
         outcome,
         disruptive=True,
@@ -342,39 +426,67 @@ def _raise_memory(ref, workload, s):
             continue
         done.add(row["container"])
         current = row.get("memory_limit_bytes")
-        step = dict(s, memory_step_min=kw.size_bytes(s["memory_step_min"]),
-                    memory_limit_max=kw.size_bytes(s["memory_limit_max"]))
+        step = dict(
+            s,
+            memory_step_min=kw.size_bytes(s["memory_step_min"]),
+            memory_limit_max=kw.size_bytes(s["memory_limit_max"]),
+        )
         new = sa.memory_step(current, None, step) if current else None
         ident = "%s_%s" % (_name(workload["name"]), _name(row["container"]))
         if not new:
-            why = ("it has no memory limit (the node's memory ran out): set one" if not current else
-                   "it is at the cap service_unavailable_memory_limit_max (%s): find the leak (memory_leaks "
-                   "procedure) or raise the cap" % s["memory_limit_max"])
-            actions.append(action(
-                "%s.B.report_memory_%s" % (PROCEDURE, ident), "B",
-                "raise the memory limit of %s/%s (not automatic)" % (ref, row["container"]),
-                "k8s:%s" % ref, {"workload": ref, "container": row["container"], "old": row.get("memory_limit")},
-                "report", "L1: %s/%s is OOM-killed at %s; %s" % (ref, row["container"], row.get("memory_limit")
-                                                                 or "no limit", why)))
+            why = (
+                "it has no memory limit (the node's memory ran out): set one"
+                if not current
+                else "it is at the cap service_unavailable_memory_limit_max (%s): find the leak (memory_leaks "
+                "procedure) or raise the cap" % s["memory_limit_max"]
+            )
+            actions.append(
+                action(
+                    "%s.B.report_memory_%s" % (NAME, ident),
+                    "B",
+                    "raise the memory limit of %s/%s (not automatic)" % (ref, row["container"]),
+                    "k8s:%s" % ref,
+                    {"workload": ref, "container": row["container"], "old": row.get("memory_limit")},
+                    "report",
+                    "L1: %s/%s is OOM-killed at %s; %s"
+                    % (ref, row["container"], row.get("memory_limit") or "no limit", why),
+                )
+            )
             continue
         quantity = kw.memory_quantity(new)
-        actions.append(action(
-            "%s.B.raise_memory_%s" % (PROCEDURE, ident), "B",
-            "raise the memory limit of %s/%s" % (ref, row["container"]),
-            "k8s:%s" % ref,
-            {"workload": ref, "kind": workload["kind"], "name": workload["name"], "namespace": s["namespace"],
-             "container": row["container"],
-             "key": "spec.template.spec.containers[%s].resources.limits.memory" % row["container"],
-             "old": row.get("memory_limit"), "new": quantity, "patch": kw.memory_limit_patch(row["container"],
-                                                                                                quantity),
-             "op": "patch (rolls the pods)"},
-            "planned",
-            "memory limit of %s in %s: %s -> %s (x%s, at least +%s, at most %s); the patch rolls the pods"
-            % (row["container"], ref, row.get("memory_limit"), quantity, s["memory_step_factor"],
-               human_bytes(step["memory_step_min"]), s["memory_limit_max"]),
-            disruptive=True,
-            apply="set_memory_limit",
-        ))
+        actions.append(
+            action(
+                "%s.B.raise_memory_%s" % (NAME, ident),
+                "B",
+                "raise the memory limit of %s/%s" % (ref, row["container"]),
+                "k8s:%s" % ref,
+                {
+                    "workload": ref,
+                    "kind": workload["kind"],
+                    "name": workload["name"],
+                    "namespace": s["namespace"],
+                    "container": row["container"],
+                    "key": "spec.template.spec.containers[%s].resources.limits.memory" % row["container"],
+                    "old": row.get("memory_limit"),
+                    "new": quantity,
+                    "patch": kw.memory_limit_patch(row["container"], quantity),
+                    "op": "patch (rolls the pods)",
+                },
+                "planned",
+                "memory limit of %s in %s: %s -> %s (x%s, at least +%s, at most %s); the patch rolls the pods"
+                % (
+                    row["container"],
+                    ref,
+                    row.get("memory_limit"),
+                    quantity,
+                    s["memory_step_factor"],
+                    human_bytes(step["memory_step_min"]),
+                    s["memory_limit_max"],
+                ),
+                disruptive=True,
+                apply="set_memory_limit",
+            )
+        )
     return actions
 
 
@@ -386,38 +498,68 @@ def _config(ref, workload, s):
     previous = rollback["to_revision"] if rollback else None
     if rollback:
         item = action(
-            "%s.D.rollback_%s" % (PROCEDURE, _name(workload["name"])), "D",
+            "%s.D.rollback_%s" % (NAME, _name(workload["name"])),
+            "D",
             "roll %s back to revision %s" % (ref, previous),
             "k8s:%s" % ref,
-            {"workload": ref, "kind": workload["kind"], "name": workload["name"], "namespace": s["namespace"],
-             "from_revision": rollback["from_revision"], "to_revision": previous,
-             "replicaset": rollback["replicaset"], "via": rollback["via"],
-             "op": "kubectl rollout undo (%s)" % ("kubernetes.core.k8s_rollback" if rollback["via"] == "k8s_rollback"
-                                                  else "kubernetes.core.k8s_json_patch: the template of %s"
-                                                  % rollback["replicaset"])},
+            {
+                "workload": ref,
+                "kind": workload["kind"],
+                "name": workload["name"],
+                "namespace": s["namespace"],
+                "from_revision": rollback["from_revision"],
+                "to_revision": previous,
+                "replicaset": rollback["replicaset"],
+                "via": rollback["via"],
+                "op": "kubectl rollout undo (%s)"
+                % (
+                    "kubernetes.core.k8s_rollback"
+                    if rollback["via"] == "k8s_rollback"
+                    else "kubernetes.core.k8s_json_patch: the template of %s" % rollback["replicaset"]
+                ),
+            },
             "planned",
             "roll %s back from revision %s to %s (the template of ReplicaSet %s)%s"
-            % (ref, rollback["from_revision"], previous, rollback["replicaset"],
-               "" if rollback["via"] == "k8s_rollback" else "; as a JSON patch because k8s_rollback would choose "
-               "among %s by label keys only" % ", ".join(rollback["candidates"])),
+            % (
+                ref,
+                rollback["from_revision"],
+                previous,
+                rollback["replicaset"],
+                ""
+                if rollback["via"] == "k8s_rollback"
+                else "; as a JSON patch because k8s_rollback would choose "
+                "among %s by label keys only" % ", ".join(rollback["candidates"]),
+            ),
             disruptive=True,
             apply="rollback",
         )
         item["_json_patch"] = rollback["json_patch"]  # internal: the previous template, not in the report
         actions.append(item)
-    actions.append(action(
-        "%s.D.report_config_%s" % (PROCEDURE, _name(workload["name"])), "D",
-        "report the configuration error of %s" % ref,
-        "k8s:config:%s" % ref,
-        {"workload": ref, "setting": setting, "reasons": config.get("reasons") or [],
-         "lines": (config.get("lines") or [])[-3:]},
-        "report",
-        "L1: %s fails at start on its configuration%s; fix it in the ConfigMap/Secret or manifest it reads%s"
-        % (ref, " (setting %s)" % setting if setting else ": %s" % ((config.get("lines") or config.get("reasons")
-                                                                     or ["see the pod's events"])[-1]),
-           ", then kubectl rollout restart %s" % ref.lower() if previous is None else
-           " (the rollback restores the previous revision meanwhile)"),
-    ))
+    actions.append(
+        action(
+            "%s.D.report_config_%s" % (NAME, _name(workload["name"])),
+            "D",
+            "report the configuration error of %s" % ref,
+            "k8s:config:%s" % ref,
+            {
+                "workload": ref,
+                "setting": setting,
+                "reasons": config.get("reasons") or [],
+                "lines": (config.get("lines") or [])[-3:],
+            },
+            "report",
+            "L1: %s fails at start on its configuration%s; fix it in the ConfigMap/Secret or manifest it reads%s"
+            % (
+                ref,
+                " (setting %s)" % setting
+                if setting
+                else ": %s" % ((config.get("lines") or config.get("reasons") or ["see the pod's events"])[-1]),
+                ", then kubectl rollout restart %s" % ref.lower()
+                if previous is None
+                else " (the rollback restores the previous revision meanwhile)",
+            ),
+        )
+    )
     return actions
 
 
@@ -449,12 +591,24 @@ def prevention(evidence, settings=None):
     s = _settings(settings)
     f = Facts(evidence, s)
     checks = [
-        ("prevent.k8s.probes", "Every container has readiness and liveness probes", "readinessProbe, livenessProbe",
-         lambda w: [c["name"] for c in w["containers"] if not (c["readiness_probe"] and c["liveness_probe"])]),
-        ("prevent.k8s.memory_limits", "Every container has a memory limit", "resources.limits.memory",
-         lambda w: [c["name"] for c in w["containers"] if not c["memory_limit"]]),
-        ("prevent.k8s.memory_requests", "Every container has a memory request", "resources.requests.memory",
-         lambda w: [c["name"] for c in w["containers"] if not c["memory_request"]]),
+        (
+            "prevent.k8s.probes",
+            "Every container has readiness and liveness probes",
+            "readinessProbe, livenessProbe",
+            lambda w: [c["name"] for c in w["containers"] if not (c["readiness_probe"] and c["liveness_probe"])],
+        ),
+        (
+            "prevent.k8s.memory_limits",
+            "Every container has a memory limit",
+            "resources.limits.memory",
+            lambda w: [c["name"] for c in w["containers"] if not c["memory_limit"]],
+        ),
+        (
+            "prevent.k8s.memory_requests",
+            "Every container has a memory request",
+            "resources.requests.memory",
+            lambda w: [c["name"] for c in w["containers"] if not c["memory_request"]],
+        ),
     ]
     findings, actions = [], []
     error = f.error("deployments", "statefulsets")
@@ -468,27 +622,53 @@ def prevention(evidence, settings=None):
             continue
         observed = "missing on %s" % "; ".join("%s (%s)" % (ref, ", ".join(c)) for ref, c in sorted(missing.items()))
         findings.append(finding(check, title, "warning", observed, expected, {"workloads": missing}))
-        actions.append(action(
-            "%s.prevent.report_%s" % (PROCEDURE, check.rsplit(".", 1)[-1]), None,
-            "add %s to %s" % (expected, ", ".join(sorted(missing))), "k8s:prevent:%s" % expected,
-            {"workloads": missing}, "report",
-            "L1: add %s to the containers of %s in the manifests (lab/kubernetes or the cluster's), then apply them"
-            % (expected, ", ".join(sorted(missing)))))
+        actions.append(
+            action(
+                "%s.prevent.report_%s" % (NAME, check.rsplit(".", 1)[-1]),
+                None,
+                "add %s to %s" % (expected, ", ".join(sorted(missing))),
+                "k8s:prevent:%s" % expected,
+                {"workloads": missing},
+                "report",
+                "L1: add %s to the containers of %s in the manifests (lab/kubernetes or the cluster's), then apply them"
+                % (expected, ", ".join(sorted(missing))),
+            )
+        )
     title = "Every workload with more than one replica has a PodDisruptionBudget"
     error = error or f.error("pdbs")
     if error:
         findings.append(unknown("prevent.k8s.disruption_budget", title, "a PDB selecting its pods", error))
     else:
         selectors = [((p.get("spec") or {}).get("selector") or {}).get("matchLabels") or {} for p in f.items["pdbs"]]
-        missing = sorted(w["ref"] for w in f.workloads if w["replicas"] > 1
-                         and not any(kw.selects(sel, w["selector"]) for sel in selectors))
-        findings.append(finding("prevent.k8s.disruption_budget", title, "warning" if missing else "ok",
-                                "missing on %s" % ", ".join(missing) if missing else "all covered",
-                                "a PDB selecting its pods", {"workloads": missing} if missing else {}))
+        missing = sorted(
+            w["ref"]
+            for w in f.workloads
+            if w["replicas"] > 1 and not any(kw.selects(sel, w["selector"]) for sel in selectors)
+        )
+        findings.append(
+            finding(
+                "prevent.k8s.disruption_budget",
+                title,
+                "warning" if missing else "ok",
+                "missing on %s" % ", ".join(missing) if missing else "all covered",
+                "a PDB selecting its pods",
+                {"workloads": missing} if missing else {},
+            )
+        )
         if missing:
-            actions.append(action(
-                "%s.prevent.report_disruption_budget" % PROCEDURE, None,
-                "add a PodDisruptionBudget for %s" % ", ".join(missing), "k8s:prevent:pdb", {"workloads": missing},
-                "report", "L1: add a PodDisruptionBudget (minAvailable: 1) for %s" % ", ".join(missing)))
-    return {"findings": findings, "actions": gated(actions, dict(s, approve=False, allow_disruptive=False)),
-            "context": {}}
+            actions.append(
+                action(
+                    "%s.prevent.report_disruption_budget" % NAME,
+                    None,
+                    "add a PodDisruptionBudget for %s" % ", ".join(missing),
+                    "k8s:prevent:pdb",
+                    {"workloads": missing},
+                    "report",
+                    "L1: add a PodDisruptionBudget (minAvailable: 1) for %s" % ", ".join(missing),
+                )
+            )
+    return {
+        "findings": findings,
+        "actions": gated(actions, dict(s, approve=False, allow_disruptive=False)),
+        "context": {},
+    }
