@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from conftest import closed_port
 from k8s_emulator import KubernetesAPIEmulator
 from k8s_results import by_check, collect_evidence
@@ -35,6 +36,18 @@ FAULT = [
     f"2026-11-28T19:00:02.000Z WARNING guardian-arm PII detected type=email source=scraper value={EMAIL}",
     "2026-11-28T19:00:03.000Z WARNING guardian-arm unauthorized attempt source=scraper",
 ]
+SETTINGS = procedure_settings("security_violations", platform="kubernetes")
+PATTERNS = {"security_violation": "security violation", "security_pii": "PII detected",
+            "security_unauthorized": "unauthorized attempt"}
+# the API reads of the role's one gather task on Kubernetes (the procedure's needs, checked below)
+OBJECTS = {
+    "security_violations_pods": {"kind": "Pod", "label_selector": "app=guardian-arm",
+                                 "logs": {"tail": 2000, "since_seconds": 900, "patterns": PATTERNS}},
+    "security_violations_guardian_configmap": {"kind": "ConfigMap", "name": "guardian-config"},
+    "security_violations_settings_configmap": {"kind": "ConfigMap", "name": "octollm-config"},
+    "security_violations_network_policies": {"kind": "NetworkPolicy", "api_version": "networking.k8s.io/v1"},
+    "security_violations_workloads": {"kind": "Deployment", "api_version": "apps/v1"},
+}
 QUARANTINE_POLICY = {
     "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
     "metadata": {"name": "octollm-quarantine", "namespace": "octollm",
@@ -64,17 +77,17 @@ def add_scraper(k8s_api: KubernetesAPIEmulator) -> str:
 
 def collect(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> dict[str, Any]:
     """The evidence of the role's one gather task on Kubernetes (stack_evidence's collectors, called directly)."""
-    patterns = {"security_violation": "security violation", "security_pii": "PII detected",
-                "security_unauthorized": "unauthorized attempt"}
-    objects = {
-        "security_violations_pods": {"kind": "Pod", "label_selector": "app=guardian-arm",
-                                     "logs": {"tail": 2000, "since_seconds": 900, "patterns": patterns}},
-        "security_violations_guardian_configmap": {"kind": "ConfigMap", "name": "guardian-config"},
-        "security_violations_settings_configmap": {"kind": "ConfigMap", "name": "octollm-config"},
-        "security_violations_network_policies": {"kind": "NetworkPolicy", "api_version": "networking.k8s.io/v1"},
-        "security_violations_workloads": {"kind": "Deployment", "api_version": "apps/v1"},
-    }
-    return collect_evidence(k8s_api, tmp_path, objects)
+    return collect_evidence(k8s_api, tmp_path, OBJECTS)
+
+
+def test_the_reads_are_the_procedures_kubernetes_needs() -> None:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import security_violations as sv
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+
+    needs = sv.PROCEDURE.needs(SETTINGS, Context(platform="kubernetes", inventory={"k8s": {"namespace": "octollm"}}))
+    assert needs["kubernetes"]["objects"] == OBJECTS
+    assert "containers" not in needs  # no docker: the log, lists and settings come from the cluster
+    assert set(needs) == {"kubernetes", "prometheus", "logs"}
 
 
 def test_a_healthy_cluster_gives_no_problem(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> None:
@@ -82,14 +95,14 @@ def test_a_healthy_cluster_gives_no_problem(k8s_api: KubernetesAPIEmulator, tmp_
 
     k8s_api.set_log(guardian_pod(k8s_api), "\n".join(QUIET) + "\n")
     evidence = collect(k8s_api, tmp_path)
-    diagnosis = svk.diagnose(evidence)
+    diagnosis = svk.diagnose(evidence, SETTINGS)
     found = by_check(diagnosis["findings"])
     for check in ("security.violations", "security.blocked_commands", "security.sources", "security.pii_in_logs",
                   "k8s.offending_workloads"):
         assert found[check]["status"] == "ok", found[check]
     assert found["security.blocked_commands"]["observed"] == "3 patterns"  # read from the guardian's ConfigMap
-    assert svk.plan(diagnosis) == []
-    prevention = svk.prevention(evidence)
+    assert svk.plan(diagnosis, SETTINGS) == []
+    prevention = svk.prevention(evidence, SETTINGS)
     checks = by_check(prevention["findings"])
     assert checks["prevent.guardian.audit_log"]["status"] == "ok"  # GUARDIAN_AUDIT_LOG "true" in octollm-config
     assert checks["prevent.guardian.redact_logs"]["status"] == "warning"  # GUARDIAN_REDACT_LOGS is not set
@@ -106,7 +119,11 @@ def test_the_fault_holds_every_scenario_and_disruptive_steps_wait(k8s_api: Kuber
 
     add_scraper(k8s_api)
     k8s_api.set_log(guardian_pod(k8s_api), "\n".join(QUIET + FAULT) + "\n")
-    settings = {"evidence_dir": str(tmp_path / "evidence"), "quarantine_dir": str(tmp_path / "quarantine")}
+    settings = procedure_settings(
+        "security_violations",
+        {"evidence_dir": str(tmp_path / "evidence"), "quarantine_dir": str(tmp_path / "quarantine")},
+        platform="kubernetes",
+    )
     diagnosis = svk.diagnose(collect(k8s_api, tmp_path), settings)
     assert EMAIL not in json.dumps(diagnosis)  # masked by the collector
     found = by_check(diagnosis["findings"])

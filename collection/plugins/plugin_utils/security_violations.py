@@ -28,10 +28,10 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import
     evidence_kind,
     exec_probes,
     gated,
-    merged_settings,
     rule_loaded,
     scenario_table,
 )
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -60,31 +60,15 @@ CHECK_SCENARIO = {
     "security.pii_in_logs": "D",
 }
 
-DEFAULTS = {
-    "service": "guardian-arm",
-    "window": "15m",
-    "source_min_attempts": 3,
-    "trusted_sources": ["orchestrator", "loadgen"],
-    "baseline_patterns": ["rm -rf /", "mkfs", "dd if=/dev/zero"],
-    "blocked_file": None,
-    "sources_file": None,
-    "evidence_dir": None,
-    "quarantine_dir": None,
-    "audit_setting": "GUARDIAN_AUDIT_LOG",
-    "redact_setting": "GUARDIAN_REDACT_LOGS",
-    "violation_rule": "SecurityViolationDetected",
-    "scan_playbook": "octollm.remediation.security_violations",
-    "escalation_level": "L3",
-    "allow_disruptive": False,
-}
+# The guardian's settings that prevention reads (the names its exec probe lists), and the playbook an AWX schedule
+# runs for PII scanning.
+AUDIT_SETTING = "GUARDIAN_AUDIT_LOG"
+REDACT_SETTING = "GUARDIAN_REDACT_LOGS"
+SCAN_PLAYBOOK = "octollm.remediation.security_violations"
 
 _LINE = re.compile(r"^(?P<time>\S+)\s+(?P<level>[A-Z]+)\s+(?P<service>\S+)\s+(?P<message>.*)$")
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 MESSAGES = ("security violation", "PII detected", "unauthorized attempt")
-
-
-def _settings(settings):
-    return merged_settings(DEFAULTS, settings)
 
 
 def _unquote(value):
@@ -294,7 +278,7 @@ def check_pii(f):
     evidence = {
         "matches_by_kind": found,
         "redacted_samples": samples,
-        "redact_setting": (f.live or {}).get(f.s["redact_setting"]),
+        "redact_setting": (f.live or {}).get(REDACT_SETTING),
     }
     if found:
         return finding(
@@ -304,7 +288,7 @@ def check_pii(f):
 
 
 def diagnose(evidence, settings=None, previous=None, recovering=()):
-    s = _settings(settings)
+    s = settings
     f = Facts(evidence, s)
     recovering = tuple(recovering or ())
     findings = [check_violations(f, recovering), check_blocked_commands(f), check_sources(f), check_pii(f)]
@@ -331,7 +315,7 @@ def diagnose(evidence, settings=None, previous=None, recovering=()):
 
 
 def plan(diagnosis, settings=None):
-    s = _settings(settings)
+    s = settings
     ctx = diagnosis.get("context") or {}
     forced = s.get("scenario") or None
     holding = {item["id"] for item in diagnosis.get("scenarios") or [] if item.get("holds")}
@@ -349,7 +333,7 @@ def plan(diagnosis, settings=None):
                         "B",
                         "add the offending commands to the blocked list",
                         "guardian:blocked_commands",
-                        {"file": s["blocked_file"], "add": lines, "then": "reload"},
+                        {"file": s["blocked_file"], "add": lines, "then": "reload", "_reload_url": s["reload_url"]},
                         "planned",
                         "append %d line(s) to %s, then POST /api/v1/reload" % (len(lines), s["blocked_file"]),
                         apply="add_lines",
@@ -363,7 +347,12 @@ def plan(diagnosis, settings=None):
                         "C",
                         "block the sources that keep trying",
                         "guardian:blocked_sources",
-                        {"file": s["sources_file"], "add": ctx["to_block"], "then": "reload"},
+                        {
+                            "file": s["sources_file"],
+                            "add": ctx["to_block"],
+                            "then": "reload",
+                            "_reload_url": s["reload_url"],
+                        },
                         "planned",
                         "append %s to %s, then POST /api/v1/reload" % (", ".join(ctx["to_block"]), s["sources_file"]),
                         apply="add_lines",
@@ -396,7 +385,7 @@ def plan(diagnosis, settings=None):
                     "A",
                     "bundle the redacted evidence into the run's state",
                     "evidence:%s" % s["evidence_dir"],
-                    {"dir": s["evidence_dir"], "upto": ctx.get("newest")},
+                    {"dir": s["evidence_dir"], "upto": ctx.get("newest"), "_bundle": ctx.get("bundle")},
                     "planned",
                     "write the redacted findings to %s and mark the events up to %s handled"
                     % (s["evidence_dir"], ctx.get("newest")),
@@ -421,7 +410,7 @@ def plan(diagnosis, settings=None):
 
 
 def prevention(evidence, settings=None):
-    s = _settings(settings)
+    s = settings
     f = Facts(evidence, s)
     findings = []
     if f.live is None:
@@ -429,22 +418,22 @@ def prevention(evidence, settings=None):
         findings.append(unknown("prevent.guardian.audit_log", "Audit logging is on", "true", error))
         findings.append(unknown("prevent.guardian.redact_logs", "The guardian masks PII in its log", "true", error))
     else:
-        audit = f.live.get(s["audit_setting"], "false")
+        audit = f.live.get(AUDIT_SETTING, "false")
         findings.append(
             finding(
                 "prevent.guardian.audit_log",
-                "Audit logging is on (%s)" % s["audit_setting"],
+                "Audit logging is on (%s)" % AUDIT_SETTING,
                 "ok" if audit.lower() == "true" else "warning",
                 audit,
                 "true",
                 {},
             )
         )
-        masked = f.live.get(s["redact_setting"], "false")
+        masked = f.live.get(REDACT_SETTING, "false")
         findings.append(
             finding(
                 "prevent.guardian.redact_logs",
-                "The guardian masks PII in its log (%s)" % s["redact_setting"],
+                "The guardian masks PII in its log (%s)" % REDACT_SETTING,
                 "ok" if masked.lower() == "true" else "warning",
                 masked,
                 "true",
@@ -472,15 +461,102 @@ def prevention(evidence, settings=None):
                 {"missing": missing},
             )
         )
-    findings.append(rule_loaded("prevent.prometheus.violation_rule", s["violation_rule"], f.prom, f.prom_error))
+    findings.append(rule_loaded("prevent.prometheus.violation_rule", s["rule"], f.prom, f.prom_error))
     findings.append(
         finding(
             "prevent.guardian.pii_scan",
             "PII scanning can be scheduled (AWX playbook)",
             "ok",
-            s["scan_playbook"],
+            SCAN_PLAYBOOK,
             "a playbook for an AWX schedule",
             {"note": "schedule playbooks/security_violations.yml with phase=diagnose"},
         )
     )
     return {"findings": findings, "actions": []}
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+LOG_PATTERNS = {
+    "security_violation": "security violation",
+    "security_pii": "PII detected",
+    "security_unauthorized": "unauthorized attempt",
+}
+
+
+class SecurityViolations(Procedure):
+    name = PROCEDURE
+    title = "Security Violations"
+    scenarios = SCENARIOS
+    modules = {"compose": "security_violations", "kubernetes": "security_violations_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(SecurityViolations, self).settings(role_settings, context)
+        guardian = context.service_url(s["service"], "http://127.0.0.1:8104").rstrip("/")
+        s["reload_url"] = guardian + s["reload_path"]
+        if context.kubernetes:
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+        return s
+
+    def needs(self, settings, context):
+        """The guardian's log (PII masked by the collector, which counts the matches), its settings and lists as
+        the running guardian sees them, the metric, the rules and this procedure's "handled" mark; on Kubernetes
+        the log, the lists and the settings come from the cluster instead of docker."""
+        s = settings
+        logs = {"tail": s["log_tail"], "since_seconds": s["log_seconds"], "patterns": dict(LOG_PATTERNS)}
+        need = {
+            "prometheus": {
+                "queries": {
+                    Q_BY_TYPE: "sum by (type) (increase(security_violations_total[%s]))" % s["prometheus_window"]
+                },
+                "rules": True,
+            },
+            "logs": {
+                "sources": [{"name": HANDLED_SOURCE, "path": "%s/handled.log" % s["evidence_dir"], "max_lines": 5}]
+            },
+        }
+        if not context.kubernetes:
+            service = s["service"]
+            need["containers"] = {
+                "services": [service],
+                "logs": dict(logs, services=[service]),
+                "exec_probes": [
+                    {
+                        "name": EXEC_SETTINGS,
+                        "service": service,
+                        "cmd": "env | grep -E '^GUARDIAN_(AUDIT_LOG|REDACT_LOGS|BLOCKED_FILE|BLOCKED_SOURCES_FILE)=' "
+                        "| sort",
+                    },
+                    {
+                        "name": EXEC_COMMANDS,
+                        "service": service,
+                        "cmd": 'cat "${GUARDIAN_BLOCKED_FILE:-/etc/octollm/guardian/blocked_commands.txt}"',
+                    },
+                    {
+                        "name": EXEC_SOURCES,
+                        "service": service,
+                        "cmd": 'cat "${GUARDIAN_BLOCKED_SOURCES_FILE:-/etc/octollm/guardian/blocked_sources.txt}" '
+                        "2>/dev/null",
+                    },
+                ],
+            }
+            return need
+        need["kubernetes"] = {
+            "objects": {
+                "security_violations_pods": {
+                    "kind": "Pod",
+                    "label_selector": "app=%s" % s["k8s_guardian_app"],
+                    "logs": logs,
+                },
+                "security_violations_guardian_configmap": {"kind": "ConfigMap", "name": s["k8s_guardian_configmap"]},
+                "security_violations_settings_configmap": {"kind": "ConfigMap", "name": s["k8s_settings_configmap"]},
+                "security_violations_network_policies": {
+                    "kind": "NetworkPolicy",
+                    "api_version": "networking.k8s.io/v1",
+                },
+                "security_violations_workloads": {"kind": "Deployment", "api_version": "apps/v1"},
+            }
+        }
+        return need
+
+
+PROCEDURE = SecurityViolations()
