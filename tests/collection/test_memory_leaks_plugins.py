@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.octollm.remediation.plugins.filter.memory_leaks import FilterModule
+from ansible_collections.octollm.remediation.plugins.filter import procedure as procedure_filters
 from ansible_collections.octollm.remediation.plugins.plugin_utils import memory_leaks as ml
 from ansible_collections.octollm.remediation.plugins.plugin_utils import results
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
 MIB = 1048576
-SETTINGS = {"debug_services": ["orchestrator", "coder-arm"], "override_file": "/state/compose.override.yaml"}
+OVERRIDES = {"debug_services": ["orchestrator", "coder-arm"], "override_file": "/state/compose.override.yaml"}
+SETTINGS = procedure_settings("memory_leaks", OVERRIDES)
 
 
 def container(service, ws_mib, growth_mib_s=0.0, limit_mib=256, window=3.0, **extra):
@@ -179,12 +181,28 @@ def test_prevention_reads_rules_limits_and_cache():
     assert [a["status"] for a in result["actions"]] == ["awaiting_approval", "report", "report"]
 
 
-def test_filters_are_registered():
-    filters = FilterModule().filters()
-    for name in ("memory_leaks_diagnosis", "memory_leaks_plan", "memory_leaks_prevention"):
-        assert name in filters
-    diagnosis = filters["memory_leaks_diagnosis"](copy.deepcopy(evidence()), SETTINGS)
-    assert filters["memory_leaks_plan"](diagnosis, SETTINGS) == []
+def test_the_flow_filters_judge_it_and_the_needs_follow_the_settings():
+    filters = procedure_filters.FilterModule().filters()
+    run = {
+        "procedures": ["memory_leaks"],
+        "context": {"platform": "compose", "phase": "resolve", "inventory": {"compose": {"project": "octollm"}}},
+        "settings": {"memory_leaks": role_settings("memory_leaks", OVERRIDES)},
+    }
+    state = filters["procedure_judgement"](copy.deepcopy(evidence()), run)
+    assert state["memory_leaks"]["actions"] == []  # healthy: nothing planned
+    request = filters["procedure_request"](run)
+    assert set(request) == {"containers", "prometheus", "http"}
+    assert request["containers"] == {"services": [], "stats": True, "stats_sample_seconds": 3.0, "host": True}
+    assert request["prometheus"]["queries"][ml.Q_GROWTH] == (
+        'deriv(container_memory_working_set_bytes{compose_project="octollm"}[1m])'
+    )
+    assert [(p["name"], p["service"], p["path"]) for p in request["http"]["probes"]] == [
+        ("memory_leaks_orchestrator", "orchestrator", "/debug/memory"),
+        ("memory_leaks_coder-arm", "coder-arm", "/debug/memory"),
+    ]
+    # the bounded-cache check of prevent reads Redis' maxmemory and policy
+    prevent = dict(run, context=dict(run["context"], phase="prevent"))
+    assert filters["procedure_request"](prevent)["redis"]["config"] == ["maxmemory", "maxmemory-policy"]
 
 
 def test_container_stats_give_the_memory_growth_over_the_window():

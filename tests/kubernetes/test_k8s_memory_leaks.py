@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from k8s_emulator import KubernetesAPIEmulator
 from k8s_results import by_check, by_id, collect_evidence
 
@@ -29,6 +30,7 @@ READS = {
     "memory_leaks_events": {"kind": "Event", "field_selector": "type=Warning"},
     "memory_leaks_pod_metrics": {"kind": "PodMetrics", "api_version": "metrics.k8s.io/v1beta1"},
 }
+SETTINGS = procedure_settings("memory_leaks", platform="kubernetes")
 
 
 def oom_killed(pod: dict[str, Any], restarts: int = 3) -> dict[str, Any]:
@@ -68,8 +70,11 @@ def leak(k8s_api: KubernetesAPIEmulator) -> dict[str, Any]:
 # --- plugin level ------------------------------------------------------------------------------------------------
 def test_a_healthy_cluster_gives_no_problem(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> None:
     from ansible_collections.octollm.remediation.plugins.plugin_utils import memory_leaks_kubernetes as mlk
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context, get
 
-    diagnosis = mlk.diagnose(collect_evidence(k8s_api, tmp_path, READS))
+    # the reads are the procedure's needs on Kubernetes
+    assert get("memory_leaks").needs(SETTINGS, Context(platform="kubernetes")) == {"kubernetes": {"objects": READS}}
+    diagnosis = mlk.diagnose(collect_evidence(k8s_api, tmp_path, READS), SETTINGS)
     found = by_check(diagnosis["findings"])
     assert found["k8s.memory.oom_kills"]["status"] == "ok"
     assert found["k8s.memory.restarts"]["status"] == "ok"
@@ -77,7 +82,7 @@ def test_a_healthy_cluster_gives_no_problem(k8s_api: KubernetesAPIEmulator, tmp_
     near = found["k8s.memory.near_limit"]  # no metrics-server here: evidence, not an error
     assert near["status"] == "warning" and near["evidence"] == {"metrics_api": False}
     assert not any(item["holds"] for item in diagnosis["scenarios"])
-    assert mlk.plan(diagnosis, {"approve": True}) == []
+    assert mlk.plan(diagnosis, dict(SETTINGS, approve=True)) == []
     assert k8s_api.writes() == []
 
 
@@ -85,7 +90,7 @@ def test_the_leak_and_the_missing_limit_are_found(k8s_api: KubernetesAPIEmulator
     from ansible_collections.octollm.remediation.plugins.plugin_utils import memory_leaks_kubernetes as mlk
 
     seeded = leak(k8s_api)
-    diagnosis = mlk.diagnose(collect_evidence(k8s_api, tmp_path, READS))
+    diagnosis = mlk.diagnose(collect_evidence(k8s_api, tmp_path, READS), SETTINGS)
     found = by_check(diagnosis["findings"])
     oom = found["k8s.memory.oom_kills"]
     assert oom["status"] == "problem" and oom["scenario"] == "A"
@@ -104,7 +109,7 @@ def test_the_leak_and_the_missing_limit_are_found(k8s_api: KubernetesAPIEmulator
     assert diagnosis["context"]["suspects"] == ["Deployment/orchestrator", "Deployment/planner-arm"]
     assert diagnosis["escalation"]["level"] == "L2"
 
-    waiting = mlk.plan(diagnosis, {"approve": False, "memory_limit": "256m"})
+    waiting = mlk.plan(diagnosis, dict(SETTINGS, approve=False, memory_limit="256m"))
     assert [(a["id"], a["status"]) for a in waiting] == [
         ("memory_leaks.B.set_memory_limit.judge-arm.judge-arm", "awaiting_approval"),
         ("memory_leaks.A.rolling_restart.orchestrator", "awaiting_approval"),

@@ -20,11 +20,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
-    evidence_kind,
-    merged_settings,
-    rule_loaded,
-)
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind, rule_loaded
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -34,7 +31,7 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
     unknown,
 )
 
-PROCEDURE = "memory_leaks"
+NAME = "memory_leaks"
 Q_GROWTH = "memory_leaks_growth"
 Q_SWAP_USED = "memory_leaks_swap_used"
 Q_SWAP_TOTAL = "memory_leaks_swap_total"
@@ -61,33 +58,9 @@ SEED_PATTERNS = {
     "D": "circular references (parent/child cycles: weak references)",
 }
 
-DEFAULTS = {
-    "sample_seconds": 3.0,
-    "growth_rate_min": 1048576.0,
-    "growth_min_bytes": 3145728,
-    "history_rate_min": 262144.0,
-    "history_window": "1m",
-    "limit_ratio_max": 0.9,
-    "swap_used_ratio_max": 0.5,
-    "memory_limit": "256m",
-    "services": [],
-    "debug_services": [],
-    "high_memory_rule": "HighMemoryUsage",
-    "override_file": None,
-    "escalation_level": "L2",
-    "dry_run": False,
-    "approve": False,
-    "allow_disruptive": False,
-    "scenario": None,
-}
-
 
 def _settings(settings):
-    merged = merged_settings(DEFAULTS, settings)
-    for key in ("sample_seconds", "growth_rate_min", "history_rate_min", "limit_ratio_max", "swap_used_ratio_max"):
-        merged[key] = float(merged[key])
-    merged["growth_min_bytes"] = int(merged["growth_min_bytes"])
-    return merged
+    return dict(settings or {})
 
 
 def _mib(value):
@@ -363,7 +336,9 @@ def check_in_process(f):
     return finding("memory.in_process", title, "ok", "%d services answered" % len(services), expected, {})
 
 
-def diagnose(evidence, settings=None):
+def diagnose(evidence, settings=None, previous=None, applied=()):
+    """``{findings, scenarios, escalation, context}`` (a verification judges a fresh sample: ``previous`` and
+    ``applied`` are not needed)."""
     s = _settings(settings)
     f = Facts(evidence, s)
     findings = [
@@ -543,3 +518,69 @@ def prevention(evidence, settings=None):
         )
     actions = gate(actions, dry_run=s["dry_run"], approve=s["approve"], allow_disruptive=s["allow_disruptive"])
     return {"findings": findings, "actions": actions, "context": ctx}
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+def queries(s, project):
+    """The named PromQL queries of the judgement: the working set's growth over the history window per container
+    of the Compose project, and the host's swap."""
+    return {
+        Q_GROWTH: 'deriv(container_memory_working_set_bytes{compose_project="%s"}[%s])'
+        % (project, s["history_window"]),
+        Q_SWAP_TOTAL: "sum(node_memory_SwapTotal_bytes)",
+        Q_SWAP_USED: "sum(node_memory_SwapTotal_bytes) - sum(node_memory_SwapFree_bytes)",
+    }
+
+
+# Kubernetes: the API reads of one evidence task (names prefixed: the evidence is shared by the procedures; a
+# metrics API that is not served is evidence).
+K8S_READS = {
+    "memory_leaks_pods": {"kind": "Pod"},
+    "memory_leaks_deployments": {"kind": "Deployment", "api_version": "apps/v1"},
+    "memory_leaks_statefulsets": {"kind": "StatefulSet", "api_version": "apps/v1"},
+    "memory_leaks_events": {"kind": "Event", "field_selector": "type=Warning"},
+    "memory_leaks_pod_metrics": {"kind": "PodMetrics", "api_version": "metrics.k8s.io/v1beta1"},
+}
+
+
+class MemoryLeaks(Procedure):
+    name = NAME
+    title = "Memory Leaks"
+    scenarios = SCENARIOS
+    modules = {"compose": "memory_leaks", "kubernetes": "memory_leaks_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(MemoryLeaks, self).settings(role_settings, context)
+        if context.kubernetes:
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+        return s
+
+    def needs(self, settings, context):
+        """On Compose every container's memory sampled twice (and the host), the Prometheus history, each debug
+        service's GET /debug/memory and, to prevent, Redis' maxmemory; on Kubernetes the API reads."""
+        s = settings
+        if context.kubernetes:
+            return {"kubernetes": {"objects": K8S_READS}}
+        project = (context.inventory.get("compose") or {}).get("project") or "octollm"
+        need = {
+            "containers": {
+                "services": list(s["services"] or []),
+                "stats": True,
+                "stats_sample_seconds": s["sample_seconds"],
+                "host": True,
+            },
+            "prometheus": {"queries": queries(s, project), "rules": True, "max_series": 50},
+            "http": {
+                "max_body": 16384,
+                "probes": [
+                    {"name": "memory_leaks_%s" % service, "service": service, "path": "/debug/memory", "timeout": 10}
+                    for service in s["debug_services"] or []
+                ],
+            },
+        }
+        if context.get("phase") == "prevent":
+            need["redis"] = {"info": False, "config": ["maxmemory", "maxmemory-policy"], "slowlog": 0, "scan_count": 0}
+        return need
+
+
+PROCEDURE = MemoryLeaks()

@@ -23,7 +23,7 @@ __metaclass__ = type
 from ansible_collections.octollm.remediation.plugins.plugin_utils import k8s_workloads as kw
 from ansible_collections.octollm.remediation.plugins.plugin_utils import kubernetes as k8s
 from ansible_collections.octollm.remediation.plugins.plugin_utils import memory_leaks as ml
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated, merged_settings
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -32,7 +32,7 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.results import
     unknown,
 )
 
-PROCEDURE = ml.PROCEDURE
+NAME = ml.NAME
 PREFIX = "memory_leaks_"
 READS = ("pods", "deployments", "statefulsets", "events", "pod_metrics")
 SCENARIOS = ml.SCENARIOS
@@ -43,14 +43,9 @@ CHECK_SCENARIO = {
     "k8s.memory.limits": "B",
 }
 
-DEFAULTS = dict(ml.DEFAULTS, namespace="octollm", restart_max=3, memory_limit="256Mi")
-
 
 def _settings(settings):
-    s = merged_settings(DEFAULTS, settings)
-    s["limit_ratio_max"] = float(s["limit_ratio_max"])
-    s["restart_max"] = int(s["restart_max"])
-    return s
+    return dict(settings or {})
 
 
 def _limit_quantity(value):
@@ -65,12 +60,18 @@ class Facts(object):
     def __init__(self, evidence, s):
         self.s = s
         self.items, self.errors = kw.reads(evidence, PREFIX, READS)
-        self.workloads = [w for w in kw.workloads(self.items["deployments"], self.items["statefulsets"])
-                          if not s["services"] or w["app"] in s["services"] or w["name"] in s["services"]]
+        self.workloads = [
+            w
+            for w in kw.workloads(self.items["deployments"], self.items["statefulsets"])
+            if not s["services"] or w["app"] in s["services"] or w["name"] in s["services"]
+        ]
         self.pods_of = kw.pods_by_workload(self.items["pods"], self.workloads)
         self.metrics_error = self.errors.get("pod_metrics")
-        self.usage = kw.container_usage({ref: pods for ref, pods in self.pods_of.items() if ref},
-                                        self.workloads, kw.pod_usage(self.items["pod_metrics"]))
+        self.usage = kw.container_usage(
+            {ref: pods for ref, pods in self.pods_of.items() if ref},
+            self.workloads,
+            kw.pod_usage(self.items["pod_metrics"]),
+        )
 
     def error(self, *names):
         for name in names:
@@ -94,30 +95,49 @@ def check_oom(f):
     error = f.error("pods", "deployments", "statefulsets")
     if error:
         return unknown("k8s.memory.oom_kills", title, expected, error)
-    killed = [{"workload": ref, "pod": pod["name"], "container": c["name"], "restarts": c["restarts"],
-               "finished_at": (c.get("last_terminated") or {}).get("finished_at"),
-               "memory_limit": (pod["limits"].get(c["name"]) or {}).get("memory")}
-              for ref, pod, c in f.containers() if k8s.oom_killed({"containers": [c]})]
+    killed = [
+        {
+            "workload": ref,
+            "pod": pod["name"],
+            "container": c["name"],
+            "restarts": c["restarts"],
+            "finished_at": (c.get("last_terminated") or {}).get("finished_at"),
+            "memory_limit": (pod["limits"].get(c["name"]) or {}).get("memory"),
+        }
+        for ref, pod, c in f.containers()
+        if k8s.oom_killed({"containers": [c]})
+    ]
     if not killed:
         return finding("k8s.memory.oom_kills", title, "ok", "none", expected)
-    observed = "; ".join("%s/%s OOMKilled (%d restarts, limit %s)" % (k["pod"], k["container"], k["restarts"],
-                                                                     k["memory_limit"]) for k in killed)
+    observed = "; ".join(
+        "%s/%s OOMKilled (%d restarts, limit %s)" % (k["pod"], k["container"], k["restarts"], k["memory_limit"])
+        for k in killed
+    )
     return finding("k8s.memory.oom_kills", title, "problem", observed, expected, {"killed": killed}, "A")
 
 
 def check_restarts(f):
     title = "No container restarts repeatedly"
-    expected = "fewer than %d restarts" % f.s["restart_max"]
+    expected = "fewer than %d restarts" % f.s["k8s_restart_max"]
     error = f.error("pods", "deployments", "statefulsets")
     if error:
         return unknown("k8s.memory.restarts", title, expected, error)
-    rows = [{"workload": ref, "pod": pod["name"], "container": c["name"], "restarts": c["restarts"],
-             "last": (c.get("last_terminated") or {}).get("reason")}
-            for ref, pod, c in f.containers() if c["restarts"] >= f.s["restart_max"]]
+    rows = [
+        {
+            "workload": ref,
+            "pod": pod["name"],
+            "container": c["name"],
+            "restarts": c["restarts"],
+            "last": (c.get("last_terminated") or {}).get("reason"),
+        }
+        for ref, pod, c in f.containers()
+        if c["restarts"] >= f.s["k8s_restart_max"]
+    ]
     if not rows:
         return finding("k8s.memory.restarts", title, "ok", "none", expected)
-    observed = "; ".join("%s/%s %d restarts (last %s)" % (r["pod"], r["container"], r["restarts"], r["last"])
-                         for r in rows)
+    observed = "; ".join(
+        "%s/%s %d restarts (last %s)" % (r["pod"], r["container"], r["restarts"], r["last"]) for r in rows
+    )
     return finding("k8s.memory.restarts", title, "warning", observed, expected, {"restarts": rows}, "A")
 
 
@@ -130,19 +150,38 @@ def check_near_limit(f):
     if f.metrics_error:
         message = f.metrics_error.get("message") or ""
         if "No matches found" in message or "ResourceNotFound" in message or "404" in message:
-            return finding("k8s.memory.near_limit", title, "warning",
-                           "metrics API (metrics.k8s.io) not served: memory use not judged (OOM kills still are)",
-                           expected, {"metrics_api": False})
+            return finding(
+                "k8s.memory.near_limit",
+                title,
+                "warning",
+                "metrics API (metrics.k8s.io) not served: memory use not judged (OOM kills still are)",
+                expected,
+                {"metrics_api": False},
+            )
         return unknown("k8s.memory.near_limit", title, expected, f.metrics_error)
     rows = sorted((r for r in f.usage if r["memory_ratio"] is not None), key=lambda r: -r["memory_ratio"])
     high = [r for r in rows if r["memory_ratio"] >= f.s["limit_ratio_max"]]
     evidence = {"metrics_api": True, "top": rows[:5]}
     if not high:
-        return finding("k8s.memory.near_limit", title, "ok", "highest %s" % (
-            "%.0f%%" % (100 * rows[0]["memory_ratio"]) if rows else "n/a"), expected, evidence)
-    observed = "; ".join("%s/%s %s of %s (%.0f%%)" % (r["pod"], r["container"], human_bytes(r["memory_bytes"]),
-                                                       human_bytes(r["memory_limit_bytes"]), 100 * r["memory_ratio"])
-                         for r in high)
+        return finding(
+            "k8s.memory.near_limit",
+            title,
+            "ok",
+            "highest %s" % ("%.0f%%" % (100 * rows[0]["memory_ratio"]) if rows else "n/a"),
+            expected,
+            evidence,
+        )
+    observed = "; ".join(
+        "%s/%s %s of %s (%.0f%%)"
+        % (
+            r["pod"],
+            r["container"],
+            human_bytes(r["memory_bytes"]),
+            human_bytes(r["memory_limit_bytes"]),
+            100 * r["memory_ratio"],
+        )
+        for r in high
+    )
     return finding("k8s.memory.near_limit", title, "problem", observed, expected, dict(evidence, high=high), "A")
 
 
@@ -157,11 +196,12 @@ def check_limits(f, check="k8s.memory.limits", status="warning"):
     if not missing:
         return finding(check, title, "ok", "all %d workloads" % len(f.workloads), expected)
     observed = "no memory limit on %s" % "; ".join(
-        "%s (%s)" % (ref, ", ".join(names)) for ref, names in sorted(missing.items()))
+        "%s (%s)" % (ref, ", ".join(names)) for ref, names in sorted(missing.items())
+    )
     return finding(check, title, status, observed, expected, {"without_limit": missing}, "B")
 
 
-def diagnose(evidence, settings=None):
+def diagnose(evidence, settings=None, previous=None, applied=()):
     s = _settings(settings)
     f = Facts(evidence, s)
     findings = [check_oom(f), check_near_limit(f), check_restarts(f), check_limits(f)]
@@ -180,20 +220,32 @@ def diagnose(evidence, settings=None):
     suspects = set()
     for item in findings:
         if item["check"] in ("k8s.memory.oom_kills", "k8s.memory.near_limit") and item["status"] == "problem":
-            suspects.update(row["workload"] for row in item["evidence"].get("killed", []) + item["evidence"].get(
-                "high", []))
+            suspects.update(
+                row["workload"] for row in item["evidence"].get("killed", []) + item["evidence"].get("high", [])
+            )
     by_ref = {w["ref"]: w for w in f.workloads}
     limits = findings[3]
     context = {
         "namespace": s["namespace"],
         "suspects": sorted(suspects),
-        "workloads": {ref: {"kind": w["kind"], "name": w["name"], "app": w["app"], "replicas": w["replicas"],
-                            "pods": [p["name"] for p in f.pods_of.get(ref) or []]} for ref, w in by_ref.items()},
+        "workloads": {
+            ref: {
+                "kind": w["kind"],
+                "name": w["name"],
+                "app": w["app"],
+                "replicas": w["replicas"],
+                "pods": [p["name"] for p in f.pods_of.get(ref) or []],
+            }
+            for ref, w in by_ref.items()
+        },
         "without_limit": (limits.get("evidence") or {}).get("without_limit") or {},
-        "evidence": {ref: {"oom_kills": [k for k in (findings[0]["evidence"].get("killed") or [])
-                                         if k["workload"] == ref],
-                           "memory": [r for r in (findings[1]["evidence"].get("top") or []) if r["workload"] == ref]}
-                     for ref in sorted(suspects)},
+        "evidence": {
+            ref: {
+                "oom_kills": [k for k in (findings[0]["evidence"].get("killed") or []) if k["workload"] == ref],
+                "memory": [r for r in (findings[1]["evidence"].get("top") or []) if r["workload"] == ref],
+            }
+            for ref in sorted(suspects)
+        },
     }
     return {
         "findings": findings,
@@ -209,21 +261,31 @@ def _limit_actions(s, ctx, without_limit, prefix):
     for ref, containers in sorted(without_limit.items()):
         workload = (ctx.get("workloads") or {}).get(ref) or {}
         for container in containers:
-            actions.append(action(
-                "%s.%s.%s.%s" % (PROCEDURE, prefix, workload.get("name"), container), "B",
-                "set a memory limit of %s on %s/%s" % (quantity, ref, container),
-                "k8s:%s" % ref,
-                {"workload": ref, "kind": workload.get("kind"), "name": workload.get("name"),
-                 "namespace": s["namespace"], "container": container,
-                 "key": "spec.template.spec.containers[%s].resources.limits.memory" % container,
-                 "old": None, "new": quantity, "patch": kw.memory_limit_patch(container, quantity),
-                 "op": "patch (rolls the pods)"},
-                "planned",
-                "%s/%s: resources.limits.memory None -> %s (a pod template patch: the controller rolls the pods)"
-                % (ref, container, quantity),
-                disruptive=True,
-                apply="set_memory_limit",
-            ))
+            actions.append(
+                action(
+                    "%s.%s.%s.%s" % (NAME, prefix, workload.get("name"), container),
+                    "B",
+                    "set a memory limit of %s on %s/%s" % (quantity, ref, container),
+                    "k8s:%s" % ref,
+                    {
+                        "workload": ref,
+                        "kind": workload.get("kind"),
+                        "name": workload.get("name"),
+                        "namespace": s["namespace"],
+                        "container": container,
+                        "key": "spec.template.spec.containers[%s].resources.limits.memory" % container,
+                        "old": None,
+                        "new": quantity,
+                        "patch": kw.memory_limit_patch(container, quantity),
+                        "op": "patch (rolls the pods)",
+                    },
+                    "planned",
+                    "%s/%s: resources.limits.memory None -> %s (a pod template patch: the controller rolls the pods)"
+                    % (ref, container, quantity),
+                    disruptive=True,
+                    apply="set_memory_limit",
+                )
+            )
     return actions
 
 
@@ -241,31 +303,46 @@ def plan(diagnosis, settings=None):
             continue
         for ref in ctx.get("suspects") or []:
             workload = (ctx.get("workloads") or {}).get(ref) or {}
-            actions.append(action(
-                "%s.A.rolling_restart.%s" % (PROCEDURE, workload.get("name")), "A",
-                "rolling restart of %s (mitigation: frees the leaked memory)" % ref,
-                "k8s:%s" % ref,
-                {"workload": ref, "kind": workload.get("kind"), "name": workload.get("name"),
-                 "namespace": s["namespace"], "pods": workload.get("pods") or [],
-                 "op": "rollout restart (%s): pods replaced one at a time" % k8s.RESTARTED_AT},
-                "planned",
-                "rollout restart of %s: the controller replaces %s one at a time (its rolling update strategy), "
-                "each ready before the next" % (ref, ", ".join(workload.get("pods") or []) or "its pods"),
-                disruptive=True,
-                apply="rolling_restart",
-            ))
+            actions.append(
+                action(
+                    "%s.A.rolling_restart.%s" % (NAME, workload.get("name")),
+                    "A",
+                    "rolling restart of %s (mitigation: frees the leaked memory)" % ref,
+                    "k8s:%s" % ref,
+                    {
+                        "workload": ref,
+                        "kind": workload.get("kind"),
+                        "name": workload.get("name"),
+                        "namespace": s["namespace"],
+                        "pods": workload.get("pods") or [],
+                        "op": "rollout restart (%s): pods replaced one at a time" % k8s.RESTARTED_AT,
+                    },
+                    "planned",
+                    "rollout restart of %s: the controller replaces %s one at a time (its rolling update strategy), "
+                    "each ready before the next" % (ref, ", ".join(workload.get("pods") or []) or "its pods"),
+                    disruptive=True,
+                    apply="rolling_restart",
+                )
+            )
             evidence = (ctx.get("evidence") or {}).get(ref) or {}
-            actions.append(action(
-                "%s.A.report.%s" % (PROCEDURE, workload.get("name")), "A",
-                "report the leak in %s to its owning team" % ref,
-                "report:%s" % ref,
-                {"workload": ref, "evidence": evidence},
-                "report",
-                "%s: the restart only buys time; the leak is in %s's code. Profile it (MEMORY_TRACE=true shows the top "
-                "allocations in GET /debug/memory; kubectl top pod shows the level) and fix the code; the seed's "
-                "patterns: %s" % (s["escalation_level"], workload.get("name"), "; ".join(
-                    "%s %s" % (key, value) for key, value in sorted(ml.SEED_PATTERNS.items()))),
-            ))
+            actions.append(
+                action(
+                    "%s.A.report.%s" % (NAME, workload.get("name")),
+                    "A",
+                    "report the leak in %s to its owning team" % ref,
+                    "report:%s" % ref,
+                    {"workload": ref, "evidence": evidence},
+                    "report",
+                    "%s: the restart only buys time; the leak is in %s's code. Profile it (MEMORY_TRACE=true shows "
+                    "the top allocations in GET /debug/memory; kubectl top pod shows the level) and fix the code; the "
+                    "seed's patterns: %s"
+                    % (
+                        s["escalation_level"],
+                        workload.get("name"),
+                        "; ".join("%s %s" % (key, value) for key, value in sorted(ml.SEED_PATTERNS.items())),
+                    ),
+                )
+            )
     return gated(actions, s)
 
 
@@ -278,8 +355,9 @@ def prevention(evidence, settings=None):
     if not f.metrics_error:
         metrics = finding("prevent.k8s.memory.metrics_api", title, "ok", "served", "served")
     elif "No matches found" in (f.metrics_error.get("message") or ""):
-        metrics = finding("prevent.k8s.memory.metrics_api", title, "warning", "not served", "served",
-                          {"metrics_api": False})
+        metrics = finding(
+            "prevent.k8s.memory.metrics_api", title, "warning", "not served", "served", {"metrics_api": False}
+        )
     else:
         metrics = unknown("prevent.k8s.memory.metrics_api", title, "served", f.metrics_error)
     ctx = {"workloads": {w["ref"]: {"kind": w["kind"], "name": w["name"]} for w in f.workloads}}
@@ -287,7 +365,15 @@ def prevention(evidence, settings=None):
     if limits["status"] == "problem":
         actions.extend(_limit_actions(s, ctx, limits["evidence"]["without_limit"], "prevent.set_memory_limit"))
     if metrics["status"] == "warning":
-        actions.append(action(
-            "%s.prevent.report_metrics_api" % PROCEDURE, None, "install metrics-server", "k8s:prevent:metrics", {},
-            "report", "%s: install metrics-server so that memory use per pod can be judged" % s["escalation_level"]))
+        actions.append(
+            action(
+                "%s.prevent.report_metrics_api" % NAME,
+                None,
+                "install metrics-server",
+                "k8s:prevent:metrics",
+                {},
+                "report",
+                "%s: install metrics-server so that memory use per pod can be judged" % s["escalation_level"],
+            )
+        )
     return {"findings": [limits, metrics], "actions": gated(actions, s), "context": ctx}
