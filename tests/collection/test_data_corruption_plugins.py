@@ -20,6 +20,7 @@ from ansible_collections.octollm.remediation.plugins.filter.data_corruption impo
 from ansible_collections.octollm.remediation.plugins.filter.remediation import FilterModule as SharedFilters
 from ansible_collections.octollm.remediation.plugins.modules import pg_backup
 from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption as dc
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 
 from octoctl.models import ProcedureResult
 
@@ -32,6 +33,14 @@ def all_filters():
 
 
 ROLE = REPO / "roles" / "data_corruption"
+SETTINGS = procedure_settings("data_corruption")
+
+
+def settings(**changes):
+    """The role's settings as a run sees them, with ``changes``."""
+    return {**SETTINGS, **changes}
+
+
 TASKS_STATUS = (
     "CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'completed'::text, 'failed'::text, "
     "'cancelled'::text])))"
@@ -151,7 +160,7 @@ def by_check(findings):
 
 # --- diagnosis ----------------------------------------------------------------------------------------
 def test_healthy_lab_has_no_warning_and_shows_missing_constraints_as_evidence():
-    diag = dc.diagnose(evidence())
+    diag = dc.diagnose(evidence(), SETTINGS)
     found = by_check(diag["findings"])
     assert [f["status"] for f in diag["findings"]] == ["ok", "ok", "ok", "ok"]
     constraints = found["data.constraints"]
@@ -160,17 +169,17 @@ def test_healthy_lab_has_no_warning_and_shows_missing_constraints_as_evidence():
     assert "tasks.tasks_status_check" in constraints["evidence"]["present"]
     assert diag["escalation"]["level"] is None
     assert not any(s["holds"] for s in diag["scenarios"])
-    assert dc.plan(diag) == []
+    assert dc.plan(diag, SETTINGS) == []
     result({"findings": diag["findings"], "scenarios": diag["scenarios"], "escalation": diag["escalation"]}, "diagnose")
 
 
 def test_constraints_present_means_no_prevention():
-    diag = dc.diagnose(with_constraints(evidence()))
+    diag = dc.diagnose(with_constraints(evidence()), SETTINGS)
     assert by_check(diag["findings"])["data.constraints"]["evidence"]["prevention"] == "none"
 
 
 def test_corruption_is_found_with_counts_and_bounded_samples():
-    diag = dc.diagnose(corrupt(), {"sample_limit": 5})
+    diag = dc.diagnose(corrupt(), settings(sample_limit=5))
     found = by_check(diag["findings"])
     orphans = found["data.orphaned_relationships"]
     assert orphans["status"] == "problem" and orphans["scenario"] == "A"
@@ -186,12 +195,12 @@ def test_corruption_is_found_with_counts_and_bounded_samples():
 
 
 def test_missing_evidence_is_unknown_not_a_crash():
-    diag = dc.diagnose({"postgres": {"ok": False, "error": {"kind": "unreachable", "message": "refused"}}})
+    diag = dc.diagnose({"postgres": {"ok": False, "error": {"kind": "unreachable", "message": "refused"}}}, SETTINGS)
     assert {f["status"] for f in diag["findings"]} == {"unknown"}
     assert diag["findings"][0]["error"]["kind"] == "unreachable"
     missing = evidence()
     missing["postgres"]["integrity"] = {"tables_missing": ["relationships"]}
-    assert by_check(dc.diagnose(missing)["findings"])["data.orphaned_relationships"]["status"] == "unknown"
+    assert by_check(dc.diagnose(missing, SETTINGS)["findings"])["data.orphaned_relationships"]["status"] == "unknown"
 
 
 def test_corrupt_index_is_scenario_d_and_missing_amcheck_a_warning():
@@ -203,13 +212,13 @@ def test_corrupt_index_is_scenario_d_and_missing_amcheck_a_warning():
             "errors": {"entities_pkey": {"kind": "other", "message": "index corrupt"}},
         }
     )
-    diag = dc.diagnose(ev)
+    diag = dc.diagnose(ev, SETTINGS)
     assert by_check(diag["findings"])["data.index_integrity"]["status"] == "problem"
-    actions = dc.plan(diag, {"approve": True})
+    actions = dc.plan(diag, settings(approve=True))
     assert [a["id"] for a in actions] == ["data_corruption.D.report_restore"]
     assert actions[0]["status"] == "report"
     ev = evidence(amcheck={"available": False, "checked": [], "corrupt": [], "errors": {}})
-    assert by_check(dc.diagnose(ev)["findings"])["data.index_integrity"]["status"] == "warning"
+    assert by_check(dc.diagnose(ev, SETTINGS)["findings"])["data.index_integrity"]["status"] == "warning"
 
 
 def test_constraint_matching():
@@ -222,22 +231,22 @@ def test_constraint_matching():
         },
         {"name": "x", "type": "c", "validated": True, "definition": "CHECK ((jsonb_typeof(properties) = 'object'))"},
     ]
-    fks = [c for c in dc.DEFAULT_CONSTRAINTS if c["type"] == "foreign_key"]
+    fks = [c for c in SETTINGS["constraints"] if c["type"] == "foreign_key"]
     assert dc.match_constraint(fks[0], rows) is None
     assert dc.match_constraint(fks[1], rows)["name"] == "whatever"
-    check = next(c for c in dc.DEFAULT_CONSTRAINTS if c["name"] == "entities_properties_is_object")
+    check = next(c for c in SETTINGS["constraints"] if c["name"] == "entities_properties_is_object")
     assert dc.match_constraint(check, rows)["name"] == "x"
     ev = evidence()
     ev["postgres"]["integrity"]["constraints"]["relationships"] += rows[:1]
-    states = {s["name"]: s["state"] for s in dc.constraints_state(ev["postgres"]["integrity"], dc._settings({}))}
+    states = {s["name"]: s["state"] for s in dc.constraints_state(ev["postgres"]["integrity"], SETTINGS)}
     assert states["relationships_to_entity_id_fkey"] == "not_validated"
     assert states["relationships_from_entity_id_fkey"] == "missing"
 
 
 # --- plan and repair SQL --------------------------------------------------------------------------------
 def test_plan_waits_for_approval_and_counts_come_from_the_diagnosis():
-    diag = dc.diagnose(corrupt())
-    actions = dc.plan(diag, {"backup_dir": "/runs/x/backups"})
+    diag = dc.diagnose(corrupt(), SETTINGS)
+    actions = dc.plan(diag, settings(backup_dir="/runs/x/backups"))
     ids = [a["id"] for a in actions]
     assert ids == ["data_corruption.backup", "data_corruption.A.delete_orphans", "data_corruption.B.reset_properties"]
     assert {a["status"] for a in actions} == {"awaiting_approval"}
@@ -245,15 +254,15 @@ def test_plan_waits_for_approval_and_counts_come_from_the_diagnosis():
     orphans = actions[1]["change"]
     assert orphans["rows"] == 18 and "NOT EXISTS" in orphans["sql"] and "NOT IN" not in orphans["sql"]
     assert actions[2]["change"]["rows"] == 14
-    approved = dc.plan(diag, {"approve": True})
+    approved = dc.plan(diag, settings(approve=True))
     assert {a["status"] for a in approved} == {"planned"}
-    dry = dc.plan(diag, {"approve": True, "dry_run": True})
+    dry = dc.plan(diag, settings(approve=True, dry_run=True))
     assert all(a["outcome"].startswith("dry run: would apply") for a in dry)
     # C (the schema) is the prevent phase's, unless forced
     assert "data_corruption.C.report_constraints" not in ids
-    forced = dc.plan(diag, {"approve": True, "scenario": "C"})
+    forced = dc.plan(diag, settings(approve=True, scenario="C"))
     assert [a["id"] for a in forced] == ["data_corruption.C.report_constraints"]
-    only_b = dc.plan(diag, {"approve": True, "scenario": "B"})
+    only_b = dc.plan(diag, settings(approve=True, scenario="B"))
     assert [a["id"] for a in only_b] == ["data_corruption.backup", "data_corruption.B.reset_properties"]
     assert dc.repair_expected(only_b) == {"properties": 14}
     res = result(
@@ -279,7 +288,7 @@ def test_repair_block_is_one_statement_with_guards():
         dc.repair_block({})
     with pytest.raises(ValueError):
         dc.repair_block({"orphans": "1; DROP TABLE x"})
-    queries = dc.repair_queries(dc.plan(dc.diagnose(corrupt()), {"approve": True}))
+    queries = dc.repair_queries(dc.plan(dc.diagnose(corrupt(), SETTINGS), settings(approve=True)))
     assert len(queries) == 2 and queries[1].startswith("SELECT current_setting(")
 
 
@@ -289,13 +298,13 @@ def test_identifiers_are_never_taken_from_input_unchecked():
     bad = {"name": "x", "table": "entities", "type": "check", "columns": ["properties"], "expression": "1=1; --"}
     with pytest.raises(ValueError):
         dc.constraint_sql(bad)
-    add, validate = dc.constraint_sql(dc.DEFAULT_CONSTRAINTS[0], "CASCADE")
+    add, validate = dc.constraint_sql(SETTINGS["constraints"][0], "CASCADE")
     assert add.endswith("ON DELETE CASCADE NOT VALID")
     assert validate == "ALTER TABLE relationships VALIDATE CONSTRAINT relationships_from_entity_id_fkey"
 
 
 def test_repair_outcomes():
-    actions = dc.plan(dc.diagnose(corrupt()), {"approve": True})
+    actions = dc.plan(dc.diagnose(corrupt(), SETTINGS), settings(approve=True))
     backup = {"status": "applied", "outcome": "ok"}
     ok = {"changed": True, "query_all_results": [{}, [{"orphans": "18", "properties": "14"}]]}
     out = dc.repair_outcomes(actions, ok, backup)
@@ -348,7 +357,7 @@ def test_backup_outcome_names_the_file():
     assert dc.backup_outcome({"failed": True, "msg": "pg_dump failed (rc 1)"})["status"] == "failed"
     filters = all_filters()
     merged = filters["action_outcomes"](
-        dc.plan(dc.diagnose(corrupt()), {"approve": True}), {"data_corruption.backup": out}
+        dc.plan(dc.diagnose(corrupt(), SETTINGS), settings(approve=True)), {"data_corruption.backup": out}
     )
     finding = dc.backup_findings(merged)[0]
     assert finding["check"] == "data.backup" and finding["evidence"]["backup"] == "/r/b.dump"
@@ -356,22 +365,22 @@ def test_backup_outcome_names_the_file():
         {"failed": True, "msg": "pg_dump not found on the PATH (install the PostgreSQL client package)"}
     )
     merged = filters["action_outcomes"](
-        dc.plan(dc.diagnose(corrupt()), {"approve": True}), {"data_corruption.backup": missing}
+        dc.plan(dc.diagnose(corrupt(), SETTINGS), settings(approve=True)), {"data_corruption.backup": missing}
     )
     assert dc.backup_findings(merged)[0]["error"]["kind"] == "missing_tool"
 
 
 def test_escalation_after_a_good_and_a_rolled_back_repair():
     filters = all_filters()
-    diag = dc.diagnose(corrupt())
-    actions = dc.plan(diag, {"approve": True})
+    diag = dc.diagnose(corrupt(), SETTINGS)
+    actions = dc.plan(diag, settings(approve=True))
     backup = dc.backup_outcome({"verified": True, "path": "/b", "tables": {}})
     good = dict(
         dc.repair_outcomes(actions, {"query_all_results": [{}, [{"orphans": 18, "properties": 14}]]}, backup),
         **{"data_corruption.backup": backup},
     )
     final = filters["action_outcomes"](actions, good)
-    after = dc.diagnose(evidence())["findings"] + dc.backup_findings(final)
+    after = dc.diagnose(evidence(), SETTINGS)["findings"] + dc.backup_findings(final)
     verification = {"findings": after, "healthy": filters["healthy"](after)}
     assert filters["escalation"](diag["findings"], "L2", final, verification, "resolve")["level"] is None
     bad = dict(dc.repair_outcomes(actions, {"failed": True, "msg": "x"}, backup), **{"data_corruption.backup": backup})
@@ -382,25 +391,28 @@ def test_escalation_after_a_good_and_a_rolled_back_repair():
 
 
 # --- prevention and restore ---------------------------------------------------------------------------
-def schedule(**changes):
-    base = {
-        "directory": "/b",
-        "count": 1,
-        "running": True,
-        "configured": True,
-        "newest_verified": True,
-        "newest": {"path": "/b/scheduled-x.dump", "bytes": 1000, "age_s": 60},
-        "error": None,
+def schedule(ev, settings, running=True, configured=True, count=1, newest=None, newest_verified=True):
+    """``ev`` with the scheduled backups' evidence as stack_evidence gives it: the backup directory (its owner, the
+    newest backup and whether it verifies) and the backup service's digest in the override file (postgres kind,
+    option backups), the services (containers kind)."""
+    ev = copy.deepcopy(ev)
+    newest = {"path": "/b/scheduled-x.dump", "bytes": 1000, "mtime": 1.0, "age_s": 60} if newest is None else newest
+    ev["containers"] = {
+        "ok": True,
+        "services": {"pg-backup": {"running": 1 if running else 0}, "postgres": {"running": 1}},
+        "containers": [{"service": "postgres", "image": "postgres:15", "network_mode": "host"}],
     }
-    base.update(changes)
-    return base
+    listing = {"path": "/b", "exists": True, "uid": 1000, "gid": 1000, "count": count, "newest": newest}
+    ev["postgres"]["backups"] = {"directory": dict(listing, newest_verified=newest_verified, newest_error=None)}
+    wanted = dc.digest(dc.backup_service(ev, settings))
+    ev["postgres"]["backups"]["service"] = {"exists": True, "defined": True, "sha256": wanted if configured else "0"}
+    return ev
 
 
 def test_prevention_plans_not_valid_then_validate_and_schedules_backups():
-    settings = {"schedule_dir": "/b"}
-    ev = evidence()
-    ev["backup_schedule"] = schedule(running=False, newest={}, count=0)
-    prev = dc.prevention(ev, settings)
+    prevent = settings(scheduled_backup_dir="/b", compose_override="/s/compose.override.yaml")
+    ev = schedule(evidence(), prevent, running=False, newest={}, count=0)
+    prev = dc.prevention(ev, prevent)
     found = by_check(prev["findings"])
     assert found["prevent.constraint.relationships.relationships_from_entity_id_fkey"]["status"] == "problem"
     assert found["prevent.constraint.tasks.tasks_status_check"]["status"] == "ok"
@@ -410,7 +422,13 @@ def test_prevention_plans_not_valid_then_validate_and_schedules_backups():
     assert fk["status"] == "awaiting_approval" and fk["disruptive"]
     assert fk["change"]["add_sql"].endswith("NOT VALID") and "VALIDATE CONSTRAINT" in fk["change"]["validate_sql"]
     assert isinstance(fk["change"]["sql"], str)
-    assert actions["data_corruption.prevent.schedule_backups"]["status"] == "planned"  # not disruptive
+    scheduled = actions["data_corruption.prevent.schedule_backups"]
+    assert scheduled["status"] == "planned"  # not disruptive
+    # what its task file writes: the service on the PostgreSQL image and network, as the directory's owner
+    service = scheduled["_service"]
+    assert service["image"] == "postgres:15" and service["network_mode"] == "host" and service["user"] == "1000:1000"
+    assert service["volumes"] == ["/b:/backups"] and service["environment"]["INTERVAL"] == "86400"
+    assert scheduled["_override"] == "/s/compose.override.yaml"
     result(
         {
             "prevention": {"findings": prev["findings"], "actions": prev["actions"]},
@@ -418,35 +436,37 @@ def test_prevention_plans_not_valid_then_validate_and_schedules_backups():
         },
         "prevent",
     )
-    healthy = with_constraints(evidence())
-    healthy["backup_schedule"] = schedule()
-    prev = dc.prevention(healthy, settings)
+    healthy = schedule(with_constraints(evidence()), prevent)
+    prev = dc.prevention(healthy, prevent)
     assert {f["status"] for f in prev["findings"]} == {"ok"} and prev["actions"] == []
+    # the service runs with other settings than the wanted ones (here: another interval): set up again
+    changed = dc.prevention(healthy, dict(prevent, backup_interval=3600))
+    assert (
+        by_check(changed["findings"])["prevent.backups.scheduled"]["observed"] == "pg-backup runs with other settings"
+    )
+    assert [a["id"] for a in changed["actions"]] == ["data_corruption.prevent.schedule_backups"]
 
 
 def test_prevention_does_not_validate_over_known_violations():
-    ev = corrupt()
-    ev["backup_schedule"] = schedule()
-    prev = dc.prevention(ev, {"approve": True, "schedule_dir": "/b"})
+    prevent = settings(approve=True, scheduled_backup_dir="/b")
+    prev = dc.prevention(schedule(corrupt(), prevent), prevent)
     fk = next(a for a in prev["actions"] if a["id"] == "data_corruption.prevent.add_relationships_from_entity_id_fkey")
     assert fk["change"]["validate_sql"] is None and fk["change"]["violating_rows"] == 12
     assert "not validated: 12 rows" in fk["outcome"]
 
 
 def test_prevention_reports_schedules_it_cannot_make():
-    ev = with_constraints(evidence())
-    ev["backup_schedule"] = schedule(running=False)
-    prev = dc.prevention(ev, {"schedule_dir": ""})
+    ev = schedule(with_constraints(evidence()), settings(), running=False)
+    prev = dc.prevention(ev, settings(scheduled_backup_dir=""))
     assert prev["actions"][0]["id"] == "data_corruption.prevent.report_backups"
-    prev = dc.prevention(ev, {"schedule_supported": False})
+    prev = dc.prevention(ev, settings(schedule_supported=False))
     assert by_check(prev["findings"])["prevent.backups.scheduled"]["status"] == "warning"
     assert prev["actions"][0]["status"] == "report"
-    stale = with_constraints(evidence())
-    stale["backup_schedule"] = schedule(newest={"path": "/b/x", "bytes": 1, "age_s": 10 * 86400})
-    assert (
-        "old"
-        in by_check(dc.prevention(stale, {"schedule_dir": "/b"})["findings"])["prevent.backups.scheduled"]["observed"]
-    )
+    prevent = settings(scheduled_backup_dir="/b")
+    stale = schedule(with_constraints(evidence()), prevent, newest={"path": "/b/x", "bytes": 1, "age_s": 10 * 86400})
+    assert "old" in by_check(dc.prevention(stale, prevent)["findings"])["prevent.backups.scheduled"]["observed"]
+    # not gathered at all: unknown, not a crash
+    assert by_check(dc.prevention(evidence(), prevent)["findings"])["prevent.backups.scheduled"]["status"] == "unknown"
 
 
 def test_restore_plan():
@@ -458,18 +478,188 @@ def test_restore_plan():
         "tables": {"entities": {"rows": 5}, "relationships": {"rows": 9}},
         "manifest_data": {"created": "2026-01-01T00:00:00Z", "run_id": "x"},
     }
-    plan = dc.restore_plan(verified, {"database": "octollm"})
+    plan = dc.restore_plan(verified, settings(database="octollm"))
     assert plan["findings"][0]["status"] == "ok"
     assert plan["actions"][0]["status"] == "awaiting_approval" and plan["actions"][0]["destructive"]
     assert plan["actions"][0]["change"]["table_rows"] == {"entities": 5, "relationships": 9}
-    assert dc.restore_plan(verified, {"approve": True})["actions"][0]["status"] == "planned"
-    broken = dc.restore_plan({"failed": True, "msg": "SHA-256 does not match"}, {})
+    assert dc.restore_plan(verified, settings(approve=True))["actions"][0]["status"] == "planned"
+    broken = dc.restore_plan({"failed": True, "msg": "SHA-256 does not match"}, SETTINGS)
     assert broken["actions"][0]["status"] == "report" and broken["findings"][0]["status"] == "problem"
     restored = {"restored": True, "tables": {"entities": {"rows": 5}, "relationships": {"rows": 9}}}
     assert dc.restore_outcome(restored)["status"] == "applied"
     assert {f["status"] for f in dc.restore_verification(restored, verified)} == {"ok"}
     off = {"restored": True, "tables": {"entities": {"rows": 4}, "relationships": {"rows": 9}}}
     assert by_check(dc.restore_verification(off, verified))["restore.rows.entities"]["status"] == "problem"
+
+
+# --- on the shared flow: needs, the flow's filters, restore ---------------------------------------------------
+def flow_run(phase="resolve", platform="compose", **context):
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import role_settings
+
+    overrides = context.pop("settings", {})
+    inventory = {
+        "postgres": {
+            "host": "127.0.0.1",
+            "port": 5432,
+            "database": "octollm",
+            "user": "octollm",
+            "admin_user": "postgres",
+        },
+        "compose": {"files": ["/lab/compose.yaml", "/state/compose.override.yaml"]},
+    }
+    if platform == "kubernetes":
+        inventory["k8s"] = {"namespace": "octollm"}
+    return {
+        "procedures": ["data_corruption"],
+        "context": {"platform": platform, "phase": phase, "host": "lab", "inventory": inventory, **context},
+        "settings": {"data_corruption": role_settings("data_corruption", overrides)},
+    }
+
+
+def flow_filters():
+    from ansible_collections.octollm.remediation.plugins.filter.procedure import FilterModule as FlowFilters
+
+    return FlowFilters().filters()
+
+
+def test_the_needs_follow_the_phase_and_the_platform():
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import flow
+
+    filters = flow_filters()
+    need = filters["procedure_request"](flow_run("diagnose"))
+    assert need == {
+        "postgres": {"integrity": True, "amcheck": True, "sample_limit": 10, "statement_timeout_ms": 300000}
+    }
+    # the integrity queries of a large database may take the query timeout: the run's evidence deadline follows
+    assert flow.evidence_timeout(flow_run("diagnose"), 30) == 330
+    prevent = filters["procedure_request"](flow_run("prevent", settings={"scheduled_backup_dir": "/b"}))
+    assert prevent["containers"] == {"services": ["postgres", "pg-backup"]}
+    assert prevent["postgres"]["backups"] == {
+        "directory": "/b",
+        "pattern": "scheduled-*.dump",
+        "verify_newest": True,
+        "compose_service": {"file": "/state/compose.override.yaml", "name": "pg-backup"},
+    }
+    k8s = filters["procedure_request"](flow_run("resolve", platform="kubernetes"))
+    assert set(k8s) == {"postgres", "kubernetes"}
+    assert k8s["kubernetes"]["objects"]["data_corruption_cronjobs"] == {"kind": "CronJob", "api_version": "batch/v1"}
+    restoring = flow_run("resolve", settings={"restore_from": {"lab": "/r/b.dump", "other": "/r/c.dump"}})
+    assert filters["procedure_request"](restoring) == {
+        "postgres": {
+            "backups": {"files": ["/r/b.dump"], "tables": ["entities", "relationships"], "count_rows": True},
+            "connections": False,
+            "ping": False,
+        }
+    }
+    assert flow.evidence_timeout(restoring, 30) == 3600
+    approved = flow_run("resolve", approve=True, settings={"restore_from": {"lab": "/r/b.dump"}})
+    assert filters["procedure_request"](approved)["postgres"]["backups"]["count_rows"] is False
+
+
+def test_the_flow_backs_up_then_repairs_and_verifies_with_the_backup():
+    filters = flow_filters()
+    run = flow_run("resolve", approve=True, run_dir="/runs/x")
+    state = filters["procedure_judgement"](corrupt(), run)
+    todo = [(item["action"]["id"], item["action"]["_apply"]) for item in filters["procedure_actions"](state, run)]
+    assert todo == [
+        ("data_corruption.backup", "backup"),
+        ("data_corruption.A.delete_orphans", "repair"),
+        ("data_corruption.B.reset_properties", "repair"),
+    ]
+    backup = state["data_corruption"]["actions"][0]
+    assert backup["change"]["directory"] == "/runs/x/backups" and backup["change"]["database"] == "octollm"
+    outcomes = {
+        "data_corruption.backup": dc.backup_outcome({"verified": True, "path": "/runs/x/backups/b.dump", "tables": {}})
+    }
+    outcomes.update(
+        dc.repair_outcomes(
+            [a for a in state["data_corruption"]["actions"]],
+            {"query_all_results": [{}, [{"orphans": 18, "properties": 14}]]},
+            outcomes["data_corruption.backup"],
+        )
+    )
+    report = filters["procedure_results"](with_constraints(evidence()), run, state, outcomes)["data_corruption"]
+    ProcedureResult.model_validate(report)
+    verified = by_check(report["verification"]["findings"])
+    assert verified["data.backup"]["evidence"]["backup"] == "/runs/x/backups/b.dump"  # the verification hook
+    assert report["verification"]["healthy"] and report["escalation"]["level"] is None
+    # without approval every step waits; a dry run applies nothing
+    waiting = filters["procedure_judgement"](corrupt(), flow_run("resolve"))["data_corruption"]["actions"]
+    assert {a["status"] for a in waiting} == {"awaiting_approval"}
+    dry = flow_run("resolve", approve=True, dry_run=True)
+    assert filters["procedure_actions"](filters["procedure_judgement"](corrupt(), dry), dry) == []
+
+
+def verified_backup(path="/r/b.dump"):
+    return {
+        "verified": True,
+        "path": path,
+        "manifest": path + ".json",
+        "bytes": 10,
+        "sha256": "ab",
+        "toc_entries": 30,
+        "tables": {"entities": {"rows": 5}, "relationships": {"rows": 9}},
+        "manifest_data": {"created": "2026-01-01T00:00:00Z", "run_id": "x"},
+    }
+
+
+def test_restore_goes_through_the_flow_verified_approved_and_checked():
+    filters = flow_filters()
+    run = flow_run("resolve", approve=True, settings={"restore_from": {"lab": "/r/b.dump"}})
+    ev = {
+        "postgres": {
+            "ok": False,
+            "error": {"kind": "other", "message": "not asked"},
+            "backups": {"files": {"/r/b.dump": verified_backup()}},
+        }
+    }
+    state = filters["procedure_judgement"](ev, run)
+    item = state["data_corruption"]
+    assert [f["check"] for f in item["diagnosis"]["findings"]] == ["restore.backup"]
+    assert item["diagnosis"]["scenarios"] == [
+        {"id": "D", "title": "Restore from backup", "holds": True, "reason": "restore requested from /r/b.dump"}
+    ]
+    todo = filters["procedure_actions"](state, run)
+    assert [(t["action"]["id"], t["action"]["_apply"]) for t in todo] == [("data_corruption.D.restore", "restore")]
+    assert todo[0]["action"]["change"]["backup"] == "/r/b.dump" and todo[0]["action"]["destructive"]
+    done = {
+        "data_corruption.D.restore": dc.restore_outcome(
+            {"restored": True, "tables": {"entities": {"rows": 5}, "relationships": {"rows": 9}}}
+        )
+    }
+    report = filters["procedure_results"](ev, run, state, done)["data_corruption"]
+    ProcedureResult.model_validate(report)
+    assert {f["check"]: f["status"] for f in report["verification"]["findings"]} == {
+        "restore.backup": "ok",
+        "restore.rows.entities": "ok",
+        "restore.rows.relationships": "ok",
+    }
+    assert report["escalation"]["level"] is None
+    # the restore entry point without a backup for this host, a backup in a pod, one that does not verify
+    for restore, message in (
+        ({"restore": True}, "names no backup for lab"),
+        ({"restore_from": "pod:octollm/postgres-0:/x.dump"}, "backup inside a pod"),
+        ({"restore_from": "/r/b.dump"}, "SHA-256"),
+    ):
+        broken = {
+            "postgres": {
+                "ok": True,
+                "backups": {
+                    "files": {
+                        "/r/b.dump": {
+                            "verified": False,
+                            "failed": True,
+                            "msg": "the SHA-256 of /r/b.dump does not match",
+                        }
+                    }
+                },
+            }
+        }
+        run = flow_run("resolve", approve=True, settings=restore)
+        item = filters["procedure_judgement"](broken, run)["data_corruption"]
+        assert item["diagnosis"]["findings"][0]["status"] == "problem", restore
+        assert message in item["diagnosis"]["findings"][0]["observed"], restore
+        assert [a["status"] for a in item["actions"]] == ["report"]
 
 
 # --- the module's parsers -------------------------------------------------------------------------------
@@ -514,14 +704,16 @@ def test_role_defaults_specs_and_task_names():
             assert option.get("description"), name
             if "default" in option:
                 assert option["default"] == defaults[name], name
-    assert defaults["data_corruption_constraints"] == dc.DEFAULT_CONSTRAINTS
-    private = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
-    assert all(name.startswith("__data_corruption_") for name in private)
-    phases = {"MAIN", "DIAGNOSE", "RESOLVE", "PREVENT", "RESTORE", "APPLY", "NEEDS"}
+    assert not (ROLE / "vars").exists()  # no second copy of a setting
+    # the entry files enter the shared flow; the action files' tasks carry the action id
     for path in (ROLE / "tasks").rglob("*.yml"):
+        phases = {"MAIN", "DIAGNOSE", "RESOLVE", "PREVENT", "RESTORE"}
         for task in _tasks(yaml.safe_load(path.read_text()) or []):
             name = task.get("name", "")
-            assert name.startswith("Data | ") and name.split(" | ")[1] in phases, f"{path.name}: {name!r}"
+            if "actions" in path.parts:
+                assert name.startswith("{{ _common_action.id }} | APPLY | "), f"{path.name}: {name!r}"
+            else:
+                assert name.startswith("Data | ") and name.split(" | ")[1] in phases, f"{path.name}: {name!r}"
 
 
 def _tasks(items):
@@ -763,6 +955,44 @@ def test_repair_transaction_fixes_exactly_or_rolls_back(scratch, tmp_path):
     assert sql(scratch, "SELECT properties FROM entities WHERE entity_id IN (30, 31, 32)") == [({},)] * 3
     backup(scratch, path=path, tables=["entities", "relationships"]).restored()
     assert sql(scratch, "SELECT count(*) FROM entities") == [(2000,)]
+
+
+def test_backups_are_evidence_read_without_the_server(scratch, tmp_path):
+    """stack_evidence's postgres option backups (module_utils/pg_dumpfile.py): the files verified as pg_backup does,
+    a directory's newest dump read with pg_restore --list and its owner, a Compose service's digest; also when the
+    server does not answer."""
+    from ansible_collections.octollm.remediation.plugins.module_utils import pg_dumpfile
+    from ansible_collections.octollm.remediation.plugins.module_utils.collector_postgres import PostgresCollector
+
+    path = str(tmp_path / "dumps" / "scheduled-octollm-1.dump")
+    made = backup(scratch, path=path, tables=["entities", "relationships"]).dumped()
+    (tmp_path / "dumps" / "scheduled-octollm-0.dump").write_bytes(b"")  # older and empty
+    os.utime(tmp_path / "dumps" / "scheduled-octollm-0.dump", (1, 1))
+    override = tmp_path / "compose.override.yaml"
+    override.write_text(yaml.safe_dump({"services": {"pg-backup": {"image": "postgres:15", "user": "0:0"}}}))
+    options = {
+        "files": [path, str(tmp_path / "missing.dump")],
+        "tables": ["entities"],
+        "count_rows": True,
+        "directory": str(tmp_path / "dumps"),
+        "pattern": "scheduled-*.dump",
+        "verify_newest": True,
+        "compose_service": {"file": str(override), "name": "pg-backup"},
+    }
+    found = pg_dumpfile.backups_evidence(options, 60)
+    good = found["files"][path]
+    assert good["verified"] and good["sha256"] == made["sha256"] and good["tables"]["entities"]["file_rows"] == 2000
+    assert found["files"][str(tmp_path / "missing.dump")]["failed"]
+    listing = found["directory"]
+    assert listing["count"] == 2 and listing["newest"]["path"] == path and listing["newest_verified"] is True
+    assert listing["uid"] == os.stat(tmp_path / "dumps").st_uid
+    assert found["service"]["sha256"] == pg_dumpfile.definition_digest({"image": "postgres:15", "user": "0:0"})
+    assert "postgres:15" not in str(found["service"])  # the definition itself never leaves the host
+    # through the collector, against a server that does not answer: the backups are still judged
+    answer = PostgresCollector({"port": 1, "connect_timeout": 1, "ping": False, "backups": options}).collect(
+        time.monotonic() + 30
+    )
+    assert answer["ok"] is False and answer["backups"]["files"][path]["verified"]
 
 
 def test_dump_failure_is_an_error_never_a_success(scratch, tmp_path):

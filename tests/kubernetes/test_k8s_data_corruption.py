@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from k8s_emulator import KubernetesAPIEmulator
 from k8s_results import by_check, by_id, collect_evidence, task_args
 from postgres_standin import postgres, sql
@@ -32,6 +33,15 @@ OBJECTS = {
     "data_corruption_cronjobs": {"kind": "CronJob", "api_version": "batch/v1"},
 }
 K8S = {"namespace": "octollm", "stamp": "20261129T010000Z", "now": "2026-11-29T01:00:00Z"}
+SETTINGS = procedure_settings("data_corruption", K8S, platform="kubernetes")
+
+
+def test_the_needs_read_these_objects() -> None:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption as dc
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+
+    need = dc.PROCEDURE.needs(SETTINGS, Context(platform="kubernetes", phase="prevent"))
+    assert set(need) == {"postgres", "kubernetes"} and need["kubernetes"]["objects"] == OBJECTS
 
 
 def corrupt_evidence() -> dict[str, Any]:
@@ -59,8 +69,8 @@ def plan_for(k8s_api: KubernetesAPIEmulator, tmp_path: Path, **settings: Any) ->
     from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption_kubernetes as dck
 
     evidence = evidence_of(k8s_api, tmp_path)
-    diagnosis = dc.diagnose(evidence)
-    return dck.plan(diagnosis, evidence, {**K8S, **settings})
+    diagnosis = dc.diagnose(evidence, SETTINGS)
+    return dck.plan(diagnosis, evidence, {**SETTINGS, **settings})
 
 
 def test_the_backup_runs_pg_dump_in_the_postgres_pod(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> None:
@@ -90,7 +100,7 @@ def test_the_backup_runs_pg_dump_in_the_postgres_pod(k8s_api: KubernetesAPIEmula
 
     task = task_args(REPO / "roles/data_corruption/tasks/kubernetes/actions/backup.yml", "kubernetes.core.k8s_exec")
     assert {key: task[key] for key in ("namespace", "pod", "container", "command")} == {
-        key: "{{ __data_corruption_backup_change.exec.%s }}".replace("%s", key)
+        key: "{{ _common_action.change.exec.%s }}".replace("%s", key)
         for key in ("namespace", "pod", "container", "command")}
     assert k8s_api.writes() == []
 
@@ -125,7 +135,7 @@ def test_the_backup_script_takes_and_verifies_a_dump(corrupt_db: int, k8s_api: K
     """The exec's argv run with sh here, as the pod would run it (PGPORT points at the stand-in)."""
     from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption_kubernetes as dck
 
-    backup = by_id(plan_for(k8s_api, tmp_path, approve=True, pod_backup_dir=str(tmp_path / "backups")))[
+    backup = by_id(plan_for(k8s_api, tmp_path, approve=True, k8s_pod_backup_dir=str(tmp_path / "backups")))[
         "data_corruption.backup"]
     argv = backup["change"]["exec"]["argv"]
     env = {**os.environ, "PGPORT": str(corrupt_db), "POSTGRES_ADMIN_PASSWORD": "unused-with-trust"}
@@ -161,7 +171,7 @@ def test_prevention_reports_the_backup_cronjob_and_the_pdb(k8s_api: KubernetesAP
     from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption_kubernetes as dck
 
     evidence = evidence_of(k8s_api, tmp_path)
-    result = dck.prevention(evidence, K8S)
+    result = dck.prevention(evidence, SETTINGS)
     found = by_check(result["findings"])
     assert found["prevent.backups.scheduled"]["status"] == "problem"
     assert found["prevent.backups.scheduled"]["observed"] == "no CronJob runs pg_dump"
@@ -180,14 +190,14 @@ def test_prevention_reports_the_backup_cronjob_and_the_pdb(k8s_api: KubernetesAP
     pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "postgres"},
            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "postgres"}}}}
     k8s_api.seed([cronjob, pdb])
-    found = by_check(dck.prevention(evidence_of(k8s_api, tmp_path), K8S)["findings"])
+    found = by_check(dck.prevention(evidence_of(k8s_api, tmp_path), SETTINGS)["findings"])
     assert found["prevent.backups.scheduled"]["status"] == "ok"
     assert found["prevent.backups.scheduled"]["observed"] == "postgres-backup: last success 23.0h ago"
     assert found["prevent.k8s.postgres_pdb"]["observed"] == "postgres"
 
     cronjob["spec"]["suspend"] = True
     k8s_api.seed([cronjob])
-    found = by_check(dck.prevention(evidence_of(k8s_api, tmp_path), K8S)["findings"])
+    found = by_check(dck.prevention(evidence_of(k8s_api, tmp_path), SETTINGS)["findings"])
     assert found["prevent.backups.scheduled"]["observed"] == "postgres-backup: suspended"
     assert k8s_api.writes() == []
 

@@ -55,6 +55,9 @@ _raw:
     settings:
       description: "C({procedure: {setting: value}}), unprefixed and typed."
       type: dict
+    evidence_timeout:
+      description: Seconds one evidence gathering may take, the longest the procedures ask (none when none asks).
+      type: int
 """
 
 import os
@@ -101,7 +104,9 @@ class LookupModule(LookupBase):
                 errors.append(to_native(exc))
         if errors:
             raise AnsibleLookupError("invalid settings: %s" % " | ".join(errors))
-        return [{"procedures": procedures.in_rank_order(names), "context": context, "settings": settings}]
+        run = {"procedures": procedures.in_rank_order(names), "context": context, "settings": settings}
+        run["evidence_timeout"] = _flow().evidence_timeout(run)
+        return [run]
 
     # --- settings ---------------------------------------------------------------------------------
 
@@ -187,10 +192,17 @@ class LookupModule(LookupBase):
             "approved": None
             if approved_plan is None
             else dict(approved_plan.get(variables.get("inventory_hostname"), {})),
+            "host": variables.get("inventory_hostname"),
             "run_id": var("octollm_run_id"),
             "run_dir": var("octollm_run_dir"),
             "inventory": inventory,
         }
+
+
+def _flow():
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import flow
+
+    return flow
 
 
 def _bool(value):

@@ -34,9 +34,21 @@ from ansible_collections.octollm.remediation.plugins.module_utils.evidence impor
     register,
     remaining,
 )
+from ansible_collections.octollm.remediation.plugins.module_utils.pg_dumpfile import backups_evidence
 from ansible_collections.octollm.remediation.plugins.module_utils.redact import DEFAULT_PII, redact_value
 
 APPLICATION_NAME = "octollm-remediation"
+# Backups on the host that runs the module (``module_utils/pg_dumpfile.py``): read without the server.
+BACKUP_OPTIONS = dict(
+    files=dict(type="list", elements="path", default=[]),
+    tables=dict(type="list", elements="str", default=[]),
+    count_rows=dict(type="bool", default=False),
+    directory=dict(type="path"),
+    pattern=dict(type="str", default="*.dump"),
+    verify_newest=dict(type="bool", default=False),
+    compose_service=dict(type="dict", options=dict(file=dict(type="path"), name=dict(type="str"))),
+    bin_dir=dict(type="path"),
+)
 INTEGRITY_TABLES = ("tasks", "entities", "relationships")
 TEXT_MAX = 300
 
@@ -310,6 +322,7 @@ class PostgresCollector(Collector):
         sslmode=dict(type="str", default="prefer"),
         connect_timeout=dict(type="float", default=3.0),
         statement_timeout_ms=dict(type="int", default=5000),
+        backups=dict(type="dict", options=BACKUP_OPTIONS),
         connections=dict(type="bool", default=True),
         sessions_limit=dict(type="int", default=10),
         settings=dict(type="list", elements="str", default=[]),
@@ -374,6 +387,9 @@ class PostgresCollector(Collector):
             "target": "%s:%s/%s" % (self._opt("host"), self._opt("port"), self._opt("database")),
             "user": admin,
         }
+        if self.options.get("backups"):
+            # files on this host, judged even when the server does not answer
+            result["backups"] = backups_evidence(self.options["backups"], remaining(deadline))
         pool = ThreadPoolExecutor(max_workers=1)
         ping_job = pool.submit(self._ping, psycopg2, deadline) if self._opt("ping") else None
         try:

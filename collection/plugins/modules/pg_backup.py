@@ -195,112 +195,25 @@ duration_s:
 
 import contextlib
 import datetime
-import hashlib
 import json
 import os
-import re
 import subprocess
 import threading
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-
-CHUNK = 1 << 20
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class BackupError(Exception):
-    pass
-
-
-def split_table(name):
-    """("schema", "table") of "table" or "schema.table" (plain identifiers only)."""
-    parts = name.split(".")
-    if len(parts) == 1:
-        parts = ["public"] + parts
-    if len(parts) != 2 or not all(_NAME.match(part) for part in parts):
-        raise BackupError("not a plain table name: %r" % name)
-    return parts[0], parts[1]
-
-
-def qualified(name):
-    schema, table = split_table(name)
-    return '"%s"."%s"' % (schema, table)
-
-
-def parse_toc(text):
-    """Entries of ``pg_restore --list``: dicts with id, desc, schema, name (lines starting with ';' skipped)."""
-    entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(";"):
-            continue
-        match = re.match(r"^(\d+);\s+\d+\s+\d+\s+(.*)$", line)
-        if not match:
-            continue
-        rest = match.group(2)
-        desc = None
-        for candidate in (
-            "TABLE DATA",
-            "SEQUENCE SET",
-            "SEQUENCE OWNED BY",
-            "FK CONSTRAINT",
-            "TABLE",
-            "SEQUENCE",
-            "CONSTRAINT",
-            "INDEX",
-            "DEFAULT",
-            "EXTENSION",
-            "COMMENT",
-            "SCHEMA",
-            "FUNCTION",
-            "VIEW",
-            "TRIGGER",
-            "ACL",
-            "TYPE",
-        ):
-            if rest.startswith(candidate + " "):
-                desc = candidate
-                rest = rest[len(candidate) + 1 :]
-                break
-        if desc is None:
-            desc, _, rest = rest.partition(" ")
-        fields = rest.split()
-        entries.append(
-            {
-                "id": int(match.group(1)),
-                "desc": desc,
-                "schema": fields[0] if fields else None,
-                "name": fields[1] if len(fields) > 1 else None,
-                "line": line,
-            }
-        )
-    return entries
-
-
-def count_copy_rows(stream):
-    """Rows of each COPY block in pg_restore's SQL output (one line per row in COPY's text format)."""
-    counts = {}
-    current = None
-    for raw in stream:
-        if current is None:
-            if raw.startswith(b"COPY "):
-                target = raw[5:].split(b" ", 1)[0].decode("utf-8", "replace")
-                current = target.replace('"', "")
-                counts[current] = 0
-        elif raw in (b"\\.\n", b"\\.\r\n", b"\\."):
-            current = None
-        else:
-            counts[current] += 1
-    return counts
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from ansible_collections.octollm.remediation.plugins.module_utils.pg_dumpfile import (  # noqa: F401 - the module's API
+    CHUNK,
+    BackupError,
+    DumpReader,
+    count_copy_rows,
+    find_tool,
+    parse_toc,
+    qualified,
+    read_manifest,
+    sha256_of,
+    split_table,
+)
 
 
 class Backup(object):
@@ -313,15 +226,7 @@ class Backup(object):
 
     # --- tools ------------------------------------------------------------------------------------
     def tool(self, name):
-        if self.p["bin_dir"]:
-            candidate = os.path.join(self.p["bin_dir"], name)
-            if os.access(candidate, os.X_OK):
-                return candidate
-            raise BackupError("%s not found in %s" % (name, self.p["bin_dir"]))
-        found = self.module.get_bin_path(name)
-        if not found:
-            raise BackupError("%s not found on the PATH (install the PostgreSQL client package)" % name)
-        return found
+        return find_tool(name, self.p["bin_dir"], self.module.get_bin_path)
 
     def env(self, application="octollm-backup"):
         env = dict(os.environ)
@@ -376,10 +281,7 @@ class Backup(object):
 
     # --- manifest ---------------------------------------------------------------------------------
     def read_manifest(self):
-        if not os.path.exists(self.manifest_path):
-            return None
-        with open(self.manifest_path, "r") as handle:
-            return json.load(handle)
+        return read_manifest(self.manifest_path)
 
     def write_manifest(self, data):
         tmp = self.manifest_path + ".part"
@@ -425,65 +327,16 @@ class Backup(object):
         return facts
 
     # --- verify -------------------------------------------------------------------------------------
+    def reader(self):
+        return DumpReader(self.tool, self.p["timeout"], self.env(), self.clean)
+
     def verify(self, path, manifest, tables, count_rows=None):
         """Check the file; returns (facts dict). Raises BackupError on any failure. ``count_rows`` (default the
         option verify_rows) counts each table's rows in the file and compares them with the manifest."""
-        if not os.path.isfile(path):
-            raise BackupError("no backup file at %s" % path)
-        size = os.path.getsize(path)
-        if size == 0:
-            raise BackupError("the backup file %s is empty" % path)
-        digest = sha256_of(path)
-        if manifest and manifest.get("sha256") and manifest["sha256"] != digest:
-            raise BackupError("the SHA-256 of %s does not match its manifest (the file changed)" % path)
-        toc_text = self.run([self.tool("pg_restore"), "--list", path], "pg_restore --list")
-        toc = parse_toc(toc_text)
-        if not toc:
-            raise BackupError("pg_restore --list found no entries in %s" % path)
-        manifest_tables = (manifest or {}).get("tables") or {}
-        names = list(tables or manifest_tables.keys())
-        data_entries = {(e["schema"], e["name"]) for e in toc if e["desc"] == "TABLE DATA"}
-        result = {}
-        for name in names:
-            schema, table = split_table(name)
-            if (schema, table) not in data_entries:
-                raise BackupError("the backup holds no data of %s.%s" % (schema, table))
-            result[name] = {"rows": (manifest_tables.get(name) or {}).get("rows")}
-        if (self.p["verify_rows"] if count_rows is None else count_rows) and names:
-            counted = self.file_rows(path, names)
-            for name in names:
-                schema, table = split_table(name)
-                file_rows = counted.get("%s.%s" % (schema, table), 0)
-                result[name]["file_rows"] = file_rows
-                want = result[name]["rows"]
-                if want is not None and want != file_rows:
-                    raise BackupError(
-                        "%s: %d rows in the file, %d counted when the backup was taken" % (name, file_rows, want)
-                    )
-                if want is None:
-                    result[name]["rows"] = file_rows
-        return {"bytes": size, "sha256": digest, "toc_entries": len(toc), "tables": result, "toc": toc}
+        return self.reader().verify(path, manifest, tables, self.p["verify_rows"] if count_rows is None else count_rows)
 
     def file_rows(self, path, names):
-        argv = [self.tool("pg_restore"), "--data-only", "-f", "-"]
-        for name in names:
-            argv += ["--table", split_table(name)[1]]
-        argv.append(path)
-        proc = subprocess.Popen(argv, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        err = []
-        reader = threading.Thread(target=lambda: err.append(proc.stderr.read()))
-        reader.start()
-        try:
-            counts = count_copy_rows(proc.stdout)
-            proc.wait(timeout=self.p["timeout"])
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            reader.join()
-        if proc.returncode != 0:
-            message = self.clean(b"".join(err))
-            raise BackupError("pg_restore --data-only failed (rc %d): %s" % (proc.returncode, message))
-        return counts
+        return self.reader().file_rows(path, names)
 
     # --- states ---------------------------------------------------------------------------------------
     def dumped(self):
@@ -568,19 +421,8 @@ class Backup(object):
         }
 
     def verified(self):
-        manifest = self.read_manifest()
-        checked = self.verify(self.path, manifest, self.p["tables"])
-        return {
-            "changed": False,
-            "verified": True,
-            "path": self.path,
-            "manifest": self.manifest_path,
-            "manifest_data": manifest,
-            "bytes": checked["bytes"],
-            "sha256": checked["sha256"],
-            "toc_entries": checked["toc_entries"],
-            "tables": checked["tables"],
-        }
+        found = self.reader().verified(self.path, self.p["tables"], self.p["verify_rows"], self.manifest_path)
+        return dict(found, changed=False)
 
     def restored(self):
         manifest = self.read_manifest()

@@ -457,6 +457,58 @@ options:
         type: list
         elements: str
         default: [email, card, api_key]
+      backups:
+        description:
+          - Backups in pg_dump's custom format on the host that runs the module, read without the server (also when
+            it does not answer) and without changing anything (C(module_utils/pg_dumpfile.py)); C(pg_restore) of
+            the server's major version or newer on that host.
+        type: dict
+        suboptions:
+          files:
+            description:
+              - Backup files to verify as M(octollm.remediation.pg_backup) does with C(state=verified) - not empty,
+                the SHA-256 of its manifest (C(<file>.json)) when there is one, C(pg_restore --list) and the data of
+                each table in O(postgres.backups.tables).
+            type: list
+            elements: path
+            default: []
+          tables:
+            description: Tables whose data each of O(postgres.backups.files) must hold (default the manifest's).
+            type: list
+            elements: str
+            default: []
+          count_rows:
+            description:
+              - Also count each table's rows in the file (C(pg_restore --data-only)) and compare them with the
+                manifest (slow on a large backup).
+            type: bool
+            default: false
+          directory:
+            description: A directory of backups to list (its owner, the files matching O(postgres.backups.pattern)).
+            type: path
+          pattern:
+            description: Glob of the backup files' names in O(postgres.backups.directory).
+            type: str
+            default: "*.dump"
+          verify_newest:
+            description: Read the newest backup of O(postgres.backups.directory) with C(pg_restore --list).
+            type: bool
+            default: false
+          compose_service:
+            description:
+              - A service of a Compose file (C(file), C(name)) whose definition's SHA-256 is returned (never the
+                definition, which may hold credentials), e.g. the service that takes scheduled backups.
+            type: dict
+            suboptions:
+              file:
+                description: The Compose file.
+                type: path
+              name:
+                description: The service.
+                type: str
+          bin_dir:
+            description: Directory of C(pg_restore) (default the PATH).
+            type: path
   http:
     description: Named HTTP probes, run concurrently.
     type: dict
@@ -826,7 +878,13 @@ evidence:
         - C(queries) by name (O(postgres.queries)), each with C(rows) (a list of column to value, PII masked) and
           C(error) (null, or C(kind) and C(message) when that query failed; the others still return).
         - C(ping) with C(user), C(ok), C(connect_ms), C(elapsed_ms), C(saturated) (too many clients), C(error).
-        - When the admin connection fails the kind has C(ok=false), C(error), C(saturated) and still C(ping).
+        - C(backups) (O(postgres.backups)) with C(files) (path to C(verified), C(path), C(manifest), C(manifest_data),
+          C(bytes), C(sha256), C(toc_entries), C(tables) (name to C(rows) and C(file_rows)); or C(verified=false),
+          C(failed) and C(msg)), C(directory) (C(path), C(exists), C(uid), C(gid), C(count), C(newest) with
+          C(path), C(bytes), C(mtime), C(age_s), C(newest_verified), C(newest_error)) and C(service) (C(file),
+          C(exists), C(defined), C(sha256), C(error)).
+        - When the admin connection fails the kind has C(ok=false), C(error), C(saturated), still C(ping) and
+          C(backups).
       type: dict
       returned: when requested
       sample:

@@ -25,8 +25,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
+import os
 import re
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -51,70 +54,8 @@ SCENARIOS = {
     "D": "Restore from backup",
 }
 
-# The constraints the procedure expects (role default data_corruption_constraints has the same shape).
-DEFAULT_CONSTRAINTS = [
-    {
-        "name": "relationships_from_entity_id_fkey",
-        "table": RELATIONSHIPS,
-        "type": "foreign_key",
-        "columns": ["from_entity_id"],
-        "references": {"table": ENTITIES, "columns": ["entity_id"]},
-    },
-    {
-        "name": "relationships_to_entity_id_fkey",
-        "table": RELATIONSHIPS,
-        "type": "foreign_key",
-        "columns": ["to_entity_id"],
-        "references": {"table": ENTITIES, "columns": ["entity_id"]},
-    },
-    {
-        "name": "entities_properties_is_object",
-        "table": ENTITIES,
-        "type": "check",
-        "columns": ["properties"],
-        "expression": "properties IS NOT NULL AND jsonb_typeof(properties) = 'object'",
-    },
-    {
-        "name": "tasks_status_check",
-        "table": TASKS,
-        "type": "check",
-        "columns": ["status"],
-        "expression": "status IN ('pending', 'running', 'completed', 'failed', 'cancelled')",
-    },
-]
-
-DEFAULTS = {
-    "constraints": DEFAULT_CONSTRAINTS,
-    "fk_on_delete": "NO ACTION",
-    "sample_limit": 10,
-    "escalation_level": "L2",
-    "allow_disruptive": False,
-    "dry_run": False,
-    "approve": False,
-    "scenario": None,
-    "database": None,
-    "backup_dir": "",
-    "backup_tables": [ENTITIES, RELATIONSHIPS],
-    "restore_tables": [ENTITIES, RELATIONSHIPS],
-    "schedule": True,
-    "schedule_supported": True,
-    "schedule_service": "pg-backup",
-    "schedule_dir": "",
-    "schedule_interval": 86400,
-    "schedule_retention_days": 7,
-    "schedule_keep": 3,
-}
-
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _ON_DELETE = ("NO ACTION", "RESTRICT", "CASCADE", "SET NULL")
-
-
-def _settings(settings):
-    merged = dict(DEFAULTS)
-    merged.update({key: value for key, value in (settings or {}).items() if value is not None})
-    if merged.get("scenario") in ("", "None"):
-        merged["scenario"] = None
-    return merged
 
 
 def ident(name):
@@ -445,9 +386,9 @@ def check_indexes(pg, integrity, error):
     )
 
 
-def diagnose(evidence, settings=None):
+def diagnose(evidence, settings, previous=None, applied=()):
     """``{findings, scenarios, escalation, context}``; ``context`` feeds the plan and is never reported."""
-    s = _settings(settings)
+    s = settings
     pg, integrity, error = _postgres(evidence)
     findings = [
         check_orphans(integrity, error, s),
@@ -507,14 +448,14 @@ def diagnose(evidence, settings=None):
 
 
 # --- plan -------------------------------------------------------------------------------------------------
-def plan(diagnosis, settings=None):
+def plan(diagnosis, settings):
     """The resolve actions: a verified backup, then ONE repair transaction (A and/or B), reports for C/D.
 
     Every step changes or loads the database, so all of them wait for approval (octollm_approve or
     data_corruption_allow_disruptive). The counts come from the diagnosis' read-only queries: a dry run runs no
     DELETE or UPDATE.
     """
-    s = _settings(settings)
+    s = settings
     ctx = diagnosis.get("context") or {}
     forced = s.get("scenario") or None
     holding = {item["id"] for item in diagnosis.get("scenarios") or [] if item.get("holds")}
@@ -785,9 +726,9 @@ def backup_findings(actions):
 
 
 # --- restore ----------------------------------------------------------------------------------------------
-def restore_plan(verified, settings=None):
+def restore_plan(verified, settings):
     """``{findings, actions}`` of a restore from the pg_backup ``state=verified`` result of the backup."""
-    s = _settings(settings)
+    s = settings
     verified = verified or {}
     path = verified.get("path")
     title = "The backup to restore is readable and complete"
@@ -907,10 +848,10 @@ def restore_verification(result, verified):
 
 
 # --- prevention -------------------------------------------------------------------------------------------
-def prevention(evidence, settings=None):
+def prevention(evidence, settings):
     """``{findings, actions, context}``: expected constraints (added NOT VALID, then VALIDATE), amcheck, and
-    scheduled backups with retention (``evidence.backup_schedule``, gathered by the role)."""
-    s = _settings(settings)
+    scheduled backups with retention (``schedule_state``: the backups on the host, the backup service)."""
+    s = settings
     pg, integrity, error = _postgres(evidence)
     findings = []
     actions = []
@@ -1025,7 +966,7 @@ def prevention(evidence, settings=None):
     # scheduled backups
     findings.append(check_schedule(evidence, s))
     if findings[-1]["status"] != "ok":
-        actions.append(schedule_action(findings[-1], s, database))
+        actions.append(schedule_action(findings[-1], s, database, evidence))
     actions = gate(
         actions,
         dry_run=s.get("dry_run", False),
@@ -1037,15 +978,15 @@ def prevention(evidence, settings=None):
 
 def check_schedule(evidence, s):
     title = "Backups are scheduled, verified and pruned (every %s, kept %s days)" % (
-        _duration(s["schedule_interval"]),
-        s["schedule_retention_days"],
+        _duration(s["backup_interval"]),
+        s["backup_retention_days"],
     )
     expected = "a %s service running and a verified backup newer than %s" % (
-        s["schedule_service"],
-        _duration(2 * int(s["schedule_interval"])),
+        s["backup_service"],
+        _duration(2 * int(s["backup_interval"])),
     )
-    sched = (evidence or {}).get("backup_schedule")
-    if s["schedule"] and not s["schedule_supported"]:
+    sched = schedule_state(evidence, s)
+    if s["backup_schedule"] and not s["schedule_supported"]:
         return finding(
             "prevent.backups.scheduled",
             title,
@@ -1054,7 +995,7 @@ def check_schedule(evidence, s):
             expected,
             {"note": "run a CronJob (pg_dump -Fc, pg_restore --list, the same retention)"},
         )
-    if not s["schedule"]:
+    if not s["backup_schedule"]:
         return finding(
             "prevent.backups.scheduled", title, "ok", "not wanted (data_corruption_backup_schedule)", expected
         )
@@ -1063,23 +1004,23 @@ def check_schedule(evidence, s):
     if sched.get("error"):
         return unknown("prevent.backups.scheduled", title, expected, sched["error"], None, sched)
     newest = sched.get("newest") or {}
-    fresh = newest.get("age_s") is not None and newest["age_s"] <= 2 * int(s["schedule_interval"]) + 300
+    fresh = newest.get("age_s") is not None and newest["age_s"] <= 2 * int(s["backup_interval"]) + 300
     running = bool(sched.get("running"))
     evidence_s = {
-        "service": s["schedule_service"],
+        "service": s["backup_service"],
         "running": running,
         "directory": sched.get("directory"),
         "count": sched.get("count"),
         "newest": newest,
         "newest_verified": sched.get("newest_verified"),
-        "interval_s": int(s["schedule_interval"]),
-        "retention_days": s["schedule_retention_days"],
-        "keep": s["schedule_keep"],
+        "interval_s": int(s["backup_interval"]),
+        "retention_days": s["backup_retention_days"],
+        "keep": s["backup_keep"],
         "configured": sched.get("configured"),
     }
     if running and fresh and sched.get("newest_verified") and sched.get("configured", True):
         observed = "%s running; newest %s (%s old, %s)" % (
-            s["schedule_service"],
+            s["backup_service"],
             newest.get("path"),
             _duration(newest.get("age_s")),
             human_bytes(newest.get("bytes")),
@@ -1087,9 +1028,9 @@ def check_schedule(evidence, s):
         return finding("prevent.backups.scheduled", title, "ok", observed, expected, evidence_s)
     parts = []
     if not running:
-        parts.append("no running %s service" % s["schedule_service"])
+        parts.append("no running %s service" % s["backup_service"])
     elif not sched.get("configured", True):
-        parts.append("%s runs with other settings" % s["schedule_service"])
+        parts.append("%s runs with other settings" % s["backup_service"])
     if not newest:
         parts.append("no scheduled backup in %s" % (sched.get("directory") or "the backup directory"))
     elif not fresh:
@@ -1099,19 +1040,19 @@ def check_schedule(evidence, s):
     return finding("prevent.backups.scheduled", title, "problem", "; ".join(parts), expected, evidence_s, None)
 
 
-def schedule_action(check, s, database):
+def schedule_action(check, s, database, evidence=None):
     if not s["schedule_supported"]:
         return action(
             "data_corruption.prevent.report_backups",
             None,
             "schedule verified backups",
             "backups:%s" % database,
-            {"interval_s": int(s["schedule_interval"]), "retention_days": s["schedule_retention_days"]},
+            {"interval_s": int(s["backup_interval"]), "retention_days": s["backup_retention_days"]},
             "report",
             "L2: scheduled backups are set up on Compose only; on Kubernetes run a CronJob with pg_dump -Fc, "
             "pg_restore --list and the same retention",
         )
-    if not s["schedule_dir"]:
+    if not s["scheduled_backup_dir"]:
         return action(
             "data_corruption.prevent.report_backups",
             None,
@@ -1122,24 +1063,28 @@ def schedule_action(check, s, database):
             "L2: set data_corruption_scheduled_backup_dir (or octollm_backup_dir in the inventory) and run prevent "
             "again",
         )
-    return action(
+    item = action(
         "data_corruption.prevent.schedule_backups",
         None,
         "run the %s service: pg_dump -Fc every %s, verified, kept %s days (newest %s always)"
-        % (s["schedule_service"], _duration(s["schedule_interval"]), s["schedule_retention_days"], s["schedule_keep"]),
-        "compose:service:%s" % s["schedule_service"],
+        % (s["backup_service"], _duration(s["backup_interval"]), s["backup_retention_days"], s["backup_keep"]),
+        "compose:service:%s" % s["backup_service"],
         {
-            "service": s["schedule_service"],
-            "directory": s["schedule_dir"],
-            "interval_s": int(s["schedule_interval"]),
-            "retention_days": s["schedule_retention_days"],
-            "keep": s["schedule_keep"],
+            "service": s["backup_service"],
+            "directory": s["scheduled_backup_dir"],
+            "interval_s": int(s["backup_interval"]),
+            "retention_days": s["backup_retention_days"],
+            "keep": s["backup_keep"],
             "before": check.get("observed"),
         },
         "planned",
         "add the service to the Compose override file and start it (no other service is touched)",
         apply="schedule_backups",
     )
+    # what the task file writes: the service (it runs as the directory's owner, known once the directory exists)
+    item["_service"] = backup_service(evidence, s)
+    item["_override"] = s["compose_override"]
+    return item
 
 
 def _duration(seconds):
@@ -1153,3 +1098,272 @@ def _duration(seconds):
     if seconds >= 60:
         return "%.0fm" % (seconds / 60.0)
     return "%.0fs" % seconds
+
+
+# --- the scheduled backups (Compose) ----------------------------------------------------------------------
+# The backup service's loop: pg_dump -Fc, verified with pg_restore --list before it is renamed into place, then
+# the retention (files older than RETENTION_DAYS go, the newest KEEP always stay). $$ is a literal $ for Compose.
+BACKUP_SCRIPT = """set -u
+umask 077
+while :; do
+  f=/backups/scheduled-$${PGDATABASE}-$$(date -u +%Y%m%dT%H%M%SZ).dump
+  if pg_dump --format=custom --file="$$f.part" && [ -s "$$f.part" ] && pg_restore --list "$$f.part" >/dev/null
+  then mv "$$f.part" "$$f" && echo "backup ok $$f"
+  else rm -f "$$f.part"; echo "backup FAILED" >&2
+  fi
+  ls -1t /backups/scheduled-*.dump 2>/dev/null | tail -n +$$((KEEP + 1)) | while read -r old; do
+    if [ -n "$$(find "$$old" -mmin +$$((RETENTION_DAYS * 1440)))" ]; then rm -f "$$old" && echo "pruned $$old"; fi
+  done
+  sleep "$$INTERVAL"
+done"""
+SCHEDULED_PATTERN = "scheduled-*.dump"
+
+
+def _postgres_record(evidence, s):
+    """The PostgreSQL service's container (containers evidence): its image and network are the backup service's."""
+    containers = ((evidence or {}).get("containers") or {}).get("containers") or []
+    return next((c for c in containers if c.get("service") == s["postgres_service"]), {})
+
+
+def _backups(evidence):
+    return ((evidence or {}).get("postgres") or {}).get("backups")
+
+
+def backup_service(evidence, s, owner=None):
+    """The backup service's Compose definition: pg_dump of the server's image (or ``backup_image``), on its network,
+    as the application's user with a pgpass file beside the backups, run as ``owner`` (default the backup
+    directory's owner, else root)."""
+    record = _postgres_record(evidence, s)
+    host_network = (record.get("network_mode") or "host") == "host"
+    if owner is None:
+        listing = (_backups(evidence) or {}).get("directory") or {}
+        owner = "%s:%s" % (listing["uid"], listing["gid"]) if listing.get("exists") else "0:0"
+    definition = {
+        "image": s["backup_image"] or record.get("image") or "",
+        "pull_policy": "missing",
+        "restart": "unless-stopped",
+        "user": owner,
+        "entrypoint": ["/bin/sh", "-c"],
+        "command": [BACKUP_SCRIPT],
+        "environment": {
+            "PGHOST": s["pg_host"] if host_network else s["postgres_service"],
+            "PGPORT": str(s["pg_port"]),
+            "PGDATABASE": s["database"],
+            "PGUSER": s["pg_user"],
+            "PGPASSFILE": "/backups/.pgpass",
+            "PGAPPNAME": "octollm-scheduled-backup",
+            "INTERVAL": str(s["backup_interval"]),
+            "RETENTION_DAYS": str(s["backup_retention_days"]),
+            "KEEP": str(s["backup_keep"]),
+        },
+        "volumes": ["%s:/backups" % s["scheduled_backup_dir"]],
+        "labels": {"org.octollm.remediation.procedure": "data_corruption"},
+        "logging": {"driver": "json-file", "options": {"max-size": "1m", "max-file": "2"}},
+    }
+    if host_network:
+        definition["network_mode"] = "host"
+    return definition
+
+
+def schedule_state(evidence, s):
+    """The scheduled backups as the prevention judges them: the service running, its definition in the override
+    file equal to the wanted one, the newest backup (age, size) and whether it verifies; None when not gathered."""
+    backups = _backups(evidence)
+    raw = (evidence or {}).get("containers")
+    if backups is None and raw is None:
+        return None
+    listing = (backups or {}).get("directory") or {}
+    service = (backups or {}).get("service") or {}
+    newest = listing.get("newest") or {}
+    running = (((raw or {}).get("services") or {}).get(s["backup_service"]) or {}).get("running") or 0
+    wanted = digest(backup_service(evidence, s))
+    return {
+        "directory": s["scheduled_backup_dir"] or None,
+        "count": listing.get("count") or 0,
+        "newest": {"path": newest["path"], "bytes": newest.get("bytes"), "age_s": newest.get("age_s")}
+        if newest
+        else {},
+        "newest_verified": bool(listing.get("newest_verified")),
+        "running": running > 0,
+        "configured": bool(service.get("sha256")) and service["sha256"] == wanted,
+        "error": (raw or {}).get("error") if not (raw or {}).get("ok") else None,
+    }
+
+
+def digest(definition):
+    """The SHA-256 the ``postgres`` evidence gives of a service's definition (``module_utils/pg_dumpfile.py``)."""
+    from ansible_collections.octollm.remediation.plugins.module_utils.pg_dumpfile import definition_digest
+
+    return definition_digest(definition)
+
+
+# --- restore ----------------------------------------------------------------------------------------------
+def restore_path(restore_from, host):
+    """The backup to restore on ``host``: ``restore_from`` is a path, or ``{host: path}`` (octoctl restore RUN_ID)."""
+    if isinstance(restore_from, dict):
+        return str(restore_from.get(host) or "")
+    return str(restore_from or "")
+
+
+def restore_verified(evidence, s):
+    """The verification of the backup to restore (``postgres.backups.files``), as pg_backup state=verified gives it."""
+    path = s["restore_path"]
+    if not path:
+        return {"failed": True, "msg": "data_corruption_restore_from names no backup for %s" % s.get("host")}
+    if path.startswith("pod:"):
+        return {
+            "failed": True,
+            "path": path,
+            "msg": "%s is a backup inside a pod, taken by pg_dump through k8s_exec without a manifest; restoring it "
+            "is not implemented (it needs pg_restore in the pod and the manifest's constraint and sequence checks). "
+            "Copy it out (kubectl cp) and restore it by hand with pg_restore --clean --single-transaction, or "
+            "restore a controller-side pg_backup file (path with its .json manifest) through the port-forward" % path,
+        }
+    pg = (evidence or {}).get("postgres") or {}
+    found = ((pg.get("backups") or {}).get("files") or {}).get(path)
+    if found is None:
+        error = pg.get("error") or {"message": "the backup was not verified (no evidence)"}
+        return {"failed": True, "path": path, "msg": error.get("message")}
+    return found
+
+
+def restore_diagnosis(evidence, s):
+    """A restore judged like a diagnosis: the backup's verification (``restore.backup``) and scenario D."""
+    planned = restore_plan(restore_verified(evidence, s), s)
+    findings = planned["findings"]
+    return {
+        "findings": findings,
+        "scenarios": [
+            {
+                "id": "D",
+                "title": SCENARIOS["D"],
+                "holds": True,
+                "reason": "restore requested from %s" % s["restore_path"],
+            }
+        ],
+        "escalation": escalation(findings, s["escalation_level"], phase="diagnose"),
+        "context": {"restore": True},
+    }
+
+
+def restore_checked(findings, actions):
+    """After an applied restore: each table holds the backup's rows (the restore's counts against the backup's)."""
+    done = next((a for a in actions if a["id"] == "data_corruption.D.restore" and a["status"] == "applied"), None)
+    if done is None:
+        return []
+    backup = next((f for f in findings if f["check"] == "restore.backup"), None) or {}
+    wanted = ((backup.get("evidence") or {}).get("rows")) or {}
+    got = (done.get("change") or {}).get("table_rows") or {}
+    return restore_verification(
+        {"tables": {name: {"rows": rows} for name, rows in got.items()}},
+        {"tables": {name: {"rows": rows} for name, rows in wanted.items()}},
+    )
+
+
+# --- the procedure ------------------------------------------------------------------------------------
+def default_backup_dir(run_dir):
+    """Where the backup before a repair goes when data_corruption_backup_dir is empty: the run's directory
+    (octoctl's octollm_run_dir), else ~/.local/state/octollm-remediation/backups on the controller's side."""
+    if run_dir:
+        return "%s/backups" % run_dir
+    state = os.environ.get("XDG_STATE_HOME") or "%s/.local/state" % os.environ.get("HOME", "")
+    return "%s/octollm-remediation/backups" % state
+
+
+class DataCorruption(Procedure):
+    name = PROCEDURE
+    title = "Data Corruption"
+    scenarios = SCENARIOS
+    modules = {"compose": "data_corruption", "kubernetes": "data_corruption_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(DataCorruption, self).settings(role_settings, context)
+        postgres = context.inventory.get("postgres") or {}
+        s["database"] = postgres.get("database") or "octollm"
+        s["pg_host"] = postgres.get("host") or "127.0.0.1"
+        s["pg_port"] = int(postgres.get("port") or 5432)
+        s["pg_user"] = postgres.get("user") or "octollm"
+        s["backup_dir"] = s["backup_dir"] or default_backup_dir(context.get("run_dir"))
+        s["host"] = context.get("host")
+        s["restore_path"] = restore_path(s["restore_from"], s["host"])
+        s["restoring"] = bool(s["restore"] or s["restore_from"])
+        s["schedule_supported"] = not context.kubernetes
+        if context.kubernetes:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+            # names the backup in the pod: the run's id keeps the plan a person approved equal to the one applied
+            s["stamp"] = context.get("run_id") or now.strftime("%Y%m%dT%H%M%SZ")
+            s["now"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        else:
+            files = (context.inventory.get("compose") or {}).get("files") or []
+            s["compose_override"] = s["compose_override"] or next((f for f in files if "override" in f), "")
+        return s
+
+    def needs(self, settings, context):
+        s = settings
+        if s["restoring"]:
+            if not s["restore_path"] or s["restore_path"].startswith("pod:"):
+                return {}
+            # the rows in the file are counted in the plan (dry run, approval); the restore counts them again
+            count = s["dry_run"] or not (s["approve"] or s["allow_disruptive"])
+            backups = {"files": [s["restore_path"]], "tables": list(s["restore_tables"]), "count_rows": bool(count)}
+            if s["bin_dir"]:
+                backups["bin_dir"] = s["bin_dir"]
+            return {"postgres": {"backups": backups, "connections": False, "ping": False}}
+        postgres = {
+            "integrity": True,
+            "amcheck": True,
+            "sample_limit": s["sample_limit"],
+            "statement_timeout_ms": s["query_timeout"] * 1000,
+        }
+        need = {"postgres": postgres}
+        if context.kubernetes:
+            need["kubernetes"] = {"objects": k8s_objects(s)}
+        elif context.get("phase") == "prevent":
+            # the scheduled backups: the backup service and the PostgreSQL service's image, the backups, the override
+            need["containers"] = {"services": [s["postgres_service"], s["backup_service"]]}
+            backups = {"directory": s["scheduled_backup_dir"], "pattern": SCHEDULED_PATTERN, "verify_newest": True}
+            if s["compose_override"]:
+                backups["compose_service"] = {"file": s["compose_override"], "name": s["backup_service"]}
+            if s["bin_dir"]:
+                backups["bin_dir"] = s["bin_dir"]
+            if s["scheduled_backup_dir"] or s["compose_override"]:
+                postgres["backups"] = {k: v for k, v in backups.items() if v}
+        return need
+
+    def evidence_timeout(self, settings, context):
+        # the integrity queries on a large database, or the verification of a large backup, take longer
+        if settings["restoring"]:
+            return settings["backup_timeout"]
+        return settings["query_timeout"] + 30
+
+    def diagnose(self, evidence, settings, context, previous=None, applied=()):
+        if settings["restoring"]:
+            return restore_diagnosis(evidence, settings)
+        return diagnose(evidence, settings, previous, tuple(applied))
+
+    def plan(self, diagnosis, evidence, settings, context):
+        if settings["restoring"]:
+            return restore_plan(restore_verified(evidence, settings), settings)["actions"]
+        if context.kubernetes:
+            return self.module(context).plan(diagnosis, evidence, settings)
+        return plan(diagnosis, settings)
+
+    def verification(self, findings, actions, settings, context):
+        if settings["restoring"]:
+            return list(findings) + restore_checked(findings, actions)
+        return list(findings) + backup_findings(actions)
+
+
+def k8s_objects(s):
+    """The Kubernetes API reads (stack_evidence kind ``kubernetes``): the PostgreSQL pods (the backup runs in one),
+    its StatefulSet, the PDBs and the CronJobs (scheduled backups)."""
+    return {
+        "data_corruption_pods": {"kind": "Pod", "label_selector": "app=%s" % s["k8s_db_label"]},
+        "data_corruption_workload": {"kind": "StatefulSet", "api_version": "apps/v1", "name": s["k8s_db_workload"]},
+        "data_corruption_pdbs": {"kind": "PodDisruptionBudget", "api_version": "policy/v1"},
+        "data_corruption_cronjobs": {"kind": "CronJob", "api_version": "batch/v1"},
+    }
+
+
+PROCEDURE = DataCorruption()

@@ -45,6 +45,15 @@ def request(run, cached_spec=None, refresh=False, needs=None):
     return evidence_requests.request(needs, cached_spec, refresh)
 
 
+def evidence_timeout(run, default=None):
+    """Seconds one evidence gathering of the run may take: the longest its procedures ask
+    (``Procedure.evidence_timeout``), at least ``default``."""
+    selected, context = _selected(run)
+    wanted = [procedure.evidence_timeout(settings, context) for procedure, settings in selected]
+    wanted = [int(value) for value in wanted + [default] if value]
+    return max(wanted) if wanted else None
+
+
 def judge(evidence, run):
     """The state of the phase, per procedure: ``{procedure: {diagnosis, actions} | {prevention}}``, plus
     ``_followup``: ``{procedure: needs}`` of the procedures that ask for more evidence (judge again after)."""
@@ -235,6 +244,7 @@ def _resolved(procedure, settings, context, evidence, item, outcomes, level):
         )["findings"]
     else:
         after = diagnosis.get("findings")
+    after = procedure.verification(after, final, settings, context)
     verification = {"findings": after, "healthy": results.healthy(after)}
     return {
         "findings": diagnosis.get("findings"),

@@ -130,6 +130,18 @@ class Procedure(object):
         """Keys a procedure adds to its RESULT beside the contract's (none by default)."""
         return {}
 
+    def evidence_timeout(self, settings, context):
+        """Seconds one evidence gathering may take for this procedure (e.g. integrity queries over a large
+        database), or None for the run's default (``_common_evidence_timeout``); a run waits as long as the
+        longest of its procedures asks."""
+        return None
+
+    def verification(self, findings, actions, settings, context):
+        """The findings of a resolve's verification: ``findings`` (judged again on fresh evidence when an action
+        was applied, else the diagnosis') plus what the ``actions`` (with their outcomes) show by themselves, e.g.
+        the backup a repair took. The default adds nothing."""
+        return findings
+
     def check_platform(self, context):
         if context.platform not in self.platforms or context.platform not in self.modules:
             raise ProcedureError(
