@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ansible_collections.octollm.remediation.plugins.filter.llm_api import FilterModule
-from ansible_collections.octollm.remediation.plugins.plugin_utils import llm_api
+import pytest
+from ansible_collections.octollm.remediation.plugins.filter.procedure import FilterModule
+from ansible_collections.octollm.remediation.plugins.plugin_utils import flow, llm_api
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context, ProcedureError
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
-SETTINGS = {"env_file": "/state/lab.env", "secrets_file": "/state/secrets.env", "key_file": "/state/secrets/k"}
+FILES = {"env_file": "/state/lab.env", "secrets_file": "/state/secrets.env", "key_file": "/state/secrets/k"}
+# no new key for scenario D unless a test gives one (the source is read from the controller's environment)
+SETTINGS = procedure_settings("llm_api", {**FILES, "new_key_source": None})
 SECRET = "sk-lab-do-not-print-me-0123456789"
 ENV = (
     "LLM_API_URL=http://127.0.0.1:8200\nLLM_FALLBACK_ENABLED=false\nLLM_FALLBACK_URL=http://127.0.0.1:8201\n"
@@ -275,6 +280,81 @@ def test_prevention_and_filters() -> None:
         "ok",
     )
     filters = FilterModule().filters()
-    assert filters["llm_api_diagnosis"](evidence(), SETTINGS)["scenarios"][0]["id"] == "A"
-    noted = filters["llm_api_note"]({"x": {"status": "applied", "outcome": "done"}}, "recreated")
-    assert noted["x"]["outcome"] == "done; recreated"
+    run = {"procedures": ["llm_api"], "context": {"platform": "compose", "phase": "diagnose"},
+           "settings": {"llm_api": role_settings("llm_api", FILES)}}
+    assert filters["procedure_judgement"](evidence(), run)["llm_api"]["diagnosis"]["scenarios"][0]["id"] == "A"
+    noted = filters["procedure_note"]({"x": {"status": "applied", "outcome": "done"},
+                                       "y": {"status": "failed", "outcome": "no"}}, ["x", "y"], "recreated")
+    assert noted["x"]["outcome"] == "done; recreated" and noted["y"]["outcome"] == "no"
+
+
+def test_the_429_split_reads_the_roles_log_pattern_through_the_settings() -> None:
+    """The role's llm_api_429 log pattern (its defaults) is what the evidence counts and what tells the refusals
+    before the new client's first accepted answer from those after (refused_pattern): one pattern, the role's."""
+    settings = procedure_settings("llm_api", {**FILES, "log_patterns": {
+        "llm_api_429": "provider said no", "llm_api_503": "x", "llm_api_timeout": "y", "llm_api_auth": "z"}})
+    assert settings["refused_pattern"] == "provider said no"
+    assert SETTINGS["refused_pattern"] == SETTINGS["log_patterns"]["llm_api_429"] == "llm error status=429"
+    needs = llm_api.PROCEDURE.needs(settings, Context(platform="compose"))
+    assert needs["containers"]["logs"]["patterns"]["llm_api_429"] == "provider said no"
+    stamp = "2026-11-29T19:00:00.000Z INFO orchestrator "
+    ev = evidence({"429": 1.5})
+    ev["containers"]["logs"]["orchestrator"]["lines"] = [stamp + "provider said no"] * 3 + [stamp + ACCEPTED]
+    found = {f["check"]: f for f in llm_api.diagnose(ev, settings, recovering=("A",))["findings"]}
+    assert found["llm.rate_limit"]["evidence"]["log_lines_before_first_accepted_answer"] == 3
+    with pytest.raises(ProcedureError, match="llm_api_429"):
+        procedure_settings("llm_api", {"log_patterns": {"llm_api_503": "x"}})
+
+
+def test_needs_are_built_from_the_settings() -> None:
+    settings = procedure_settings("llm_api", {"prometheus_window": "30s", "log_seconds": 30})
+    needs = llm_api.PROCEDURE.needs(settings, Context(platform="compose"))
+    assert set(needs) == {"prometheus", "http", "containers"}
+    assert needs["prometheus"]["queries"]["llm_api_error_ratio"] == (
+        'sum(rate(llm_api_calls_total{status="error"}[30s])) / sum(rate(llm_api_calls_total[30s]))')
+    assert needs["prometheus"]["queries"]["llm_api_client_age_s"] == (
+        'min(time() - process_start_time_seconds{service="orchestrator"})')
+    assert [(p["name"], p["service"], p["header_set"]) for p in needs["http"]["probes"]] == [
+        ("llm_api_primary_models", "llm-provider", "llm-provider"),
+        ("llm_api_fallback_models", "llm-provider-fallback", "llm-provider-fallback")]
+    containers = needs["containers"]
+    assert containers["services"] == ["orchestrator"] and containers["logs"]["since_seconds"] == 30
+    assert containers["logs"]["services"] == ["orchestrator"] and containers["logs"]["tail"] == 2000
+    assert [p["name"] for p in containers["exec_probes"]] == ["llm_api_settings", "llm_api_key_check"]
+    assert "$OPENAI_API_KEY" in containers["exec_probes"][1]["cmd"]  # expanded in the container, never here
+    k8s = procedure_settings("llm_api", platform="kubernetes")
+    k8s_needs = llm_api.PROCEDURE.needs(k8s, Context(platform="kubernetes", inventory={"k8s": {"namespace": "x"}}))
+    assert set(k8s_needs) == {"prometheus", "http", "kubernetes"}
+    pods = k8s_needs["kubernetes"]["objects"]["llm_api_pods"]
+    assert pods["label_selector"] == "app=orchestrator" and pods["logs"]["patterns"] == k8s["log_patterns"]
+    assert k8s["namespace"] == "octollm"
+
+
+def test_the_new_key_source_is_named_never_read(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OCTOLLM_LLM_NEW_API_KEY", raising=False)
+    assert procedure_settings("llm_api")["new_key_source"] is None
+    monkeypatch.setenv("OCTOLLM_LLM_NEW_API_KEY", SECRET)
+    assert procedure_settings("llm_api")["new_key_source"] == "environment variable OCTOLLM_LLM_NEW_API_KEY"
+    key = tmp_path / "new.key"
+    key.write_text(SECRET)
+    settings = procedure_settings("llm_api", {"new_key_file": str(key)})
+    assert settings["new_key_source"] == f"file {key}" and SECRET not in json.dumps(settings)
+
+
+def test_the_client_is_recreated_once_after_the_applied_actions() -> None:
+    """LlmApi.finish: the shared flow recreates the orchestrator (Compose) or rolls out the consumers (Kubernetes)
+    once after the applied actions, and notes it on each of them."""
+    run = {"procedures": ["llm_api"], "context": {"platform": "compose", "phase": "resolve", "approve": True},
+           "settings": {"llm_api": role_settings("llm_api", FILES)}}
+    state = flow.judge(evidence({"timeout": 0.3}, logs={"llm_api_timeout": 4}), run)
+    action_id = "llm_api.C.raise_read_timeout"
+    assert [item["action"]["id"] for item in flow.to_apply(state, run)] == [action_id]
+    assert flow.finishers(state, run, {}) == []  # nothing applied yet
+    applied = {action_id: {"status": "applied", "outcome": "LLM_READ_TIMEOUT written"}}
+    assert flow.finishers(state, run, applied) == [{"procedure": "llm_api", "action": {
+        "id": "llm_api.finish.recreate", "title": "recreate orchestrator", "_apply": "recreate",
+        "actions": [action_id]}}]
+    k8s = dict(run, context=dict(run["context"], platform="kubernetes", inventory={"k8s": {"namespace": "octollm"}}))
+    assert flow.finishers(state, k8s, applied)[0]["action"]["_apply"] == "restart"
+    failed = flow.note(applied, [action_id], "recreating failed", "failed")
+    assert failed[action_id] == {"status": "failed", "outcome": "LLM_READ_TIMEOUT written; recreating failed"}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from conftest import REPO, closed_port, inventory_env
 from k8s_emulator import KubernetesAPIEmulator
 from k8s_results import by_check, collect_evidence
@@ -34,6 +35,8 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 CONFIGMAP_PATH = "/api/v1/namespaces/octollm/configmaps/octollm-config"
 SECRET_PATH = "/api/v1/namespaces/octollm/secrets/octollm-secrets"
 DEPLOYMENT_PATH = "/apis/apps/v1/namespaces/octollm/deployments/orchestrator"
+# the role's defaults on Kubernetes; no new key for scenario D (its source is the controller's environment)
+SETTINGS = procedure_settings("llm_api", {"new_key_source": None}, platform="kubernetes")
 
 
 class Provider:
@@ -114,7 +117,7 @@ def test_a_healthy_cluster_gives_no_problem(k8s_api: KubernetesAPIEmulator, prov
 
     set_orchestrator_log(k8s_api, ["2026-11-28T10:00:00Z INFO orchestrator llm ok provider=primary"])
     evidence = collect(k8s_api, providers, tmp_path)
-    diagnosis = lak.diagnose(evidence)
+    diagnosis = lak.diagnose(evidence, SETTINGS)
     found = by_check(diagnosis["findings"])
     assert found["llm.api_key"]["status"] == "ok" and found["llm.api_key"]["observed"] == "200"
     assert found["llm.provider_available"]["status"] == "ok"
@@ -122,8 +125,8 @@ def test_a_healthy_cluster_gives_no_problem(k8s_api: KubernetesAPIEmulator, prov
     assert found["k8s.llm_client_pods"]["status"] == "ok" and found["k8s.llm_config_refs"]["status"] == "ok"
     assert [f["check"] for f in diagnosis["findings"] if f["status"] == "problem"] == []
     assert diagnosis["context"]["live"]["LLM_READ_TIMEOUT"] == "30"  # from the ConfigMap
-    assert lak.plan(diagnosis) == []
-    prevention = by_check(lak.prevention(evidence)["findings"])
+    assert lak.plan(diagnosis, SETTINGS) == []
+    prevention = by_check(lak.prevention(evidence, SETTINGS)["findings"])
     assert prevention["prevent.llm.rate_limits"]["status"] == "ok"
     assert prevention["prevent.llm.fallback"]["status"] == "ok"
     assert prevention["prevent.k8s.llm_config_refs"]["status"] == "ok"
@@ -144,11 +147,11 @@ def test_settings_scenarios_patch_the_configmap_after_approval(
     if fault == "outage":
         providers[0].status = 503
     set_orchestrator_log(k8s_api, RATE_LIMITED if fault == "rate" else TIMEOUTS if fault == "timeouts" else [])
-    diagnosis = lak.diagnose(collect(k8s_api, providers, tmp_path))
+    diagnosis = lak.diagnose(collect(k8s_api, providers, tmp_path), SETTINGS)
     assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]}[scenario] is True
-    waiting = {a["id"]: a for a in lak.plan(diagnosis)}[action_id]
+    waiting = {a["id"]: a for a in lak.plan(diagnosis, SETTINGS)}[action_id]
     assert waiting["status"] == "awaiting_approval" and waiting["disruptive"] is True
-    planned = {a["id"]: a for a in lak.plan(diagnosis, {"approve": True})}[action_id]
+    planned = {a["id"]: a for a in lak.plan(diagnosis, {**SETTINGS, "approve": True})}[action_id]
     assert planned["status"] == "planned" and planned["_apply"] == "set_configmap"
     assert planned["change"] == {"file": "configmap/octollm/octollm-config", "configmap": "octollm-config",
                                  "settings": settings, "op": f"ConfigMap patch, then rollout restart ({RESTARTED_AT})",

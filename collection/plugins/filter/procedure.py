@@ -36,6 +36,14 @@ def procedure_followup(evidence, run, state, outcomes=None):
     return flow.verification_followup(evidence or {}, run, state or {}, outcomes)
 
 
+def procedure_finishers(state, run, outcomes=None):
+    return flow.finishers(state or {}, run, outcomes)
+
+
+def procedure_note(outcomes, action_ids, text, status=None):
+    return flow.note(outcomes, action_ids, text, status)
+
+
 def procedure_results(evidence, run, state, outcomes=None):
     return flow.report(evidence or {}, run, state or {}, outcomes)
 
@@ -63,6 +71,8 @@ class FilterModule(object):
             "procedure_judgement": wrap(procedure_judgement),
             "procedure_actions": wrap(procedure_actions),
             "procedure_followup": wrap(procedure_followup),
+            "procedure_finishers": wrap(procedure_finishers),
+            "procedure_note": wrap(procedure_note),
             "procedure_results": wrap(procedure_results),
             "procedure_registered": wrap(procedure_registered),
         }

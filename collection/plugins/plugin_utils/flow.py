@@ -173,6 +173,47 @@ def verification_followup(evidence, run, state, outcomes=None):
     return needs
 
 
+def finishers(state, run, outcomes=None):
+    """``[{procedure, action}]``, in rank order: the finishing task file (``Procedure.finish``) of each procedure
+    that applied an action, as a pseudo-action ``{id: <procedure>.finish.<file>, title, _apply: file, actions:
+    the applied action ids}`` (the flow runs it like an action, then notes its outcome on those actions)."""
+    selected, context = _selected(run)
+    todo = []
+    for procedure, settings in selected:
+        item = state.get(procedure.name) or {}
+        actions = item.get("actions") if "actions" in item else (item.get("prevention") or {}).get("actions")
+        applied = _applied(results.apply_outcomes(actions or [], outcomes or {}))
+        finish = procedure.finish(applied, settings, context) if applied else None
+        if finish:
+            todo.append(
+                {
+                    "procedure": procedure.name,
+                    "action": {
+                        "id": "%s.finish.%s" % (procedure.name, finish["file"]),
+                        "title": finish.get("title") or finish["file"],
+                        "_apply": finish["file"],
+                        "actions": [action["id"] for action in applied],
+                    },
+                }
+            )
+    return todo
+
+
+def note(outcomes, action_ids, text, status=None):
+    """The ``outcomes`` with ``text`` appended to the outcome of each applied action of ``action_ids`` (and their
+    status set to ``status`` when given, e.g. failed)."""
+    noted = dict(outcomes or {})
+    for action_id in action_ids or []:
+        done = dict(noted.get(action_id) or {})
+        if done.get("status") != "applied":
+            continue
+        done["outcome"] = "%s; %s" % (done.get("outcome") or "", text) if done.get("outcome") else text
+        if status:
+            done["status"] = status
+        noted[action_id] = done
+    return noted
+
+
 def to_apply(state, run):
     """``[{procedure, action}]`` to apply, in rank order: the planned actions that have a task file."""
     context = Context(run.get("context") or {})

@@ -19,17 +19,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
     evidence_kind,
     exec_probes,
     gated,
-    merged_settings,
     number,
     rule_loaded,
     scenario_table,
 )
+from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure, ProcedureError
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
     escalation,
@@ -52,13 +53,8 @@ PROBE_FALLBACK = "llm_api_fallback_models"
 EXEC_SETTINGS = "llm_api_settings"
 EXEC_KEY = "llm_api_key_check"
 
-# log pattern names (counted by the containers collector over the orchestrator's tail)
-LOG_PATTERNS = {
-    "llm_api_429": r"llm error status=429",
-    "llm_api_503": r"llm error status=(503|connection_error)",
-    "llm_api_timeout": r"llm timeout",
-    "llm_api_auth": r"llm auth error",
-}
+# names of the log patterns (the role's llm_api_log_patterns, counted by the collector over the orchestrator's log)
+LOG_PATTERN_NAMES = ("llm_api_429", "llm_api_503", "llm_api_timeout", "llm_api_auth")
 
 SCENARIOS = {
     "A": "Rate limiting (429 errors)",
@@ -109,32 +105,9 @@ CLIENT_DEFAULTS = {
     "LLM_FALLBACK_PROVIDER_NAME": "fallback",
 }
 
-DEFAULTS = {
-    "window": "1m",
-    "error_ratio_max": 0.1,
-    "min_calls_per_s": 0.02,
-    "code_min_per_s": 0.02,
-    "log_min_lines": 3,
-    "refused_pattern": "llm error status=429",
-    "service": "orchestrator",
-    "env_file": None,
-    "secrets_file": None,
-    "key_file": None,
-    "reduce_factor": 0.5,
-    "rate_headroom": 0.5,
-    "min_concurrency": 1,
-    "min_rate_per_minute": 6,
-    "read_timeout_target": 60,
-    "read_timeout_max": 120,
-    "new_key_source": None,
-    "error_rule": "HighLLMAPIErrorRate",
-    "escalation_level": "L1",
-    "allow_disruptive": False,
-}
-
 
 def _settings(settings):
-    return merged_settings(DEFAULTS, settings)
+    return dict(settings or {})
 
 
 def _truthy(value):
@@ -235,7 +208,7 @@ class Facts:
         self.rules = (self.prom or {}).get("rules") or {}
         # how long the client's process has run: younger than the window, the window still counts its predecessor
         self.client_age = number((queries.get(Q_AGE) or {}).get("value"))
-        span = window_seconds(settings["window"])
+        span = window_seconds(settings["prometheus_window"])
         self.fresh = self.client_age is not None and span is not None and self.client_age < span
         probes = (self.http or {}).get("probes") or {}
         self.primary = probes.get(PROBE_PRIMARY)
@@ -290,7 +263,7 @@ def _signal(f, codes, log_name, scenario, recovering):
     s = f.s
     rate = f.code_rate(*codes)
     lines = f.log_count(log_name)
-    evidence = {"errors_per_s": rate, "log_lines": lines, "window": s["window"]}
+    evidence = {"errors_per_s": rate, "log_lines": lines, "window": s["prometheus_window"]}
     in_prom = rate >= s["code_min_per_s"]
     in_logs = lines >= s["log_min_lines"]
     if scenario in recovering or f.fresh:
@@ -305,13 +278,23 @@ def _signal(f, codes, log_name, scenario, recovering):
     return in_prom or in_logs, evidence, False
 
 
+def _signal_finding(check, title, expected, evidence, holds, stale, scenario, unit):
+    """The finding of a ``_signal``: a problem when it holds, a warning while recovering, else ok ("no <unit>")."""
+    if holds:
+        observed = "%s %s/s, %s log lines" % (evidence["errors_per_s"], unit, evidence["log_lines"])
+        return finding(check, title, "problem", observed, expected, evidence, scenario)
+    if stale:
+        return finding(check, title, "warning", "recovering", expected, evidence, scenario)
+    return finding(check, title, "ok", "no %s" % unit, expected, evidence)
+
+
 def check_error_rate(f):
     s = f.s
     title = "LLM API error rate is at most %.0f%%" % (100 * s["error_ratio_max"])
     expected = "<= %s" % s["error_ratio_max"]
     if f.prom is None:
         return unknown("llm.error_rate", title, expected, f.prom_error)
-    evidence = {"calls_per_s": f.calls_per_s, "errors_by_code_per_s": f.by_code, "window": s["window"]}
+    evidence = {"calls_per_s": f.calls_per_s, "errors_by_code_per_s": f.by_code, "window": s["prometheus_window"]}
     if f.calls_per_s is None or f.calls_per_s < s["min_calls_per_s"]:
         evidence["note"] = "too few LLM calls to judge an error rate"
         return finding("llm.error_rate", title, "ok", "no traffic", expected, evidence)
@@ -351,19 +334,7 @@ def check_rate_limit(f, recovering):
             "LLM_RATE_PER_MINUTE": f.setting("LLM_RATE_PER_MINUTE"),
         },
     )
-    if holds:
-        return finding(
-            "llm.rate_limit",
-            title,
-            "problem",
-            "%s 429/s, %s log lines" % (evidence["errors_per_s"], evidence["log_lines"]),
-            expected,
-            evidence,
-            "A",
-        )
-    if stale:
-        return finding("llm.rate_limit", title, "warning", "recovering", expected, evidence, "A")
-    return finding("llm.rate_limit", title, "ok", "no 429", expected, evidence)
+    return _signal_finding("llm.rate_limit", title, expected, evidence, holds, stale, "A", "429")
 
 
 def check_provider(f, recovering):
@@ -408,19 +379,7 @@ def check_timeouts(f, recovering):
         return unknown("llm.timeouts", title, expected, f.prom_error, "C")
     holds, evidence, stale = _signal(f, ("timeout",), "llm_api_timeout", "C", recovering)
     evidence["read_timeout"] = f.setting("LLM_READ_TIMEOUT")
-    if holds:
-        return finding(
-            "llm.timeouts",
-            title,
-            "problem",
-            "%s timeouts/s, %s log lines" % (evidence["errors_per_s"], evidence["log_lines"]),
-            expected,
-            evidence,
-            "C",
-        )
-    if stale:
-        return finding("llm.timeouts", title, "warning", "recovering", expected, evidence, "C")
-    return finding("llm.timeouts", title, "ok", "no timeouts", expected, evidence)
+    return _signal_finding("llm.timeouts", title, expected, evidence, holds, stale, "C", "timeouts")
 
 
 def check_api_key(f, recovering):
@@ -681,7 +640,7 @@ def plan(diagnosis, settings=None):
                         "key": "OPENAI_API_KEY",
                         "old": "(current key, refused; not shown)",
                         "new": "(new key from %s; not shown)" % source,
-                        "also": s["key_file"],
+                        "also": s["key_file"] or None,
                         "container": s["service"],
                         "op": "recreate",
                     },
@@ -782,14 +741,109 @@ def prevention(evidence, settings=None):
     return {"findings": findings, "actions": []}
 
 
-def note(outcomes, text, status=None):
-    """Append ``text`` to the outcome of every applied action (and set ``status`` when given)."""
-    noted = {}
-    for action_id, done in (outcomes or {}).items():
-        done = dict(done)
-        if done.get("status") == "applied":
-            done["outcome"] = "%s; %s" % (done.get("outcome") or "", text)
-            if status:
-                done["status"] = status
-        noted[action_id] = done
-    return noted
+# --- the procedure ------------------------------------------------------------------------------------
+# The Deployment the Kubernetes side reads (its envFrom) and restarts.
+WORKLOAD_KIND = "Deployment"
+# In the orchestrator: its LLM settings (named, non-secret variables only) and the status the provider gives the
+# deployment's key (the key is expanded by the container's shell and never leaves it).
+SETTINGS_CMD = (
+    "env | grep -E -e '^LLM_(API_URL|MAX_CONCURRENCY|RATE_PER_MINUTE|READ_TIMEOUT|MAX_RETRIES)=' "
+    "-e '^LLM_(FALLBACK_ENABLED|FALLBACK_URL|CIRCUIT_FAILURES|CIRCUIT_RESET_SECONDS)=' "
+    "-e '^LLM_(PROVIDER_NAME|FALLBACK_PROVIDER_NAME)=' | sort"
+)
+KEY_CMD = (
+    "curl -s -o /dev/null -m 5 -w '%{http_code}' -H \"Authorization: Bearer $OPENAI_API_KEY\" "
+    '"${LLM_API_URL:-http://127.0.0.1:8200}/v1/models"'
+)
+
+
+def queries(s):
+    """The named PromQL queries of the judgement, built from the settings."""
+    window = s["prometheus_window"]
+    calls = "llm_api_calls_total[%s]" % window
+    errors = 'llm_api_calls_total{status="error"}[%s]' % window
+    return {
+        Q_RATIO: "sum(rate(%s)) / sum(rate(%s))" % (errors, calls),
+        Q_CALLS: "sum(rate(%s))" % calls,
+        Q_BY_CODE: "sum by (code) (rate(%s))" % errors,
+        Q_BY_PROVIDER_STATUS: "sum by (provider, status) (rate(%s))" % calls,
+        Q_TOKENS: "sum by (provider) (llm_tokens_total)",
+        Q_CIRCUIT: "max by (provider) (llm_circuit_state)",
+        Q_AGE: 'min(time() - process_start_time_seconds{service="%s"})' % s["service"],
+    }
+
+
+def new_key_source(s):
+    """Where the new key for scenario D comes from, as a description (never the key): the operator's file when it
+    exists on the controller, else the controller's environment variable when it is set and not empty."""
+    if s["new_key_file"] and os.path.isfile(s["new_key_file"]):
+        return "file %s" % s["new_key_file"]
+    if s["new_key_env"] and os.environ.get(s["new_key_env"], ""):
+        return "environment variable %s" % s["new_key_env"]
+    return None
+
+
+class LlmApi(Procedure):
+    name = PROCEDURE
+    title = "LLM API Failures"
+    scenarios = SCENARIOS
+    modules = {"compose": "llm_api", "kubernetes": "llm_api_kubernetes"}
+
+    def settings(self, role_settings, context):
+        s = super(LlmApi, self).settings(role_settings, context)
+        missing = [name for name in LOG_PATTERN_NAMES if not (s["log_patterns"] or {}).get(name)]
+        if missing:
+            raise ProcedureError("llm_api_log_patterns has no pattern named %s" % ", ".join(missing))
+        # the role's llm_api_429 log pattern: the 429 lines before and after the new client's first accepted answer
+        s["refused_pattern"] = s["log_patterns"]["llm_api_429"]
+        s["new_key_source"] = new_key_source(s)
+        if context.kubernetes:
+            s["namespace"] = context.inventory["k8s"]["namespace"]
+        return s
+
+    def needs(self, settings, context):
+        s = settings
+        logs = {"tail": s["log_tail"], "since_seconds": s["log_seconds"], "patterns": dict(s["log_patterns"])}
+        need = {
+            "prometheus": {"queries": queries(s), "rules": True},
+            "http": {
+                "probes": [
+                    {"name": name, "service": service, "path": "/v1/models", "header_set": service}
+                    for name, service in (
+                        (PROBE_PRIMARY, s["primary_service"]),
+                        (PROBE_FALLBACK, s["fallback_service"]),
+                    )
+                ]
+            },
+        }
+        if context.kubernetes:
+            # the settings, the log and the key come from the cluster (the providers' probes use the header sets the
+            # inventory builds from the deployment's Secret)
+            need["kubernetes"] = {
+                "objects": {
+                    "llm_api_configmap": {"kind": "ConfigMap", "name": s["k8s_configmap"]},
+                    "llm_api_workload": {"kind": WORKLOAD_KIND, "api_version": "apps/v1", "name": s["k8s_workload"]},
+                    "llm_api_pods": {"kind": "Pod", "label_selector": "app=%s" % s["k8s_app"], "logs": logs},
+                    "llm_api_events": {"kind": "Event", "field_selector": "type=Warning"},
+                }
+            }
+            return need
+        need["containers"] = {
+            "services": [s["service"]],
+            "logs": dict(logs, services=[s["service"]]),
+            "exec_probes": [
+                {"name": EXEC_SETTINGS, "service": s["service"], "cmd": SETTINGS_CMD},
+                {"name": EXEC_KEY, "service": s["service"], "cmd": KEY_CMD},
+            ],
+        }
+        return need
+
+    def finish(self, applied, settings, context):
+        """The client reads its settings and key on start: recreate it (Compose) or roll out the consumers
+        (Kubernetes) once after the changes, then let traffic reach it before the verification."""
+        if context.kubernetes:
+            return {"file": "restart", "title": "rollout restart of the consumers"}
+        return {"file": "recreate", "title": "recreate %s" % settings["service"]}
+
+
+PROCEDURE = LlmApi()

@@ -25,35 +25,23 @@ import copy
 
 from ansible_collections.octollm.remediation.plugins.plugin_utils import kubernetes as k8s
 from ansible_collections.octollm.remediation.plugins.plugin_utils import llm_api as la
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated, merged_settings
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import gated
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import escalation, finding, unknown
 
 PREFIX = "llm_api_"
 READS = ("configmap", "workload", "pods", "events")
 
-K8S_DEFAULTS = dict(
-    la.DEFAULTS,
-    namespace="octollm",
-    app="orchestrator",
-    workload_kind="Deployment",
-    workload="orchestrator",
-    configmap="octollm-config",
-    secret="octollm-secrets",
-    secret_key="OPENAI_API_KEY",
-    restart=["orchestrator"],
-)
-
 
 def _settings(settings):
-    return merged_settings(K8S_DEFAULTS, settings)
+    return dict(settings or {})
 
 
 def configmap_ref(s):
-    return "configmap/%s/%s" % (s["namespace"], s["configmap"])
+    return "configmap/%s/%s" % (s["namespace"], s["k8s_configmap"])
 
 
 def secret_ref(s):
-    return "secret/%s/%s" % (s["namespace"], s["secret"])
+    return "secret/%s/%s" % (s["namespace"], s["k8s_secret"])
 
 
 def _first(read):
@@ -70,19 +58,32 @@ def with_cluster(evidence, reads, s):
         text = "\n".join("%s=%s" % (name, data[name]) for name in la.SETTINGS_NAMES if name in data)
         settings_probe = {"name": la.EXEC_SETTINGS, "ok": True, "exit_code": 0, "output": text}
     else:
-        settings_probe = {"name": la.EXEC_SETTINGS, "ok": False, "exit_code": None, "error": reads["configmap"][
-            "error"] or {"kind": "other", "message": "%s not found" % configmap_ref(s)}}
+        settings_probe = {
+            "name": la.EXEC_SETTINGS,
+            "ok": False,
+            "exit_code": None,
+            "error": reads["configmap"]["error"] or {"kind": "other", "message": "%s not found" % configmap_ref(s)},
+        }
     primary = (((evidence.get("http") or {}).get("probes") or {}).get(la.PROBE_PRIMARY)) or {}
     status = primary.get("status")
     if status in (200, 401, 403):
         key_probe = {"name": la.EXEC_KEY, "ok": True, "exit_code": 0, "output": str(status)}
     else:
-        key_probe = {"name": la.EXEC_KEY, "ok": False, "exit_code": None, "error": primary.get("error") or (
-            (evidence.get("http") or {}).get("error")) or {"kind": "other", "message": "the provider answered %s"
-                                                           % status}}
+        key_probe = {
+            "name": la.EXEC_KEY,
+            "ok": False,
+            "exit_code": None,
+            "error": primary.get("error")
+            or ((evidence.get("http") or {}).get("error"))
+            or {"kind": "other", "message": "the provider answered %s" % status},
+        }
     log = reads["pods"]["log"] or {"lines": [], "pattern_counts": {}, "error": reads["pods"]["error"]}
-    evidence["containers"] = {"ok": True, "containers": [], "logs": {s["service"]: log},
-                              "exec_probes": [settings_probe, key_probe]}
+    evidence["containers"] = {
+        "ok": True,
+        "containers": [],
+        "logs": {s["service"]: log},
+        "exec_probes": [settings_probe, key_probe],
+    }
     return evidence
 
 
@@ -90,23 +91,27 @@ def check_config_refs(reads, s, check="k8s.llm_config_refs"):
     """The orchestrator takes its environment from the ConfigMap and the key from the Secret that the fixes
     change (otherwise a patch does nothing)."""
     title = "%s/%s reads its LLM settings from %s and its key from %s" % (
-        s["workload_kind"], s["workload"], configmap_ref(s), secret_ref(s))
-    expected = "envFrom configMapRef %s; %s from secret %s" % (s["configmap"], s["secret_key"], s["secret"])
+        la.WORKLOAD_KIND,
+        s["k8s_workload"],
+        configmap_ref(s),
+        secret_ref(s),
+    )
+    expected = "envFrom configMapRef %s; %s from secret %s" % (s["k8s_configmap"], s["k8s_secret_key"], s["k8s_secret"])
     error = reads["workload"]["error"]
     if error:
         return unknown(check, title, expected, error)
     workload = _first(reads["workload"])
     if workload is None:
-        return finding(check, title, "warning", "no %s/%s" % (s["workload_kind"], s["workload"]), expected)
+        return finding(check, title, "warning", "no %s/%s" % (la.WORKLOAD_KIND, s["k8s_workload"]), expected)
     containers = ((workload.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
     config, secret = False, False
     for container in containers:
         for source in container.get("envFrom") or []:
-            config = config or (source.get("configMapRef") or {}).get("name") == s["configmap"]
-            secret = secret or (source.get("secretRef") or {}).get("name") == s["secret"]
+            config = config or (source.get("configMapRef") or {}).get("name") == s["k8s_configmap"]
+            secret = secret or (source.get("secretRef") or {}).get("name") == s["k8s_secret"]
         for env in container.get("env") or []:
             ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
-            secret = secret or (env.get("name") == s["secret_key"] and ref.get("name") == s["secret"])
+            secret = secret or (env.get("name") == s["k8s_secret_key"] and ref.get("name") == s["k8s_secret"])
     missing = [name for name, ok in ((configmap_ref(s), config), (secret_ref(s), secret)) if not ok]
     evidence = {"configmap": config, "secret": secret}
     if missing:
@@ -115,19 +120,23 @@ def check_config_refs(reads, s, check="k8s.llm_config_refs"):
 
 
 def check_pods(reads, s):
-    title = "The %s pods are running and ready" % s["app"]
+    title = "The %s pods are running and ready" % s["k8s_app"]
     expected = "all Running and Ready, no CrashLoopBackOff"
     error = reads["pods"]["error"]
     if error:
         return unknown("k8s.llm_client_pods", title, expected, error)
     pods = k8s.pods_summary(reads["pods"]["items"])
-    events = k8s.events_summary(reads["events"]["items"], names={pod["name"] for pod in pods} | {s["workload"]},
-                                limit=5)
-    evidence = {"pods": [{key: pod[key] for key in ("name", "phase", "ready", "restarts")} for pod in pods],
-                "events": events, "log_error": (reads["pods"]["log"] or {}).get("error")}
+    events = k8s.events_summary(
+        reads["events"]["items"], names={pod["name"] for pod in pods} | {s["k8s_workload"]}, limit=5
+    )
+    evidence = {
+        "pods": [{key: pod[key] for key in ("name", "phase", "ready", "restarts")} for pod in pods],
+        "events": events,
+        "log_error": (reads["pods"]["log"] or {}).get("error"),
+    }
     troubled = {pod["name"]: k8s.pod_trouble(pod) for pod in pods if k8s.pod_trouble(pod)}
     if not pods:
-        return finding("k8s.llm_client_pods", title, "warning", "no pod with app=%s" % s["app"], expected, evidence)
+        return finding("k8s.llm_client_pods", title, "warning", "no pod with app=%s" % s["k8s_app"], expected, evidence)
     if troubled:
         observed = "; ".join("%s: %s" % (name, ", ".join(reasons)) for name, reasons in sorted(troubled.items()))
         return finding("k8s.llm_client_pods", title, "warning", observed, expected, evidence)
@@ -154,7 +163,7 @@ def diagnose(evidence, settings=None, previous=None, recovering=()):
 
 
 def _restart_text(s):
-    return ", ".join("%s/%s" % (s["workload_kind"], name) for name in s["restart"])
+    return ", ".join("%s/%s" % (la.WORKLOAD_KIND, name) for name in s["k8s_restart"])
 
 
 def plan(diagnosis, settings=None):
@@ -167,19 +176,37 @@ def plan(diagnosis, settings=None):
         item = dict(item)
         change = dict(item.get("change") or {})
         if item.get("_apply") == "set_env":
-            change.update(file=configmap_ref(s), configmap=s["configmap"], restart=_restart_text(s),
-                          op="ConfigMap patch, then rollout restart (%s)" % k8s.RESTARTED_AT)
+            change.update(
+                file=configmap_ref(s),
+                configmap=s["k8s_configmap"],
+                restart=_restart_text(s),
+                op="ConfigMap patch, then rollout restart (%s)" % k8s.RESTARTED_AT,
+            )
             change.pop("container", None)
-            item.update(change=change, _apply="set_configmap", outcome=item["outcome"].replace(
-                "and recreate %s" % s["service"], "then a rollout restart of %s" % _restart_text(s)))
+            item.update(
+                change=change,
+                _apply="set_configmap",
+                outcome=item["outcome"].replace(
+                    "and recreate %s" % s["service"], "then a rollout restart of %s" % _restart_text(s)
+                ),
+            )
         elif item.get("_apply") == "rotate_key":
-            change.update(file=secret_ref(s), secret=s["secret"], key=s["secret_key"], restart=_restart_text(s),
-                          op="Secret patch (data, base64), then rollout restart (%s)" % k8s.RESTARTED_AT)
+            change.update(
+                file=secret_ref(s),
+                secret=s["k8s_secret"],
+                key=s["k8s_secret_key"],
+                restart=_restart_text(s),
+                op="Secret patch (data, base64), then rollout restart (%s)" % k8s.RESTARTED_AT,
+            )
             change.pop("also", None)
             change.pop("container", None)
-            item.update(change=change, resource="%s:%s" % (secret_ref(s), s["secret_key"]), _apply="rotate_secret",
-                        outcome="check the new key at the provider, write it to %s (%s) and roll out %s"
-                        % (secret_ref(s), s["secret_key"], _restart_text(s)))
+            item.update(
+                change=change,
+                resource="%s:%s" % (secret_ref(s), s["k8s_secret_key"]),
+                _apply="rotate_secret",
+                outcome="check the new key at the provider, write it to %s (%s) and roll out %s"
+                % (secret_ref(s), s["k8s_secret_key"], _restart_text(s)),
+            )
         actions.append(item)
     return gated(actions, s)
 

@@ -126,6 +126,13 @@ class Procedure(object):
         """``{findings, actions}`` of the seed's prevention list, read from the live system."""
         return self.module(context).prevention(evidence, settings)
 
+    def finish(self, applied, settings, context):
+        """What to run once after this procedure's actions when at least one was ``applied`` (e.g. recreate the
+        service that reads the changed settings): ``{file, title}``, ``file`` a task file of the role's
+        ``tasks/<platform>/actions/`` that sets ``_common_outcome`` like an action's, whose outcome is appended to
+        every applied action's (a failure marks them failed); None when nothing is to run (the default)."""
+        return None
+
     def result_extra(self, diagnosis, settings, context):
         """Keys a procedure adds to its RESULT beside the contract's (none by default)."""
         return {}
