@@ -15,6 +15,9 @@ environment, which wins:
 - ``metrics_port`` (``OCTOCTL_METRICS_PORT``, ``5001``): the listener's ``/metrics``;
 - ``notify_on`` (``OCTOCTL_NOTIFY_ON``, ``opened,escalated``): which incident events are notified (also
   ``resolved``, ``approved``, ``closed``);
+- ``allow_disruptive`` (``OCTOCTL_ALLOW_DISRUPTIVE``, none): procedures whose disruptive fixes the listener applies
+  without approval (the role's ``<role>_allow_disruptive``), e.g. ``[service_unavailable]`` to restart a crashed
+  service at once; every other disruptive step waits for ``octoctl approve RUN_ID``;
 - ``sinks`` (``OCTOCTL_NOTIFY_WEBHOOK``: comma-separated URLs; ``OCTOCTL_NOTIFY_SLACK``: a Slack URL): below.
 
 Sinks (a list)::
@@ -60,6 +63,7 @@ class AlertSettings:
     metrics_port: int = 5001
     notify_on: tuple[str, ...] = ("opened", "escalated")
     sinks: tuple[dict[str, Any], ...] = ()
+    allow_disruptive: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -96,7 +100,11 @@ class AlertSettings:
         if unknown:
             raise OctoctlError(f"notify_on: unknown events {sorted(unknown)} (known: {', '.join(NOTIFY_EVENTS)})",
                                ExitCode.USAGE)
+        allow = pick("allow_disruptive", "OCTOCTL_ALLOW_DISRUPTIVE", [])
+        if isinstance(allow, str):
+            allow = [w.strip() for w in allow.split(",") if w.strip()]
         return cls(
+            allow_disruptive=tuple(allow),
             incidents_url=str(pick("incidents_url", "OCTOCTL_INCIDENTS_URL",
                                    f"sqlite:///{state_dir / 'incidents.db'}")),
             escalation_l2_after=parse_duration(pick("escalation_l2_after", "OCTOCTL_ESCALATION_L2_AFTER", "15m")),

@@ -135,8 +135,10 @@ class AlertHandler:
         engine = self.engine()
         note = ""
         if procedures:
+            allowed = [p.role for p in procedures if p.name in self.alerts.allow_disruptive]
             request = Request(command="alert", procedures=procedures, inventory=self.inventory,
-                              argv=[incident.alertname])
+                              argv=[incident.alertname],
+                              extra_vars={f"{role}_allow_disruptive": True for role in allowed})
             call = engine.fix
         else:
             chosen = self.guess(incident)
@@ -411,6 +413,26 @@ def read_event(text: str) -> dict[str, Any]:
     if "event" in event and "alert" not in event and isinstance(event["event"], dict):
         event = event["event"]
     return event
+
+
+# What ansible-runner sets for the playbook it runs (the rulebook's playbook that runs `octoctl alert`): left in place,
+# octoctl's own ansible-runner run would load the outer run's callback plugins and fail.
+OUTER_RUNNER_VARIABLES = (
+    "AD_HOC_COMMAND_ID", "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION", "ANSIBLE_CALLBACK_PLUGINS",
+    "ANSIBLE_HOST_KEY_CHECKING", "ANSIBLE_LOAD_CALLBACK_PLUGINS", "ANSIBLE_RETRY_FILES_ENABLED", "ANSIBLE_ROLES_PATH",
+    "ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_UNSAFE_WRITES", "AWX_ISOLATED_DATA_DIR", "ORIGINAL_STDOUT_CALLBACK",
+    "RUNNER_OMIT_EVENTS", "RUNNER_ONLY_FAILED_EVENTS",
+)
+
+
+def scrub_outer_runner(environ: Any) -> list[str]:
+    """Remove the variables of an enclosing ansible-runner run (when ``AWX_ISOLATED_DATA_DIR`` says there is one)."""
+    if not environ.get("AWX_ISOLATED_DATA_DIR"):
+        return []
+    removed = [name for name in OUTER_RUNNER_VARIABLES if name in environ]
+    for name in removed:
+        del environ[name]
+    return removed
 
 
 def environment_record_only(env: dict[str, str] | None = None) -> bool:

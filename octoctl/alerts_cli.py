@@ -68,8 +68,11 @@ def register(cli: click.Group) -> None:
         record the incident, fix (non-disruptive steps applied, disruptive ones left for `octoctl approve RUN_ID`)
         or, for an alert the catalog does not know, diagnose; notify. A duplicate delivery joins its incident; a
         resolved alert resolves it. Prints the outcome as JSON."""
-        from octoctl.alerts import read_event
+        import os
 
+        from octoctl.alerts import read_event, scrub_outer_runner
+
+        scrub_outer_runner(os.environ)
         outcome = _handler(inventory, record_only).handle(read_event(event_file.read()))
         click.echo(json.dumps(outcome, indent=2, default=str))
         return int(ExitCode.HEALTHY)

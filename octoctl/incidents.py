@@ -13,9 +13,10 @@ database for shared use (several listeners, AWX jobs whose containers keep no st
 Escalation (the seed's table, "Escalation Procedures"; :func:`escalate`):
 
 - each procedure's own level stands (L1 on-call, L2 senior, L3 lead; an alert no procedure knows starts at L1);
-- an incident unresolved for ``escalation_l2_after`` (15 minutes by default) rises from L1 to L2;
-- more than one failing service on the same stack (open incidents naming different services) makes it L3, as does a
-  security violation;
+- an incident unresolved for ``escalation_l2_after`` (15 minutes by default) rises from L1 to L2 (not while it is
+  acknowledged, nor once its fix was verified and the alert is about to clear);
+- more than one failing service on the same stack (open incidents naming different services) makes each of them L3
+  (an alert that names no service is not counted), as does a security violation;
 - a run that reports a higher level (a fix that did not remove the problem) raises it to that level;
 - a level never falls while the incident is open.
 """
@@ -167,16 +168,19 @@ def escalate(incident: Incident, now: datetime, open_incidents: Iterable[Inciden
         level = "L3"
         reasons.append("L3: security violation")
     services = {i.service for i in open_incidents if i.is_open and i.stack == incident.stack and i.service}
-    if incident.service:
+    if incident.service:  # an alert that names a service, one of several failing on the stack
         services.add(incident.service)
-    if len(services) > 1:
+    if incident.service and len(services) > 1:
         level = "L3"
         reasons.append("L3: multi-service failure (" + ", ".join(sorted(services)) + ")")
     if run_level in LEVELS and LEVELS.index(run_level) > LEVELS.index(level):
         level = run_level
         reasons.append(f"{run_level}: the run left problems for a human")
     unresolved = now - (incident.starts_at or incident.first_seen)
-    if incident.state not in ("acknowledged", *CLOSED_STATES) and unresolved >= l2_after and level == "L1":
+    # the clock stops for an incident a person has (acknowledged) and for one whose fix was verified (remediated:
+    # waiting for the alert to clear)
+    if incident.state not in ("acknowledged", "remediated", *CLOSED_STATES) and unresolved >= l2_after \
+            and level == "L1":
         level = "L2"
         reasons.append(f"L2: unresolved after {_human(l2_after)}")
     if LEVELS.index(incident.level) > LEVELS.index(level):

@@ -120,6 +120,7 @@ class FakeEngine:
 
     def fix(self, request: Any) -> RunReport:
         self.owner.calls.append(("fix", [p.name for p in request.procedures]))
+        self.owner.extra_vars = dict(request.extra_vars)
         return self.owner.next_report("fix")
 
     def diagnose(self, request: Any) -> RunReport:
@@ -484,3 +485,24 @@ def test_report_html_has_the_graph(handler: FakeHandler, monkeypatch: pytest.Mon
     assert page.exit_code == 0, page.output
     assert page.output.startswith("<!DOCTYPE html>") and "<svg" in page.output and outcome["incident"] in page.output
     assert plotted_values(page.output)
+
+
+def test_procedures_allowed_disruptive_fixes_get_the_roles_toggle(handler: FakeHandler) -> None:
+    handler.handle(event())
+    assert handler.extra_vars == {}
+    handler.alerts = AlertSettings.load(handler.settings.state_dir,
+                                        {**handler.settings.env, "OCTOCTL_ALLOW_DISRUPTIVE": "service_unavailable"})
+    handler.handle(event(fingerprint="fp-allowed"))
+    assert handler.extra_vars == {"service_unavailable_allow_disruptive": True}
+
+
+def test_the_outer_runners_variables_are_scrubbed() -> None:
+    from octoctl.alerts import scrub_outer_runner
+
+    env = {"AWX_ISOLATED_DATA_DIR": "/tmp/x/artifacts/1", "ANSIBLE_STDOUT_CALLBACK": "awx_display",
+           "ANSIBLE_CALLBACK_PLUGINS": "/tmp/x/callbacks", "ANSIBLE_CONFIG": "/etc/ansible.cfg", "PATH": "/bin"}
+    assert sorted(scrub_outer_runner(env)) == ["ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_STDOUT_CALLBACK",
+                                               "AWX_ISOLATED_DATA_DIR"]
+    assert env == {"ANSIBLE_CONFIG": "/etc/ansible.cfg", "PATH": "/bin"}
+    untouched = {"ANSIBLE_STDOUT_CALLBACK": "yaml"}
+    assert scrub_outer_runner(untouched) == [] and untouched == {"ANSIBLE_STDOUT_CALLBACK": "yaml"}

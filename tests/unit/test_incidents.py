@@ -63,7 +63,7 @@ def test_the_clock_is_a_setting() -> None:
 
 
 def test_an_acknowledged_or_resolved_incident_does_not_rise_with_time() -> None:
-    for state in ("acknowledged", "resolved", "closed"):
+    for state in ("acknowledged", "remediated", "resolved", "closed"):
         one = incident(["service_unavailable"], state=state)
         assert escalate(one, T0 + timedelta(hours=2), [], L2_AFTER, LEVELS)[0] == "L1"
 
@@ -84,6 +84,13 @@ def test_more_than_one_failing_service_on_the_stack_is_l3() -> None:
     two = incident(["service_unavailable"], service="planner-arm", ident=2)
     level, reason = escalate(one, T0, [one, two], L2_AFTER, LEVELS)
     assert level == "L3" and "multi-service failure (orchestrator, planner-arm)" in reason
+
+
+def test_an_alert_that_names_no_service_is_not_part_of_a_multi_service_failure() -> None:
+    one = incident(["service_unavailable"], service="orchestrator", ident=1)
+    two = incident(["service_unavailable"], service="planner-arm", ident=2)
+    cache = incident(["cache_performance"], service=None, alertname="CacheMissRate", ident=3)
+    assert escalate(cache, T0, [one, two, cache], L2_AFTER, LEVELS)[0] == "L1"
 
 
 def test_breadth_counts_open_incidents_of_the_same_stack_only() -> None:
