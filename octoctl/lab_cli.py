@@ -25,6 +25,10 @@ def up(timeout: int) -> None:
     the_lab = Lab()
     the_lab.up(timeout=timeout)
     the_lab.wait_healthy(timeout=timeout)
+    # the alert listener (octoctl listen) as a service: Alertmanager posts to it (octoctl/listener.py)
+    from octoctl.listener import lab_listener_up
+
+    lab_listener_up(the_lab.state, lambda line: click.echo(line, err=True))
     click.echo(f"lab up in {time.monotonic() - started:.1f}s (state: {the_lab.state})", err=True)
 
 
@@ -32,7 +36,11 @@ def up(timeout: int) -> None:
 @click.option("--volumes", is_flag=True, help="Also remove the lab's volumes (Prometheus and Alertmanager data).")
 def down(volumes: bool) -> None:
     """Undo active faults and stop the lab."""
-    Lab().down(volumes=volumes)
+    from octoctl.listener import lab_listener_down
+
+    the_lab = Lab()
+    lab_listener_down(the_lab.state)
+    the_lab.down(volumes=volumes)
 
 
 @lab.command()
