@@ -440,10 +440,10 @@ def test_collector_times(lab: Any) -> None:
     assert timings["containers"] < 5000 and timings["postgres"] < 3000 and timings["http"] < 3000
 
 
-# --- the common role's wiring --------------------------------------------------------------------------------
+# --- the shared flow's wiring --------------------------------------------------------------------------------
 @pytest.mark.lab
 def test_common_gather_wires_the_inventory(lab: Any, tmp_path: Path) -> None:
-    """roles/common gather.yml adds the connection details (and secrets) of inventory/lab to the needs."""
+    """roles/_common gather.yml adds the connection details (and secrets) of inventory/lab to the needs."""
     needs = {
         "service_unavailable": {
             "containers": {
@@ -473,11 +473,16 @@ def test_common_gather_wires_the_inventory(lab: Any, tmp_path: Path) -> None:
             "gather_facts": False,
             "tasks": [
                 {
-                    "name": "gather",
-                    "ansible.builtin.include_role": {"name": "octollm.remediation.common", "tasks_from": "gather"},
-                    "vars": {"common_evidence_needs": needs},
+                    "name": "the run",
+                    "ansible.builtin.include_role": {"name": "octollm.remediation._common", "tasks_from": "settings"},
+                    "vars": {"_common_procedures": ["service_unavailable"], "_common_phase": "diagnose"},
                 },
-                {"name": "show", "ansible.builtin.debug": {"var": "common_evidence"}},
+                {
+                    "name": "gather",
+                    "ansible.builtin.include_role": {"name": "octollm.remediation._common", "tasks_from": "gather"},
+                    "vars": {"_common_needs": needs},
+                },
+                {"name": "show", "ansible.builtin.debug": {"var": "_common_evidence"}},
             ],
         }
     ]
@@ -495,7 +500,7 @@ def test_common_gather_wires_the_inventory(lab: Any, tmp_path: Path) -> None:
     assert proc.returncode == 0, output[-3000:]
     for name in ("postgres_password", "postgres_admin_password", "llm_api_key"):
         assert lab.secret(name) not in output, name
-    start = proc.stdout.rindex('"common_evidence": {') + len('"common_evidence": ')
+    start = proc.stdout.rindex('"_common_evidence": {') + len('"_common_evidence": ')
     evidence, _ = json.JSONDecoder().raw_decode(proc.stdout[start:])
     assert set(evidence) == {"containers", "http", "postgres"}
     assert all(kind["ok"] for kind in evidence.values()), {k: v.get("error") for k, v in evidence.items()}

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.octollm.remediation.plugins.filter.data_corruption import FilterModule as OwnFilters
-from ansible_collections.octollm.remediation.plugins.filter.remediation import FilterModule as SharedFilters
 from ansible_collections.octollm.remediation.plugins.modules import pg_backup
 from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption as dc
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
@@ -28,8 +27,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def all_filters():
-    """The shared filters and this procedure's, as Ansible sees them."""
-    return {**SharedFilters().filters(), **OwnFilters().filters()}
+    """This procedure's filters as Ansible sees them, and the result contract's functions the shared flow applies."""
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import results
+
+    def procedure_result(data, procedure, platform, phase):
+        keys = ("findings", "scenarios", "actions", "verification", "prevention", "escalation")
+        return results.procedure_result(procedure, platform, phase, *(data.get(key) for key in keys))
+
+    return {
+        **OwnFilters().filters(),
+        "procedure_result": procedure_result,
+        "action_outcomes": results.apply_outcomes,
+        "healthy": results.healthy,
+        "escalation": results.escalation,
+    }
 
 
 ROLE = REPO / "roles" / "data_corruption"

@@ -12,7 +12,6 @@ import time
 
 import pytest
 from ansible_collections.octollm.remediation.plugins.filter import procedure as procedure_filters
-from ansible_collections.octollm.remediation.plugins.filter import remediation as shared_filters
 from ansible_collections.octollm.remediation.plugins.module_utils import keypatterns
 from ansible_collections.octollm.remediation.plugins.module_utils.collector_redis import sample_deltas
 from ansible_collections.octollm.remediation.plugins.module_utils.collectors import COLLECTORS, run_all
@@ -494,7 +493,7 @@ def test_prevention_healthy_and_missing_safeguards():
 
 # --- filters through Ansible's templating types --------------------------------------------------------------------
 def test_the_flow_filters_judge_plan_gate_and_report():
-    filters = {**shared_filters.FilterModule().filters(), **procedure_filters.FilterModule().filters()}
+    filters = procedure_filters.FilterModule().filters()
     run = {
         "procedures": ["cache_performance"],
         "context": {"platform": "compose", "phase": "resolve", "approve": True,

@@ -12,15 +12,18 @@ PROCEDURE_ENTRY_POINTS = {"main", "diagnose", "resolve", "prevent"}
 EXTRA_ENTRY_POINTS = {"data_corruption": {"restore"}}
 # every role on disk: common has its own entry points, each procedure role the four of the contract (and extras)
 ENTRY_POINTS = {
-    role.name: ({"main", "detect_platform", "gather", "report"} if role.name == "common"
-                else {"main", "diagnose", "resolve", "prevent"} if role.name == "_common"
+    role.name: ({"main", "diagnose", "resolve", "prevent"} if role.name == "_common"
                 else PROCEDURE_ENTRY_POINTS | EXTRA_ENTRY_POINTS.get(role.name, set()))
     for role in sorted(ROLES.iterdir()) if (role / "meta" / "argument_specs.yml").exists()
 }
-# procedure roles on the shared flow (octollm.remediation._common)
-ON_THE_FLOW = sorted(role for role in ENTRY_POINTS
-                     if (ROLES / role / "tasks" / "diagnose.yml").exists()
-                     and "octollm.remediation._common" in (ROLES / role / "tasks" / "diagnose.yml").read_text())
+# every procedure role: it holds only what is its own and enters the shared flow (octollm.remediation._common)
+ON_THE_FLOW = sorted(role for role in ENTRY_POINTS if role != "_common")
+
+
+def test_every_procedure_has_a_role() -> None:
+    assert sorted([
+        "cache_performance", "data_corruption", "database_connections", "high_latency", "llm_api", "memory_leaks",
+        "resource_exhaustion", "security_violations", "service_unavailable", "task_routing"]) == ON_THE_FLOW
 
 
 @pytest.mark.parametrize("role", sorted(ENTRY_POINTS))

@@ -14,10 +14,6 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering impo
 k8s = LazyPluginUtils("kubernetes")
 
 
-def k8s_pods(pods, app=None):
-    return k8s.pods_summary(pods, app)
-
-
 def k8s_config_set(text, key, value):
     return k8s.config_set(text, key, value)
 
@@ -31,7 +27,6 @@ class FilterModule(object):
 
     def filters(self):
         return {
-            "k8s_pods": wrap(k8s_pods),
             "k8s_config_set": wrap(k8s_config_set),
             "k8s_restart_patch": wrap(k8s_restart_patch),
         }

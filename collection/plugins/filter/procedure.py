@@ -48,18 +48,21 @@ def procedure_results(evidence, run, state, outcomes=None):
     return flow.report(evidence or {}, run, state or {}, outcomes)
 
 
-def procedure_registered(names):
-    """The names among ``names`` whose procedure is on the shared flow (transitional)."""
-    from ansible_collections.octollm.remediation.plugins.plugin_utils import procedure
-
-    found = []
-    for name in names or []:
-        try:
-            procedure.get(name)
-        except (ImportError, procedure.ProcedureError):
-            continue
-        found.append(name)
-    return found
+def evidence_merge(cached, request, result):
+    """The cached evidence with a stack_evidence result merged in (or, when the module could not run at all,
+    one error per requested kind: a failure to gather is evidence too)."""
+    merged = dict(cached or {})
+    result = result or {}
+    if isinstance(result.get("evidence"), dict) and result["evidence"]:
+        merged.update(result["evidence"])
+        return merged
+    message = str(result.get("msg") or result.get("module_stderr") or "stack_evidence did not run")
+    lowered = message.lower()
+    markers = ("import", "no module named", "interpreter", "not found")
+    kind = "missing_tool" if any(marker in lowered for marker in markers) else "other"
+    for name in request or {}:
+        merged[name] = {"ok": False, "error": {"kind": kind, "message": " ".join(message.split())[:300]}}
+    return merged
 
 
 class FilterModule(object):
@@ -74,5 +77,5 @@ class FilterModule(object):
             "procedure_finishers": wrap(procedure_finishers),
             "procedure_note": wrap(procedure_note),
             "procedure_results": wrap(procedure_results),
-            "procedure_registered": wrap(procedure_registered),
+            "evidence_merge": wrap(evidence_merge),
         }
