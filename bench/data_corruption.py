@@ -150,7 +150,7 @@ def put_back(lab: Any, path: Path) -> dict[str, Any]:
 def quiesced(lab: Any) -> Any:
     """The lab's writers paused: loadgen drives every write the application makes (tasks, action_log); the
     orchestrator only reads entities. Unpaused on the way out, whatever happens."""
-    from octoctl.lab import run as run_cmd
+    from octollm_labctl.lab import run as run_cmd
 
     ids = run_cmd(["docker", "ps", "-q", "--filter", "label=com.docker.compose.project=octollm",
                    "--filter", "label=com.docker.compose.service=loadgen"]).stdout.split()
@@ -527,8 +527,8 @@ def main() -> None:
     parser.add_argument("--no-kill", action="store_true", help="skip the killed run")
     parser.add_argument("--json", type=Path, help="write the timings here")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from octoctl.lab import Lab
+    sys.path[:0] = [str(ROOT), str(ROOT / "lab" / "ctl")]  # octoctl and the lab's tooling of this checkout
+    from octollm_labctl.lab import Lab
 
     timings = run(Lab(), args.entities, args.orphan_entities, log=lambda line: print(line, flush=True),
                   per_entity=args.relationships_per_entity, kill=not args.no_kill)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from octoctl.errors import ExitCode, OctoctlError
-from octoctl.lab import ARMS, LAB_DIR, OVERRIDE_HEADER, REDIS_BASELINE, Lab, run
+from octollm_labctl.lab import ARMS, LAB_DIR, OVERRIDE_HEADER, REDIS_BASELINE, Lab, run
 
 FILL_PREFIX = "fill:session:"
 PG_HOLDER = "octollm-fault-pg-connections"
@@ -266,7 +266,7 @@ def _inspect(container: str) -> dict[str, Any]:
 def _oom_inject(lab: Lab, target: str | None) -> dict[str, Any]:
     import urllib.request
 
-    from octoctl.lab import PORTS
+    from octollm_labctl.lab import PORTS
 
     service = target or "judge-arm"
     if service != "orchestrator" and service not in ARMS:
@@ -410,7 +410,7 @@ def _post_json(url: str, body: dict[str, Any], timeout: float = 10) -> Any:
 
 
 def _memory_leak_inject(lab: Lab, target: str | None) -> dict[str, Any]:
-    from octoctl.lab import PORTS
+    from octollm_labctl.lab import PORTS
 
     service = target or "coder-arm"
     if service not in ("orchestrator", *ARMS):
@@ -421,7 +421,7 @@ def _memory_leak_inject(lab: Lab, target: str | None) -> dict[str, Any]:
 
 
 def _memory_leak_heal(lab: Lab, record: dict[str, Any]) -> None:
-    from octoctl.lab import PORTS
+    from octollm_labctl.lab import PORTS
 
     service = record.get("service") or "coder-arm"
     with contextlib.suppress(OSError, ValueError):  # restarted meanwhile (the fix): nothing leaks any more

@@ -34,7 +34,7 @@ def lab():  # type: ignore[no-untyped-def]
     """The running lab (scripts/test.sh brings it up); skipped without Docker, which CI turns into a failure."""
     if not _docker_ready():
         pytest.skip("no Docker engine")
-    from octoctl.lab import Lab
+    from octollm_labctl.lab import Lab
 
     the_lab = Lab()
     if not (the_lab.state / "compose.env").exists():

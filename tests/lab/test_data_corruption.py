@@ -214,7 +214,7 @@ def test_prevent_adds_constraints_and_scheduled_backups(data_lab: Any, tmp_path:
 
 def remove_prevention(lab: Any, override_before: str, backup_dir: Path, had_dir: bool) -> None:
     """Back to the lab as it was: no foreign keys or checks on the two tables, no backup service."""
-    from octoctl.lab import run
+    from octollm_labctl.lab import run
 
     statements = [f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}" for table, names in CONSTRAINTS.items()
                   for name in names]

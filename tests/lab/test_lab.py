@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 
 from octoctl import lab_faults
-from octoctl.lab import ARMS, Lab, http_status
+from octollm_labctl.lab import ARMS, Lab, http_status
 
 pytestmark = pytest.mark.lab
 

@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 
 from octoctl import lab_faults
-from octoctl.lab import OVERRIDE_HEADER
+from octollm_labctl.lab import OVERRIDE_HEADER
 
 
-def _lab(tmp_path: Path, services: dict[str, object]) -> Any:  # stands in for octoctl.lab.Lab: only .state is used
+def _lab(tmp_path: Path, services: dict[str, object]) -> Any:  # stands in for octollm_labctl.Lab: only .state is used
     (tmp_path / "compose.override.yaml").write_text(OVERRIDE_HEADER + yaml.safe_dump({"services": services}))
     return SimpleNamespace(state=tmp_path)
 
