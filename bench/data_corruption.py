@@ -343,16 +343,14 @@ def runner_dirs(artifacts: str | Path) -> list[str]:
 # --- the measured run -----------------------------------------------------------------------------------
 def forget_fault(lab: Any) -> None:
     """Drop the fault's record without healing: the tables were put back from the snapshot already."""
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    records = lab_faults.active(lab)
-    records.pop("data-corruption", None)
-    lab_faults._save(lab, records)
+    faults.forget(lab, "data-corruption")
 
 
 def run(lab: Any, entities: int = 1_000_000, orphan_entities: int = 50, workdir: Path | None = None,
         log: Any = print, per_entity: int = 1, kill: bool = True) -> dict[str, Any]:
-    from octoctl import lab_faults
+    from octollm_labctl.faults.postgres import corrupt_data, uncorrupt_data
 
     work = Path(workdir or tempfile.mkdtemp(prefix="octollm-bench-"))
     state = work / "octoctl"
@@ -366,7 +364,7 @@ def run(lab: Any, entities: int = 1_000_000, orphan_entities: int = 50, workdir:
         started = time.perf_counter()
         conn = connect(lab, BENCH_DB)
         try:  # its own session: its table statistics are flushed when it ends, before the dry run's are read
-            fault = lab_faults.corrupt_data(conn, orphan_entities)
+            fault = corrupt_data(conn, orphan_entities)
         finally:
             conn.close()
         timings["inject_s"] = round(time.perf_counter() - started, 1)
@@ -452,7 +450,7 @@ def run(lab: Any, entities: int = 1_000_000, orphan_entities: int = 50, workdir:
         # the set is put back as it was loaded, and kept
         conn = connect(lab, BENCH_DB)
         try:
-            lab_faults.uncorrupt_data(conn, fault)
+            uncorrupt_data(conn, fault)
         finally:
             conn.close()
         assert checksums(lab, dbname=BENCH_DB) == clean, "the data set was not put back as it was loaded"

@@ -1,7 +1,7 @@
 """`octoctl lab`: bring the bundled lab up, check it, break it, heal it, take it down.
 
 A thin command line over the lab's own tooling, ``octollm_labctl`` (``lab/ctl/``), which never imports octoctl:
-its errors (``LabError``) become octoctl's exit statuses here. The faults are still octoctl/lab_faults.py.
+its errors (``LabError``) become octoctl's exit statuses here.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Any
 
 import click
 
-from octoctl import lab_faults as faults
 from octoctl.errors import ExitCode, OctoctlError
-from octollm_labctl import Kind, Lab, LabError
+from octollm_labctl import Kind, Lab, LabError, faults
 from octollm_labctl.lab import row_healthy
 
 EXIT_CODES = {

@@ -60,9 +60,9 @@ def settle(the_lab, timeout: float = 150) -> None:  # type: ignore[no-untyped-de
     """Heal every fault, then wait until services are healthy and no alert is pending or firing."""
     import time
 
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    lab_faults.heal_all(the_lab)
+    faults.heal_all(the_lab)
     the_lab.wait_healthy(timeout=180)
     deadline = time.monotonic() + timeout
     while (active := _alerts_active()) and time.monotonic() < deadline:
