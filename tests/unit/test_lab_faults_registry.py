@@ -64,3 +64,16 @@ def test_a_lab_error_becomes_octoctls_message_and_exit_status(tmp_path: Path) ->
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "octoctl: error: unknown arm 'no-such-arm'; one of planner-arm" in result.output
     assert not (tmp_path / "lab" / "faults.json").exists()
+
+
+def test_down_checks_docker_heals_every_fault_then_stops_the_lab(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    from octollm_labctl import Lab
+
+    calls: list[str] = []
+    monkeypatch.setattr(Lab, "require_docker", lambda self: calls.append("require_docker"))
+    monkeypatch.setattr(faults, "heal_all", lambda lab: calls.append("heal_all") or [])
+    monkeypatch.setattr(Lab, "down", lambda self, volumes=False: calls.append(f"down volumes={volumes}"))
+    result = CliRunner().invoke(cli, ["lab", "down", "--volumes"], env={"OCTOLLM_LAB_STATE": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert calls == ["require_docker", "heal_all", "down volumes=True"]
