@@ -150,7 +150,7 @@ def put_back(lab: Any, path: Path) -> dict[str, Any]:
 def quiesced(lab: Any) -> Any:
     """The lab's writers paused: loadgen drives every write the application makes (tasks, action_log); the
     orchestrator only reads entities. Unpaused on the way out, whatever happens."""
-    from octoctl.lab import run as run_cmd
+    from octollm_labctl.lab import run as run_cmd
 
     ids = run_cmd(["docker", "ps", "-q", "--filter", "label=com.docker.compose.project=octollm",
                    "--filter", "label=com.docker.compose.service=loadgen"]).stdout.split()
@@ -350,16 +350,14 @@ def runner_dirs(artifacts: str | Path) -> list[str]:
 # --- the measured run -----------------------------------------------------------------------------------
 def forget_fault(lab: Any) -> None:
     """Drop the fault's record without healing: the tables were put back from the snapshot already."""
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    records = lab_faults.active(lab)
-    records.pop("data-corruption", None)
-    lab_faults._save(lab, records)
+    faults.forget(lab, "data-corruption")
 
 
 def run(lab: Any, entities: int = 1_000_000, orphan_entities: int = 50, workdir: Path | None = None,
         log: Any = print, per_entity: int = 1, kill: bool = True) -> dict[str, Any]:
-    from octoctl import lab_faults
+    from octollm_labctl.faults.postgres import corrupt_data, uncorrupt_data
 
     work = Path(workdir or tempfile.mkdtemp(prefix="octollm-bench-"))
     state = work / "octoctl"
@@ -373,7 +371,7 @@ def run(lab: Any, entities: int = 1_000_000, orphan_entities: int = 50, workdir:
         started = time.perf_counter()
         conn = connect(lab, BENCH_DB)
         try:  # its own session: its table statistics are flushed when it ends, before the dry run's are read
-            fault = lab_faults.corrupt_data(conn, orphan_entities)
+            fault = corrupt_data(conn, orphan_entities)
         finally:
             conn.close()
         timings["inject_s"] = round(time.perf_counter() - started, 1)
@@ -462,7 +460,7 @@ def run(lab: Any, entities: int = 1_000_000, orphan_entities: int = 50, workdir:
         # the set is put back as it was loaded, and kept
         conn = connect(lab, BENCH_DB)
         try:
-            lab_faults.uncorrupt_data(conn, fault)
+            uncorrupt_data(conn, fault)
         finally:
             conn.close()
         assert checksums(lab, dbname=BENCH_DB) == clean, "the data set was not put back as it was loaded"
@@ -537,8 +535,8 @@ def main() -> None:
     parser.add_argument("--no-kill", action="store_true", help="skip the killed run")
     parser.add_argument("--json", type=Path, help="write the timings here")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from octoctl.lab import Lab
+    sys.path[:0] = [str(ROOT), str(ROOT / "lab" / "ctl")]  # octoctl and the lab's tooling of this checkout
+    from octollm_labctl.lab import Lab
 
     timings = run(Lab(), args.entities, args.orphan_entities, log=lambda line: print(line, flush=True),
                   per_entity=args.relationships_per_entity, kill=not args.no_kill)

@@ -370,19 +370,22 @@ def schema(inventory: Path | None, limit: str | None, fmt: str, verbosity: int) 
 
 
 def _add_lab() -> None:
-    """``octoctl lab`` lives in octoctl/lab_cli.py (written separately); the CLI works without it."""
+    """``octoctl lab`` lives in octoctl/lab_cli.py, over the lab's tooling (``octollm_labctl``, lab/ctl); the CLI
+    works without them."""
     try:
         from octoctl.lab_cli import lab
     except ImportError as exc:
         if getattr(exc, "name", None) == "octoctl.lab_cli":
             return
-        problem = f"{type(exc).__name__}: {exc}"
+        problem, code = f"{type(exc).__name__}: {exc}", ExitCode.INTERNAL
+        if getattr(exc, "name", None) == "octollm_labctl":  # an install from before the lab's tooling moved out
+            problem, code = f"{problem} (the lab's tooling in lab/ctl: run scripts/setup.sh)", ExitCode.ENVIRONMENT
 
         @cli.command("lab", context_settings={"ignore_unknown_options": True}, add_help_option=False)
         @click.argument("args", nargs=-1, type=click.UNPROCESSED)
         def broken_lab(args: tuple[str, ...]) -> None:
             """The bundled lab (unavailable: its module failed to import)."""
-            raise OctoctlError(f"octoctl lab cannot load: {problem}", ExitCode.INTERNAL)
+            raise OctoctlError(f"octoctl lab cannot load: {problem}", code)
 
         return
     cli.add_command(lab)

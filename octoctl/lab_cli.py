@@ -1,18 +1,40 @@
-"""`octoctl lab`: bring the bundled lab up, check it, break it, heal it, take it down."""
+"""`octoctl lab`: bring the bundled lab up, check it, break it, heal it, take it down.
+
+A thin command line over the lab's own tooling, ``octollm_labctl`` (``lab/ctl/``), which never imports octoctl:
+its errors (``LabError``) become octoctl's exit statuses here.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 
-from octoctl import lab_faults
 from octoctl.errors import ExitCode, OctoctlError
-from octoctl.lab import Lab, row_healthy
+from octollm_labctl import Kind, Lab, LabError, faults
+from octollm_labctl.lab import row_healthy
+
+EXIT_CODES = {
+    Kind.USAGE: ExitCode.USAGE,
+    Kind.ENVIRONMENT: ExitCode.ENVIRONMENT,
+    Kind.UNHEALTHY: ExitCode.HUMAN_NEEDED,
+    Kind.INTERNAL: ExitCode.INTERNAL,
+}
 
 
-@click.group()
+class LabGroup(click.Group):
+    """Turns the lab tooling's errors into octoctl's: the message, and the exit status of its kind."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LabError as exc:
+            raise OctoctlError(exc.message, EXIT_CODES[exc.kind]) from exc
+
+
+@click.group(cls=LabGroup)
 def lab() -> None:
     """The bundled OctoLLM lab (Docker Compose, 127.0.0.1, state outside the checkout)."""
 
@@ -40,6 +62,8 @@ def down(volumes: bool) -> None:
 
     the_lab = Lab()
     lab_listener_down(the_lab.state)
+    the_lab.require_docker()
+    faults.heal_all(the_lab)
     the_lab.down(volumes=volumes)
 
 
@@ -49,47 +73,47 @@ def status(fmt: str) -> None:
     """Each service's container state, health and HTTP answer; active faults. Exit 1 when unhealthy."""
     the_lab = Lab()
     rows = the_lab.status()
-    faults = lab_faults.active(the_lab)
+    active = faults.active(the_lab)
     if fmt == "json":
-        click.echo(json.dumps({"services": rows, "faults": faults}, indent=2))
+        click.echo(json.dumps({"services": rows, "faults": active}, indent=2))
     else:
         click.echo(f"{'SERVICE':24} {'PORT':>5}  {'STATE':10} {'HEALTH':10} HTTP")
         for r in rows:
             click.echo(f"{r['service']:24} {r['port']:>5}  {r['state']:10} {r['health']:10} {r['http'] or '-'}")
-        for name, record in faults.items():
+        for name, record in active.items():
             click.echo(f"fault active: {name} since {record.get('since')}")
-    if faults or not all(row_healthy(r) for r in rows):
+    if active or not all(row_healthy(r) for r in rows):
         raise OctoctlError("the lab is not healthy", ExitCode.HUMAN_NEEDED)
 
 
 @lab.command(name="break")
-@click.argument("fault", type=click.Choice(sorted(lab_faults.FAULTS)))
+@click.argument("fault", type=click.Choice(sorted(faults.FAULTS)))
 @click.argument("target", required=False)
 def break_(fault: str, target: str | None) -> None:
     """Inject FAULT (optionally at TARGET, e.g. a service name)."""
-    record = lab_faults.inject(Lab(), fault, target)
+    record = faults.inject(Lab(), fault, target)
     click.echo(f"injected {fault}: {json.dumps(record, sort_keys=True)}")
 
 
 @lab.command()
-@click.argument("fault", type=click.Choice(sorted(lab_faults.FAULTS)), required=False)
+@click.argument("fault", type=click.Choice(sorted(faults.FAULTS)), required=False)
 @click.option("--all", "heal_all", is_flag=True, help="Undo every active fault.")
 def heal(fault: str | None, heal_all: bool) -> None:
     """Undo FAULT (or every active fault with --all)."""
     the_lab = Lab()
     if heal_all:
-        click.echo(f"healed: {', '.join(lab_faults.heal_all(the_lab)) or 'nothing was active'}")
+        click.echo(f"healed: {', '.join(faults.heal_all(the_lab)) or 'nothing was active'}")
         return
     if fault is None:
         raise OctoctlError("name a fault or pass --all", ExitCode.USAGE)
-    lab_faults.heal(the_lab, fault)
+    faults.heal(the_lab, fault)
     click.echo(f"healed {fault}")
 
 
-@lab.command()
-def faults() -> None:
+@lab.command(name="faults")
+def list_faults() -> None:
     """List the faults the lab can inject."""
-    width = max(len(name) for name in lab_faults.FAULTS)
-    for fault in lab_faults.FAULTS.values():
+    width = max(len(name) for name in faults.FAULTS)
+    for fault in faults.FAULTS.values():
         target = f" [target, default {fault.default_target}]" if fault.default_target else ""
         click.echo(f"{fault.name:{width}} {fault.summary}{target}")

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-# Short time constants so that faults show within seconds (see octoctl/lab.py LabSettings).
+# Short time constants so that faults show within seconds (see lab/ctl/octollm_labctl/lab.py LabSettings).
 export OCTOLLM_LAB_CACHE_TTL=${OCTOLLM_LAB_CACHE_TTL:-30}
 if [ "${CI:-}" = "true" ]; then
   # CI starts from a clean lab: no state, containers, volumes or fault helpers left by an earlier run.

@@ -39,7 +39,7 @@ def lab():  # type: ignore[no-untyped-def]
     """The running lab (scripts/test.sh brings it up); skipped without Docker, which CI turns into a failure."""
     if not _docker_ready():
         pytest.skip("no Docker engine")
-    from octoctl.lab import Lab
+    from octollm_labctl.lab import Lab
 
     the_lab = Lab()
     if not (the_lab.state / "compose.env").exists():
@@ -65,9 +65,9 @@ def settle(the_lab, timeout: float = 150) -> None:  # type: ignore[no-untyped-de
     """Heal every fault, then wait until services are healthy and no alert is pending or firing."""
     import time
 
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    lab_faults.heal_all(the_lab)
+    faults.heal_all(the_lab)
     the_lab.wait_healthy(timeout=180)
     deadline = time.monotonic() + timeout
     while (active := _alerts_active()) and time.monotonic() < deadline:

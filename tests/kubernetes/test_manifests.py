@@ -98,9 +98,9 @@ def test_every_container_has_probes_resources_and_the_lab_image(lab_manifests: l
 
 
 def test_the_services_environment_matches_the_compose_lab(lab_manifests: list[dict[str, Any]]) -> None:
-    """Every setting of the Compose lab's lab.env and secrets.env (octoctl/lab.py) is set, Service names for
-    127.0.0.1, and the services bind to the pod address."""
-    lab_py = (REPO / "octoctl" / "lab.py").read_text()
+    """Every setting of the Compose lab's lab.env and secrets.env (lab/ctl/octollm_labctl/lab.py) is set, Service
+    names for 127.0.0.1, and the services bind to the pod address."""
+    lab_py = (REPO / "lab" / "ctl" / "octollm_labctl" / "lab.py").read_text()
     compose_keys = set(re.findall(r'"([A-Z][A-Z0-9_]+)=', lab_py)) | set(re.findall(r"\\n([A-Z][A-Z0-9_]+)=", lab_py))
     compose_keys |= set(re.findall(r'f"([A-Z][A-Z0-9_]+)=\{', lab_py))
     config = by_kind(lab_manifests, "ConfigMap")["octollm-config"]["data"]

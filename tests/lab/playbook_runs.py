@@ -97,9 +97,9 @@ def healthy_diagnosis_of(procedure: str, lab: Any, tmp_path: Path, snapshot: Any
                          quiet: tuple[tuple[str, float], ...] = ()) -> dict[str, Any]:
     """Heal the lab, wait until the ``quiet`` queries are under their limits, and diagnose it once: the RESULT
     and ``snapshot(lab)`` (what the diagnosis must not change) before and after it."""
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    lab_faults.heal_all(lab)
+    faults.heal_all(lab)
     lab.wait_healthy(timeout=180)
     for query, limit in quiet:
         wait_below(query, limit)

@@ -178,7 +178,7 @@ def check_graph(message: dict[str, Any]) -> None:
 
 
 def test_alerts_are_fixed_recorded_escalated_and_notified(listener: dict[str, Any]) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults as lab_faults
 
     lab = listener["lab"]
     started = time.monotonic()

@@ -48,9 +48,9 @@ def test_diagnosis_changes_nothing(healthy_lab: Any, tmp_path: Path) -> None:
 
 
 def test_cold_cache_is_warmed(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    lab_faults.inject(healthy_lab, "cache-cold")
+    faults.inject(healthy_lab, "cache-cold")
     diagnosis = run(tmp_path, "diagnose")
     warm = by_check(diagnosis["findings"])["cache.warm_keys"]
     assert warm["status"] == "problem" and warm["scenario"] == "C"

@@ -75,10 +75,10 @@ def test_healthy_lab_diagnosis_is_clean_and_reads_only(data_lab: Any, tmp_path: 
 
 
 def test_fix_repairs_exactly_and_restore_brings_the_backup_back(data_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
     state = tmp_path / "state"
-    fault = lab_faults.inject(data_lab, "data-corruption")
+    fault = faults.inject(data_lab, "data-corruption")
     orphans = [row["relationship_id"] for row in fault["orphaned_relationships"]]
     spoiled = [row["entity_id"] for row in fault["invalid_properties"]]
     untouched = bench.checksums(data_lab, orphans, spoiled)
@@ -141,15 +141,15 @@ def test_fix_repairs_exactly_and_restore_brings_the_backup_back(data_lab: Any, t
     assert code == 0, json.dumps(report)[-3000:]
     assert bench.checksums(data_lab) == broken
 
-    lab_faults.heal(data_lab, "data-corruption")
+    faults.heal(data_lab, "data-corruption")
 
 
 def test_a_repair_that_fails_in_the_middle_changes_nothing(data_lab: Any, tmp_path: Path) -> None:
     """The orphans are deleted inside the transaction, then the UPDATE of the properties cannot get its row lock:
     the whole transaction rolls back, the action says so and the run escalates."""
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    fault = lab_faults.inject(data_lab, "data-corruption")
+    fault = faults.inject(data_lab, "data-corruption")
     broken = bench.checksums(data_lab)
     holder = bench.connect(data_lab)
     holder.autocommit = False
@@ -173,11 +173,11 @@ def test_a_repair_that_fails_in_the_middle_changes_nothing(data_lab: Any, tmp_pa
     assert result["escalation"]["level"] == "L2"
     assert not result["verification"]["healthy"]
     assert bench.checksums(data_lab) == broken
-    lab_faults.heal(data_lab, "data-corruption")
+    faults.heal(data_lab, "data-corruption")
 
 
 def test_prevent_adds_constraints_and_scheduled_backups(data_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
     state = tmp_path / "state"
     override = data_lab.state / "compose.override.yaml"
@@ -205,7 +205,7 @@ def test_prevent_adds_constraints_and_scheduled_backups(data_lab: Any, tmp_path:
 
         # the constraints now refuse the corruption; a second prevent has nothing to do
         with pytest.raises(Exception, match="constraints refuse"):
-            lab_faults.inject(data_lab, "data-corruption")
+            faults.inject(data_lab, "data-corruption")
         code, report = bench.octoctl(state, "prevent", "data-corruption", "--approve")
         assert code == 0 and bench.procedure(report)["prevention"]["actions"] == []
     finally:
@@ -214,7 +214,7 @@ def test_prevent_adds_constraints_and_scheduled_backups(data_lab: Any, tmp_path:
 
 def remove_prevention(lab: Any, override_before: str, backup_dir: Path, had_dir: bool) -> None:
     """Back to the lab as it was: no foreign keys or checks on the two tables, no backup service."""
-    from octoctl.lab import run
+    from octollm_labctl.lab import run
 
     statements = [f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}" for table, names in CONSTRAINTS.items()
                   for name in names]

@@ -69,9 +69,9 @@ def test_diagnosis_changes_nothing(healthy_diagnosis: dict[str, Any]) -> None:
 
 
 def test_partition_is_reported_with_the_human_step(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    lab_faults.inject(healthy_lab, "pg-partition")
+    faults.inject(healthy_lab, "pg-partition")
     # host networking has no Compose network to recreate: D ends as a report (L1) with what a human checks
     result = run(tmp_path, "resolve", octollm_approve=True)
     found = by_check(result["findings"])

@@ -83,9 +83,9 @@ def test_diagnosis_changes_nothing(healthy_diagnosis: dict[str, Any]) -> None:
 
 
 def test_response_cache_off_is_turned_on_with_approval(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    lab_faults.inject(healthy_lab, "llm-cache-off")
+    faults.inject(healthy_lab, "llm-cache-off")
     # recreating the orchestrator is disruptive: it waits for approval and changes nothing. The resolve result
     # carries the diagnosis made before any change.
     container = {c["Service"]: c["ID"] for c in healthy_lab.containers()}["orchestrator"]
@@ -111,11 +111,11 @@ def test_response_cache_off_is_turned_on_with_approval(healthy_lab: Any, tmp_pat
 
 
 def test_cpu_contention_scales_the_service_out(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
     override = healthy_lab.state / "compose.override.yaml"
     override_before = override.read_text()
-    lab_faults.inject(healthy_lab, "cpu-hog", "executor-arm")
+    faults.inject(healthy_lab, "cpu-hog", "executor-arm")
     try:
         deadline = time.monotonic() + 45
         while True:  # the CPU rate covers a window: it reaches the limit a few scrapes after the hog starts
@@ -145,7 +145,7 @@ def test_cpu_contention_scales_the_service_out(healthy_lab: Any, tmp_path: Path)
         assert not [a for a in again["actions"] if "executor_arm" in a["id"]], again["actions"]
     finally:
         override.write_text(override_before)  # first: Compose reads it for every later command
-        lab_faults.heal(healthy_lab, "cpu-hog")
+        faults.heal(healthy_lab, "cpu-hog")
         healthy_lab.compose("up", "-d", "--no-deps", "--wait", "--scale", "executor-arm=1", "executor-arm",
                             timeout=180)
 

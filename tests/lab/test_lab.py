@@ -13,8 +13,9 @@ from typing import Any
 import psycopg2
 import pytest
 
-from octoctl import lab_faults
-from octoctl.lab import ARMS, Lab, http_status
+from octollm_labctl import faults
+from octollm_labctl.faults.common import redis_client
+from octollm_labctl.lab import ARMS, Lab, http_status
 
 pytestmark = pytest.mark.lab
 
@@ -147,33 +148,33 @@ def test_the_llm_mock_answers_like_the_api(healthy_lab: Lab) -> None:
 
 # ---- faults -------------------------------------------------------------------------------------------
 def test_crashed_orchestrator_is_down_then_heals(healthy_lab: Lab) -> None:
-    lab_faults.inject(healthy_lab, "crash", "orchestrator")
+    faults.inject(healthy_lab, "crash", "orchestrator")
     state, _ = service_state(healthy_lab, "orchestrator")
     assert state == "exited"
     assert http_status("http://127.0.0.1:8000/health") == 0  # nothing answers
     wait_for(lambda: prom('up{job="orchestrator"} == 0'), 30, "Prometheus to see the orchestrator down")
-    lab_faults.heal(healthy_lab, "crash")
+    faults.heal(healthy_lab, "crash")
     healthy_lab.wait_healthy(60)
 
 
 def test_crashed_database_makes_the_api_answer_503(healthy_lab: Lab) -> None:
-    lab_faults.inject(healthy_lab, "crash", "postgres")
+    faults.inject(healthy_lab, "crash", "postgres")
     assert service_state(healthy_lab, "postgres")[0] == "exited"
     wait_for(lambda: http_status("http://127.0.0.1:8000/health") == 503, 30, "orchestrator /health 503")
-    lab_faults.heal(healthy_lab, "crash")
+    faults.heal(healthy_lab, "crash")
     healthy_lab.wait_healthy(90)
 
 
 def test_unhealthy_arm_fails_health_checks_then_heals(healthy_lab: Lab) -> None:
-    lab_faults.inject(healthy_lab, "unhealthy-arm", "coder-arm")
+    faults.inject(healthy_lab, "unhealthy-arm", "coder-arm")
     wait_for(lambda: service_state(healthy_lab, "coder-arm") == ("running", "unhealthy"), 40, "coder-arm unhealthy")
     assert http_status("http://127.0.0.1:8102/health", timeout=1.0) == 0
-    lab_faults.heal(healthy_lab, "unhealthy-arm")
+    faults.heal(healthy_lab, "unhealthy-arm")
     wait_for(lambda: service_state(healthy_lab, "coder-arm")[1] == "healthy", 40, "coder-arm healthy again")
 
 
 def _redis_hit_rate(lab: Lab, window: float) -> float:
-    client = lab_faults.redis_client(lab)
+    client = redis_client(lab)
     first = client.info("stats")
     time.sleep(window)
     second = client.info("stats")
@@ -184,21 +185,21 @@ def _redis_hit_rate(lab: Lab, window: float) -> float:
 
 def test_redis_noeviction_under_memory_pressure_drops_the_hit_rate(healthy_lab: Lab) -> None:
     assert _redis_hit_rate(healthy_lab, 5) > 0.5
-    record = lab_faults.inject(healthy_lab, "redis-eviction")
-    client = lab_faults.redis_client(healthy_lab)
+    record = faults.inject(healthy_lab, "redis-eviction")
+    client = redis_client(healthy_lab)
     assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
     assert record["filled_keys"] > 0
     conf = (healthy_lab.state / "redis" / "redis.conf").read_text()
     assert "maxmemory-policy noeviction" in conf  # persisted, as a real misconfiguration would be
     # Cached answers expire (TTL) and cannot be stored again: the hit rate falls under 50%.
     wait_for(lambda: _redis_hit_rate(healthy_lab, 5) < 0.5, 90, "hit rate under 50%", interval=0)
-    lab_faults.heal(healthy_lab, "redis-eviction")
+    faults.heal(healthy_lab, "redis-eviction")
     assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
     wait_for(lambda: _redis_hit_rate(healthy_lab, 5) > 0.5, 90, "hit rate back over 50%", interval=0)
 
 
 def test_exhausted_postgres_connections_refuse_new_clients(healthy_lab: Lab) -> None:
-    record = lab_faults.inject(healthy_lab, "pg-connections")
+    record = faults.inject(healthy_lab, "pg-connections")
     assert record["held"] > 0
     with pg_admin(healthy_lab) as conn, conn.cursor() as cur:  # the reserved superuser slots still work
         cur.execute("SELECT count(*), (SELECT setting::int FROM pg_settings WHERE name='max_connections'),"
@@ -209,7 +210,7 @@ def test_exhausted_postgres_connections_refuse_new_clients(healthy_lab: Lab) -> 
     with pytest.raises(psycopg2.OperationalError, match="connection slots are reserved|too many clients"):
         psycopg2.connect(host="127.0.0.1", port=5432, dbname="octollm", user="octollm",
                          password=healthy_lab.secret("postgres_password"), connect_timeout=5)
-    lab_faults.heal(healthy_lab, "pg-connections")
+    faults.heal(healthy_lab, "pg-connections")
     conn = wait_for(lambda: _try_connect(healthy_lab), 20, "a new connection to succeed")
     conn.close()
 

@@ -1,6 +1,6 @@
 """The llm_api role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl runs).
 
-Faults go through octoctl.lab_faults (the LLM mock's mode and key files, lab.env); every test that injects one
+Faults go through octollm_labctl.faults (the LLM mock's mode and key files, lab.env); every test that injects one
 heals it (healthy_lab fixture). Scenario D is tested through octoctl in test_secret_scan.py, scenarios A, B and C by
 the Molecule scenarios llm_api_ratelimit_compose, llm_api_unavailable_compose and llm_api_timeout_compose. Run under
 the shared lab lock: flock /tmp/octollm-lab.lock pytest ..."""

@@ -83,10 +83,10 @@ def memory_limits(service: str) -> list[int]:
 
 
 def test_service_without_a_memory_limit_gets_one_with_approval(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
     service = "retriever-arm"
-    lab_faults.inject(healthy_lab, "no-memory-limit", service)
+    faults.inject(healthy_lab, "no-memory-limit", service)
     assert memory_limits(service) == [0]
 
     diagnosis = run(tmp_path, "diagnose")

@@ -14,8 +14,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from octoctl import lab_faults
 from octoctl.catalog import load_catalog
+from octollm_labctl import faults
+from octollm_labctl.faults.common import redis_client
 
 pytestmark = pytest.mark.lab
 
@@ -47,7 +48,7 @@ def change_of(action: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def live_policy(lab: Any) -> str:
-    value = lab_faults.redis_client(lab).config_get("maxmemory-policy")
+    value = redis_client(lab).config_get("maxmemory-policy")
     policy = value.get(b"maxmemory-policy", value.get("maxmemory-policy"))
     return policy.decode() if isinstance(policy, bytes) else str(policy)
 
@@ -74,7 +75,7 @@ def test_diagnose_everything_on_a_healthy_lab_exits_0_without_a_warning(healthy_
 
 
 def test_fix_cache_dry_run_then_approve_then_nothing_left(healthy_lab: Any) -> None:
-    lab_faults.inject(healthy_lab, "redis-eviction")
+    faults.inject(healthy_lab, "redis-eviction")
     assert live_policy(healthy_lab) == "noeviction"
 
     code, diagnosis, _ = octoctl("diagnose", "cache")

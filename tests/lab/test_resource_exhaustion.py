@@ -77,10 +77,12 @@ def test_cache_at_its_memory_limit_is_flushed_only_after_a_verified_backup(healt
     first (a restart would drop the same data with no backup)."""
     import hashlib
 
-    from octoctl import lab_faults
+    from octollm_labctl import faults
+    from octollm_labctl.faults.common import redis_client
+    from octollm_labctl.faults.redis import BLOAT_PREFIX
 
-    record = lab_faults.inject(healthy_lab, "redis-bloat")
-    client = lab_faults.redis_client(healthy_lab)
+    record = faults.inject(healthy_lab, "redis-bloat")
+    client = redis_client(healthy_lab)
     waiting = run(tmp_path, "resolve")
     memory = by_check(waiting["findings"])["containers.memory"]
     assert memory["status"] == "problem" and memory["scenario"] == "A"
@@ -88,7 +90,7 @@ def test_cache_at_its_memory_limit_is_flushed_only_after_a_verified_backup(healt
     assert [(a["id"], a["status"], a["destructive"]) for a in waiting["actions"]] == [
         ("resource_exhaustion.A.flush_cache_redis", "awaiting_approval", True)
     ]
-    bloat = f"{lab_faults.BLOAT_PREFIX}*"
+    bloat = f"{BLOAT_PREFIX}*"
     assert sum(1 for _ in client.scan_iter(match=bloat, count=1000)) == record["filled_keys"]  # nothing flushed
 
     backups = tmp_path / "rdb"
@@ -103,7 +105,7 @@ def test_cache_at_its_memory_limit_is_flushed_only_after_a_verified_backup(healt
     assert by_check(fixed["verification"]["findings"])["containers.memory"]["status"] == "ok"
     assert fixed["verification"]["healthy"] is True
     assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
-    lab_faults.heal(healthy_lab, "redis-bloat")
+    faults.heal(healthy_lab, "redis-bloat")
 
 
 def test_full_docker_disk_plans_a_prune_that_spares_the_deployments_images(healthy_lab: Any, tmp_path: Path) -> None:

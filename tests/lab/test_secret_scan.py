@@ -65,13 +65,13 @@ def test_no_key_and_no_pii_in_any_output_of_octoctl_runs(healthy_lab: Any, tmp_p
     """Scenario D end to end through octoctl (a dry run without approval lists the refused rotation, the approved
     fix does exactly that and exits 1 with L1 for the revocation, a second fix does nothing), then a security fix;
     then every output is scanned."""
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
     state = tmp_path / "octoctl-state"
     lab_secrets = secrets_of(healthy_lab)
     assert len(lab_secrets) >= 5
     old_key = healthy_lab.secret("llm_api_key")
-    lab_faults.inject(healthy_lab, "llm-auth")
+    faults.inject(healthy_lab, "llm-auth")
     new_key = (healthy_lab.state / "llm" / "primary.key").read_text().strip()
     assert new_key and new_key != old_key
     # the operator hands the new key over in an environment variable (llm_api_new_key_env's default name)
@@ -102,7 +102,7 @@ def test_no_key_and_no_pii_in_any_output_of_octoctl_runs(healthy_lab: Any, tmp_p
     assert f"OPENAI_API_KEY={new_key}\n" in (healthy_lab.state / "secrets.env").read_text()
     assert healthy_lab.secret("llm_api_key") == new_key
 
-    lab_faults.inject(healthy_lab, "guardian-violations")
+    faults.inject(healthy_lab, "guardian-violations")
     security = octoctl(state, "fix", "security", "--approve", "--format", "json")
     assert security.returncode == 1, security.stderr[-2000:]  # L3 always
     assert '"security_violations.D.quarantine_logs"' in security.stdout
@@ -123,7 +123,7 @@ def test_no_key_and_no_pii_in_any_output_of_octoctl_runs(healthy_lab: Any, tmp_p
         logs = subprocess.run(["docker", "logs", f"octollm-{service}-1"], capture_output=True, text=True, check=True)
         places[f"docker logs of {service}"] = logs.stdout + logs.stderr
 
-    from octoctl.lab_faults import GUARDIAN_FAULT_PII
+    from octollm_labctl.faults.guardian import GUARDIAN_FAULT_PII
 
     needles = {
         **lab_secrets,

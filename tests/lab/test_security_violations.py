@@ -1,6 +1,6 @@
 """The security_violations role against the running lab, through ansible-runner and playbooks/run.yml.
 
-The fault (octoctl.lab_faults "guardian-violations") sends real requests to guardian-arm's /api/v1/check: a
+The fault (octollm_labctl.faults "guardian-violations") sends real requests to guardian-arm's /api/v1/check: a
 blocked command three times, an e-mail, a card number and an API key, all from one source; guardian-arm logs the
 raw PII (GUARDIAN_REDACT_LOGS is off in the lab). Run under the lab lock: flock /tmp/octollm-lab.lock pytest ..."""
 
@@ -34,7 +34,7 @@ def guardian_log() -> str:
 
 
 def pii_values() -> list[str]:
-    from octoctl.lab_faults import GUARDIAN_FAULT_PII
+    from octollm_labctl.faults.guardian import GUARDIAN_FAULT_PII
 
     return [*GUARDIAN_FAULT_PII, GUARDIAN_FAULT_PII[1].replace(" ", "")]
 
@@ -57,9 +57,9 @@ def test_healthy_lab_has_no_security_finding(healthy_lab: Any, tmp_path: Path) -
 
 
 def test_violations_are_blocked_quarantined_and_escalated(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    record = lab_faults.inject(healthy_lab, "guardian-violations")
+    record = faults.inject(healthy_lab, "guardian-violations")
     source = record["source"]
     before, log_before = files_state(healthy_lab), guardian_log()
     diagnosis = run(tmp_path, "diagnose")

@@ -86,9 +86,9 @@ def test_diagnosis_changes_nothing(healthy_lab: Any, tmp_path: Path) -> None:
 
 
 def test_database_down_is_restarted_and_connectivity_verified(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    lab_faults.inject(healthy_lab, "crash", "postgres")
+    faults.inject(healthy_lab, "crash", "postgres")
     diagnosis = run(tmp_path, "diagnose")
     found = by_check(diagnosis["findings"])
     assert found["containers.running"]["status"] == "problem" and found["containers.running"]["scenario"] == "C"
@@ -110,9 +110,9 @@ def test_database_down_is_restarted_and_connectivity_verified(healthy_lab: Any, 
 def test_configuration_error_ends_as_a_report_naming_the_setting(healthy_lab: Any, tmp_path: Path) -> None:
     """D may end as escalation: `octoctl fix --approve` exits 1 at L1, names DB_POOL_SIZE and the env file, and
     changes nothing (the orchestrator keeps crash-looping until a person fixes lab.env)."""
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    lab_faults.inject(healthy_lab, "bad-config", "orchestrator")
+    faults.inject(healthy_lab, "bad-config", "orchestrator")
     restarts = inspect("octollm-orchestrator-1")["RestartCount"]
     proc = subprocess.run(
         [

@@ -107,9 +107,9 @@ def test_healthy_lab_has_no_routing_finding_and_diagnosis_changes_nothing(health
 def test_scoring_that_misses_a_routable_arm_is_reported_with_its_cause(healthy_lab: Any, tmp_path: Path) -> None:
     """Scenario B may end as escalation: the planner fallback is confirmed and the report names the cause (here
     coder-arm's registered capabilities, which match none of its goals), nothing is changed."""
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    lab_faults.inject(healthy_lab, "arm-capabilities-wrong", "coder-arm")
+    faults.inject(healthy_lab, "arm-capabilities-wrong", "coder-arm")
     diagnosis = run(tmp_path, "diagnose")
     scores = by_check(diagnosis["findings"])["routing.scores"]
     assert scores["status"] == "problem" and scores["scenario"] == "B"
@@ -126,9 +126,9 @@ def test_scoring_that_misses_a_routable_arm_is_reported_with_its_cause(healthy_l
 
 
 def test_arm_down_restart_waits_for_approval_then_restarts(healthy_lab: Any, tmp_path: Path) -> None:
-    from octoctl import lab_faults
+    from octollm_labctl import faults
 
-    record = lab_faults.inject(healthy_lab, "unhealthy-arm", "retriever-arm")
+    record = faults.inject(healthy_lab, "unhealthy-arm", "retriever-arm")
     waiting = run(tmp_path, "resolve", octollm_scenario="A")
     assert by_check(waiting["findings"])["arms.health"]["status"] == "problem"
     actions = {a["id"]: a["status"] for a in waiting["actions"]}

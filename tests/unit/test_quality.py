@@ -23,12 +23,12 @@ def check(proc: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_ruff() -> None:
-    check(run(str(BIN / "ruff"), "check", "octoctl", "tests", "bench", "lab/app", "lab/faults"))
+    check(run(str(BIN / "ruff"), "check", "octoctl", "tests", "bench", "lab/app", "lab/ctl"))
     check(run(str(BIN / "ruff"), "check", "--config", "collection/ruff.toml", "collection/plugins"))
 
 
-def test_mypy_on_octoctl() -> None:
-    check(run(str(BIN / "mypy"), "octoctl"))
+def test_mypy_on_octoctl_and_the_lab_tooling() -> None:
+    check(run(str(BIN / "mypy"), "octoctl", "lab/ctl/octollm_labctl"))
 
 
 def test_yamllint() -> None:

