@@ -243,6 +243,10 @@ def test_resolve_with_approval_fits_maxmemory_and_rolls_redis(
     fit = planned["cache_performance.A.fit_maxmemory"]
     assert fit["status"] == "applied", fit["outcome"]
     assert "rollout not awaited" in fit["outcome"]  # no controller behind the emulator
+    # no orchestrator answers here: the re-warm fails, and its outcome names the step and the error
+    rewarm = planned["cache_performance.A.rewarm_after_eviction"]
+    assert rewarm["status"] == "failed"
+    assert rewarm["outcome"].startswith('failed at "POST the orchestrator\'s cache warming endpoint": ')
 
     writes = k8s_api.writes()
     assert [(w.method, w.path) for w in writes] == [

@@ -99,7 +99,11 @@ class LookupModule(LookupBase):
         errors = []
         for name in procedures.in_rank_order(names):
             try:
-                settings[name] = self._settings(name, variables)
+                # what the judgement and the action files see: the role's settings and what the procedure derives
+                # from the run (addresses, files, namespace)
+                settings[name] = procedures.get(name).settings(
+                    self._settings(name, variables), procedures.Context(context)
+                )
             except SettingsError as exc:
                 errors.append(to_native(exc))
         if errors:

@@ -490,6 +490,7 @@ def plan(diagnosis, settings):
                 apply="backup",
             )
         )
+        actions[-1]["_volatile"] = ["database_size"]  # grows while the plan waits for approval
         if "orphans" in expected:
             actions.append(
                 action(

@@ -79,10 +79,14 @@ def judge(evidence, run):
     return state
 
 
-def change_key(change):
-    """An action's change as compared with an approved one: canonical JSON without empty keys."""
+def change_key(change, volatile=()):
+    """An action's change as compared with an approved one: canonical JSON without empty keys and without the keys
+    the action calls volatile (``_volatile``: information that moves while the change stays the same, such as the
+    size of the database a backup copies)."""
     return json.dumps(
-        {key: value for key, value in (change or {}).items() if value is not None}, sort_keys=True, default=str
+        {key: value for key, value in (change or {}).items() if value is not None and key not in volatile},
+        sort_keys=True,
+        default=str,
     )
 
 
@@ -100,7 +104,9 @@ def hold_to_approved(state, approved, dry_run=False):
         action = fresh.get(action_id)
         if action is None or action["status"] not in ("planned", "awaiting_approval"):
             refused.append("%s is no longer planned (%s)" % (action_id, (action or {}).get("status", "absent")))
-        elif change_key(action.get("change")) != change_key(change):
+        elif change_key(action.get("change"), action.get("_volatile") or ()) != change_key(
+            change, action.get("_volatile") or ()
+        ):
             refused.append(
                 "%s changed since it was approved: %s, now %s"
                 % (action_id, change_key(change), change_key(action.get("change")))
