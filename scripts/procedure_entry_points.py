@@ -1,4 +1,8 @@
-"""Write a procedure role's entry files (tasks/{main,diagnose,resolve,prevent}.yml) that enter the shared flow."""
+"""Write a procedure role's entry files (tasks/{main,diagnose,resolve,prevent}.yml) that enter the shared flow.
+
+    python3 scripts/procedure_entry_points.py ROLE LABEL     (LABEL: the prefix of its task names, e.g. Cache)
+"""
+
 import sys
 from pathlib import Path
 
