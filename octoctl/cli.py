@@ -26,10 +26,13 @@ from octoctl.render import FORMATS, render_catalog, render_plan, render_report
 EXIT_STATUS_EPILOG = """\b
 Exit statuses (with several targets or procedures the highest wins):
   0  healthy, or fixed and verified, and no human needed
-  1  a human is needed: problems remain, a fix failed verification, steps
-     await approval, --dry-run found something to do, or it escalates
-  2  usage error, unknown symptom, unreadable inventory
-  3  environment: a target unreachable, a tool missing, credentials rejected
+  1  a human is needed: problems remain, a service of the stack is down, a fix
+     failed verification, steps await approval, --dry-run found something to
+     do, or it escalates
+  2  usage error: bad flags, a misspelt procedure name, an unknown scenario,
+     an unreadable inventory
+  3  environment: what octoctl cannot reach or log into (an inventory host,
+     the Docker or Kubernetes API, a tool, its credentials)
   4  octoctl's own error
 """
 

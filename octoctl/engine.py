@@ -40,6 +40,7 @@ from octoctl.models import (
     ProcedureResult,
     RunReport,
     RunStatus,
+    StackCheck,
     TargetError,
     TargetErrorKind,
     TargetResult,
@@ -420,6 +421,12 @@ def build_targets(
         if host is not None and host.unreachable:
             target.reachable = False
             target.errors.append(TargetError(kind="unreachable", message=host.message or "unreachable"))
+        if isinstance(data.get("stack"), dict):
+            try:
+                target.stack = StackCheck.model_validate(data["stack"])
+            except ValidationError as exc:
+                message = f"stack check: {exc.errors()[0]['msg']}"
+                target.errors.append(TargetError(kind="invalid_result", message=message))
         for procedure in procedures:
             raw = data.get(procedure.role)
             if raw is None:

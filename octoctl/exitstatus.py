@@ -6,8 +6,9 @@
 | 1 | a human is needed: problems remain, a fix failed verification, steps await approval, a dry run found
 |   | something to do, an action failed or is report-only, or the procedure escalates |
 | 2 | usage error, unknown symptom, unreadable inventory (raised before anything runs) |
-| 3 | environment: a target unreachable, a tool missing, credentials rejected (finding error kinds
-|   | ``unreachable``, ``auth``, ``missing_tool``) |
+| 3 | environment: what octoctl itself cannot reach or log into: a target host, the Docker or Kubernetes API, a
+|   | tool, its credentials (finding error kinds ``auth``, ``missing_tool``, and ``unreachable`` of the runtime's
+|   | API); a component of the stack that does not answer is a problem (1), not the environment |
 | 4 | octoctl's own error, including a result that breaks the contract |
 
 With several targets or procedures the highest wins.
@@ -19,7 +20,6 @@ from collections.abc import Iterable
 
 from octoctl.errors import ExitCode
 from octoctl.models import (
-    ENVIRONMENT_ERROR_KINDS,
     Finding,
     ProcedureResult,
     ProcedureStatus,
@@ -27,6 +27,7 @@ from octoctl.models import (
     TargetError,
     TargetResult,
     Verdict,
+    is_environment_error,
 )
 
 
@@ -41,9 +42,7 @@ def _checks(findings: Iterable[Finding]) -> str:
 def judge_procedure(result: ProcedureResult, *, dry_run: bool = False) -> Verdict:
     """Exit status and reasons for one procedure's result on one target."""
     reasons: list[str] = []
-    environment = [
-        f for f in result.all_findings() if f.error is not None and f.error.kind in ENVIRONMENT_ERROR_KINDS
-    ]
+    environment = [f for f in result.all_findings() if is_environment_error(f.error)]
     for finding in environment:
         assert finding.error is not None
         reasons.append(f"{finding.check}: {finding.error.kind}: {finding.error.message}".rstrip(": "))
@@ -127,6 +126,12 @@ def judge_target(target: TargetResult, *, dry_run: bool = False) -> TargetResult
         fixed = fixed or procedure.verdict.status == "fixed"
     for error in target.errors:
         code = max(code, target_error_code(error))
+    if target.stack is not None:
+        if any(is_environment_error(f.error) for f in target.stack.findings):
+            code = max(code, ExitCode.ENVIRONMENT)
+        elif target.stack.down:
+            # never healthy while a service of the stack is down, whatever the procedures found
+            code = max(code, ExitCode.HUMAN_NEEDED)
     target.exit_code = int(code)
     target.status = "fixed" if code == ExitCode.HEALTHY and fixed else _STATUS_BY_CODE[code]
     return target

@@ -27,6 +27,17 @@ TargetErrorKind = Literal["unreachable", "failed", "missing_tool", "missing_resu
 
 #: Finding error kinds that make octoctl exit 3 (design.md, "Errors inside results").
 ENVIRONMENT_ERROR_KINDS: frozenset[str] = frozenset({"unreachable", "auth", "missing_tool"})
+#: Evidence kinds through which octoctl reaches the runtime itself (the Docker API, the Kubernetes API): unreachable
+#: there is octoctl's environment; unreachable anywhere else is a component of the stack that is down.
+RUNTIME_SOURCES: frozenset[str] = frozenset({"containers", "kubernetes"})
+
+
+def is_environment_error(error: ProbeError | None) -> bool:
+    """Exit 3: what octoctl itself cannot reach or log into (a tool missing, the runtime's API, credentials
+    rejected), never a component of the stack it came to check (that is a problem, exit 1)."""
+    if error is None or error.kind not in ENVIRONMENT_ERROR_KINDS:
+        return False
+    return error.kind != "unreachable" or error.source is None or error.source in RUNTIME_SOURCES
 
 
 class _Open(BaseModel):
@@ -46,6 +57,7 @@ class ProbeError(_Open):
 
     kind: ErrorKind
     message: str = ""
+    source: str | None = Field(default=None, description="the evidence kind that failed (postgres, containers, ...)")
 
 
 class Finding(_Open):
@@ -174,12 +186,20 @@ class TargetError(_Closed):
     procedure: str | None = None
 
 
+class StackCheck(_Open):
+    """Whether every service of the stack is up and answers, checked in every diagnosis and fix."""
+
+    findings: list[Finding] = Field(default_factory=list)
+    down: list[str] = Field(default_factory=list, description="services found down")
+
+
 class TargetResult(_Closed):
     """The results of one inventory host (a "stack")."""
 
     target: str
     reachable: bool = True
     errors: list[TargetError] = Field(default_factory=list)
+    stack: StackCheck | None = Field(default=None, description="every service of the stack up and answering?")
     procedures: list[ProcedureResult] = Field(default_factory=list)
     status: ProcedureStatus
     exit_code: int = Field(ge=0, le=4)

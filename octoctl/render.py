@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from octoctl.catalog import Catalog
-from octoctl.models import Action, Change, Finding, ProcedureResult, RunReport, TargetResult
+from octoctl.models import Action, Change, Finding, ProcedureResult, RunReport, StackCheck, TargetResult
 from octoctl.routing import Plan
 
 FORMATS = ("table", "json", "yaml", "markdown", "html")
@@ -141,8 +141,19 @@ def _target_table(target: TargetResult, symbols: dict[str, str], dry_run: bool =
     for error in target.errors:
         where = f"{error.procedure}: " if error.procedure else ""
         lines.append(f"  {symbols['problem']} {where}{error.kind}: {error.message}")
+    if target.stack is not None:
+        lines += _stack_lines(target.stack, symbols)
     for result in target.procedures:
         lines += _procedure_table(result, symbols, dry_run)
+    return lines
+
+
+def _stack_lines(stack: StackCheck, symbols: dict[str, str]) -> list[str]:
+    """One line when every service is up; otherwise each that is not, and where to look."""
+    if not stack.down and all(f.status == "ok" for f in stack.findings):
+        return [f"  stack: {symbols['ok']} all {len(stack.findings)} services up"]
+    lines = ["  stack: " + (f"DOWN: {', '.join(stack.down)} (octoctl fix service)" if stack.down else "")]
+    lines += [f"    {_finding_line(f, symbols)}" for f in stack.findings if f.status != "ok"]
     return lines
 
 
@@ -184,6 +195,8 @@ def _markdown_report(report: RunReport) -> str:
         out += ["", f"## {target.target}: {target.status} (exit {target.exit_code})"]
         for error in target.errors:
             out.append(f"- **{error.kind}**{' in ' + error.procedure if error.procedure else ''}: {error.message}")
+        if target.stack is not None and target.stack.down:
+            out.append(f"- **down**: {', '.join(target.stack.down)}")
         for result in target.procedures:
             verdict = result.verdict
             out += ["", f"### {result.procedure} ({result.phase}): {verdict.status if verdict else '?'}"]

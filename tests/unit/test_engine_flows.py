@@ -385,3 +385,18 @@ def test_fix_without_a_confident_procedure_applies_only_what_needs_no_approval(s
     assert asked == [] and len(runner.specs) == 1 and runner.specs[0].extravars["octollm_approve"] is False
     assert report.targets[0].procedures[0].actions[0].status == "awaiting_approval"
     assert any("with confidence" in note for note in report.notes) and report.approve_with
+
+
+def test_the_stack_check_reaches_the_report_and_its_exit_status(settings: Settings) -> None:
+    def answer(xv: dict[str, Any]) -> list[dict[str, Any]]:
+        (event,) = cache_answer(disruptive=False, broken=False)(xv)
+        report = event["event_data"]["artifact_data"]["octollm_report"]
+        report["lab"]["stack"] = {"findings": [{"check": "stack.redis", "status": "problem", "observed": "exited"}],
+                                  "down": ["redis"]}
+        return [stats_event(report)]
+
+    report = make_engine(settings, ScriptedRunner(answer)).diagnose(request("diagnose", "cache_performance"))
+    target = report.targets[0]
+    assert target.stack is not None and target.stack.down == ["redis"]
+    assert target.procedures[0].verdict is not None and target.procedures[0].verdict.status == "healthy"
+    assert report.exit_code == 1 and target.status == "needs_human"

@@ -15,8 +15,9 @@ WARN = {"check": "redis.memory", "status": "warning", "observed": "85%"}
 PROBLEM = {"check": "redis.policy", "status": "problem", "observed": "noeviction", "scenario": "A"}
 
 
-def unknown(kind: str) -> dict[str, Any]:
-    return {"check": "redis.info", "status": "unknown", "error": {"kind": kind, "message": f"{kind} happened"}}
+def unknown(kind: str, source: str | None = None) -> dict[str, Any]:
+    error = {"kind": kind, "message": f"{kind} happened", **({"source": source} if source else {})}
+    return {"check": "redis.info", "status": "unknown", "error": error}
 
 
 def action(status: str, **extra: Any) -> dict[str, Any]:
@@ -37,6 +38,16 @@ CASES = [
     ("unreachable probe is environment", result(findings=[unknown("unreachable")]), False, 3, "environment"),
     ("rejected credentials are environment", result(findings=[PROBLEM, unknown("auth")]), False, 3, "environment"),
     ("missing tool is environment", result(findings=[unknown("missing_tool")]), False, 3, "environment"),
+    # the component octoctl came to check does not answer: a problem of the stack, not octoctl's environment
+    ("a stopped PostgreSQL is not the environment", result(findings=[unknown("unreachable", "postgres")]), False, 1,
+     "needs_human"),
+    ("a stopped Redis is not the environment", result(findings=[unknown("unreachable", "redis")]), False, 1,
+     "needs_human"),
+    ("the Docker API unreachable is", result(findings=[unknown("unreachable", "containers")]), False, 3,
+     "environment"),
+    ("the Kubernetes API unreachable is", result(findings=[unknown("unreachable", "kubernetes")]), False, 3,
+     "environment"),
+    ("octoctl's credentials rejected are", result(findings=[unknown("auth", "postgres")]), False, 3, "environment"),
     ("escalation needs a human", result(findings=[OK], escalation={"level": "L3", "reason": "PII"}), False, 1,
      "needs_human"),
     ("fixed and verified", result("resolve", findings=[PROBLEM], actions=[action("applied")],
@@ -122,3 +133,21 @@ def test_highest_wins_across_procedures_and_targets() -> None:
 def test_target_errors(kind: str, code: int) -> None:
     target = judge_target(_target(result(findings=[PROBLEM]), errors=[TargetError(kind=kind, message="x")]))
     assert target.exit_code == code
+
+
+def test_never_healthy_while_a_service_of_the_stack_is_down() -> None:
+    """The stack check (every diagnosis and fix): a procedure that is healthy does not make the target healthy."""
+    healthy = result(findings=[OK])
+    down = {"findings": [{"check": "stack.redis", "status": "problem", "observed": "exited"}], "down": ["redis"]}
+    target = judge_target(TargetResult.model_validate(
+        {"target": "lab", "status": "healthy", "exit_code": 0, "procedures": [healthy.model_dump()], "stack": down}))
+    assert (target.exit_code, target.status) == (1, "needs_human")
+    up = {"findings": [{"check": "stack.redis", "status": "ok"}], "down": []}
+    target = judge_target(TargetResult.model_validate(
+        {"target": "lab", "status": "healthy", "exit_code": 0, "procedures": [healthy.model_dump()], "stack": up}))
+    assert (target.exit_code, target.status) == (0, "healthy")
+    blind = {"findings": [{"check": "stack.redis", "status": "unknown",
+                           "error": {"kind": "unreachable", "message": "docker", "source": "containers"}}], "down": []}
+    target = judge_target(TargetResult.model_validate(
+        {"target": "lab", "status": "healthy", "exit_code": 0, "procedures": [healthy.model_dump()], "stack": blind}))
+    assert target.exit_code == 3

@@ -138,6 +138,10 @@ def run_collector(kind, options, deadline):
         result.setdefault("error", None)
     except Exception as exc:  # a failing probe is evidence
         result = {"ok": False, "error": error_of(exc, collector.secrets())}
+    if isinstance(result.get("error"), dict):
+        # which evidence kind failed: the stack's components (postgres, redis, http...) or octoctl's own access to the
+        # runtime (containers: the Docker API, kubernetes: the API server)
+        result["error"].setdefault("source", kind)
     result["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
     return result
 
@@ -158,6 +162,7 @@ def run_all(requests, timeout):
                 results[kind] = {
                     "ok": False,
                     "error": {
+                        "source": kind,
                         "kind": "timeout",
                         "message": redact(
                             "%s evidence not collected within %ss (%s)" % (kind, timeout, type(exc).__name__), ()

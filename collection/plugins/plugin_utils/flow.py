@@ -18,7 +18,7 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils import evidence_requests, results
+from ansible_collections.octollm.remediation.plugins.plugin_utils import evidence_requests, results, stack
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context, get, in_rank_order
 
 FOLLOWUP = "_followup"
@@ -42,7 +42,14 @@ def request(run, cached_spec=None, refresh=False, needs=None):
     if needs is None:
         selected, context = _selected(run)
         needs = {procedure.name: procedure.needs(settings, context) for procedure, settings in selected}
+        if _checks_stack(context):
+            needs[stack.KEY] = stack.needs(context)
     return evidence_requests.request(needs, cached_spec, refresh)
+
+
+def _checks_stack(context):
+    """Diagnoses and fixes also check that every service of the stack is up (``stack.py``)."""
+    return (context.get("phase") or "diagnose") in ("diagnose", "resolve")
 
 
 def evidence_timeout(run, default=None):
@@ -237,7 +244,8 @@ def to_apply(state, run):
 
 def report(evidence, run, state, outcomes=None):
     """``{procedure: RESULT}`` (docs/design.md): the diagnosis, the actions with their outcomes and, when something
-    was applied, the verification judged on the fresh ``evidence``."""
+    was applied, the verification judged on the fresh ``evidence``; and ``stack``: ``{findings, down}``, whether
+    every service of the stack is up (diagnose and resolve)."""
     selected, context = _selected(run)
     phase = context.get("phase") or "diagnose"
     outcomes = outcomes or {}
@@ -270,6 +278,8 @@ def report(evidence, run, state, outcomes=None):
             data.get("escalation"),
             extra,
         )
+    if _checks_stack(context):
+        reports[stack.KEY] = stack.judge(evidence, context)
     return reports
 
 

@@ -35,6 +35,8 @@ def finding(check, title, status, observed, expected, evidence=None, scenario=No
     }
     if error:
         item["error"] = {"kind": error.get("kind", "other"), "message": error.get("message", "")}
+        if error.get("source"):
+            item["error"]["source"] = error["source"]
     return item
 
 
