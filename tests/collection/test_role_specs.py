@@ -10,9 +10,11 @@ import yaml
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 PROCEDURE_ENTRY_POINTS = {"main", "diagnose", "resolve", "prevent"}
 EXTRA_ENTRY_POINTS = {"data_corruption": {"restore"}}
+# the shared flow's phases, and the helpers a Kubernetes action file enters (rollout restart, wait for rollouts)
+COMMON_ENTRY_POINTS = {"main", "diagnose", "resolve", "prevent", "rollout_restart", "wait_rollout"}
 # every role on disk: common has its own entry points, each procedure role the four of the contract (and extras)
 ENTRY_POINTS = {
-    role.name: ({"main", "diagnose", "resolve", "prevent"} if role.name == "_common"
+    role.name: (COMMON_ENTRY_POINTS if role.name == "_common"
                 else PROCEDURE_ENTRY_POINTS | EXTRA_ENTRY_POINTS.get(role.name, set()))
     for role in sorted(ROLES.iterdir()) if (role / "meta" / "argument_specs.yml").exists()
 }

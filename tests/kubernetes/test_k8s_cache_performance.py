@@ -263,6 +263,9 @@ def test_resolve_with_approval_fits_maxmemory_and_rolls_redis(
     stamp = restart.body["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
     when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
     assert started - datetime.timedelta(seconds=5) <= when <= datetime.datetime.now(datetime.UTC)
+    # the outcome names the timestamp written and why the rollout was not awaited
+    assert fit["outcome"].endswith(f"; rollout restart of Deployment/redis at {stamp}; "
+                                   "rollout not awaited (cache_performance_k8s_rollout_timeout is 0)"), fit["outcome"]
     deployment = k8s_api.get("apps/v1/deployments", "redis")
     assert deployment["spec"]["template"]["metadata"]["annotations"] == {"kubectl.kubernetes.io/restartedAt": stamp}
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "256Mi"

@@ -222,7 +222,8 @@ def test_resolve_rotates_the_key_into_the_secret_and_raises_the_timeout(
     assert rotate["status"] == "applied", rotate["outcome"]
     assert rotate["outcome"].startswith("new key accepted by the provider and written to secret/octollm/"
                                         "octollm-secrets (OPENAI_API_KEY)")
-    assert "rollout restart of Deployment/orchestrator; rollouts not awaited" in rotate["outcome"]
+    assert "rollout restart of Deployment/orchestrator; rollout not awaited (llm_api_k8s_rollout_timeout is 0)" \
+        in rotate["outcome"]
     assert timeout["status"] == "applied", timeout["outcome"]
     assert actions["llm_api.D.revoke_old_key"]["status"] == "report"
 

@@ -287,7 +287,8 @@ def test_resolve_with_approval_restarts_the_down_and_the_unregistered_arms(
     actions = {a["id"]: a for a in result["actions"]}
     restart, register = actions["task_routing.A.restart_arms"], actions["task_routing.C.register_arms"]
     assert restart["status"] == "applied", restart["outcome"]
-    assert restart["outcome"].startswith("rollout restart of Deployment/coder-arm; rollouts not awaited")
+    assert restart["outcome"].startswith(
+        "rollout restart of Deployment/coder-arm; rollout not awaited (task_routing_k8s_rollout_timeout is 0)")
     assert register["status"] == "applied" and register["disruptive"] is True
     assert register["change"]["workloads"] == ["Deployment/judge-arm"]
 
