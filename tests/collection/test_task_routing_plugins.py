@@ -1,7 +1,8 @@
 """Unit tests of the task_routing judgement (plugins/plugin_utils/task_routing.py) on synthetic evidence shaped
 like stack_evidence's: healthy gives only ok, arms down are A (disruptive restart), a missing registration is C,
-stuck tasks with conflicting constraints are D (re-queued with their must constraints, reported), a scoring that
-ignores a routable arm is B (report)."""
+stuck tasks with conflicting constraints are D (re-queued with their must constraints, the plan naming what it
+drops), tasks stuck in running are A, every re-queue waits for approval, a stuck task with no identified cause is
+reported and never re-queued, a scoring that ignores a routable arm is B (report)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ ARM_PORTS = {name: {"port": 8100 + i} for i, name in enumerate(ARMS)}
 SETTINGS = procedure_settings("task_routing", {"arms": ARM_PORTS})
 
 
-def evidence(down=(), unregistered=(), stuck=(), score=None, rules=("TaskRoutingFailures",)):
+STARTED = "2026-12-07T10:00:00.123456789Z"  # every container's StartedAt (Docker: nanoseconds)
+
+
+def evidence(down=(), unregistered=(), stuck=(), score=None, rules=("TaskRoutingFailures",), running=(), starts=None):
     now = time.time()
     probes = {}
     for name, (domain, keywords) in ARMS.items():
@@ -79,26 +83,57 @@ def evidence(down=(), unregistered=(), stuck=(), score=None, rules=("TaskRouting
                 "stuck_count": len(stuck),
                 "stuck_sample": list(stuck),
                 "stuck_oldest_age_s": 600 if stuck else None,
+                "running_count": len(running),
+                "running_sample": list(running),
             },
         },
         "containers": {
             "ok": True,
             "error": None,
-            "containers": [{"service": n, "name": f"octollm-{n}-1", "healthcheck": True} for n in ARMS],
+            "containers": [
+                {
+                    "service": n,
+                    "name": f"octollm-{n}-1",
+                    "healthcheck": True,
+                    "running": True,
+                    "started_at": (starts or {}).get(n, STARTED),
+                }
+                for n in [*ARMS, "orchestrator"]
+            ],
             "logs": {},
         },
         "prometheus": {"ok": True, "error": None, "rules": {"names": list(rules), "alerts": {}, "error": None}},
     }
 
 
-def task(task_id, constraints, reason):
+def task(task_id, constraints, reason, arm=None):
     return {
         "task_id": task_id,
         "goal": "Write a Python function",
         "priority": "high",
+        "status": "pending",
+        "updated_at": "2026-12-07T09:50:00.000001+00:00",
         "age_s": 600,
         "constraints": constraints,
-        "actions": [{"action": "failed", "details": json.dumps({"reason": reason})}],
+        "actions": [{"action": "failed", "arm": arm, "details": json.dumps({"reason": reason})}],
+    }
+
+
+def running(task_id, idle_s, dispatched_at="2026-12-07T10:05:00.5+00:00", arm="coder-arm"):
+    """A task in running as the postgres collector's running_sample gives it (idle: seconds without progress)."""
+    return {
+        "task_id": task_id,
+        "status": "running",
+        "assigned_arm": arm,
+        "priority": "medium",
+        "goal": "Write a Python function to merge invoices",
+        "constraints": [],
+        "updated_at": dispatched_at,
+        "dispatched_at": dispatched_at,
+        "progress_at": dispatched_at,
+        "idle_s": idle_s,
+        "running_s": idle_s,
+        "actions": [{"action": "routed", "arm": arm}],
     }
 
 
@@ -119,11 +154,14 @@ def test_arms_down_are_a_and_their_restart_waits_for_approval():
     assert statuses(diagnosis)["arms.health"] == "problem"
     assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]}["A"] is True
     actions = tr.plan(diagnosis, SETTINGS)
-    assert [(a["id"], a["status"]) for a in actions] == [
-        ("task_routing.A.restart_arms", "awaiting_approval"),
-        ("task_routing.A.requeue_tasks", "planned"),
+    # the re-queue is disruptive too: the task runs again
+    assert [(a["id"], a["status"], a["disruptive"]) for a in actions] == [
+        ("task_routing.A.restart_arms", "awaiting_approval", True),
+        ("task_routing.A.requeue_tasks", "awaiting_approval", True),
     ]
     assert actions[0]["change"]["container"] == "judge-arm"
+    approved = tr.plan(diagnosis, dict(SETTINGS, approve=True))
+    assert [a["status"] for a in approved] == ["planned", "planned"]
 
 
 def test_missing_registration_is_c_and_registers_without_approval():
@@ -140,16 +178,114 @@ def test_strict_constraints_are_d_requeued_with_must_only_and_reported():
     strict = ["must be handled by the coder-arm", "only the judge-arm may see it"]
     diagnosis = tr.diagnose(evidence(stuck=[task("t1", strict, "no arm")]), SETTINGS)
     assert {s["id"]: s["holds"] for s in diagnosis["scenarios"]}["D"] is True
-    actions = tr.plan(diagnosis, SETTINGS)
-    assert [(a["id"], a["status"]) for a in actions] == [
-        ("task_routing.D.requeue_tasks", "planned"),
-        ("task_routing.D.report_dropped_constraints", "report"),
-    ]
-    change = actions[0]["change"]
+    (requeue,) = tr.plan(diagnosis, SETTINGS)
+    assert (requeue["id"], requeue["status"], requeue["disruptive"]) == (
+        "task_routing.D.requeue_tasks", "awaiting_approval", True)
+    change = requeue["change"]
     assert change["rows"] == 1 and "jsonb_to_recordset" in change["sql"]
+    # the plan says which constraints it drops: in the change, the title and the text a person approves
     assert change["tasks"] == [
-        {"task_id": "t1", "constraints_old": strict, "constraints_new": ["must be handled by the coder-arm"]}
+        {"task_id": "t1", "constraints_old": strict, "constraints_new": ["must be handled by the coder-arm"],
+         "constraints_dropped": ["only the judge-arm may see it"]}
     ]
+    assert change["drops_constraints"] == ["only the judge-arm may see it"]
+    assert "without their optional constraints 'only the judge-arm may see it'" in requeue["title"]
+    assert "DROPS constraints the submitters set: t1: 'only the judge-arm may see it'" in requeue["outcome"]
+    # the apply reads each task as the plan saw it (same status and updated_at) and submits its whole goal
+    assert change["_moves"] == [{"task_id": "t1", "priority": "high", "status": "pending",
+                                 "updated_at": "2026-12-07T09:50:00.000001+00:00", "old": strict,
+                                 "new": ["must be handled by the coder-arm"],
+                                 "dropped": ["only the judge-arm may see it"]}]
+    assert "goal" not in json.dumps(change["_moves"]) and "t.goal" in change["_select_sql"]
+
+
+def test_a_requeue_that_keeps_every_constraint_names_none_dropped():
+    diagnosis = tr.diagnose(evidence(down=("judge-arm",), stuck=[task("t1", ["use the coder"], "arm unhealthy")]),
+                            SETTINGS)
+    requeue = tr.plan(diagnosis, dict(SETTINGS, approve=True))[1]
+    assert requeue["change"]["drops_constraints"] == [] and "DROPS" not in requeue["outcome"]
+    assert requeue["change"]["tasks"] == [
+        {"task_id": "t1", "constraints_old": ["use the coder"], "constraints_new": ["use the coder"]}]
+
+
+def test_stuck_tasks_without_an_identified_cause_are_reported_not_requeued():
+    """Every arm up and registered, constraints some arm meets, no failure naming an arm: nothing says why the
+    tasks wait, so a re-queue would only hide it."""
+    stuck = [task("t1", [], "timeout"), task("t2", ["use the coder"], "")]
+    diagnosis = tr.diagnose(evidence(stuck=stuck), SETTINGS)
+    found = {f["check"]: f for f in diagnosis["findings"]}
+    assert found["tasks.stuck_pending"]["status"] == "problem" and found["tasks.stuck_pending"]["scenario"] is None
+    assert [t["cause"] for t in found["tasks.stuck_pending"]["evidence"]["sample"]] == [None, None]
+    for settings in (SETTINGS, dict(SETTINGS, approve=True)):
+        (report,) = tr.plan(diagnosis, settings)
+        assert (report["id"], report["status"]) == ("task_routing.report_unexplained_tasks", "report")
+        assert report["change"] == {"tasks": ["t1", "t2"]} and "not re-queued" in report["outcome"]
+    assert diagnosis["escalation"]["level"] == "L1"
+    # with a cause for one of them (its failure names an arm that is down), that one alone is re-queued
+    stuck[0]["actions"][0]["arm"] = "judge-arm"
+    diagnosis = tr.diagnose(evidence(down=("judge-arm",), stuck=stuck), SETTINGS)
+    planned = {a["id"]: a for a in tr.plan(diagnosis, SETTINGS)}
+    assert [t["task_id"] for t in planned["task_routing.A.requeue_tasks"]["change"]["tasks"]] == ["t1"]
+    assert planned["task_routing.report_unexplained_tasks"]["change"] == {"tasks": ["t2"]}
+
+
+def test_tasks_stuck_in_running_are_a_and_requeued_with_approval():
+    """No progress for the threshold, or an arm (or the orchestrator) started after the dispatch: the dispatch
+    is lost. Younger, or with no restart since, a running task is left alone."""
+    s = SETTINGS
+    late = "2026-12-07T10:06:00.000000001Z"  # coder-arm started after the dispatch at 10:05:00.5
+    tasks = [
+        running("old", s["running_stuck_after_seconds"] + 5),
+        running("lost", s["running_grace_seconds"] + 1),
+        running("young", s["running_grace_seconds"] - 1),
+        running("busy", s["running_grace_seconds"] + 1, arm="judge-arm"),
+    ]
+    diagnosis = tr.diagnose(evidence(running=tasks, starts={"coder-arm": late}), s)
+    found = {f["check"]: f for f in diagnosis["findings"]}
+    stuck = found["tasks.stuck_running"]
+    assert stuck["status"] == "problem" and stuck["scenario"] == "A"
+    assert {t["task_id"]: t["cause"] for t in stuck["evidence"]["sample"]} == {
+        "old": "coder-arm restarted after the dispatch",
+        "lost": "coder-arm restarted after the dispatch",
+    }
+    assert {sc["id"]: sc["holds"] for sc in diagnosis["scenarios"]}["A"] is True
+    (requeue,) = tr.plan(diagnosis, s)
+    assert (requeue["id"], requeue["status"], requeue["disruptive"], requeue["resource"]) == (
+        "task_routing.A.requeue_running", "awaiting_approval", True, "postgres:tasks:running")
+    assert [m["status"] for m in requeue["change"]["_moves"]] == ["running", "running"]
+    assert requeue["change"]["drops_constraints"] == []
+    # without the restart only the one past the threshold is stuck; the orchestrator's restart counts as well
+    diagnosis = tr.diagnose(evidence(running=tasks), s)
+    sample = {t["task_id"]: t["cause"] for t in diagnosis["findings"][1]["evidence"]["sample"]}
+    assert sample == {"old": f"no progress for {s['running_stuck_after_seconds'] + 5}s"}
+    diagnosis = tr.diagnose(evidence(running=tasks, starts={"orchestrator": late}), s)
+    assert {t["task_id"] for t in diagnosis["findings"][1]["evidence"]["sample"]} == {"old", "lost", "busy"}
+    # an arm that is down holds its tasks no more
+    diagnosis = tr.diagnose(evidence(down=("judge-arm",), running=tasks), s)
+    sample = {t["task_id"]: t["cause"] for t in diagnosis["findings"][1]["evidence"]["sample"]}
+    assert sample["busy"] == "judge-arm is down"
+    planned = [a["id"] for a in tr.plan(diagnosis, dict(s, approve=True))]
+    assert planned == ["task_routing.A.restart_arms", "task_routing.A.requeue_running"]
+
+
+def test_running_tasks_without_restart_times_are_a_warning_not_healthy():
+    ev = evidence(running=[running("lost", SETTINGS["running_grace_seconds"] + 1)])
+    ev["containers"] = {"ok": False, "error": {"kind": "unreachable", "message": "Docker API unreachable"}}
+    found = {f["check"]: f for f in tr.diagnose(ev, SETTINGS)["findings"]}
+    assert found["tasks.stuck_running"]["status"] == "warning"
+    assert "start times are unknown" in found["tasks.stuck_running"]["evidence"]["note"]
+
+
+def test_times_from_docker_postgres_and_kubernetes():
+    assert tr.epoch("2026-12-07T10:00:00Z") == 1796637600
+    assert tr.epoch("2026-12-07T10:00:00.123456789Z") == 1796637600.123456789
+    assert tr.epoch("2026-12-07T11:00:00.5+01:00") == 1796637600.5
+    assert tr.epoch("2026-12-07 05:00:00-05") == 1796637600
+    assert tr.epoch(None) is None and tr.epoch("0001-01-01") is None
+    records = [{"service": "coder-arm", "running": True, "started_at": "2026-12-07T10:00:05Z"},
+               {"service": "coder-arm", "running": True, "started_at": "2026-12-07T10:00:00Z"},
+               {"service": "judge-arm", "running": False, "started_at": "2026-12-07T10:00:00Z"}]
+    assert tr.service_starts(records) == {"coder-arm": 1796637600}
 
 
 def test_scoring_that_ignores_a_routable_arm_is_b_report():
@@ -208,10 +344,12 @@ def test_the_flow_filters_judge_plan_and_report():
     }
     request = filters["procedure_request"](run)
     assert set(request) == {"postgres", "http", "containers", "prometheus"}
-    names = [probe["name"] for probe in request["http"]["probes"]]
+    # the procedure's probes (the run adds the stack's own service checks: plugin_utils/stack.py)
+    names = [probe["name"] for probe in request["http"]["probes"] if probe["name"].startswith("task_routing_")]
     assert names[:3] == [f"task_routing_health_{name}" for name in ARMS]
     assert names[-2:] == ["task_routing_registry", "task_routing_score"]
     assert request["postgres"]["stuck_after_seconds"] == 60 and request["postgres"]["sample_limit"] == 50
+    assert request["postgres"]["running_after_seconds"] == 120  # the grace: the threshold is judged in Python
     state = filters["procedure_judgement"](evidence(), run)
     assert state["task_routing"]["actions"] == [] and state["_followup"] == {}
     result = filters["procedure_results"](evidence(), run, state)["task_routing"]

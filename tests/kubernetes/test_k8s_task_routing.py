@@ -3,8 +3,8 @@ Endpoints) against the Kubernetes API EMULATOR seeded with lab/kubernetes, the o
 at a local stand-in for the port-forward to svc/orchestrator, and the exact body of every API write.
 
 What the emulator cannot show: a restart that makes new pods (the verification still sees the old CrashLoopBackOff
-pod), an arm registering on start-up, PostgreSQL (unreachable here: the stuck-task re-queue is asserted at the
-plugin level, the same tasks as on Compose). Those need the `cluster` suite.
+pod), an arm registering on start-up. PostgreSQL is a throwaway server (postgres_standin.py) where a test needs it:
+the tasks stuck in running as the collector reads them, and the re-queue's SQL. Those need the `cluster` suite.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.settings impor
 from conftest import closed_port
 from k8s_emulator import KubernetesAPIEmulator
 from k8s_results import by_check, collect_evidence
+from postgres_standin import postgres, sql
 
 pytestmark = pytest.mark.kubernetes
 
@@ -231,14 +232,94 @@ def test_stuck_tasks_are_requeued_as_on_compose(k8s_api: KubernetesAPIEmulator, 
     diagnosis = trk.diagnose(evidence, SETTINGS)
     found = by_check(diagnosis["findings"])
     assert found["tasks.stuck_pending"]["status"] == "problem" and found["tasks.stuck_pending"]["scenario"] == "D"
-    planned = {a["id"]: a for a in trk.plan(diagnosis, SETTINGS)}
-    requeue = planned["task_routing.D.requeue_tasks"]
-    assert requeue["status"] == "planned" and requeue["_apply"] == "requeue_tasks"
+    (requeue,) = trk.plan(diagnosis, SETTINGS)
+    assert requeue["id"] == "task_routing.D.requeue_tasks" and requeue["status"] == "awaiting_approval"
+    assert requeue["disruptive"] is True and requeue["change"]["drops_constraints"] == ["prefer judge review"]
+    approved = trk.plan(diagnosis, dict(SETTINGS, approve=True))[0]
+    assert approved["status"] == "planned" and approved["_apply"] == "requeue_tasks"
     assert requeue["change"]["sql"] == tr.requeue_sql()
-    assert requeue["change"]["_moves"] == [{"task_id": "t-1", "goal": "Write a Python function", "priority": "high",
-                                            "old": ["must use coder", "prefer judge review"],
+    assert requeue["change"]["_moves"] == [{"task_id": "t-1", "priority": "high", "status": "pending",
+                                            "updated_at": None, "old": ["must use coder", "prefer judge review"],
                                             "new": ["must use coder"], "dropped": ["prefer judge review"]}]
-    assert planned["task_routing.D.report_dropped_constraints"]["status"] == "report"
+
+
+def test_a_task_running_on_a_pod_that_started_after_its_dispatch_is_stuck(
+        k8s_api: KubernetesAPIEmulator, orchestrator: Orchestrator, tmp_path: Path) -> None:
+    """The arms' and the orchestrator's pods say when their processes started (a container's startedAt): a task
+    dispatched before coder-arm's pod started again is on a process that is gone."""
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import task_routing_kubernetes as trk
+
+    pod = k8s_api.objects_of("v1/pods", "app=coder-arm")[0]
+    pod["status"]["containerStatuses"][0]["state"] = {"running": {"startedAt": "2026-11-28T10:30:00Z"}}
+    k8s_api.seed([pod])
+    evidence = collect(k8s_api, orchestrator, tmp_path)
+    grace = SETTINGS["running_grace_seconds"]
+    task = {"task_id": "t-run", "status": "running", "assigned_arm": "coder-arm", "priority": "medium",
+            "goal": "Write a Python function", "constraints": [], "updated_at": "2026-11-28T10:20:00+00:00",
+            "dispatched_at": "2026-11-28T10:20:00+00:00", "idle_s": grace + 1, "running_s": grace + 1}
+    evidence["postgres"] = {"ok": True, "tasks": {"stuck_count": 0, "stuck_sample": [], "running_count": 1,
+                                                  "running_sample": [task]}}
+    diagnosis = trk.diagnose(evidence, SETTINGS)
+    stuck = by_check(diagnosis["findings"])["tasks.stuck_running"]
+    assert stuck["status"] == "problem" and stuck["scenario"] == "A"
+    assert [t["cause"] for t in stuck["evidence"]["sample"]] == ["coder-arm restarted after the dispatch"]
+    (requeue,) = trk.plan(diagnosis, SETTINGS)
+    assert (requeue["id"], requeue["status"]) == ("task_routing.A.requeue_running", "awaiting_approval")
+    # dispatched after every pod started: still running, not stuck
+    task["dispatched_at"] = task["updated_at"] = "2026-11-28T10:40:00+00:00"
+    assert by_check(trk.diagnose(evidence, SETTINGS)["findings"])["tasks.stuck_running"]["status"] == "ok"
+    assert k8s_api.writes() == []
+
+
+def test_running_tasks_and_the_requeue_sql_on_postgresql() -> None:
+    """The collector's running_sample (progress: updated_at or a newer action_log entry; dispatched_at: the last
+    routed entry) and the re-queue's two statements on a real PostgreSQL: the select returns the whole goal of the
+    tasks still as planned, the update cancels exactly those submitted again, a task that moved is left alone."""
+    import time
+
+    from ansible_collections.octollm.remediation.plugins.module_utils import collector_postgres  # noqa: F401
+    from ansible_collections.octollm.remediation.plugins.module_utils.evidence import run_collector
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import task_routing as tr
+
+    goal = "Write a Python function for alice@example.org " + "x" * 150  # longer than the evidence's preview
+    with postgres(schema=True) as port:
+        sql(port,
+            "INSERT INTO tasks (task_id, goal, status, assigned_arm, created_at, updated_at) VALUES"
+            f" ('lost', '{goal}', 'running', 'coder-arm', now() - interval '20 minutes',"
+            "  now() - interval '20 minutes'),"
+            " ('moving', 'Plan the steps', 'running', 'planner-arm', now() - interval '20 minutes',"
+            "  now() - interval '20 minutes'),"
+            " ('fresh', 'Plan the steps', 'running', 'planner-arm', now(), now()),"
+            " ('done', 'Plan the steps', 'completed', 'planner-arm', now() - interval '1 hour', now())",
+            "INSERT INTO action_log (task_id, action, arm, timestamp) VALUES"
+            " ('lost', 'routed', 'coder-arm', now() - interval '19 minutes'),"
+            " ('moving', 'routed', 'planner-arm', now() - interval '19 minutes'),"
+            " ('moving', 'executed', 'planner-arm', now() - interval '30 seconds')")
+        options = {"host": "127.0.0.1", "port": port, "database": "octollm", "user": "postgres", "ping": False,
+                   "connections": False, "tasks": True, "running_after_seconds": 60, "sample_limit": 10}
+        tasks = run_collector("postgres", options, time.monotonic() + 20)["tasks"]
+        assert tasks["running_count"] == 1 and [t["task_id"] for t in tasks["running_sample"]] == ["lost"]
+        lost = tasks["running_sample"][0]
+        assert 1130 <= lost["idle_s"] <= 1260 and 1070 <= lost["running_s"] <= 1200  # since the routed entry
+        assert "alice@example.org" not in lost["goal"] and len(lost["goal"]) <= 120  # a redacted preview
+        evidence = {"postgres": {"ok": True, "tasks": tasks},
+                    "containers": {"ok": True, "containers": [{"service": "coder-arm", "running": True,
+                                                               "started_at": "2100-01-01T00:00:00Z"}]}}
+        diagnosis = tr.diagnose(evidence, dict(SETTINGS, orchestrator_url="http://o:8000"))
+        requeue = next(a for a in tr.plan(diagnosis, dict(SETTINGS, orchestrator_url="http://o:8000", approve=True))
+                       if a["id"] == "task_routing.A.requeue_running")
+        moves = json.dumps(requeue["change"]["_moves"])
+        select = requeue["change"]["_select_sql"].replace("%(moves)s", f"'{moves}'")
+        assert sql(port, select) == [("lost", goal, [], "medium")]  # the whole goal, as stored
+        update = requeue["change"]["sql"].replace("%(moves)s", f"'{moves}'").replace(
+            "%(submitted)s", "'[{\"task_id\": \"lost\", \"new_task_id\": \"task-new\"}]'")
+        assert sql(port, update) == [("lost",)]
+        assert sql(port, "SELECT status, result FROM tasks WHERE task_id = 'lost'") == [
+            ("cancelled", {"requeued_as": "task-new", "dropped_constraints": [], "previous_status": "running"})]
+        assert sql(port, "SELECT action, details->>'previous_status' FROM action_log WHERE task_id = 'lost'"
+                   " ORDER BY id DESC LIMIT 1") == [("requeued", "running")]
+        assert sql(port, update) == []  # done once; and a task that moved since the plan is left alone
+        assert sql(port, select) == []
 
 
 def test_prevention_flags_an_arm_without_probes(k8s_api: KubernetesAPIEmulator, orchestrator: Orchestrator,

@@ -96,7 +96,7 @@ def test_healthy_lab_has_no_routing_finding_and_diagnosis_changes_nothing(health
     result = run(tmp_path, "diagnose")
     not_ok = {f["check"]: (f["status"], f["observed"]) for f in result["findings"] if f["status"] != "ok"}
     assert not_ok == {}
-    assert len(result["findings"]) == 5
+    assert len(result["findings"]) == 6
     assert not any(scenario["holds"] for scenario in result["scenarios"])
     assert result["escalation"]["level"] is None
     # the scoring probe is read-only: no task was created for it; the registry is unchanged

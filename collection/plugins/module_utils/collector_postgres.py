@@ -219,6 +219,22 @@ WITH stuck AS (
   SELECT task_id, goal, constraints, status, assigned_arm, priority, created_at, updated_at,
          round(extract(epoch FROM now() - created_at)::numeric, 1) AS age_s
   FROM tasks WHERE status = 'pending' AND created_at < now() - make_interval(secs => %(after)s)
+),
+-- running tasks without progress (tasks.updated_at or a newer action_log entry) for running_after seconds;
+-- dispatched_at: their last routed/retried/dispatched entry, else updated_at
+running AS (
+  SELECT t.task_id, t.goal, t.constraints, t.status, t.assigned_arm, t.priority, t.created_at, t.updated_at,
+         coalesce(p.dispatched_at, t.updated_at) AS dispatched_at,
+         greatest(t.updated_at, p.last_action_at) AS progress_at,
+         round(extract(epoch FROM now() - greatest(t.updated_at, p.last_action_at))::numeric, 1) AS idle_s,
+         round(extract(epoch FROM now() - coalesce(p.dispatched_at, t.updated_at))::numeric, 1) AS running_s
+  FROM tasks t
+  LEFT JOIN LATERAL (SELECT max(l.timestamp) FILTER (WHERE l.action IN ('routed', 'retried', 'dispatched'))
+                              AS dispatched_at,
+                            max(l.timestamp) AS last_action_at
+                     FROM action_log l WHERE l.task_id = t.task_id) p ON true
+  WHERE t.status = 'running'
+    AND greatest(t.updated_at, p.last_action_at) < now() - make_interval(secs => %(running_after)s)
 )
 SELECT json_build_object(
   'by_status', (SELECT coalesce(json_object_agg(status, n), '{}')
@@ -242,6 +258,21 @@ SELECT json_build_object(
                      FROM (SELECT * FROM action_log l WHERE l.task_id = s.task_id
                            ORDER BY l.timestamp DESC LIMIT 10) a)) ORDER BY s.created_at), '[]')
      FROM (SELECT * FROM stuck ORDER BY created_at LIMIT %(limit)s) s),
+  'running_after_seconds', %(running_after)s,
+  'running_count', (SELECT count(*) FROM running),
+  'running_oldest_idle_s', (SELECT max(idle_s) FROM running),
+  'running_sample', (SELECT coalesce(json_agg(json_build_object(
+         'task_id', r.task_id, 'status', r.status, 'assigned_arm', r.assigned_arm, 'priority', r.priority,
+         'created_at', r.created_at, 'updated_at', r.updated_at, 'dispatched_at', r.dispatched_at,
+         'progress_at', r.progress_at, 'idle_s', r.idle_s, 'running_s', r.running_s,
+         'goal', left(r.goal, 120), 'constraints', r.constraints,
+         'actions', (SELECT coalesce(json_agg(json_build_object('action', a.action, 'arm', a.arm,
+                                                                'details', left(a.details::text, %(text_max)s),
+                                                                'timestamp', a.timestamp)
+                                              ORDER BY a.timestamp DESC), '[]')
+                     FROM (SELECT * FROM action_log l WHERE l.task_id = r.task_id
+                           ORDER BY l.timestamp DESC LIMIT 10) a)) ORDER BY r.progress_at), '[]')
+     FROM (SELECT * FROM running ORDER BY progress_at LIMIT %(limit)s) r),
   'recent_failures', (SELECT coalesce(json_agg(row_to_json(x)), '[]') FROM (
        SELECT task_id, arm, left(details::text, %(text_max)s) AS details, timestamp FROM action_log
        WHERE action = 'failed' AND timestamp > now() - make_interval(secs => %(window)s)
@@ -332,6 +363,7 @@ class PostgresCollector(Collector):
         amcheck=dict(type="bool", default=True),
         tasks=dict(type="bool", default=False),
         stuck_after_seconds=dict(type="int", default=300),
+        running_after_seconds=dict(type="int", default=300),
         recent_seconds=dict(type="int", default=3600),
         sample_limit=dict(type="int", default=10),
         queries=dict(type="dict", default={}),
@@ -568,6 +600,7 @@ class PostgresCollector(Collector):
             TASKS_SQL,
             {
                 "after": int(self._opt("stuck_after_seconds")),
+                "running_after": int(self._opt("running_after_seconds")),
                 "window": int(self._opt("recent_seconds")),
                 "limit": int(self._opt("sample_limit")),
                 "text_max": TEXT_MAX,
@@ -575,6 +608,8 @@ class PostgresCollector(Collector):
         )
         answer["stuck_oldest_age_s"] = _number(answer.get("stuck_oldest_age_s"))
         answer["stuck_sample"] = self._redact(answer.get("stuck_sample") or [])
+        answer["running_oldest_idle_s"] = _number(answer.get("running_oldest_idle_s"))
+        answer["running_sample"] = self._redact(answer.get("running_sample") or [])
         answer["recent_failures"] = self._redact(answer.get("recent_failures") or [])
         return answer
 

@@ -426,6 +426,12 @@ options:
         description: A C(pending) task older than this (or a C(running) one not updated for this long) is stuck.
         type: int
         default: 300
+      running_after_seconds:
+        description:
+          - C(running) tasks without progress (C(updated_at) or a newer C(action_log) entry) for this long are
+            sampled, with when they were dispatched (their last C(routed), C(retried) or C(dispatched) entry).
+        type: int
+        default: 300
       recent_seconds:
         description: Window of C(recent_by_status) and C(recent_failures).
         type: int
@@ -874,7 +880,9 @@ evidence:
           C(stuck_oldest_age_s), C(running_too_long), C(stuck_sample) (C(task_id), C(status), C(assigned_arm),
           C(priority), C(age_s), C(created_at), C(updated_at), C(goal), C(constraints), C(actions) newest first
           with C(action),
-          C(arm), C(details), C(timestamp)), C(recent_failures) (C(task_id), C(arm), C(details), C(timestamp)).
+          C(arm), C(details), C(timestamp)), C(recent_failures) (C(task_id), C(arm), C(details), C(timestamp)),
+          C(running_after_seconds), C(running_count), C(running_oldest_idle_s), C(running_sample) (as
+          C(stuck_sample), with C(dispatched_at), C(progress_at), C(idle_s), C(running_s)).
         - C(queries) by name (O(postgres.queries)), each with C(rows) (a list of column to value, PII masked) and
           C(error) (null, or C(kind) and C(message) when that query failed; the others still return).
         - C(ping) with C(user), C(ok), C(connect_ms), C(elapsed_ms), C(saturated) (too many clients), C(error).

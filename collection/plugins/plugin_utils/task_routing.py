@@ -15,13 +15,23 @@ role's settings (``roles/task_routing/defaults/main.yml``). Scenarios (the seed'
 - C  capabilities not registered: a healthy arm is missing from the orchestrator's registry. Fix: POST the arm's
      own /capabilities to the orchestrator's register endpoint, confirm.
 - D  constraints too strict: a stuck task's constraints exclude every healthy arm. Fix: re-queue it with only
-     its "must" constraints (the seed's rule).
+     its "must" constraints (the seed's rule); the plan names every constraint it drops.
+
+Tasks stuck in ``running`` (dispatched, never finished) belong to A: a task without progress (``tasks.updated_at``
+or a newer ``action_log`` entry) for ``running_stuck_after_seconds``, or one whose arm is down or whose arm or the
+orchestrator (the dispatcher) started after its dispatch (container StartedAt, pod start) and that has shown no
+progress for ``running_grace_seconds`` since. They are re-queued like stuck pending tasks.
+
+Every re-queue is disruptive (approval): the new task runs the goal again, and a task an arm still works on would
+run twice. A stuck pending task whose cause is not identified (no arm down or unregistered, constraints that some
+arm meets, no failure naming one) is reported, never re-queued.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import calendar
 import re
 
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind, rule_loaded
@@ -41,7 +51,51 @@ SCENARIOS = {
     "C": "Capabilities not registered",
     "D": "Task constraints too strict",
 }
-CHECK_SCENARIO = {"arms.health": "A", "routing.scores": "B", "arms.registered": "C", "arms.capabilities": "C"}
+CHECK_SCENARIO = {
+    "arms.health": "A",
+    "tasks.stuck_running": "A",
+    "routing.scores": "B",
+    "arms.registered": "C",
+    "arms.capabilities": "C",
+}
+# what a stuck pending task waits for, by its cause
+WAITING_FOR = {"A": "an arm that was down", "C": "an unregistered arm", "D": "an arm their constraints allow"}
+# the service that dispatches tasks: a restart after a dispatch loses the call it was making
+ORCHESTRATOR = "orchestrator"
+_TIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$", re.IGNORECASE
+)
+
+
+def epoch(value):
+    """Seconds since the epoch of an ISO 8601 time (Docker's StartedAt with nanoseconds, PostgreSQL's JSON
+    timestamps, Kubernetes' startedAt); None when absent or unreadable. A time without an offset is UTC."""
+    match = _TIME.match(str(value or "").strip())
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    seconds = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute), int(second), 0, 0, 0))
+    if fraction:
+        seconds += float("0." + fraction[:9])
+    if zone and zone.upper() != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = int(digits[:2]) * 3600 + (int(digits[2:4]) * 60 if len(digits) >= 4 else 0)
+        seconds -= sign * offset
+    return seconds
+
+
+def service_starts(records):
+    """``{service: epoch}``: when the service's running containers (or pods) started, the earliest of them: a
+    task dispatched before that moment was on a process that is gone, whichever replica held it."""
+    starts = {}
+    for record in records or []:
+        service = record.get("service")
+        started = epoch(record.get("started_at"))
+        if not service or not record.get("running") or started is None:
+            continue
+        starts[service] = min(started, starts.get(service, started))
+    return starts
 
 
 def _phrase(text, phrase):
@@ -92,6 +146,9 @@ class Facts(object):
             else None
         )
         self.tasks = (self.pg or {}).get("tasks")
+        # when each service's containers started (None: not known, e.g. no containers evidence)
+        records = (self.containers or {}).get("containers")
+        self.starts = service_starts(records) if self.containers is not None and records is not None else None
 
     def up(self, name):
         probe = self.health.get(name) or {}
@@ -269,11 +326,12 @@ def task_causes(f):
             if a.get("action") == "failed"
         ]
         last = reasons[0] if reasons else ""
+        failed_on = [a.get("arm") for a in task.get("actions") or [] if a.get("action") == "failed" and a.get("arm")]
         if routable and not allowed and constraints:
             cause = "D"
-        elif "not registered" in last:
+        elif "not registered" in last or (failed_on and failed_on[0] in f.unregistered()):
             cause = "C"
-        elif "unhealthy" in last or "unreachable" in last:
+        elif "unhealthy" in last or "unreachable" in last or (failed_on and failed_on[0] in f.down()):
             cause = "A"
         else:
             cause = None
@@ -282,6 +340,8 @@ def task_causes(f):
                 "task_id": task.get("task_id"),
                 "goal": task.get("goal"),
                 "priority": task.get("priority"),
+                "status": task.get("status") or "pending",
+                "updated_at": task.get("updated_at"),
                 "age_s": task.get("age_s"),
                 "constraints": constraints,
                 "allowed_arms": allowed,
@@ -337,10 +397,113 @@ def check_stuck(f):
     )
 
 
+def running_causes(f):
+    """Each task stuck in ``running``, with why: its arm is down, its arm or the orchestrator started after the
+    dispatch (and it has shown no progress for the grace period since), or no progress for the threshold."""
+    s = f.s
+    down = set(f.down())
+    out = []
+    for task in (f.tasks or {}).get("running_sample") or []:
+        idle = float(task.get("idle_s") or 0)
+        dispatched = epoch(task.get("dispatched_at"))
+        arm = task.get("assigned_arm")
+        restarted = []
+        for service in (arm, ORCHESTRATOR):
+            started = (f.starts or {}).get(service) if service else None
+            if started is not None and dispatched is not None and started > dispatched and service not in restarted:
+                restarted.append(service)
+        if idle >= s["running_grace_seconds"] and arm in down:
+            cause = "%s is down" % arm
+        elif idle >= s["running_grace_seconds"] and restarted:
+            cause = "%s restarted after the dispatch" % " and ".join(restarted)
+        elif idle >= s["running_stuck_after_seconds"]:
+            cause = "no progress for %ss" % int(idle)
+        else:
+            continue
+        out.append(
+            {
+                "task_id": task.get("task_id"),
+                "goal": task.get("goal"),
+                "priority": task.get("priority"),
+                "status": task.get("status") or "running",
+                "updated_at": task.get("updated_at"),
+                "assigned_arm": arm,
+                "dispatched_at": task.get("dispatched_at"),
+                "idle_s": task.get("idle_s"),
+                "running_s": task.get("running_s"),
+                "constraints": task.get("constraints") or [],
+                "restarted": restarted,
+                "cause": cause,
+            }
+        )
+    return out
+
+
+def check_stuck_running(f):
+    s = f.s
+    title = (
+        "No task stays running without progress for %ss, nor after its arm or the orchestrator restarted"
+        % s["running_stuck_after_seconds"]
+    )
+    expected = "0 stuck in running"
+    if f.pg is None or f.tasks is None:
+        return unknown(
+            "tasks.stuck_running",
+            title,
+            expected,
+            f.pg_error or {"kind": "other", "message": "no tasks evidence"},
+            "A",
+        )
+    stuck = running_causes(f)
+    candidates = f.tasks.get("running_count") or 0
+    evidence = {
+        "stuck_count": len(stuck),
+        "without_progress": candidates,
+        "oldest_idle_s": f.tasks.get("running_oldest_idle_s"),
+        "starts": {
+            service: started
+            for service, started in sorted((f.starts or {}).items())
+            if service == ORCHESTRATOR or service in f.s["arms"]
+        },
+        "sample": stuck,
+    }
+    if stuck:
+        observed = "%d stuck in running (%s)" % (
+            len(stuck),
+            "; ".join(sorted({item["cause"] if "progress" not in item["cause"] else "no progress" for item in stuck})),
+        )
+        if candidates > len(f.tasks.get("running_sample") or []):
+            observed += "; %d without progress in all, the oldest %d judged" % (
+                candidates,
+                len(f.tasks["running_sample"]),
+            )
+        return finding("tasks.stuck_running", title, "problem", observed, expected, evidence, "A")
+    if candidates and f.starts is None:
+        # tasks without progress for the grace period, and no restart times to judge them by
+        evidence["note"] = "the services' start times are unknown: %s" % ((f.containers_error or {}).get("message"))
+        return finding(
+            "tasks.stuck_running",
+            title,
+            "warning",
+            "%d running without progress for %ss or more" % (candidates, s["running_grace_seconds"]),
+            expected,
+            evidence,
+            "A",
+        )
+    return finding("tasks.stuck_running", title, "ok", "0 stuck in running", expected, evidence)
+
+
 def diagnose(evidence, settings=None):
     s = settings
     f = Facts(evidence, s)
-    findings = [check_stuck(f), check_health(f), check_registered(f), check_capabilities(f), check_scores(f)]
+    findings = [
+        check_stuck(f),
+        check_stuck_running(f),
+        check_health(f),
+        check_registered(f),
+        check_capabilities(f),
+        check_scores(f),
+    ]
     stuck = findings[0]
     scores = next(item for item in findings if item["check"] == "routing.scores")
     scenarios = []
@@ -358,8 +521,9 @@ def diagnose(evidence, settings=None):
     context = {
         "down": f.down(),
         "unregistered": f.unregistered(),
-        "stuck": stuck["evidence"].get("sample") or [],
+        "stuck": stuck["evidence"].get("sample") or [] if stuck["status"] == "problem" else [],
         "stuck_scenario": stuck["scenario"],
+        "running": findings[1]["evidence"].get("sample") or [] if findings[1]["status"] == "problem" else [],
         "decision": score_body,
         "expected_arm": (scores["evidence"] or {}).get("expected_arm"),
     }
@@ -371,15 +535,90 @@ def diagnose(evidence, settings=None):
     }
 
 
+def requeue_select_sql():
+    """The tasks of a re-queue still as the plan saw them (same status, same ``updated_at``: no progress since),
+    with their whole goal (the evidence holds a redacted preview) and the constraints and priority to submit."""
+    return (
+        "SELECT t.task_id, t.goal, m.new AS constraints, coalesce(m.priority, t.priority, 'medium') AS priority "
+        "FROM tasks t JOIN jsonb_to_recordset(%(moves)s::jsonb) "
+        "AS m(task_id text, new jsonb, priority text, status text, updated_at text) "
+        "ON t.task_id = m.task_id AND t.status = m.status AND t.updated_at = m.updated_at::timestamptz "
+        "ORDER BY t.created_at, t.task_id"
+    )
+
+
 def requeue_sql():
+    """Cancel each old task that was submitted again (``submitted``: task_id, new_task_id) and is still as the plan
+    saw it, with ``requeued_as`` and the constraints dropped; log a ``requeued`` action. One statement."""
     return (
         "WITH moved AS (UPDATE tasks t SET status = 'cancelled', updated_at = now(), "
-        "result = jsonb_build_object('requeued_as', m.new_task_id, 'dropped_constraints', m.dropped) "
-        "FROM jsonb_to_recordset(%(moves)s::jsonb) AS m(task_id text, new_task_id text, dropped jsonb) "
-        "WHERE t.task_id = m.task_id AND t.status = 'pending' RETURNING t.task_id, m.new_task_id, m.dropped) "
+        "result = jsonb_build_object('requeued_as', n.new_task_id, 'dropped_constraints', m.dropped, "
+        "'previous_status', m.status) "
+        "FROM jsonb_to_recordset(%(moves)s::jsonb) AS m(task_id text, dropped jsonb, status text, updated_at text) "
+        "JOIN jsonb_to_recordset(%(submitted)s::jsonb) AS n(task_id text, new_task_id text) "
+        "ON n.task_id = m.task_id "
+        "WHERE t.task_id = m.task_id AND t.status = m.status AND t.updated_at = m.updated_at::timestamptz "
+        "RETURNING t.task_id, n.new_task_id, m.dropped, m.status) "
         "INSERT INTO action_log (task_id, action, arm, details) SELECT task_id, 'requeued', NULL, "
-        "jsonb_build_object('new_task_id', new_task_id, 'dropped_constraints', dropped, 'by', 'task_routing') "
-        "FROM moved RETURNING task_id"
+        "jsonb_build_object('new_task_id', new_task_id, 'dropped_constraints', dropped, 'previous_status', status, "
+        "'by', 'task_routing') FROM moved RETURNING task_id"
+    )
+
+
+def requeue_action(action_id, scenario, title, resource, tasks, relax, orchestrator, why):
+    """A re-queue (disruptive): each task submitted again through the orchestrator, then the old one cancelled.
+    ``relax``: the task ids whose optional constraints are dropped (scenario D); the plan names each one dropped."""
+    moves = []
+    for task in tasks:
+        new = task["must_constraints"] if task["task_id"] in relax else task["constraints"]
+        moves.append(
+            {
+                "task_id": task["task_id"],
+                "priority": task.get("priority") or "medium",
+                "status": task.get("status"),
+                "updated_at": task.get("updated_at"),
+                "old": task["constraints"],
+                "new": new,
+                "dropped": [c for c in task["constraints"] if c not in new],
+            }
+        )
+    dropped = [m for m in moves if m["dropped"]]
+    drops = sorted({c for m in dropped for c in m["dropped"]})
+    outcome = (
+        "submit each task again through the orchestrator (its whole goal read from the tasks table), then cancel "
+        "the old one with requeued_as, if it is still as seen here (one transaction); %s" % why
+    )
+    if dropped:
+        title += " without their optional constraints %s" % "; ".join(repr(c) for c in drops)
+        outcome += (
+            "; DROPS constraints the submitters set: %s: approve only if those tasks may run without them"
+            % "; ".join("%s: %s" % (m["task_id"], ", ".join(repr(c) for c in m["dropped"])) for m in dropped)
+        )
+    return action(
+        action_id,
+        scenario,
+        title,
+        resource,
+        {
+            "sql": requeue_sql(),
+            "rows": len(moves),
+            "op": "POST %s/api/v1/tasks per task, then the SQL above in one transaction" % orchestrator,
+            "tasks": [
+                dict(
+                    {"task_id": m["task_id"], "constraints_old": m["old"], "constraints_new": m["new"]},
+                    **({"constraints_dropped": m["dropped"]} if m["dropped"] else {}),
+                )
+                for m in moves
+            ],
+            "drops_constraints": drops,
+            "_moves": moves,
+            "_select_sql": requeue_select_sql(),
+            "_orchestrator_url": orchestrator,
+        },
+        "planned",
+        outcome,
+        disruptive=True,
+        apply="requeue_tasks",
     )
 
 
@@ -472,68 +711,69 @@ def plan(diagnosis, settings=None):
                     ),
                 )
             )
-    # stuck tasks are re-queued after the arms are back (A, C) or with their must constraints only (D)
+    # stuck tasks are re-queued after the arms are back (A, C) or with their must constraints only (D); a task whose
+    # cause is not identified is reported, never re-queued
     stuck = ctx.get("stuck") or []
     scenario = ctx.get("stuck_scenario")
-    if stuck and (scenario in selected or (forced is None and scenario is None)):
-        moves = []
-        for task in stuck:
-            new = task["must_constraints"] if task["cause"] == "D" else task["constraints"]
-            moves.append(
-                {
-                    "task_id": task["task_id"],
-                    "goal": task["goal"],
-                    "priority": task["priority"] or "medium",
-                    "old": task["constraints"],
-                    "new": new,
-                    "dropped": [c for c in task["constraints"] if c not in new],
-                }
-            )
-        still = [m["task_id"] for m, t in zip(moves, stuck) if t["cause"] == "D" and not t["allowed_after_relax"]]
+    requeue = [task for task in stuck if task["cause"] and task["cause"] in selected]
+    if requeue:
+        relax = {task["task_id"] for task in requeue if task["cause"] == "D"}
+        still = [t["task_id"] for t in requeue if t["cause"] == "D" and not t["allowed_after_relax"]]
+        sid = scenario if scenario in selected else requeue[0]["cause"]
+        why = "they wait for %s" % ", ".join(sorted({WAITING_FOR[t["cause"]] for t in requeue}))
+        if still:
+            why += "; no arm satisfies even the must constraints of %s" % ", ".join(still)
+        title = "re-queue %d stuck pending tasks" % len(requeue)
+        if relax:
+            title += " with only their must constraints"
         actions.append(
-            action(
-                "task_routing.%s.requeue_tasks" % (scenario or "D"),
-                scenario or "D",
-                "re-queue %d stuck tasks%s"
-                % (len(moves), " with only their must constraints" if scenario == "D" else ""),
+            requeue_action(
+                "task_routing.%s.requeue_tasks" % sid,
+                sid,
+                title,
                 "postgres:tasks:stuck",
-                {
-                    "sql": requeue_sql(),
-                    "rows": len(moves),
-                    "op": "POST %s/api/v1/tasks per task, then the SQL above in one transaction" % orchestrator,
-                    "tasks": [
-                        {"task_id": m["task_id"], "constraints_old": m["old"], "constraints_new": m["new"]}
-                        for m in moves
-                    ],
-                    "_moves": moves,
-                    "_orchestrator_url": orchestrator,
-                },
-                "planned",
-                "submit each task again through the orchestrator, then mark the old one cancelled with requeued_as "
-                "(one transaction)"
-                + ("; no arm satisfies even the must constraints of %s" % ", ".join(still) if still else ""),
-                apply="requeue_tasks",
+                requeue,
+                relax,
+                orchestrator,
+                why,
             )
         )
-        dropped = [m for m in moves if m["dropped"]]
-        if dropped:
-            actions.append(
-                action(
-                    "task_routing.D.report_dropped_constraints",
-                    "D",
-                    "report the tasks re-queued without their optional constraints",
-                    "report:tasks:constraints",
-                    {"tasks": [{"task_id": m["task_id"], "dropped": m["dropped"]} for m in dropped]},
-                    "report",
-                    "%s: tell the submitters that %s ran without their optional constraints (%s); fix the clients "
-                    "that send constraints no arm can meet together"
-                    % (
-                        s["escalation_level"],
-                        ", ".join(m["task_id"] for m in dropped),
-                        "; ".join(sorted({c for m in dropped for c in m["dropped"]})),
-                    ),
-                )
+    unexplained = [task for task in stuck if not task["cause"]]
+    if unexplained and forced is None:
+        actions.append(
+            action(
+                "task_routing.report_unexplained_tasks",
+                None,
+                "report the stuck tasks whose cause is not identified",
+                "report:tasks:unexplained",
+                {"tasks": [t["task_id"] for t in unexplained]},
+                "report",
+                "%s: %d task(s) pending for more than %ss with no identified cause (every arm they could use is up "
+                "and registered, some arm meets their constraints, no failure names an arm): not re-queued; read "
+                "their action_log and the orchestrator's routing log: %s"
+                % (
+                    s["escalation_level"],
+                    len(unexplained),
+                    s["stuck_after_seconds"],
+                    ", ".join(t["task_id"] for t in unexplained),
+                ),
             )
+        )
+    running = ctx.get("running") or []
+    if running and "A" in selected:
+        actions.append(
+            requeue_action(
+                "task_routing.A.requeue_running",
+                "A",
+                "re-queue %d tasks stuck in running" % len(running),
+                "postgres:tasks:running",
+                running,
+                (),
+                orchestrator,
+                "they were dispatched and never finished (%s); an arm that still works on one runs it twice"
+                % "; ".join("%s: %s" % (t["task_id"], t["cause"]) for t in running),
+            )
+        )
     return gate(actions, dry_run=s["dry_run"], approve=s["approve"], allow_disruptive=s["allow_disruptive"])
 
 
@@ -682,6 +922,7 @@ class TaskRouting(Procedure):
             "postgres": {
                 "tasks": True,
                 "stuck_after_seconds": s["stuck_after_seconds"],
+                "running_after_seconds": min(s["running_grace_seconds"], s["running_stuck_after_seconds"]),
                 "sample_limit": s["stuck_sample"],
                 "connections": False,
             },

@@ -16,7 +16,9 @@ Fixes on Kubernetes:
      disruptive, waits for approval.
 - C  ``task_routing.C.register_arms``: an arm registers with the orchestrator on start-up, so an unregistered arm
      gets a rollout restart as well (disruptive); the Compose POST of its /capabilities needs the arm's address.
-- stuck tasks (A, C, D) are re-queued through the orchestrator API and one SQL transaction, as on Compose.
+- stuck tasks (A, C, D) are re-queued through the orchestrator API and one SQL transaction, as on Compose; when
+  the arms' and the orchestrator's pods started (a container's ``startedAt``, else the pod's ``startTime``) tells
+  a task stuck in ``running`` on a process that is gone.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -63,6 +65,30 @@ def api_error(reads):
     return reads["deployments"]["error"] or reads["pods"]["error"]
 
 
+def pod_records(items, service=None):
+    """The pods as the containers collector's records that ``task_routing.service_starts`` reads: the service (the
+    ``app`` label, or ``service``), running, and when its process started (the newest running container's
+    ``startedAt``: a restart in place counts; else the pod's ``startTime``)."""
+    records = []
+    for pod in items or []:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        running = [
+            ((c.get("state") or {}).get("running") or {}).get("startedAt")
+            for c in status.get("containerStatuses") or []
+            if (c.get("state") or {}).get("running")
+        ]
+        started = [(tr.epoch(when), when) for when in running if tr.epoch(when) is not None]
+        records.append(
+            {
+                "service": service or (meta.get("labels") or {}).get("app"),
+                "name": meta.get("name"),
+                "running": status.get("phase") == "Running" and bool(running),
+                "started_at": max(started)[1] if started else status.get("startTime"),
+            }
+        )
+    return records
+
+
 def with_api(evidence, reads, states, s):
     """The evidence with the arms' /health probes answered from the API and the orchestrator's log lines from
     its pods, so that the Compose judgement applies unchanged."""
@@ -94,9 +120,12 @@ def with_api(evidence, reads, states, s):
             }
     evidence["http"] = http
     log = reads["orchestrator"]["log"]
+    starts = None  # when the pods started: unknown when a read failed
+    if not reads["pods"]["error"] and not reads["orchestrator"]["error"]:
+        starts = pod_records(reads["pods"]["items"]) + pod_records(reads["orchestrator"]["items"], tr.ORCHESTRATOR)
     evidence["containers"] = {
         "ok": True,
-        "containers": [],
+        "containers": starts,
         "logs": {
             s["k8s_orchestrator_app"]: log
             or {"lines": [], "pattern_counts": {}, "error": reads["orchestrator"]["error"]}
