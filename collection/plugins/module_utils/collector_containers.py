@@ -47,6 +47,9 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+# at most this many of the project's unused images are listed (their total is counted)
+PROJECT_UNUSED_MAX = 100
 DEFAULT_ERROR_PATTERN = r"(?i)\b(error|exception|traceback|critical|fatal|panic|oom|killed|refused|timed? ?out)\b"
 UNLIMITED = 1 << 62  # cgroup v1 reports "no limit" as a page-rounded 2^63-1
 OUTPUT_MAX = 2000
@@ -355,6 +358,7 @@ def container_record(listed, inspect, kinds):
         "started_at": _timestamp(state.get("StartedAt")),
         "finished_at": _timestamp(state.get("FinishedAt")),
         "created": inspect.get("Created"),
+        "oneoff": labels.get(ONEOFF_LABEL) == "True",
         "pid": state.get("Pid") or None,
         "image": config.get("Image"),
         "image_id": inspect.get("Image"),
@@ -460,8 +464,9 @@ def host_memory():
     }
 
 
-def system_df(data, project_records):
-    """``docker system df`` totals (the CLI's arithmetic) plus the project's images and volumes."""
+def system_df(data, project_records, project=None):
+    """``docker system df`` totals (the CLI's arithmetic) plus the project's images and volumes, and the images
+    labelled with the Compose ``project`` that no container uses (``images.project_unused``)."""
     images = data.get("Images") or []
     containers = data.get("Containers") or []
     volumes = data.get("Volumes") or []
@@ -508,9 +513,11 @@ def system_df(data, project_records):
             "project": [row for row in image_rows if row["in_use_by_project"]],
         },
         "containers": {
+                "project": (image.get("Labels") or {}).get(PROJECT_LABEL),
             "total": len(containers),
             "active": sum(1 for c in containers if c.get("State") == "running"),
             "size_bytes": sum(c.get("SizeRw") or 0 for c in containers),
+    unused = [row for row in image_rows if project and row["project"] == project and not row["containers"]]
             "reclaimable_bytes": sum(c.get("SizeRw") or 0 for c in containers if c.get("State") != "running"),
             "project_rw_bytes": {
                 (c.get("Names") or ["?"])[0].lstrip("/"): c.get("SizeRw") or 0
@@ -520,6 +527,8 @@ def system_df(data, project_records):
         },
         "volumes": {
             "total": len(volumes),
+            "project_unused": unused[:PROJECT_UNUSED_MAX],
+            "project_unused_total": len(unused),
             "active": sum(1 for v in volumes if volume_refs(v) > 0),
             "size_bytes": sum(volume_size(v) for v in volumes),
             "reclaimable_bytes": sum(volume_size(v) for v in volumes if volume_refs(v) == 0),
@@ -745,7 +754,7 @@ class ContainersCollector(Collector):
             for name, job in extra.items():
                 try:
                     value = job.result(timeout=remaining(deadline))
-                    result[name] = system_df(value, records) if name == "system_df" else value
+                    result[name] = system_df(value, records, self._opt("project")) if name == "system_df" else value
                 except Exception as exc:
                     result[name] = None
                     result["probe_errors"][name] = error_of(self._api_error(exc))
