@@ -138,7 +138,7 @@ def test_the_flow_filters_request_judge_plan_and_report() -> None:
         "settings": {"security_violations": role_settings("security_violations", PATHS)},
     }
     request = filters["procedure_request"](run)
-    assert set(request) == {"prometheus", "containers", "logs", "http"}  # http: the stack check's /health
+    assert set(request) == {"prometheus", "containers", "logs"}
     assert request["prometheus"]["queries"] == {
         "security_violations_by_type": "sum by (type) (increase(security_violations_total[15m]))"}
     assert request["logs"]["sources"] == [
@@ -155,35 +155,102 @@ def test_the_flow_filters_request_judge_plan_and_report() -> None:
     assert {a["change"].get("_reload_url") for a in todo[:2]} == {"http://guardian:8104/api/v1/reload"}
     assert todo[2]["change"]["_bundle"]["findings"][0]["check"] == "security.violations"
     done = {a["id"]: {"status": "applied", "outcome": "done"} for a in todo}
-    # the fresh evidence after the fix holds the mark the bundle wrote: what it bundled is no longer new
-    upto = todo[2]["change"]["upto"]
-    fresh = evidence(LINES, {"email": 1, "card": 1}, blocked=SRC + "\n", handled=upto)
-    result = filters["procedure_results"](fresh, run, state, done)["security_violations"]
+    result = filters["procedure_results"](fault, run, state, done)["security_violations"]
     assert "_reload_url" not in json.dumps(result) and "_bundle" not in json.dumps(result)
-    assert result["verification"]["findings"][0]["status"] == "ok"
+    assert result["verification"]["findings"][0]["status"] == "warning"  # A: bundled and escalated in this run
     assert result["escalation"]["level"] == "L3"
 
 
-def test_violations_after_the_bundles_mark_are_a_problem_in_the_verification() -> None:
-    """Having bundled A does not soften what the fresh evidence shows: an event after the fix's mark is a
-    violation that goes on (it used to be a warning once A was bundled)."""
-    filters = ProcedureFilters().filters()
-    run = {
-        "procedures": ["security_violations"],
-        "context": {"platform": "compose", "phase": "resolve", "approve": True},
-        "settings": {"security_violations": role_settings("security_violations", PATHS)},
+def scanned(**services: dict[str, Any]) -> dict[str, Any]:
+    """The quiet guardian's evidence with the containers collector's PII scan of every service's log."""
+    ev = evidence(LINES[-1:])
+    ev["containers"]["pii_scan"] = {
+        name: dict({"containers": [f"octollm-{name}-1"], "lines_scanned": 50, "redactions": {}, "samples": [],
+                    "error": None}, **entry)
+        for name, entry in services.items()
     }
-    state = filters["procedure_judgement"](evidence(LINES, {"email": 1}), run)
-    applied = {a["id"]: {"status": "applied", "outcome": "done"}
-               for a in state["security_violations"]["actions"] if a["status"] == "planned"}
-    assert "security_violations.A.bundle_evidence" in applied
-    later = (f"2026-11-28T19:05:00.000Z WARNING guardian-arm security violation type=blocked_command source={SRC} "
-             'command="mkfs /dev/sdb" pattern="mkfs"')
-    fresh = evidence([*LINES, later], {"email": 1}, blocked=SRC + "\n", handled="2026-11-28T19:00:03.000Z")
-    result = filters["procedure_results"](fresh, run, state, applied)["security_violations"]
-    violations = result["verification"]["findings"][0]
-    assert (violations["check"], violations["status"], violations["observed"]) == (
-        "security.violations", "problem", "1 new events (blocked_command 1)")
-    assert result["verification"]["healthy"] is False
-    # the same evidence before any fix is judged the same way: the judgement reads evidence, not actions
-    assert sv.diagnose(fresh, SETTINGS)["findings"][0]["status"] == "problem"
+    return ev
+
+
+def test_pii_in_any_services_log_is_found_named_with_redacted_samples_only_at_l3() -> None:
+    sample = ('2026-12-07T10:00:00.000Z WARNING orchestrator no good arm match, relaxing constraints task_id=t-1 '
+              'original_goal="Refund [REDACTED:email] card [REDACTED:card]"')
+    ev = scanned(**{"guardian-arm": {}, "prometheus": {},
+                    "orchestrator": {"redactions": {"email": 1, "card": 1}, "samples": [sample]}})
+    result = sv.diagnose(ev, SETTINGS)
+    pii = {f["check"]: f for f in result["findings"]}["security.pii_in_logs"]
+    assert pii["status"] == "problem" and pii["scenario"] == "D"
+    assert pii["observed"] == "2 matches in orchestrator (card 1, email 1)"
+    assert pii["evidence"]["services"] == {"orchestrator": {"matches_by_kind": {"email": 1, "card": 1},
+                                                            "samples": [sample]}}
+    assert pii["evidence"]["scanned"] == ["guardian-arm", "orchestrator", "prometheus"]
+    assert pii["evidence"]["matches_by_kind"] == {"email": 1, "card": 1}
+    assert {s["id"] for s in result["scenarios"] if s["holds"]} == {"D"}
+    assert result["escalation"]["level"] == "L3"
+    plan = sv.plan(result, SETTINGS)
+    assert [(a["id"], a["status"]) for a in plan] == [
+        ("security_violations.D.quarantine_logs", "awaiting_approval"), ("security_violations.escalate", "report")]
+    assert plan[0]["change"]["services"] == ["orchestrator"] and plan[0]["resource"] == "orchestrator:log"
+    # with the guardian's too, one quarantine covers both
+    ev["containers"]["pii_scan"]["guardian-arm"]["redactions"] = {"api_key": 1}
+    both = sv.plan(sv.diagnose(ev, SETTINGS), dict(SETTINGS, approve=True))[0]
+    assert both["change"]["services"] == ["guardian-arm", "orchestrator"]
+    assert both["change"]["container"] == "guardian-arm, orchestrator" and both["status"] == "planned"
+
+
+def test_a_clean_scan_is_ok_and_an_unread_log_is_not() -> None:
+    found = {f["check"]: f for f in sv.diagnose(scanned(**{"guardian-arm": {}, "redis": {}}), SETTINGS)["findings"]}
+    assert found["security.pii_in_logs"]["status"] == "ok"
+    unread = {"kind": "timeout", "message": "Docker API: timed out"}
+    found = {f["check"]: f for f in sv.diagnose(scanned(**{"guardian-arm": {}, "redis": {"error": unread}}),
+                                                SETTINGS)["findings"]}
+    assert found["security.pii_in_logs"]["status"] == "warning"  # never "ok" with a log left unread
+    assert found["security.pii_in_logs"]["evidence"]["unread"] == {"redis": unread}
+
+
+def test_the_scan_keeps_counts_and_redacted_samples_and_skips_allowed_text() -> None:
+    """The containers collector's PII scan: no line leaves but a few redacted ones that held PII; text the allow
+    list names (a Go build's maintainer address) is not PII."""
+    import re
+    import time
+    from concurrent.futures import Future
+
+    from ansible_collections.octollm.remediation.plugins.module_utils.collector_containers import ContainersCollector
+
+    def done(text: str) -> Future:
+        future: Future = Future()
+        future.set_result(text.encode())
+        return future
+
+    logs = {
+        ("prometheus", "octollm-prometheus-1"): done(
+            'level=info build_context="(go=go1.19.8, user=team+pkg-go@tracker.debian.org, date=20230409)"\n'),
+        ("orchestrator", "octollm-orchestrator-1"): done(
+            "\n".join(f"INFO orchestrator routing task_id=t-{i}" for i in range(20))
+            + '\nWARNING orchestrator relaxing original_goal="mail jane@example.org card 5555 5555 5555 4444"\n'
+            + "WARNING orchestrator relaxing original_goal=\"key sk-abcdefghijklmnop0123\"\n"),
+    }
+    scan = {"samples": 1, "line_max_chars": 300}
+    allowed = [re.compile(r'build_context="[^"]*"')]
+    found = ContainersCollector({})._gather_pii(logs, scan, ["email", "card", "api_key"], allowed,
+                                                time.monotonic() + 5)
+    assert found["prometheus"]["redactions"] == {} and found["prometheus"]["samples"] == []
+    orchestrator = found["orchestrator"]
+    assert orchestrator["lines_scanned"] == 22
+    assert orchestrator["redactions"] == {"email": 1, "card": 1, "api_key": 1}
+    assert orchestrator["samples"] == ['WARNING orchestrator relaxing original_goal="key [REDACTED:api_key]"']
+    assert "lines" not in orchestrator
+
+
+def test_the_scan_is_asked_for_every_service_and_merges_as_a_selector() -> None:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import evidence_requests
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+
+    need = sv.PROCEDURE.needs(SETTINGS, Context(platform="compose", inventory={}))
+    scan = need["containers"]["pii_scan"]
+    assert scan == {"services": [], "tail": 2000, "since_seconds": 900, "allow": ['build_context="[^"]*"'],
+                    "redact": ["email", "card", "api_key"]}
+    # another procedure naming a few services does not narrow a scan of every service
+    merged = evidence_requests.union([need, {"containers": {"pii_scan": {"services": ["redis"]}}}])
+    assert "services" not in merged["containers"]["pii_scan"]
+    assert need["containers"]["services"] == ["guardian-arm"]  # the guardian alone is inspected for its events

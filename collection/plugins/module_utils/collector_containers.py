@@ -14,7 +14,8 @@ once. The Python ``docker`` SDK is imported lazily: without it the kind fails wi
 Nothing is changed: exec probes run what the caller gives (meant for ``nc -z``, ``pg_isready`` and the like),
 bounded by ``timeout`` inside the container when it has coreutils' ``timeout``. ``compose_config`` runs
 ``docker compose config`` (it validates the Compose files and env file) beside the API calls and keeps a reduced
-structure without any value of the services' environment.
+structure without any value of the services' environment. ``pii_scan`` reads the logs of every service (or those
+named) for PII and returns per service only the counts by kind and a few redacted sample lines.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -47,9 +48,6 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 
-ONEOFF_LABEL = "com.docker.compose.oneoff"
-# at most this many of the project's unused images are listed (their total is counted)
-PROJECT_UNUSED_MAX = 100
 DEFAULT_ERROR_PATTERN = r"(?i)\b(error|exception|traceback|critical|fatal|panic|oom|killed|refused|timed? ?out)\b"
 UNLIMITED = 1 << 62  # cgroup v1 reports "no limit" as a page-rounded 2^63-1
 OUTPUT_MAX = 2000
@@ -64,6 +62,19 @@ LOG_OPTIONS = dict(
     since_seconds=dict(type="int"),
     max_matches=dict(type="int", default=50),
     line_max_chars=dict(type="int", default=400),
+    redact=dict(type="list", elements="str", default=list(DEFAULT_PII)),
+)
+
+# A scan of the services' logs for PII (Security Violations D): per service only the counts by kind and a few
+# redacted sample lines, never the lines themselves. ``allow``: regexes of text that is not user data although it
+# looks like it (a build's maintainer address), blanked before the scan.
+PII_SCAN_OPTIONS = dict(
+    services=dict(type="list", elements="str", default=[]),
+    tail=dict(type="int", default=1000),
+    since_seconds=dict(type="int"),
+    allow=dict(type="list", elements="str", default=[]),
+    samples=dict(type="int", default=3),
+    line_max_chars=dict(type="int", default=300),
     redact=dict(type="list", elements="str", default=list(DEFAULT_PII)),
 )
 
@@ -358,7 +369,6 @@ def container_record(listed, inspect, kinds):
         "started_at": _timestamp(state.get("StartedAt")),
         "finished_at": _timestamp(state.get("FinishedAt")),
         "created": inspect.get("Created"),
-        "oneoff": labels.get(ONEOFF_LABEL) == "True",
         "pid": state.get("Pid") or None,
         "image": config.get("Image"),
         "image_id": inspect.get("Image"),
@@ -464,9 +474,8 @@ def host_memory():
     }
 
 
-def system_df(data, project_records, project=None):
-    """``docker system df`` totals (the CLI's arithmetic) plus the project's images and volumes, and the images
-    labelled with the Compose ``project`` that no container uses (``images.project_unused``)."""
+def system_df(data, project_records):
+    """``docker system df`` totals (the CLI's arithmetic) plus the project's images and volumes."""
     images = data.get("Images") or []
     containers = data.get("Containers") or []
     volumes = data.get("Volumes") or []
@@ -513,11 +522,9 @@ def system_df(data, project_records, project=None):
             "project": [row for row in image_rows if row["in_use_by_project"]],
         },
         "containers": {
-                "project": (image.get("Labels") or {}).get(PROJECT_LABEL),
             "total": len(containers),
             "active": sum(1 for c in containers if c.get("State") == "running"),
             "size_bytes": sum(c.get("SizeRw") or 0 for c in containers),
-    unused = [row for row in image_rows if project and row["project"] == project and not row["containers"]]
             "reclaimable_bytes": sum(c.get("SizeRw") or 0 for c in containers if c.get("State") != "running"),
             "project_rw_bytes": {
                 (c.get("Names") or ["?"])[0].lstrip("/"): c.get("SizeRw") or 0
@@ -527,8 +534,6 @@ def system_df(data, project_records, project=None):
         },
         "volumes": {
             "total": len(volumes),
-            "project_unused": unused[:PROJECT_UNUSED_MAX],
-            "project_unused_total": len(unused),
             "active": sum(1 for v in volumes if volume_refs(v) > 0),
             "size_bytes": sum(volume_size(v) for v in volumes),
             "reclaimable_bytes": sum(volume_size(v) for v in volumes if volume_refs(v) == 0),
@@ -659,6 +664,7 @@ class ContainersCollector(Collector):
         stats_sample_seconds=dict(type="float", default=1.0),
         cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
         logs=dict(type="dict", options=LOG_OPTIONS),
+        pii_scan=dict(type="dict", options=PII_SCAN_OPTIONS),
         system_df=dict(type="bool", default=False),
         host=dict(type="bool", default=False),
         df_paths=dict(type="list", elements="path", default=[]),
@@ -701,12 +707,19 @@ class ContainersCollector(Collector):
             listed = client.containers(all=True, filters={"label": "%s=%s" % (PROJECT_LABEL, self._opt("project"))})
         except Exception as exc:
             raise self._api_error(exc) from exc
+        every = listed  # the PII scan selects its services itself
         wanted = set(self._opt("services") or [])
         if wanted:
             listed = [c for c in listed if (c.get("Labels") or {}).get(SERVICE_LABEL) in wanted]
         result = {"project": self._opt("project"), "probe_errors": {}}
         logs = self.options.get("logs")
         kinds = validate_kinds((logs or {}).get("redact", list(DEFAULT_PII)))
+        scan = self.options.get("pii_scan")
+        scan_kinds = validate_kinds((scan or {}).get("redact", list(DEFAULT_PII)))
+        try:
+            allowed = [re.compile(regex) for regex in (scan or {}).get("allow") or []]
+        except re.error as exc:
+            raise CollectorError("other", "invalid pii_scan allow pattern: %s" % exc) from exc
         pool = ThreadPoolExecutor(max_workers=POOL_SIZE)
         try:
             inspects = {c["Id"]: pool.submit(client.inspect_container, c["Id"]) for c in listed}
@@ -716,6 +729,7 @@ class ContainersCollector(Collector):
             if self._opt("system_df"):
                 extra["system_df"] = pool.submit(client.df)
             log_jobs = self._submit_logs(pool, client, listed, logs) if logs is not None else {}
+            scan_jobs = self._submit_logs(pool, client, every, scan) if scan is not None else None
             compose = self.options.get("compose_config")
             compose_job = None
             if compose:
@@ -747,6 +761,8 @@ class ContainersCollector(Collector):
             result["services"], result["summary"] = summarise(records)
             if log_jobs:
                 result["logs"] = self._gather_logs(log_jobs, logs, kinds, deadline, result)
+            if scan_jobs is not None:
+                result["pii_scan"] = self._gather_pii(scan_jobs, scan, scan_kinds, allowed, deadline)
             if exec_jobs:
                 result["exec_probes"] = [job.result(timeout=remaining(deadline) + 1) for job in exec_jobs]
             if compose_job is not None:
@@ -754,7 +770,7 @@ class ContainersCollector(Collector):
             for name, job in extra.items():
                 try:
                     value = job.result(timeout=remaining(deadline))
-                    result[name] = system_df(value, records, self._opt("project")) if name == "system_df" else value
+                    result[name] = system_df(value, records) if name == "system_df" else value
                 except Exception as exc:
                     result[name] = None
                     result["probe_errors"][name] = error_of(self._api_error(exc))
@@ -911,6 +927,41 @@ class ContainersCollector(Collector):
                         entry["matches"].append(clean)
                     else:
                         entry["truncated"] = True
+        return per_service
+
+    def _gather_pii(self, jobs, scan, kinds, allowed, deadline):
+        """``{service: {containers, lines_scanned, redactions, samples, error}}``: the PII found in each service's
+        log, by kind, and the newest ``samples`` lines that held some, redacted; no other line leaves."""
+        cap = max(40, int(scan.get("line_max_chars") or 300))
+        keep = max(0, int(scan.get("samples") or 0))
+        per_service = {}
+        for (service, name), job in jobs.items():
+            entry = per_service.setdefault(
+                service,
+                {"containers": [], "lines_scanned": 0, "redactions": {}, "samples": [], "error": None},
+            )
+            entry["containers"].append(name)
+            try:
+                raw = job.result(timeout=remaining(deadline))
+            except Exception as exc:
+                entry["error"] = error_of(self._api_error(exc))
+                continue
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                entry["lines_scanned"] += 1
+                for regex in allowed:
+                    line = regex.sub(" ", line)
+                counts = {}
+                clean = redact_pii(line, kinds, counts)[0]
+                if not counts:
+                    continue
+                for kind, number in counts.items():
+                    entry["redactions"][kind] = entry["redactions"].get(kind, 0) + number
+                entry["samples"].append(clean if len(clean) <= cap else clean[: cap - 3] + "...")
+                if len(entry["samples"]) > keep:  # the newest ones
+                    entry["samples"].pop(0)
         return per_service
 
     # --- docker compose config ---------------------------------------------------------------------------

@@ -265,6 +265,44 @@ options:
             type: list
             elements: str
             default: [email, card, api_key]
+      pii_scan:
+        description:
+          - A scan of the services' logs for PII (Security Violations), every service of the project unless some are
+            named; per service only counts by kind and a few redacted sample lines are returned.
+        type: dict
+        suboptions:
+          services:
+            description: Services whose logs are scanned (empty means every container of the project).
+            type: list
+            elements: str
+            default: []
+          tail:
+            description: Lines per container.
+            type: int
+            default: 1000
+          since_seconds:
+            description: Only lines of the last N seconds.
+            type: int
+          allow:
+            description:
+              - Regexes of text that looks like PII but is not user data (a build's maintainer address), blanked
+                before the scan.
+            type: list
+            elements: str
+            default: []
+          samples:
+            description: The newest lines holding PII returned per service, redacted.
+            type: int
+            default: 3
+          line_max_chars:
+            description: Sample lines are cut to this length.
+            type: int
+            default: 300
+          redact:
+            description: PII kinds looked for (C(email), C(card), C(api_key), C(ssn)).
+            type: list
+            elements: str
+            default: [email, card, api_key]
       system_df:
         description:
           - C(docker system df) totals (images, containers, volumes, build cache, reclaimable) and which images and
@@ -817,6 +855,8 @@ evidence:
         - C(logs) by service with C(containers), C(lines) (the tail, prefixed by the container name when a service
           has several), C(matches), C(match_count), C(pattern_counts), C(lines_scanned), C(redactions) (per PII
           kind), C(truncated), C(error).
+        - C(pii_scan) with O(containers.pii_scan), by service: C(containers), C(lines_scanned), C(redactions) (per PII
+          kind), C(samples) (the newest lines that held PII, redacted), C(error).
         - C(exec_probes), a list of C(name), C(service), C(container), C(cmd), C(exit_code), C(output), C(ok) (exit
           code 0), C(elapsed_ms), C(attempts) (runs taken, see O(containers.exec_probes[].attempts)), C(error)
           (C(unreachable) when the service has no running container, C(timeout) on exit code 124).

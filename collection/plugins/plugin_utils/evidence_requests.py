@@ -22,7 +22,7 @@ class NeedConflict(ValueError):
 
 
 # Options whose list narrows what is collected; absent or empty means all (stack_evidence's DOCUMENTATION).
-SELECTORS = frozenset(("containers.services", "containers.logs.services"))
+SELECTORS = frozenset(("containers.services", "containers.logs.services", "containers.pii_scan.services"))
 
 
 def _selects_all(value):

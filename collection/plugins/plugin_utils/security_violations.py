@@ -13,8 +13,10 @@ bundled and escalated). Scenarios follow octoctl's catalog:
 - B  blocked-command rules incomplete: an offending command or a baseline pattern is not in the blocked list;
      add it and reload the guardian.
 - C  unauthorized attempts: a source keeps triggering violations and is not blocked; block it and reload.
-- D  PII in logs: the guardian's container log holds raw PII; copy it to a quarantine dir (mode 600) and
-     redact it in place, then restart guardian-arm so that Docker writes to the redacted file (disruptive).
+- D  PII in logs: a service's container log holds raw PII (every service's log is scanned, guardian-arm's and the
+     orchestrator's as much as any other; only counts and redacted samples are kept); copy each such log to a
+     quarantine dir (mode 600) and redact it in place, then restart those services so that Docker writes to the
+     redacted file (disruptive).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -130,6 +132,8 @@ class Facts:
         self.log = ((self.containers or {}).get("logs") or {}).get(service)
         self.log_error = (self.log or {}).get("error") or (None if self.log else self.containers_error)
         self.redactions = dict((self.log or {}).get("redactions") or {})
+        # every service's log scanned for PII (None where no scan was made: the guardian's log alone answers)
+        self.pii_scan = (self.containers or {}).get("pii_scan")
         execs = exec_probes(self.containers)
         self.exec = execs
         settings_probe = execs.get(EXEC_SETTINGS) or {}
@@ -183,9 +187,7 @@ class Facts:
         return counts
 
 
-def check_violations(f):
-    """New events: those after the handled mark. In a verification the fresh evidence holds the mark the bundle of
-    this run wrote (``handled.log``), so what is new then happened after the fix: violations go on, a problem."""
+def check_violations(f, recovering):
     title = "No new security violations in guardian-arm's log"
     expected = "0 since the last handled mark"
     if f.log is None:
@@ -211,6 +213,9 @@ def check_violations(f):
     if not f.new_events:
         return finding("security.violations", title, "ok", 0, expected, evidence)
     observed = "%d new events (%s)" % (len(f.new_events), ", ".join("%s %d" % kv for kv in sorted(types.items())))
+    if "A" in recovering:
+        evidence["note"] = "bundled and escalated to L3 in this run"
+        return finding("security.violations", title, "warning", observed, expected, evidence, "A")
     return finding("security.violations", title, "problem", observed, expected, evidence, "A")
 
 
@@ -267,31 +272,67 @@ def check_sources(f):
     return finding("security.sources", title, "ok", "none", expected, evidence)
 
 
+def pii_by_service(f):
+    """``({service: {matches_by_kind, samples}}, {service: error}, scanned)``: the PII in each service's log, from
+    the scan of every service's log, else (no scan: Kubernetes) from the guardian's log alone."""
+    if f.pii_scan is None:
+        found = {kind: count for kind, count in f.redactions.items() if count}
+        samples = [redact_text(e["fields"].get("value", "")) for e in f.events if e["message"] == "PII detected"][-3:]
+        services = {f.s["service"]: {"matches_by_kind": found, "samples": samples}} if found else {}
+        return services, {}, [f.s["service"]]
+    services, unread = {}, {}
+    for service, entry in sorted(f.pii_scan.items()):
+        found = {kind: count for kind, count in (entry.get("redactions") or {}).items() if count}
+        if found:
+            services[service] = {"matches_by_kind": found, "samples": list(entry.get("samples") or [])[-3:]}
+        if entry.get("error"):
+            unread[service] = entry["error"]
+    return services, unread, sorted(f.pii_scan)
+
+
 def check_pii(f):
-    title = "guardian-arm's log holds no raw PII (e-mail, card numbers, API keys)"
+    title = "No service's log holds raw PII (e-mail, card numbers, API keys)"
     expected = "0 PII matches"
-    if f.log is None:
+    if f.pii_scan is None and f.log is None:
         return unknown("security.pii_in_logs", title, expected, f.log_error, "D")
-    found = {kind: count for kind, count in f.redactions.items() if count}
-    samples = [redact_text(e["fields"].get("value", "")) for e in f.events if e["message"] == "PII detected"][-3:]
+    services, unread, scanned = pii_by_service(f)
+    total = {}
+    for entry in services.values():
+        for kind, count in entry["matches_by_kind"].items():
+            total[kind] = total.get(kind, 0) + count
     evidence = {
-        "matches_by_kind": found,
-        "redacted_samples": samples,
+        "matches_by_kind": total,
+        "services": services,
+        "scanned": scanned,
+        "redacted_samples": [
+            redact_text(e["fields"].get("value", "")) for e in f.events if e["message"] == "PII detected"
+        ][-3:],
         "redact_setting": (f.live or {}).get(REDACT_SETTING),
     }
-    if found:
-        return finding(
-            "security.pii_in_logs", title, "problem", "%d matches" % sum(found.values()), expected, evidence, "D"
+    if unread:
+        evidence["unread"] = unread
+    if services:
+        observed = "%d matches in %s" % (
+            sum(total.values()),
+            ", ".join(
+                "%s (%s)" % (name, ", ".join("%s %d" % kv for kv in sorted(entry["matches_by_kind"].items())))
+                for name, entry in sorted(services.items())
+            ),
         )
+        return finding("security.pii_in_logs", title, "problem", observed, expected, evidence, "D")
+    if unread and len(unread) == len(scanned):
+        return unknown("security.pii_in_logs", title, expected, next(iter(unread.values())), "D", evidence)
+    if unread:
+        observed = "0 in the logs read; not read: %s" % ", ".join(sorted(unread))
+        return finding("security.pii_in_logs", title, "warning", observed, expected, evidence, "D")
     return finding("security.pii_in_logs", title, "ok", 0, expected, evidence)
 
 
-def diagnose(evidence, settings=None, previous=None, applied=()):
-    """``{findings, scenarios, escalation, context}``; judged on the evidence alone (``previous`` and ``applied``,
-    given in a verification, change nothing: a bundle verifies by the mark it wrote, read back fresh)."""
+def diagnose(evidence, settings=None, previous=None, recovering=()):
     s = settings
     f = Facts(evidence, s)
-    findings = [check_violations(f), check_blocked_commands(f), check_sources(f), check_pii(f)]
+    recovering = tuple(recovering or ())
+    findings = [check_violations(f, recovering), check_blocked_commands(f), check_sources(f), check_pii(f)]
     scenarios = scenario_table(SCENARIOS, findings, CHECK_SCENARIO)
     newest = max([e["time"] for e in f.events] or [""])
     context = {
@@ -299,6 +340,7 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
         "missing_baseline": [p for p in s["baseline_patterns"] if p not in (f.blocked or [])],
         "to_block": findings[2]["evidence"].get("to_block") or [],
         "pii": findings[3]["evidence"].get("matches_by_kind") or {},
+        "pii_services": sorted(findings[3]["evidence"].get("services") or {}),
         "newest": newest or None,
         "bundle": {
             "findings": [{k: v for k, v in item.items() if k != "error"} for item in findings],
@@ -359,21 +401,23 @@ def plan(diagnosis, settings=None):
                     )
                 )
         elif sid == "D":
+            services = ctx.get("pii_services") or [s["service"]]
             actions.append(
                 action(
                     "security_violations.D.quarantine_logs",
                     "D",
-                    "quarantine and redact guardian-arm's log",
-                    "%s:log" % s["service"],
+                    "quarantine and redact the log of %s" % ", ".join(services),
+                    "%s:log" % ",".join(services),
                     {
-                        "container": s["service"],
+                        "container": ", ".join(services),
+                        "services": services,
                         "op": "quarantine, redact in place, restart",
                         "quarantine_dir": s["quarantine_dir"],
                         "matches_by_kind": ctx.get("pii") or {},
                     },
                     "planned",
-                    "copy the container's json-file log to %s (mode 600), redact PII in place, restart %s"
-                    % (s["quarantine_dir"], s["service"]),
+                    "copy the containers' json-file logs to %s (mode 600), redact PII in place, restart %s"
+                    % (s["quarantine_dir"], ", ".join(services)),
                     disruptive=True,
                     apply="quarantine_logs",
                 )
@@ -498,9 +542,10 @@ class SecurityViolations(Procedure):
         return s
 
     def needs(self, settings, context):
-        """The guardian's log (PII masked by the collector, which counts the matches), its settings and lists as
-        the running guardian sees them, the metric, the rules and this procedure's "handled" mark; on Kubernetes
-        the log, the lists and the settings come from the cluster instead of docker."""
+        """The guardian's log (PII masked by the collector, which counts the matches), every service's log scanned
+        for PII (counts and redacted samples), its settings and lists as the running guardian sees them, the
+        metric, the rules and this procedure's "handled" mark; on Kubernetes the guardian's log, the lists and the
+        settings come from the cluster instead of docker."""
         s = settings
         logs = {"tail": s["log_tail"], "since_seconds": s["log_seconds"], "patterns": dict(LOG_PATTERNS)}
         need = {
@@ -519,6 +564,14 @@ class SecurityViolations(Procedure):
             need["containers"] = {
                 "services": [service],
                 "logs": dict(logs, services=[service]),
+                # every service's log (or those named), for PII: counts and redacted samples only
+                "pii_scan": {
+                    "services": list(s["pii_services"]),
+                    "tail": s["log_tail"],
+                    "since_seconds": s["log_seconds"],
+                    "allow": list(s["pii_allow"]),
+                    "redact": list(PII_KINDS),
+                },
                 "exec_probes": [
                     {
                         "name": EXEC_SETTINGS,
