@@ -174,6 +174,12 @@ def start_service(run_dir: Path, args: list[str], env: dict[str, str] | None = N
     running = service_pid(run_dir)
     if running is not None:
         return running
+    import socket
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:  # someone else's listener: it would answer our health check
+            raise OctoctlError(f"port {port} is taken by another process (an octoctl listen whose pid file is gone?)",
+                               ExitCode.ENVIRONMENT)
     run_dir.mkdir(parents=True, exist_ok=True)
     pid_file, log_file = service_paths(run_dir)
     with open(log_file, "ab") as log:

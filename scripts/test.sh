@@ -11,6 +11,7 @@ if [ "${CI:-}" = "true" ]; then
   # CI starts from a clean lab: no state, containers, volumes or fault helpers left by an earlier run.
   docker ps -aq --filter label=com.docker.compose.project=octollm | xargs -r docker rm -f >/dev/null
   docker ps -aq --filter label=octollm.fault | xargs -r docker rm -f >/dev/null
+  pkill -f "octoctl listen" 2>/dev/null || true  # a listener of an earlier run would hold its ports
   docker volume ls -q --filter label=com.docker.compose.project=octollm | xargs -r docker volume rm >/dev/null
   rm -rf "${OCTOLLM_LAB_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/octollm-lab}"
 fi

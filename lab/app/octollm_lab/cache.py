@@ -32,6 +32,9 @@ class ResponseCache:
         self.enabled = enabled
         self.log = log
         self.cache_type = cache_type
+        # the series exist (at 0) from the start, as a real exporter's should: a restarted service is not "no metrics"
+        for counter in (CACHE_HITS, CACHE_MISSES, CACHE_ERRORS):
+            counter.labels(cache_type)
 
     def get(self, key):
         try:
