@@ -1,13 +1,17 @@
 """No secret and no PII leaves a run: after an LLM key rotation and a security run through `octoctl` (as an
 operator runs them), the lab's secrets (secrets.env and secrets/ before and after the rotation: passwords, the old
-and new API keys) and the PII values the faults used appear nowhere in octoctl's
-stdout and stderr, the run reports, ansible-runner's whole private data directories of those runs (octoctl's
-state dir, OCTOCTL_STATE_DIR/runs/<run id>/), or the logs octoctl keeps for the lab.
+and new API keys), the PII values the faults used and a credential of each form the redaction catches, planted in
+guardian-arm's log through its API (POSTGRES_PASSWORD=, REDIS_PASSWORD=, PGPASSWORD=, an API key without the sk-
+prefix, AWS_SECRET_ACCESS_KEY=, postgresql://user:password@host, ALTER USER ... PASSWORD '...'), appear nowhere in
+octoctl's stdout and stderr, the run reports, ansible-runner's whole private data directories of those runs
+(octoctl's state dir, OCTOCTL_STATE_DIR/runs/<run id>/), or the logs octoctl keeps for the lab; the planted ones
+are in the security report masked, which shows they were read.
 
 Run under the lab lock: flock /tmp/octollm-lab.lock pytest tests/lab/test_secret_scan.py"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -56,6 +60,46 @@ def scan(places: dict[str, str], needles: dict[str, str]) -> list[str]:
     ]
 
 
+def plant_credentials(source: str) -> dict[str, tuple[str, str]]:
+    """Each credential form the redaction catches, written by a real component where it would write it: guardian-arm
+    logs the whole text of a blocked command (``command="..."``), and these are commands people paste. Five commands
+    (a security finding keeps the last five events as redacted samples) carry the seven forms. Returns ``{form:
+    (secret, what the report holds once it is masked)}``; the values are fresh for each run."""
+    import secrets
+    import urllib.error
+
+    from octollm_labctl.faults.common import post_json
+
+    def fresh(prefix: str) -> str:
+        return prefix + secrets.token_hex(10)
+
+    value = {
+        "POSTGRES_PASSWORD": fresh("pgpw"), "REDIS_PASSWORD": fresh("rdpw"), "PGPASSWORD": fresh("pgenv"),
+        "ALTER USER PASSWORD": fresh("sqlpw"), "API key without sk-": fresh("k"),
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/" + fresh("aws"), "postgresql:// URL": fresh("urlpw"),
+    }
+    commands = [
+        f"POSTGRES_PASSWORD={value['POSTGRES_PASSWORD']} REDIS_PASSWORD={value['REDIS_PASSWORD']} "
+        "docker compose up -d; rm -rf /var/lib/postgresql/data",
+        f"PGPASSWORD={value['PGPASSWORD']} psql -h postgres -U octollm -c "
+        f"\"ALTER USER octollm PASSWORD '{value['ALTER USER PASSWORD']}'\"; rm -rf /backups",
+        f"curl -H 'X-API-Key: {value['API key without sk-']}' http://llm-provider:8200/v1/models; rm -rf /tmp/cache",
+        f"AWS_SECRET_ACCESS_KEY={value['AWS_SECRET_ACCESS_KEY']} aws s3 sync /srv s3://backups; rm -rf /srv",
+        f"pg_dump postgresql://octollm:{value['postgresql:// URL']}@postgres:5432/octollm -f /tmp/x; rm -rf /dumps",
+    ]
+    for text in commands:
+        with contextlib.suppress(urllib.error.HTTPError):  # 403: blocked, and logged with the command
+            post_json("http://127.0.0.1:8104/api/v1/check", {"text": text, "source": source})
+    mark = "[REDACTED:api_key]"
+    masked = {
+        "POSTGRES_PASSWORD": f"POSTGRES_PASSWORD={mark}", "REDIS_PASSWORD": f"REDIS_PASSWORD={mark}",
+        "PGPASSWORD": f"PGPASSWORD={mark}", "ALTER USER PASSWORD": f"PASSWORD '{mark}'",
+        "API key without sk-": f"X-API-Key: {mark}", "AWS_SECRET_ACCESS_KEY": f"AWS_SECRET_ACCESS_KEY={mark}",
+        "postgresql:// URL": f"postgresql://octollm:{mark}@postgres",
+    }
+    return {form: (value[form], masked[form]) for form in value}
+
+
 def llm_result(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     report = json.loads(proc.stdout)
     return report["targets"][0]["procedures"][0]
@@ -102,7 +146,8 @@ def test_no_key_and_no_pii_in_any_output_of_octoctl_runs(healthy_lab: Any, tmp_p
     assert f"OPENAI_API_KEY={new_key}\n" in (healthy_lab.state / "secrets.env").read_text()
     assert healthy_lab.secret("llm_api_key") == new_key
 
-    faults.inject(healthy_lab, "guardian-violations")
+    record = faults.inject(healthy_lab, "guardian-violations")
+    planted = plant_credentials(record["source"])
     security = octoctl(state, "fix", "security", "--approve", "--format", "json")
     assert security.returncode == 1, security.stderr[-2000:]  # L3 always
     assert '"security_violations.D.quarantine_logs"' in security.stdout
@@ -135,5 +180,9 @@ def test_no_key_and_no_pii_in_any_output_of_octoctl_runs(healthy_lab: Any, tmp_p
         "the card number (digits)": GUARDIAN_FAULT_PII[1].replace(" ", ""),
         "the PII API key": GUARDIAN_FAULT_PII[2],
     }
+    needles.update({f"planted {form}": value for form, (value, _masked) in planted.items()})
     assert len(places) > 10
     assert scan(places, needles) == []
+    # ... and they were read: each planted command is in the security report's samples, masked
+    report = security.stdout
+    assert [form for form, (_value, masked) in planted.items() if masked not in report] == []
