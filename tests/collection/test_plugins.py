@@ -439,16 +439,55 @@ def test_dry_run_escalation_keeps_the_level_while_problems_remain():
     assert results.escalation(diagnosis["findings"], "L1", applied, fixed, "resolve")["level"] is None
 
 
-def test_recovering_hit_rate_after_fix_is_a_warning():
+def test_a_verification_judges_the_hit_rate_on_samples_taken_after_the_fix():
+    """Recovering comes from samples, never from an action having run: the verification's Redis sample (both INFO
+    reads follow the fix) decides once it holds enough lookups; the alert's window still counts earlier misses."""
     before = cp.diagnose(eviction_fault(), SETTINGS)
     fixed = healthy_evidence()
     fixed["prometheus"]["queries"][cp.Q_HIT_RATE]["value"] = 0.35
+    enough = SETTINGS["verify_min_lookups"]
+    fixed["redis"]["sample"].update(hit_rate=0.85, lookups=enough)
+    rate = by_check(cp.diagnose(fixed, SETTINGS, before["findings"], ("A",))["findings"])["cache.hit_rate"]
+    assert rate["status"] == "warning" and "recovering" in rate["evidence"]["note"]
+    assert rate["evidence"]["after_fix"] == {"source": "redis", "hit_rate": 0.85, "lookups": enough, "seconds": 2.0}
+    # the same fresh samples still low: the fix did not help, whatever scenario it fixed
+    fixed["redis"]["sample"].update(hit_rate=0.2)
+    for applied in (("A",), ("C",), ()):
+        after = cp.diagnose(fixed, SETTINGS, before["findings"], applied)
+        rate = by_check(after["findings"])["cache.hit_rate"]
+        assert rate["status"] == "problem" and "still low after the fix" in rate["evidence"]["note"], applied
+        assert not results.healthy(after["findings"])
+    # fresher beats older: a good recent Prometheus window (partly before the fix) does not outvote them
+    fixed["prometheus"]["queries"][cp.Q_HIT_RATE_RECENT] = {"value": 0.9, "error": None}
+    fixed["prometheus"]["queries"][cp.Q_LOOKUPS_RECENT] = {"value": 2.5, "error": None}
+    assert by_check(cp.diagnose(fixed, SETTINGS, before["findings"], ("A",))["findings"])["cache.hit_rate"][
+        "status"] == "problem"
+    # without a fix the window is the evidence: a problem
+    assert by_check(cp.diagnose(fixed, SETTINGS)["findings"])["cache.hit_rate"]["status"] == "warning"  # recent
+    del fixed["prometheus"]["queries"][cp.Q_HIT_RATE_RECENT]
+    assert by_check(cp.diagnose(fixed, SETTINGS)["findings"])["cache.hit_rate"]["status"] == "problem"
+
+
+def test_too_few_lookups_since_the_fix_leave_the_hit_rate_not_judged():
+    """Right after a fix a refilling cache has seen few lookups (the lab: about 5 in the 2 s sample): the rate is not
+    judged yet - a warning that says so, never "recovering" - and a good recent window does count as recovering."""
+    before = cp.diagnose(eviction_fault(), SETTINGS)
+    fixed = healthy_evidence()
+    fixed["prometheus"]["queries"][cp.Q_HIT_RATE]["value"] = 0.27
+    fixed["redis"]["sample"].update(hit_rate=0.33, lookups=3)
+    fixed["prometheus"]["queries"][cp.Q_HIT_RATE_RECENT] = {"value": 0.3, "error": None}
+    fixed["prometheus"]["queries"][cp.Q_LOOKUPS_RECENT] = {"value": 2.5, "error": None}
     after = cp.diagnose(fixed, SETTINGS, before["findings"], ("A",))
     rate = by_check(after["findings"])["cache.hit_rate"]
-    assert rate["status"] == "warning" and "recovering" in rate["evidence"]["note"]
-    assert results.healthy(after["findings"])
-    # without a fix of its cause, a low hit rate stays a problem
-    assert by_check(cp.diagnose(fixed, SETTINGS)["findings"])["cache.hit_rate"]["status"] == "problem"
+    assert rate["status"] == "warning" and rate["evidence"]["note"].startswith("not judged yet: 3 lookups")
+    assert "recovering" not in rate["evidence"]["note"] and rate["evidence"]["prometheus"]["recent"]["hit_rate"] == 0.3
+    assert results.healthy(after["findings"])  # the cause's checks decide the verification
+    fixed["prometheus"]["queries"][cp.Q_HIT_RATE_RECENT]["value"] = 0.8
+    rate = by_check(cp.diagnose(fixed, SETTINGS, before["findings"], ("A",))["findings"])["cache.hit_rate"]
+    assert rate["status"] == "warning" and rate["evidence"]["note"].startswith("recovering: 80%")
+    # the old evidence judged again as a verification: the cause is still there, so the fix is not verified
+    still = cp.diagnose(eviction_fault(), SETTINGS, before["findings"], ("A",))
+    assert not results.healthy(still["findings"])
 
 
 def test_hit_rate_low_over_the_window_but_not_recently_is_recovering():
@@ -501,7 +540,8 @@ def test_the_flow_filters_judge_plan_gate_and_report():
         "settings": {"cache_performance": role_settings(
             "cache_performance", {"warm_keys": WARM, "warm_patterns": {"entity:*": 1}})},
     }
-    assert set(filters["procedure_request"](run)) == {"redis", "prometheus"}
+    # the procedure's kinds, and the stack check's (every service up: containers; no /health without services)
+    assert set(filters["procedure_request"](run)) == {"redis", "prometheus", "containers"}
     assert filters["procedure_request"](run, {"redis": {}, "prometheus": {}}) != {}  # the cache must cover the need
     state = filters["procedure_judgement"](eviction_fault(), run)
     assert state["_followup"] == {}

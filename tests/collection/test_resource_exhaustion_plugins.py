@@ -136,32 +136,122 @@ def test_the_cache_at_its_memory_limit_is_flushed_after_a_backup_not_restarted()
 
 def test_full_backup_disk_deletes_exactly_the_expired_backups():
     disks = [{"path": "/state/backups", "used_percent": 91.7, "free_bytes": 4 * 2**20, "total_bytes": 48 * 2**20}]
-    result = rex.diagnose(evidence(record("orchestrator"), disks=disks, backups=backups(30, 20, 8, 1)), SETTINGS)
+    one = dict(SETTINGS, backup_keep_newest=1)
+    result = rex.diagnose(evidence(record("orchestrator"), disks=disks, backups=backups(30, 20, 8, 1)), one)
     found = {f["check"]: f for f in result["findings"]}
     assert found["host.disk"]["status"] == "problem" and found["host.disk"]["scenario"] == "B"
     assert found["backups.retention"]["status"] == "warning"
-    [act] = rex.plan(result, dict(SETTINGS, approve=True))
+    [act] = rex.plan(result, dict(one, approve=True))
     assert act["destructive"] and act["status"] == "planned"
     assert act["change"]["files"] == ["/state/backups/b0.dump", "/state/backups/b1.dump", "/state/backups/b2.dump"]
+    assert act["change"]["keep_newest"] == 1
     # without approval nothing goes, but the list is in the result
-    assert rex.plan(result, SETTINGS)[0]["status"] == "awaiting_approval"
+    assert rex.plan(result, one)[0]["status"] == "awaiting_approval"
 
 
-def test_docker_root_full_prunes_only_dangling_unused_images():
+def test_the_retention_always_keeps_the_newest_backups_of_each_kind():
+    """Every backup older than the retention used to go, the last good ones too; now the newest
+    backup_keep_newest (default 3) of each kind (directory and pattern) stay whatever their age."""
+    assert SETTINGS["backup_keep_newest"] == 3
+    disks = [{"path": "/state/backups", "used_percent": 95.0, "free_bytes": 2**20, "total_bytes": 48 * 2**20}]
+    rdb = [{"path": "/state/backups/redis-1.rdb", "size_bytes": 2**20, "mtime": NOW - 50 * 86400},
+           {"path": "/state/backups/redis-2.rdb", "size_bytes": 2**20, "mtime": NOW - 45 * 86400}]
+    result = rex.diagnose(evidence(record("orchestrator"), disks=disks, backups=backups(40, 35, 30, 25, 20) + rdb),
+                          SETTINGS)
+    retention = {f["check"]: f for f in result["findings"]}["backups.retention"]
+    assert [Path(e["path"]).name for e in retention["evidence"]["expired"]] == ["b0.dump", "b1.dump"]
+    assert retention["evidence"]["kept_newest"] == [
+        "/state/backups/redis-1.rdb", "/state/backups/redis-2.rdb", "/state/backups/b2.dump",
+        "/state/backups/b3.dump", "/state/backups/b4.dump"]
+    [act] = rex.plan(result, dict(SETTINGS, approve=True))
+    assert act["change"] == {"files": ["/state/backups/b0.dump", "/state/backups/b1.dump"], "count": 2,
+                             "bytes": 2 * 6 * 2**20, "retention_days": 7.0, "keep_newest": 3}
+    assert "the newest 3 of each kind stay" in act["outcome"] and "kept: redis-1.rdb" in act["outcome"]
+    # three old backups and nothing newer: none goes (they are the last ones)
+    only_old = rex.diagnose(evidence(record("orchestrator"), disks=disks, backups=backups(40, 35, 30)), SETTINGS)
+    assert {f["check"]: f["status"] for f in only_old["findings"]}["backups.retention"] == "ok"
+    assert rex.plan(only_old, dict(SETTINGS, approve=True)) == []
+
+
+def test_the_deletion_checks_again_what_it_may_delete_when_applied():
+    """resource_exhaustion_deletable (the task file's filter): listed, still older than the retention, and still
+    not among the newest of its kind when the deletion runs."""
+    from ansible_collections.octollm.remediation.plugins.filter.resource_exhaustion import FilterModule
+
+    deletable = FilterModule().filters()["resource_exhaustion_deletable"]
+    patterns = SETTINGS["backup_patterns"]
+    change = {"files": ["/b/x0.dump", "/b/x1.dump"], "retention_days": 7, "keep_newest": 2}
+    found = [{"path": f"/b/x{i}.dump", "mtime": NOW - age * 86400} for i, age in enumerate((40, 30, 20, 10))]
+    assert rex.deletable(found, change, patterns, now=NOW) == ["/b/x0.dump", "/b/x1.dump"]
+    # x2 and x3 were deleted meanwhile: x0 and x1 are now the newest two, and stay
+    assert rex.deletable(found[:2], change, patterns, now=NOW) == []
+    # x1 was rewritten (new mtime): kept; a file never listed is never deleted
+    rewritten = [found[0], {"path": "/b/x1.dump", "mtime": NOW}, *found[2:], {"path": "/b/y.dump", "mtime": 0}]
+    assert rex.deletable(rewritten, change, patterns, now=NOW) == ["/b/x0.dump"]
+    import time
+
+    today = [dict(item, mtime=item["mtime"] - NOW + time.time()) for item in found]
+    assert deletable(today, change, patterns) == ["/b/x0.dump", "/b/x1.dump"]  # now: the clock of the run
+
+
+def stopped(service, name, state="exited", policy="no", oneoff=False):
+    return {"service": service, "name": name, "id": name[-12:].rjust(12, "0"), "running": False, "state": state,
+            "oneoff": oneoff, "restart_policy": {"name": policy, "max_retries": 0},
+            "log_config": {"type": "json-file", "max_size": "10m", "max_file": "3"}}
+
+
+def test_docker_root_full_prunes_only_the_stacks_own_stopped_containers_and_unused_images():
+    """The prune used to remove every stopped container on the host outside the project while the plan listed
+    images only. Now: the project's stopped one-off containers and dangling images no container uses, each listed
+    by name or id; never another project's, a service's container, an image in use, a tagged or protected one."""
     disks = [{"path": "/var/lib/docker", "used_percent": 95.0, "free_bytes": 2**30, "total_bytes": 20 * 2**30}]
+    row = {"tags": [], "dangling": True, "containers": 0, "in_use_by_project": False, "created": 1}
     images = {
         "reclaimable_bytes": 3 * 2**30,
-        "largest": [
-            {"id": "aaa", "tags": [], "dangling": True, "containers": 0, "in_use_by_project": False, "size_bytes": 1},
-            {"id": "bbb", "tags": [], "dangling": True, "containers": 16, "in_use_by_project": True, "size_bytes": 1},
-            {"id": "ccc", "tags": ["debian:bookworm"], "dangling": False, "containers": 0, "size_bytes": 1},
+        "largest": [],
+        "project_unused": [
+            dict(row, id="aaa", project="octollm", size_bytes=100),
+            dict(row, id="bbb", project="octollm", size_bytes=7, containers=1),  # a stopped container uses it
+            dict(row, id="ccc", project="octollm", size_bytes=5, tags=["octollm-orchestrator:old"], dangling=False),
+            dict(row, id="ddd", project="octollm", size_bytes=5, tags=["octollm/lab-runtime:old"], dangling=False),
         ],
+        "project_unused_total": 4,
     }
-    result = rex.diagnose(evidence(record("orchestrator"), disks=disks, images=images), SETTINGS)
+    containers = [
+        record("orchestrator"),
+        stopped("migrate", "octollm-migrate-run-0f3c2a1b9d8e", oneoff=True),
+        stopped("seed", "octollm-seed-1", state="created"),
+        stopped("loadgen", "octollm-loadgen-1", policy="unless-stopped"),  # a stopped service: never pruned
+        dict(stopped("worker", "octollm-worker-1"), state="paused"),
+    ]
+    ev = evidence(*containers, disks=disks, images=images)
+    ev["containers"]["project"] = "octollm"
+    ev["containers"]["system_df"]["containers"] = {"project_rw_bytes": {"octollm-migrate-run-0f3c2a1b9d8e": 40}}
+    result = rex.diagnose(ev, SETTINGS)
+    usage = {f["check"]: f for f in result["findings"]}["docker.disk_usage"]
+    assert usage["status"] == "problem" and usage["scenario"] == "C"
     assert {s["id"]: s["holds"] for s in result["scenarios"]}["C"] is True
     [act] = rex.plan(result, dict(SETTINGS, approve=True))
-    assert act["change"]["images"] == ["aaa"] and act["destructive"]
-    assert "debian:bookworm" in act["change"]["never"] and "octollm/lab-runtime:*" in act["change"]["never"]
+    assert (act["id"], act["destructive"], act["_apply"]) == ("resource_exhaustion.C.prune_docker_data", True,
+                                                              "prune_docker")
+    change = act["change"]
+    assert [c["name"] for c in change["containers"]] == ["octollm-migrate-run-0f3c2a1b9d8e", "octollm-seed-1"]
+    assert change["containers"][0] == {"name": "octollm-migrate-run-0f3c2a1b9d8e", "id": "run-0f3c2a1b9d8e"[-12:],
+                                       "service": "migrate", "state": "exited", "oneoff": True, "size_bytes": 40}
+    assert change["images"] == [{"id": "aaa", "size_bytes": 100, "created": 1}]
+    assert change["project"] == "octollm" and change["reclaimable_bytes"] == 140
+    assert "octollm/lab-runtime:*" in change["never"] and "a tagged image" in change["never"]
+    assert "octollm-migrate-run-0f3c2a1b9d8e" in act["outcome"] and "aaa" in act["outcome"]
+    # nothing of the stack to prune, only other projects' data on the host: a report, nothing removed
+    ev["containers"]["containers"] = [record("orchestrator")]
+    ev["containers"]["system_df"]["images"] = {"reclaimable_bytes": 3 * 2**30, "project_unused": []}
+    [report] = rex.plan(rex.diagnose(ev, SETTINGS), dict(SETTINGS, approve=True))
+    assert (report["id"], report["status"]) == ("resource_exhaustion.C.report_docker_data", "report")
+    assert "only the host's owner may prune" in report["outcome"]
+    # a disk with room: nothing to do, whatever is reclaimable
+    ev["containers"]["host"]["df"] = [{"path": "/var/lib/docker", "used_percent": 30.0, "free_bytes": 10**11,
+                                       "total_bytes": 2 * 10**11}]
+    assert rex.plan(rex.diagnose(ev, SETTINGS), dict(SETTINGS, approve=True)) == []
 
 
 def test_no_log_rotation_is_a_report_and_docker_down_is_unknown():
@@ -180,7 +270,8 @@ def test_no_log_rotation_is_a_report_and_docker_down_is_unknown():
 
 def test_prevention():
     result = rex.prevention(
-        evidence(record("a"), record("b", nano_cpus=None, log_config={"type": "json-file"}), backups=backups(40)),
+        evidence(record("a"), record("b", nano_cpus=None, log_config={"type": "json-file"}),
+                 backups=backups(40, 39, 38, 37)),
         SETTINGS,
     )
     assert {f["check"]: f["status"] for f in result["findings"]} == {
@@ -280,7 +371,7 @@ def test_the_flow_filters_judge_plan_gate_and_report():
     }
     assert set(filters["procedure_request"](run)) == {"containers", "logs"}
     disks = [{"path": "/state/backups", "used_percent": 91.7, "free_bytes": 4 * 2**20, "total_bytes": 48 * 2**20}]
-    broken = evidence(record("orchestrator"), disks=disks, backups=backups(30, 20, 1))
+    broken = evidence(record("orchestrator"), disks=disks, backups=backups(30, 20, 10, 9, 1))
     state = filters["procedure_judgement"](broken, run)
     assert state["_followup"] == {}
     [todo] = filters["procedure_actions"](state, run)
@@ -296,3 +387,29 @@ def test_the_flow_filters_judge_plan_gate_and_report():
     skipped = filters["procedure_judgement"](broken, skipping)["resource_exhaustion"]["actions"]
     assert skipped[0]["status"] == "skipped" and filters["procedure_actions"]({"resource_exhaustion": {
         "actions": skipped}}, skipping) == []
+
+
+def test_the_containers_evidence_names_the_projects_unused_images_and_one_off_containers():
+    """collector_containers: docker system df's images with the Compose project label and no container are listed
+    (all of them, not only the ten largest); a record says whether its container is a one-off (compose run)."""
+    from ansible_collections.octollm.remediation.plugins.module_utils import collector_containers as cc
+
+    label = {cc.PROJECT_LABEL: "octollm"}
+    data = {"Images": [
+        {"Id": "sha256:" + "a" * 64, "RepoTags": ["<none>:<none>"], "Size": 5, "Containers": 0, "Labels": label},
+        {"Id": "sha256:" + "b" * 64, "RepoTags": ["octollm-app:1"], "Size": 9, "Containers": 2, "Labels": label},
+        {"Id": "sha256:" + "c" * 64, "RepoTags": [], "Size": 7, "Containers": 0,
+         "Labels": {cc.PROJECT_LABEL: "other"}},
+        {"Id": "sha256:" + "d" * 64, "RepoTags": ["debian:bookworm"], "Size": 3, "Containers": 0, "Labels": None},
+    ]}
+    images = cc.system_df(data, [], "octollm")["images"]
+    assert [(row["id"], row["dangling"], row["project"]) for row in images["project_unused"]] == [("a" * 12, True,
+                                                                                                   "octollm")]
+    assert images["project_unused_total"] == 1
+    assert cc.system_df(data, [])["images"]["project_unused"] == []  # no project: nothing is the stack's
+    inspect = {"Name": "/octollm-migrate-run-1", "Id": "f" * 64, "State": {"Status": "exited"},
+               "Config": {"Labels": {cc.PROJECT_LABEL: "octollm", cc.SERVICE_LABEL: "migrate",
+                                     cc.ONEOFF_LABEL: "True"}}, "HostConfig": {}}
+    assert cc.container_record({}, inspect, [])["oneoff"] is True
+    inspect["Config"]["Labels"][cc.ONEOFF_LABEL] = "False"
+    assert cc.container_record({}, inspect, [])["oneoff"] is False

@@ -138,7 +138,7 @@ def test_the_flow_filters_request_judge_plan_and_report() -> None:
         "settings": {"security_violations": role_settings("security_violations", PATHS)},
     }
     request = filters["procedure_request"](run)
-    assert set(request) == {"prometheus", "containers", "logs"}
+    assert set(request) == {"prometheus", "containers", "logs", "http"}  # http: the stack check's /health
     assert request["prometheus"]["queries"] == {
         "security_violations_by_type": "sum by (type) (increase(security_violations_total[15m]))"}
     assert request["logs"]["sources"] == [
@@ -155,10 +155,38 @@ def test_the_flow_filters_request_judge_plan_and_report() -> None:
     assert {a["change"].get("_reload_url") for a in todo[:2]} == {"http://guardian:8104/api/v1/reload"}
     assert todo[2]["change"]["_bundle"]["findings"][0]["check"] == "security.violations"
     done = {a["id"]: {"status": "applied", "outcome": "done"} for a in todo}
-    result = filters["procedure_results"](fault, run, state, done)["security_violations"]
+    # the fresh evidence after the fix holds the mark the bundle wrote: what it bundled is no longer new
+    upto = todo[2]["change"]["upto"]
+    fresh = evidence(LINES, {"email": 1, "card": 1}, blocked=SRC + "\n", handled=upto)
+    result = filters["procedure_results"](fresh, run, state, done)["security_violations"]
     assert "_reload_url" not in json.dumps(result) and "_bundle" not in json.dumps(result)
-    assert result["verification"]["findings"][0]["status"] == "warning"  # A: bundled and escalated in this run
+    assert result["verification"]["findings"][0]["status"] == "ok"
     assert result["escalation"]["level"] == "L3"
+
+
+def test_violations_after_the_bundles_mark_are_a_problem_in_the_verification() -> None:
+    """Having bundled A does not soften what the fresh evidence shows: an event after the fix's mark is a
+    violation that goes on (it used to be a warning once A was bundled)."""
+    filters = ProcedureFilters().filters()
+    run = {
+        "procedures": ["security_violations"],
+        "context": {"platform": "compose", "phase": "resolve", "approve": True},
+        "settings": {"security_violations": role_settings("security_violations", PATHS)},
+    }
+    state = filters["procedure_judgement"](evidence(LINES, {"email": 1}), run)
+    applied = {a["id"]: {"status": "applied", "outcome": "done"}
+               for a in state["security_violations"]["actions"] if a["status"] == "planned"}
+    assert "security_violations.A.bundle_evidence" in applied
+    later = (f"2026-11-28T19:05:00.000Z WARNING guardian-arm security violation type=blocked_command source={SRC} "
+             'command="mkfs /dev/sdb" pattern="mkfs"')
+    fresh = evidence([*LINES, later], {"email": 1}, blocked=SRC + "\n", handled="2026-11-28T19:00:03.000Z")
+    result = filters["procedure_results"](fresh, run, state, applied)["security_violations"]
+    violations = result["verification"]["findings"][0]
+    assert (violations["check"], violations["status"], violations["observed"]) == (
+        "security.violations", "problem", "1 new events (blocked_command 1)")
+    assert result["verification"]["healthy"] is False
+    # the same evidence before any fix is judged the same way: the judgement reads evidence, not actions
+    assert sv.diagnose(fresh, SETTINGS)["findings"][0]["status"] == "problem"
 
 
 def scanned(**services: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 It speaks the API's wire protocol (discovery, list, get, create, patch, delete) well enough for the kubernetes
 client and kubernetes.core's k8s / k8s_info / k8s_scale, and records every request, so a test can assert the body
 of every write. It is NOT Kubernetes: no controllers (a Deployment makes no pods, a patch starts no rollout,
-``wait:`` never completes), no admission, no RBAC, no strategic merge (patches merge dicts and replace lists),
-exec is not served; pod logs only as set_log() stored them. It checks our calls, not Kubernetes' behaviour.
+``wait:`` never completes), no admission, no RBAC, no strategic merge (patches merge dicts and replace lists);
+pod logs only as set_log() stored them; exec only when a test asks (serve_exec()): the command then runs HERE, as
+the test says the pod would run it, behind the API's exec protocol (a websocket, v4.channel.k8s.io: stdout on
+channel 1, stderr on 2, the exit status on 3). It checks our calls, not Kubernetes' behaviour.
 
 Extended here, because the roles rely on it: list requests honour ``labelSelector`` (equality and set-based
 ``in``/``notin``/exists) and ``fieldSelector`` (equality on dotted paths, e.g. ``involvedObject.name=redis-0``).
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +105,61 @@ def field_selector_matches(selector: str, obj: dict[str, Any]) -> bool:
     return True
 
 
+EXEC_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec$")
+# what the test says the pod runs for an exec: (argv, environment) from (namespace, pod, container, command)
+ExecRunner = Callable[[str, str, "str | None", list[str]], "tuple[list[str], dict[str, str]]"]
+
+
+@dataclass
+class Exec:
+    """One exec the emulator received: where, and the command as the API got it (the query's ``command``s)."""
+
+    namespace: str
+    pod: str
+    container: str | None
+    command: list[str]
+    query: dict[str, list[str]]
+    exit_code: int | None = None
+
+
 class _SelectingEmulator(kmock.KubernetesEmulator):
-    """kmock's emulator with label and field selectors on lists (kmock 0.8 returns every object)."""
+    """kmock's emulator with label and field selectors on lists (kmock 0.8 returns every object), and exec."""
+
+    async def __call__(self, raw_request: Any) -> Any:
+        match = EXEC_PATH.match(raw_request.path)
+        runner = getattr(self, "exec_runner", None)
+        if match and runner is not None and raw_request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._serve_exec(raw_request, match[1], match[2], runner)
+        return await super().__call__(raw_request)
+
+    async def _serve_exec(self, raw_request: Any, namespace: str, pod: str, runner: ExecRunner) -> Any:
+        """The API's exec: a websocket (v4.channel.k8s.io) whose binary frames carry the channel number first."""
+        import aiohttp.web
+
+        query = {key: raw_request.query.getall(key) for key in raw_request.query}
+        done = Exec(namespace=namespace, pod=pod, container=(query.get("container") or [None])[0],
+                    command=list(query.get("command") or []), query=query)
+        self.execs.append(done)
+        socket = aiohttp.web.WebSocketResponse(protocols=("v4.channel.k8s.io",))
+        await socket.prepare(raw_request)
+        argv, env = runner(namespace, pod, done.container, done.command)
+        proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+
+        async def pump(stream: Any, channel: int) -> None:
+            while chunk := await stream.read(1 << 16):
+                await socket.send_bytes(bytes([channel]) + chunk)
+
+        await asyncio.gather(pump(proc.stdout, 1), pump(proc.stderr, 2))
+        done.exit_code = await proc.wait()
+        status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+        if done.exit_code:
+            status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                      "message": f"command terminated with non-zero exit code: {done.exit_code}",
+                      "details": {"causes": [{"reason": "ExitCode", "message": str(done.exit_code)}]}}
+        await socket.send_bytes(bytes([3]) + json.dumps(status).encode())
+        await socket.close()
+        return socket
 
     async def _serve_list(self, request: rendering.Request) -> Any:
         listing: Any = await super()._serve_list(request)
@@ -228,6 +284,16 @@ class KubernetesAPIEmulator:
             if label is None or label_selector_matches(label, labels):
                 found.append(raw)
         return found
+
+    def serve_exec(self, runner: ExecRunner) -> None:
+        """Serve exec from now on: ``runner(namespace, pod, container, command)`` gives the argv and environment to
+        run here as that pod would; its output and exit status go back through the API's exec protocol."""
+        self.handler.execs = []
+        self.handler.exec_runner = runner
+
+    def execs(self) -> list[Exec]:
+        """The execs served so far, in order."""
+        return list(getattr(self.handler, "execs", []))
 
     def set_log(self, pod: str, text: str, namespace: str | None = NAMESPACE) -> None:
         """The log that GET .../pods/{pod}/log serves (text; every query option ignored)."""

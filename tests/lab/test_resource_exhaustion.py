@@ -1,6 +1,7 @@
 """The resource_exhaustion role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
 runs), reading the RESULT from the playbook_on_stats event's artifact_data. Faults: redis-bloat (A); C (the Docker root
-disk full of unused data) with lowered disk thresholds, planned but not applied on the shared lab. disk-fill (B) and
+disk full of unused data) with lowered disk thresholds, applied to a container and an image the test plants (nothing
+else of the shared lab can be pruned: the prune is limited to the stack's own unused data). disk-fill (B) and
 cpu-hog (A) are the Molecule scenarios molecule/resource_exhaustion_disk_compose and resource_exhaustion_cpu_compose
 (tests/lab/test_molecule.py)."""
 
@@ -108,45 +109,53 @@ def test_cache_at_its_memory_limit_is_flushed_only_after_a_verified_backup(healt
     faults.heal(healthy_lab, "redis-bloat")
 
 
-def test_full_docker_disk_plans_a_prune_that_spares_the_deployments_images(healthy_lab: Any, tmp_path: Path) -> None:
+def docker(*args: str, check: bool = True) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check).stdout.strip()
+
+
+def test_full_docker_disk_prunes_only_the_stacks_own_stopped_containers_and_unused_images(
+    healthy_lab: Any, tmp_path: Path
+) -> None:
     """Scenario C on the real Docker data: with the disk thresholds under today's use the Docker root disk counts as
-    full; the plan lists the dangling images to go, never an image a container uses or a tagged (protected) one, and
-    waits for approval; nothing is pruned (the lab's images cannot be pulled again, and the lab is shared)."""
+    full. Planted: a stopped one-off container of the project (`docker compose run` labels), an unused image of the
+    project (dangling, the project's label) and a stopped container of no project. The plan lists the first two by
+    name and id, waits for approval, and the approved prune removes exactly them: the other container, every image
+    in use and the protected ones stay (the prune once removed every stopped container on the host)."""
+    import secrets
+
     thresholds = {"resource_exhaustion_disk_warn_percent": 1, "resource_exhaustion_disk_high_percent": 2}
-    images = sorted(
-        subprocess.run(["docker", "images", "-a", "-q", "--no-trunc"], capture_output=True, text=True).stdout.split()
-    )
-    waiting = run(tmp_path, "resolve", **thresholds)
-    found = by_check(waiting["findings"])
-    assert found["host.disk"]["status"] == "problem" and found["host.disk"]["scenario"] == "C"
-    assert found["docker.disk_usage"]["status"] == "problem"
-    [prune] = [a for a in waiting["actions"] if a["scenario"] == "C"]
-    assert prune["id"] == "resource_exhaustion.C.prune_docker_data" and prune["status"] == "awaiting_approval"
-    assert prune["destructive"] is True and "octollm/lab-runtime:*" in prune["change"]["never"]
-    listed = set(prune["change"]["images"])
-    in_use = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--no-trunc"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    used = {
-        i.replace("sha256:", "")[:12]
-        for i in subprocess.run(
-            ["docker", "inspect", "-f", "{{.Image}}", *in_use], capture_output=True, text=True, check=True
-        ).stdout.split()
-    }
-    tagged = set(
-        subprocess.run(
-            ["docker", "images", "-q", "--filter", "dangling=false"], capture_output=True, text=True, check=True
-        ).stdout.split()
-    )
-    assert not listed & used and not listed & tagged
-    dangling = set(
-        subprocess.run(
-            ["docker", "images", "-q", "--filter", "dangling=true"], capture_output=True, text=True, check=True
-        ).stdout.split()
-    )
-    assert listed <= dangling
-    assert len(listed) + prune["change"]["unlisted_dangling_images"] >= len(dangling - used)
-    dry = run(tmp_path, "resolve", octollm_dry_run=True, octollm_approve=True, **thresholds)
-    assert [a["status"] for a in dry["actions"] if a["scenario"] == "C"] == ["planned"]
-    after = subprocess.run(["docker", "images", "-a", "-q", "--no-trunc"], capture_output=True, text=True).stdout
-    assert sorted(after.split()) == images  # nothing was pruned (`docker images` has no stable order)
+    suffix = secrets.token_hex(4)
+    mine, foreign = f"octollm-prune-probe-run-{suffix}", f"octoctl-test-foreign-{suffix}"
+    labels = ["--label", "com.docker.compose.project=octollm", "--label", "com.docker.compose.service=prune-probe",
+              "--label", "com.docker.compose.oneoff=True"]
+    image = None
+    try:
+        docker("create", "--name", foreign, "octollm/lab-runtime:dev", "true")
+        mine_id = docker("create", "--name", mine, *labels, "octollm/lab-runtime:dev", "true")[:12]
+        image = docker("commit", "--change", "LABEL com.docker.compose.project=octollm", foreign).split(":")[-1][:12]
+        images = sorted(docker("images", "-a", "-q", "--no-trunc").split())
+
+        waiting = run(tmp_path, "resolve", **thresholds)
+        found = by_check(waiting["findings"])
+        assert found["host.disk"]["status"] == "problem" and found["host.disk"]["scenario"] == "C"
+        assert found["docker.disk_usage"]["status"] == "problem"
+        [prune] = [a for a in waiting["actions"] if a["scenario"] == "C"]
+        assert prune["id"] == "resource_exhaustion.C.prune_docker_data" and prune["status"] == "awaiting_approval"
+        assert prune["destructive"] is True and "octollm/lab-runtime:*" in prune["change"]["never"]
+        assert [(c["name"], c["id"], c["state"]) for c in prune["change"]["containers"]] == [(mine, mine_id, "created")]
+        assert [i["id"] for i in prune["change"]["images"]] == [image]
+        assert mine in prune["outcome"] and image in prune["outcome"]
+        assert docker("ps", "-a", "-q", "--filter", f"name={mine}")  # nothing was removed without approval
+
+        fixed = run(tmp_path, "resolve", octollm_approve=True, octollm_scenario="C", **thresholds)
+        [applied] = [a for a in fixed["actions"] if a["scenario"] == "C"]
+        assert applied["status"] == "applied", applied["outcome"]
+        assert applied["change"]["removed_containers"] == [mine] and applied["change"]["removed_images"] == [image]
+        assert not docker("ps", "-a", "-q", "--filter", f"name={mine}")
+        assert docker("ps", "-a", "-q", "--filter", f"name={foreign}")  # another project's container stays
+        left = sorted(docker("images", "-a", "-q", "--no-trunc").split())
+        assert [i for i in images if i not in left] == [next(i for i in images if i.split(":")[-1].startswith(image))]
+    finally:
+        docker("rm", "-f", mine, foreign, check=False)
+        if image:
+            docker("image", "rm", image, check=False)

@@ -2,8 +2,9 @@
 # Copyright: OctoLLM operations
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Filters of octollm.remediation for data_corruption's action task files: the repair transaction and the outcomes
-of the backup, the repair and the restore, over ``plugin_utils/data_corruption.py`` (Kubernetes:
-``data_corruption_kubernetes.py``). The judgement goes through the shared ``procedure_*`` filters.
+of the backup, the repair and the restore, over ``plugin_utils/data_corruption.py`` (the same on Kubernetes, where
+the backup is streamed out of the pod by ``pg_backup``). The judgement goes through the shared ``procedure_*``
+filters.
 
 Each filter is documented in ``plugins/filter/<name>.yml``.
 """
@@ -15,7 +16,6 @@ __metaclass__ = type
 from ansible_collections.octollm.remediation.plugins.plugin_utils.filtering import LazyPluginUtils, wrap
 
 dc = LazyPluginUtils("data_corruption")
-dck = LazyPluginUtils("data_corruption_kubernetes")
 
 
 def data_corruption_repair_queries(actions):
@@ -30,10 +30,6 @@ def data_corruption_backup_outcome(result, check_mode=False):
     return dc.backup_outcome(result, check_mode)
 
 
-def data_corruption_k8s_backup_outcome(exec_result, change, check_mode=False):
-    return dck.backup_outcome(exec_result, change, check_mode)
-
-
 def data_corruption_restore_outcome(result, check_mode=False):
     return dc.restore_outcome(result, check_mode)
 
@@ -46,6 +42,5 @@ class FilterModule(object):
             "data_corruption_repair_queries": wrap(data_corruption_repair_queries),
             "data_corruption_repair_outcomes": wrap(data_corruption_repair_outcomes),
             "data_corruption_backup_outcome": wrap(data_corruption_backup_outcome),
-            "data_corruption_k8s_backup_outcome": wrap(data_corruption_k8s_backup_outcome),
             "data_corruption_restore_outcome": wrap(data_corruption_restore_outcome),
         }

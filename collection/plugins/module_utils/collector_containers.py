@@ -47,6 +47,9 @@ from ansible_collections.octollm.remediation.plugins.module_utils.redact import 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+# at most this many of the project's unused images are listed (their total is counted)
+PROJECT_UNUSED_MAX = 100
 
 DEFAULT_ERROR_PATTERN = r"(?i)\b(error|exception|traceback|critical|fatal|panic|oom|killed|refused|timed? ?out)\b"
 UNLIMITED = 1 << 62  # cgroup v1 reports "no limit" as a page-rounded 2^63-1
@@ -355,6 +358,7 @@ def container_record(listed, inspect, kinds):
         "name": (inspect.get("Name") or "").lstrip("/"),
         "id": _short(inspect.get("Id")),
         "number": int(number) if number and str(number).isdigit() else None,
+        "oneoff": labels.get(ONEOFF_LABEL) == "True",
         "state": state.get("Status"),
         "running": bool(state.get("Running")),
         "status": listed.get("Status"),
@@ -474,8 +478,9 @@ def host_memory():
     }
 
 
-def system_df(data, project_records):
-    """``docker system df`` totals (the CLI's arithmetic) plus the project's images and volumes."""
+def system_df(data, project_records, project=None):
+    """``docker system df`` totals (the CLI's arithmetic) plus the project's images and volumes, and the images
+    labelled with the Compose ``project`` that no container uses (``images.project_unused``)."""
     images = data.get("Images") or []
     containers = data.get("Containers") or []
     volumes = data.get("Volumes") or []
@@ -508,9 +513,11 @@ def system_df(data, project_records):
                 "dangling": not tags,
                 "in_use_by_project": image.get("Id") in project_images,
                 "created": image.get("Created"),
+                "project": (image.get("Labels") or {}).get(PROJECT_LABEL),
             }
         )
     image_rows.sort(key=lambda row: -(row["size_bytes"] or 0))
+    unused = [row for row in image_rows if project and row["project"] == project and not row["containers"]]
     return {
         "images": {
             "total": len(images),
@@ -520,6 +527,8 @@ def system_df(data, project_records):
             "dangling": sum(1 for row in image_rows if row["dangling"]),
             "largest": image_rows[:10],
             "project": [row for row in image_rows if row["in_use_by_project"]],
+            "project_unused": unused[:PROJECT_UNUSED_MAX],
+            "project_unused_total": len(unused),
         },
         "containers": {
             "total": len(containers),
@@ -770,7 +779,7 @@ class ContainersCollector(Collector):
             for name, job in extra.items():
                 try:
                     value = job.result(timeout=remaining(deadline))
-                    result[name] = system_df(value, records) if name == "system_df" else value
+                    result[name] = system_df(value, records, self._opt("project")) if name == "system_df" else value
                 except Exception as exc:
                     result[name] = None
                     result["probe_errors"][name] = error_of(self._api_error(exc))

@@ -30,6 +30,11 @@ description:
     only then commits. Any error rolls everything back; a killed run leaves the tables as they were.
   - Passwords go to the tools through the environment (C(PGPASSWORD)), never on a command line, and are never
     returned.
+  - With O(pod_exec) (Kubernetes), C(pg_dump) runs INSIDE the PostgreSQL pod through the API's exec (the server's
+    own C(pg_dump), with the snapshot exported over O(login_host)), and its output is streamed to O(path) on the
+    host running the module, base64-decoded and hashed as it arrives; the file, its verification and the manifest
+    are then exactly as above, so the backup never lies on the database's own volume and O(state=restored)
+    restores it through O(login_host) (a Service address or a port-forward).
 options:
   state:
     description: What to do with the backup at O(path).
@@ -97,13 +102,51 @@ options:
   label:
     description: Recorded in the manifest (why the backup was taken).
     type: str
+  pod_exec:
+    description:
+      - O(state=dumped) on Kubernetes - run C(pg_dump) in this pod and stream its output here (see the description).
+        The pod needs C(sh), C(pg_dump) and C(base64); the module's host needs the Python package C(kubernetes).
+    type: dict
+    suboptions:
+      namespace:
+        description: Namespace of the pod.
+        type: str
+        required: true
+      pod:
+        description: The PostgreSQL pod.
+        type: str
+        required: true
+      container:
+        description: Its PostgreSQL container (default the pod's only or first one).
+        type: str
+      user:
+        description: The user C(pg_dump) connects as inside the pod (default O(login_user)).
+        type: str
+      password_env:
+        description: The NAME of the pod's environment variable holding that user's password (it never leaves the pod).
+        type: str
+      kubeconfig:
+        description: The kubeconfig (default C(KUBECONFIG) or C(~/.kube/config), else the in-cluster account).
+        type: path
+      context:
+        description: The kubeconfig's context (default its current one).
+        type: str
+      host:
+        description: The API server's URL, over the kubeconfig's.
+        type: str
+      validate_certs:
+        description: Verify the API server's certificate.
+        type: bool
+        default: true
 notes:
   - Check mode - O(state=dumped) writes nothing; O(state=verified) runs (it only reads); O(state=restored)
     verifies the backup and reports what it would change without changing it.
   - The tools must match the server's major version or be newer (C(pg_dump) refuses an older one).
 requirements:
   - psycopg2
-  - pg_dump, pg_restore and psql (the PostgreSQL client package) on the host that runs the module
+  - pg_dump, pg_restore and psql (the PostgreSQL client package) on the host that runs the module (with
+    O(pod_exec) pg_dump runs in the pod; pg_restore must be at least the server's major version)
+  - the Python package kubernetes for O(pod_exec)
 seealso:
   - module: community.postgresql.postgresql_db
   - module: community.postgresql.postgresql_query
@@ -202,6 +245,7 @@ import threading
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.octollm.remediation.plugins.module_utils import pod_stream
 from ansible_collections.octollm.remediation.plugins.module_utils.pg_dumpfile import (  # noqa: F401 - the module's API
     CHUNK,
     BackupError,
@@ -365,21 +409,24 @@ class Backup(object):
             )
             snapshot, server_version, db_size = cursor.fetchone()
             facts = self.table_facts(cursor, self.p["tables"])
-            argv = [
-                self.tool("pg_dump"),
-                "--format=custom",
-                "--snapshot=%s" % snapshot,
-                "--lock-wait-timeout=%d" % self.p["lock_timeout_ms"],
-                "--no-password",
-                "--file=%s" % part,
-            ]
             try:
-                self.run(argv, "pg_dump")
+                if self.p.get("pod_exec"):
+                    tool_version = self.dump_in_pod(snapshot, part)
+                else:
+                    argv = [
+                        self.tool("pg_dump"),
+                        "--format=custom",
+                        "--snapshot=%s" % snapshot,
+                        "--lock-wait-timeout=%d" % self.p["lock_timeout_ms"],
+                        "--no-password",
+                        "--file=%s" % part,
+                    ]
+                    self.run(argv, "pg_dump")
+                    tool_version = self.run([self.tool("pg_dump"), "--version"], "pg_dump --version").strip()
             except BackupError:
                 if os.path.exists(part):
                     os.unlink(part)
                 raise
-            tool_version = self.run([self.tool("pg_dump"), "--version"], "pg_dump --version").strip()
         finally:
             connection.rollback()
             connection.close()
@@ -398,6 +445,8 @@ class Backup(object):
             "tables": facts,
             "file": os.path.basename(self.path),
         }
+        if self.p.get("pod_exec"):
+            manifest["dumped_in"] = "pod:%s/%s" % (self.p["pod_exec"]["namespace"], self.p["pod_exec"]["pod"])
         try:
             checked = self.verify(part, manifest, list(facts))
         except BackupError:
@@ -419,6 +468,32 @@ class Backup(object):
             "toc_entries": checked["toc_entries"],
             "tables": checked["tables"],
         }
+
+    def dump_in_pod(self, snapshot, part):
+        """pg_dump in the pod of ``pod_exec`` (the snapshot exported over login_host), its output streamed into
+        ``part`` here; returns pg_dump's version line. Raises BackupError."""
+        options = self.p["pod_exec"]
+        where = "%s/%s" % (options["namespace"], options["pod"])
+        argv = pod_stream.dump_argv(
+            self.p["login_db"],
+            options.get("user") or self.p["login_user"],
+            options.get("password_env"),
+            snapshot,
+            self.p["lock_timeout_ms"],
+        )
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                client = pod_stream.open_exec(options, argv)
+                done = pod_stream.stream_to(client, handle, self.p["timeout"])
+        except pod_stream.StreamError as exc:
+            raise BackupError("pg_dump in pod %s: %s" % (where, self.clean(str(exc)))) from exc
+        if done["rc"] != 0:
+            raise BackupError(
+                "pg_dump in pod %s exited %s: %s"
+                % (where, "with no status" if done["rc"] is None else done["rc"], self.clean(done["stderr"]) or "-")
+            )
+        return done["version"] or "pg_dump in pod %s" % where
 
     def verified(self):
         found = self.reader().verified(self.path, self.p["tables"], self.p["verify_rows"], self.manifest_path)
@@ -603,6 +678,20 @@ def main():
             timeout=dict(type="int", default=3600),
             run_id=dict(type="str"),
             label=dict(type="str"),
+            pod_exec=dict(
+                type="dict",
+                options=dict(
+                    namespace=dict(type="str", required=True),
+                    pod=dict(type="str", required=True),
+                    container=dict(type="str"),
+                    user=dict(type="str"),
+                    password_env=dict(type="str", no_log=False),
+                    kubeconfig=dict(type="path"),
+                    context=dict(type="str"),
+                    host=dict(type="str"),
+                    validate_certs=dict(type="bool", default=True),
+                ),
+            ),
         ),
         supports_check_mode=True,
     )

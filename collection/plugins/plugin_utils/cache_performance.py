@@ -148,7 +148,16 @@ class Facts:
 
 
 # --- checks ------------------------------------------------------------------------------------------
-def check_hit_rate(f, previous=None, recovering=()):
+def check_hit_rate(f, after_fix=False):
+    """The symptom. Over the Prometheus window (the alert's), or the Redis sample when Prometheus cannot answer.
+
+    A rate low over the window may be recovering: only recent samples say so, never the fact that an action ran.
+    In a diagnosis that is the Prometheus recent window. In a verification (``after_fix``) the window still counts
+    the misses from before the fix, so only samples taken after it are judged: the Redis sample of the fresh
+    evidence (its two INFO reads both follow the fix) once it holds ``verify_min_lookups`` lookups - a cache that
+    was blocked or emptied misses each key once as it refills, so fewer lookups cannot tell refilling from still
+    failing - else a good rate over the recent window; with neither, the rate is not judged yet (a warning that
+    says so: the cause's own checks verify the fix, and the alert keeps watching the symptom)."""
     s = f.s
     title = "%s cache hit rate is at least %s" % (s["cache_type"].upper(), percent(s["hit_rate_min"]))
     expected = ">= %s" % s["hit_rate_min"]
@@ -187,12 +196,32 @@ def check_hit_rate(f, previous=None, recovering=()):
     status = "problem"
     recent_rate, _ = _query(f.prom, Q_HIT_RATE_RECENT)
     recent_lookups, _ = _query(f.prom, Q_LOOKUPS_RECENT)
-    if (
-        source == "prometheus"
-        and recent_rate is not None
+    recent_good = (
+        recent_rate is not None
         and (recent_lookups or 0) >= s["hit_rate_min_lookups_per_s"]
         and recent_rate >= s["hit_rate_min"]
-    ):
+    )
+    if after_fix:
+        evidence["after_fix"] = {
+            "source": "redis",
+            "hit_rate": redis_rate,
+            "lookups": redis_lookups,
+            "seconds": f.sample.get("seconds"),
+        }
+        if redis_rate is not None and (redis_lookups or 0) >= s["verify_min_lookups"]:
+            if redis_rate >= s["hit_rate_min"]:
+                evidence["note"] = (
+                    "recovering: %s over the %d lookups sampled after the fix; the %s window still counts the "
+                    "misses from before it" % (percent(redis_rate), redis_lookups, s["prometheus_window"])
+                )
+                status = "warning"
+            else:
+                evidence["note"] = "still low after the fix: %s over the %d lookups sampled after it" % (
+                    percent(redis_rate),
+                    redis_lookups,
+                )
+            return finding("cache.hit_rate", title, status, observed, expected, evidence, None)
+    if source == "prometheus" and recent_good:
         # The window still holds misses from before a change (a fix, a restart) that the last few scrapes no
         # longer show: the cache has recovered, the alert's window has not caught up yet.
         evidence["prometheus"]["recent"] = {"hit_rate": round(recent_rate, 4), "window": s["recent_window"]}
@@ -202,16 +231,16 @@ def check_hit_rate(f, previous=None, recovering=()):
             s["prometheus_window"],
         )
         status = "warning"
-    elif previous is not None:
-        before = next((item for item in previous if item.get("check") == "cache.hit_rate"), None)
-        cause = (before or {}).get("scenario")
-        if cause and cause in recovering:
-            evidence["before"] = (before or {}).get("observed")
-            evidence["note"] = (
-                "recovering: scenario %s was fixed; the rate still counts the misses from before the "
-                "fix until the window (%s) has passed" % (cause, s["prometheus_window"])
-            )
-            status = "warning"
+    elif after_fix:
+        if recent_rate is not None:
+            evidence["prometheus"]["recent"] = {"hit_rate": round(recent_rate, 4), "window": s["recent_window"]}
+        evidence["note"] = (
+            "not judged yet: %s lookups sampled since the fix, fewer than the %s needed to judge a cache that "
+            "refills; the %s window (and the last %s) still count the misses from before the fix"
+            % (redis_lookups if redis_lookups is not None else "no", s["verify_min_lookups"],
+               s["prometheus_window"], s["recent_window"])
+        )
+        status = "warning"
     return finding("cache.hit_rate", title, status, observed, expected, evidence, None)
 
 
@@ -612,8 +641,12 @@ def check_stampede(f):
     )
 
 
-def diagnose(evidence, settings=None, previous=None, recovering=()):
-    """``{findings, scenarios, escalation, context}``; ``context`` feeds the plan and is never reported."""
+def diagnose(evidence, settings=None, previous=None, applied=()):
+    """``{findings, scenarios, escalation, context}``; ``context`` feeds the plan and is never reported.
+
+    ``previous`` (the findings before a fix) is given when verifying one: the symptom is then judged on what
+    was sampled after the fix. ``applied`` (the scenarios fixed) changes no judgement: a fix is verified by
+    fresh evidence, not by having run."""
     s = _settings(settings)
     f = Facts(evidence, s)
     flagged = inefficient_patterns(f) if f.redis else []
@@ -630,7 +663,7 @@ def diagnose(evidence, settings=None, previous=None, recovering=()):
         check_warm_keys(f),
         check_stampede(f),
     ]
-    rate = check_hit_rate(f, previous, recovering)
+    rate = check_hit_rate(f, after_fix=previous is not None)
     # the symptom points at the scenario that explains it
     for scenario in ("A", "C", "B", "D"):
         if any(item["scenario"] == scenario and item["status"] in ("problem", "warning") for item in checks):

@@ -201,13 +201,13 @@ def _recompute_a(findings, scenarios):
     return out
 
 
-def diagnose(evidence, settings=None, previous=None, recovering=()):
+def diagnose(evidence, settings=None, previous=None, applied=()):
     """cache_performance's diagnosis with the ConfigMap as the persisted config, plus the Kubernetes checks."""
     s = _settings(settings)
     facts = normalise(evidence)
     base_settings = dict(s, config_file=configmap_ref(s))
     merged = with_configmap(evidence, facts, s)
-    result = cp.diagnose(merged, base_settings, previous, recovering)
+    result = cp.diagnose(merged, base_settings, previous, applied)
     live = result["context"].get("maxmemory") if result["context"].get("redis_ok") else None
     extra = [check_pods(facts, s), check_memory_limit(facts, live, s)]
     findings = result["findings"] + extra

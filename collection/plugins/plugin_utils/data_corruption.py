@@ -1215,10 +1215,10 @@ def restore_verified(evidence, s):
         return {
             "failed": True,
             "path": path,
-            "msg": "%s is a backup inside a pod, taken by pg_dump through k8s_exec without a manifest; restoring it "
-            "is not implemented (it needs pg_restore in the pod and the manifest's constraint and sequence checks). "
-            "Copy it out (kubectl cp) and restore it by hand with pg_restore --clean --single-transaction, or "
-            "restore a controller-side pg_backup file (path with its .json manifest) through the port-forward" % path,
+            "msg": "%s is a backup inside a pod (left there by an earlier version, without a manifest); it is not "
+            "restored from there. Copy it out (kubectl cp) and restore it by hand with pg_restore --clean "
+            "--single-transaction; backups taken now are streamed to the controller with a manifest and restore like "
+            "Compose's" % path,
         }
     pg = (evidence or {}).get("postgres") or {}
     found = ((pg.get("backups") or {}).get("files") or {}).get(path)

@@ -1,21 +1,18 @@
 # -*- coding: utf-8 -*-
 # Copyright: OctoLLM operations
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""data_corruption on Kubernetes: the Compose judgement and repair, with the backup taken INSIDE the PostgreSQL pod.
+"""data_corruption on Kubernetes: the Compose judgement, repair and restore, with the backup streamed OUT of the
+PostgreSQL pod.
 
 The integrity queries and the one-transaction repair run as on Compose, at the inventory's PostgreSQL address (a
-Service address or a port-forward). The verified backup before the repair is a ``pg_dump -Fc`` run in the
-PostgreSQL pod through ``kubernetes.core.k8s_exec`` (the server's own pg_dump, no copy over the port-forward),
-into a path the plan names on the pod's data volume. The exec's argv is built here: ``sh -c SCRIPT`` with the
-path, database, user, the NAME of the pod's environment variable holding the password and the tables as
-positional parameters (no value is interpolated into the script; the password never leaves the pod). The script
-writes ``<path>.part``, checks it is not empty, lists it with ``pg_restore --list``, counts the rows of each table
-in the file (``pg_restore --data-only --table``), and only then renames it; ``backup_result`` turns its output
-into the pg_backup module's result, so the Compose ``backup_outcome`` and the repair's guard apply unchanged.
-
-What it does NOT do (the Compose pg_backup module does): compare the file's row counts with the counts of the
-snapshot the dump was taken from, write a manifest, or keep the file off the database's volume. The file lies on
-the same PersistentVolume as the data: it protects against the repair, not against losing the volume.
+Service address or a port-forward). The verified backup before the repair is ``pg_dump -Fc`` run INSIDE a running
+PostgreSQL pod (the server's own pg_dump) through the API's exec, from the snapshot the ``pg_backup`` module exports
+and counts over that address, and its output is streamed to the controller (``pg_backup`` option ``pod_exec``,
+``module_utils/pod_stream.py``): the file lands in the run's ``backups/`` (``data_corruption_backup_dir``), never on
+the database's volume, and is verified there exactly as on Compose (non-empty, ``pg_restore --list``, the rows of
+each table in the file equal the snapshot's, a manifest). The password stays in the pod: the exec names the
+environment variable that holds it. ``octoctl restore RUN_ID`` (the role's restore) then restores that controller
+file through the same address, as on Compose.
 
 Prevention adds a PodDisruptionBudget for PostgreSQL and scheduled backups: a CronJob running pg_dump (reported
 when missing, suspended or without a recent success; this procedure does not create it).
@@ -26,7 +23,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import shlex
 
 from ansible_collections.octollm.remediation.plugins.plugin_utils import data_corruption as dc
 from ansible_collections.octollm.remediation.plugins.plugin_utils import database_connections_kubernetes as dbc_k8s
@@ -37,40 +33,15 @@ PREFIX = "data_corruption_"
 READS = ("pods", "pdbs", "cronjobs", "workload")
 LISTS = ("pods", "pdbs", "cronjobs")
 
-# Runs in the pod: $1 path, $2 database, $3 user, $4 name of the password's env variable, then the tables.
-BACKUP_SCRIPT = "\n".join(
-    [
-        "set -eu",
-        'out="$1"; db="$2"; user="$3"; pwvar="$4"; shift 4',
-        'PGPASSWORD="$(printenv "$pwvar" || true)"; export PGPASSWORD',
-        'umask 077; mkdir -p "$(dirname "$out")"',
-        "start=$(date +%s)",
-        'pg_dump -h 127.0.0.1 -U "$user" -d "$db" --format=custom --lock-wait-timeout=10000 -f "$out.part"',
-        'test -s "$out.part" || { echo "empty dump" >&2; exit 3; }',
-        'toc=$(pg_restore --list "$out.part" | grep -vc "^;")',
-        'for t in "$@"; do',
-        '  n=$(pg_restore --data-only --table="$t" -f - "$out.part" | awk \'/^COPY /{c=1;next} /^\\\\\\.$/{c=0;next} '
-        "c{n++} END{print n+0}')",
-        '  echo "rows $t $n"',
-        "done",
-        'mv "$out.part" "$out"',
-        'echo "toc $toc"',
-        'echo "bytes $(wc -c < "$out")"',
-        'echo "sha256 $(sha256sum "$out" | cut -d" " -f1)"',
-        'echo "seconds $(( $(date +%s) - start ))"',
-        'echo "path $out"',
-    ]
-)
-
 
 def normalise(evidence):
     """The ``kubernetes`` evidence (reads ``data_corruption_<read>``) as lists / one object, errors by read."""
     return k8s.reads_as_facts(evidence, PREFIX, READS, LISTS)
 
 
-def backup_exec(facts, s, database, tables):
-    """The exec of the backup: a running PostgreSQL pod (a ready one first), its container, the path and the argv
-    (and the command string kubernetes.core.k8s_exec splits with shlex), or None without a running pod."""
+def backup_exec(facts, s):
+    """Where pg_dump runs: a running PostgreSQL pod (a ready one first), its container, the user and the NAME of
+    the pod's variable holding the password; None without a running pod."""
     pods = [
         p
         for p in k8s.pods_summary(facts.get("pods"), s["k8s_db_label"])
@@ -79,22 +50,19 @@ def backup_exec(facts, s, database, tables):
     if not pods:
         return None
     pods.sort(key=lambda p: (not p["ready"], p["name"]))
-    path = "%s/data_corruption-%s-%s.dump" % (s["k8s_pod_backup_dir"].rstrip("/"), database, s["stamp"])
-    argv = ["sh", "-c", BACKUP_SCRIPT, "octollm-backup", path, database, s["k8s_pod_user"], s["k8s_pod_password_env"]]
-    argv += list(tables)
     return {
         "namespace": s["namespace"],
         "pod": pods[0]["name"],
         "container": s["k8s_db_container"],
-        "path": path,
-        "argv": argv,
-        "command": " ".join(shlex.quote(part) for part in argv),
+        "user": s["k8s_pod_user"],
+        "password_env": s["k8s_pod_password_env"],
     }
 
 
 def plan(diagnosis, evidence, settings):
-    """The Compose plan, its backup taken in the PostgreSQL pod (``change.exec``); without a running pod the
-    backup cannot be taken, so it is reported and the repair (which needs it) does not run."""
+    """The Compose plan, its backup dumped in the PostgreSQL pod and streamed to the controller (``change.exec``);
+    without a running pod the backup cannot be taken, so it is reported and the repair (which needs it) does not
+    run."""
     s = settings
     facts = normalise(evidence)
     actions = dc.plan(diagnosis, settings)
@@ -104,7 +72,7 @@ def plan(diagnosis, evidence, settings):
             out.append(item)
             continue
         change = dict(item["change"])
-        probe = backup_exec(facts, s, change.get("database") or "octollm", change.get("count_tables") or [])
+        probe = backup_exec(facts, s)
         if probe is None:
             error = (facts.get("errors") or {}).get("pods")
             out.append(
@@ -121,60 +89,20 @@ def plan(diagnosis, evidence, settings):
             out[-1].pop("_apply", None)
             continue
         change.update(
-            directory="pod:%s/%s:%s" % (s["namespace"], probe["pod"], s["k8s_pod_backup_dir"]),
-            where="in the PostgreSQL pod (kubernetes.core.k8s_exec)",
+            where="pg_dump in pod %s/%s (the API's exec), streamed to the controller"
+            % (probe["namespace"], probe["pod"]),
             exec=probe,
-            verify="non-empty, pg_restore --list, row counts of %s in the file (no snapshot comparison, "
-            "no manifest)" % ", ".join(change.get("count_tables") or []),
         )
-        out.append(dict(item, change=change, title="verified backup (pg_dump custom format) in pod %s" % probe["pod"]))
+        out.append(
+            dict(
+                item,
+                change=change,
+                title="verified backup (pg_dump custom format) from pod %s, streamed to the controller" % probe["pod"],
+                outcome="pg_dump -Fc in pod %s from one snapshot, streamed to %s, then pg_restore --list and the row "
+                "counts of the file" % (probe["pod"], change.get("directory")),
+            )
+        )
     return out
-
-
-def backup_result(exec_result, change):
-    """The k8s_exec result of the backup script as the pg_backup module's result (what ``backup_outcome`` reads)."""
-    exec_result = exec_result or {}
-    probe = (change or {}).get("exec") or {}
-    rc = exec_result.get("rc", exec_result.get("return_code"))
-    where = "pod:%s/%s:%s" % (probe.get("namespace"), probe.get("pod"), probe.get("path"))
-    if rc is None:
-        return {
-            "failed": True,
-            "verified": False,
-            "path": where,
-            "msg": "exec failed: %s" % (exec_result.get("msg") or "no result"),
-        }
-    values, tables = {}, {}
-    for line in exec_result.get("stdout_lines") or str(exec_result.get("stdout") or "").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "rows":
-            tables[parts[1]] = {"rows": int(parts[2])}
-        elif len(parts) == 2:
-            values[parts[0]] = parts[1]
-    wanted = set((change or {}).get("count_tables") or [])
-    complete = all(key in values for key in ("toc", "bytes", "sha256", "path")) and wanted <= set(tables)
-    if rc != 0 or not complete or int(values.get("bytes", 0)) <= 0:
-        stderr = " ".join(str(exec_result.get("stderr") or "").split())[-300:]
-        return {
-            "failed": True,
-            "verified": False,
-            "path": where,
-            "msg": "pg_dump in pod %s exited %s: %s" % (probe.get("pod"), rc, stderr or "incomplete output"),
-        }
-    return {
-        "verified": True,
-        "path": "pod:%s/%s:%s" % (probe.get("namespace"), probe.get("pod"), values["path"]),
-        "bytes": int(values["bytes"]),
-        "sha256": values["sha256"],
-        "toc_entries": int(values["toc"]),
-        "tables": tables,
-        "duration_s": float(values.get("seconds") or 0),
-        "manifest": None,
-    }
-
-
-def backup_outcome(exec_result, change, check_mode=False):
-    return dc.backup_outcome(backup_result(exec_result, change), check_mode)
 
 
 # --- prevention ------------------------------------------------------------------------------------------

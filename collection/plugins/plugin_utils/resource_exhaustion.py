@@ -12,9 +12,11 @@ settings. Scenarios:
 - A  a service exhausts its CPU quota or its memory (or the host's memory): restart the top consumer; when that
      is the cache (Redis) at its memory limit, clear it instead (the seed's FLUSHDB) after a verified RDB backup -
      a restart would drop the same data with no backup.
-- B  a disk fills up with backups older than the retention: delete them (destructive: the list comes first).
-- C  the Docker root disk fills up with unused Docker data: prune dangling images, stopped containers outside the
-     deployment and the build cache (destructive); never an image the deployment uses or a protected image.
+- B  a disk fills up with backups older than the retention: delete them (destructive: the list comes first), always
+     keeping the newest ``backup_keep_newest`` of each kind (directory and pattern) whatever their age.
+- C  the Docker root disk fills up with the stack's own unused Docker data: remove its stopped one-off containers
+     (Compose project label; never a service's container) and its dangling images no container uses, each listed by
+     name or id (destructive); never anything outside the project, an image in use or a protected image.
 - D  container logs without rotation: a report (the fix is a Compose change, json-file max-size/max-file).
 """
 
@@ -58,6 +60,47 @@ def backup_files(evidence):
     ]
 
 
+def _pattern_of(path, patterns):
+    """The first backup pattern the file's name matches (its kind), None when none does."""
+    name = os.path.basename(path or "")
+    return next((pattern for pattern in patterns or [] if fnmatch.fnmatchcase(name, pattern)), None)
+
+
+def retention(files, retention_days, keep_newest, patterns, now):
+    """``(expired, kept)`` of backup files ``[{path, size, mtime}]``: older than ``retention_days`` and not among the
+    ``keep_newest`` newest of their kind (same directory, same pattern), oldest first; ``kept`` are the old ones
+    kept as the newest of their kind. A file without a modification time is never expired."""
+    limit = now - float(retention_days) * 86400
+    groups = {}
+    for item in files:
+        key = (os.path.dirname(item.get("path") or ""), _pattern_of(item.get("path"), patterns))
+        groups.setdefault(key, []).append(item)
+    expired, kept = [], []
+    for items in groups.values():
+        items = sorted(items, key=lambda item: -(item.get("mtime") or now))
+        for rank, item in enumerate(items):
+            if (item.get("mtime") or now) >= limit:
+                continue
+            (kept if rank < int(keep_newest) else expired).append(item)
+    return sorted(expired, key=_by_age), sorted(kept, key=_by_age)
+
+
+def _by_age(item):
+    return (item.get("mtime") or 0, item.get("path") or "")
+
+
+def deletable(found, change, patterns, now=None):
+    """The files of an approved deletion (``change.files``) that may still go when it is applied: those ``found``
+    now (``ansible.builtin.find`` results, ``{path, mtime}``) that are still expired by the same rule - older than
+    the retention and not among the newest ``change.keep_newest`` of their kind (a backup deleted meanwhile makes
+    an older one the newest, and it stays)."""
+    now = time.time() if now is None else float(now)
+    files = [{"path": item.get("path"), "mtime": item.get("mtime")} for item in found or []]
+    expired, _kept = retention(files, change["retention_days"], change.get("keep_newest") or 0, patterns, now)
+    listed = set(change.get("files") or [])
+    return [item["path"] for item in expired if item["path"] in listed]
+
+
 def _under(path, directory):
     path, directory = os.path.normpath(path or ""), os.path.normpath(directory or "")
     return path == directory or path.startswith(directory.rstrip("/") + "/")
@@ -80,9 +123,14 @@ class Facts:
         self.df = [entry for entry in self.host.get("df") or [] if not entry.get("error")]
         self.system_df = data.get("system_df") or {}
         now = time.time() if settings.get("now") is None else float(settings["now"])
-        limit = now - float(settings["backup_retention_days"]) * 86400
         self.backups = sorted(backup_files(evidence), key=lambda item: item.get("mtime") or 0)
-        self.expired = [item for item in self.backups if (item.get("mtime") or now) < limit]
+        self.expired, self.kept = retention(
+            self.backups,
+            settings["backup_retention_days"],
+            settings["backup_keep_newest"],
+            settings["backup_patterns"],
+            now,
+        )
 
     def top(self, key):
         rows = [
@@ -244,13 +292,18 @@ def check_disks(f):
 
 def check_backups(f):
     s = f.s
-    title = "No backup is older than the retention (%s days)" % s["backup_retention_days"]
-    expected = "<= %s days" % s["backup_retention_days"]
+    title = "No backup is older than the retention (%s days) beyond the newest %s of each kind" % (
+        s["backup_retention_days"],
+        s["backup_keep_newest"],
+    )
+    expected = "<= %s days, or among the newest %s" % (s["backup_retention_days"], s["backup_keep_newest"])
     evidence = {
         "dirs": s["backup_dirs"],
         "files": len(f.backups),
         "expired": [{"path": i["path"], "size": i.get("size"), "mtime": i.get("mtime")} for i in f.expired[:20]],
         "expired_bytes": sum(i.get("size") or 0 for i in f.expired),
+        "kept_newest": [i["path"] for i in f.kept],
+        "keep_newest": s["backup_keep_newest"],
     }
     if not f.expired:
         return finding(
@@ -268,40 +321,96 @@ def _protected(tags, patterns):
     return any(fnmatch.fnmatchcase(tag, pattern) for tag in tags or [] for pattern in patterns or [])
 
 
+# A container in one of these states has stopped (created: never started); paused and restarting ones have not.
+STOPPED_STATES = ("exited", "created", "dead")
+
+
+def prunable_containers(f):
+    """The stack's own stopped containers that may go: the Compose project's (the evidence lists no other), stopped,
+    and either one-off (``docker compose run``) or without a restart policy. A stopped container of a service the
+    stack keeps running (restart policy always / unless-stopped / on-failure) is never pruned: a down service is
+    service_unavailable's to bring back, and its log is evidence."""
+    found = []
+    for record in (f.containers or {}).get("containers") or []:
+        if record.get("running") or record.get("restarting") or record.get("state") not in STOPPED_STATES:
+            continue
+        policy = (record.get("restart_policy") or {}).get("name") or "no"
+        if not record.get("oneoff") and policy != "no":
+            continue
+        found.append(
+            {
+                "name": record.get("name"),
+                "id": record.get("id"),
+                "service": record.get("service"),
+                "state": record.get("state"),
+                "oneoff": bool(record.get("oneoff")),
+            }
+        )
+    return sorted(found, key=lambda item: item["name"] or "")
+
+
+def prunable_images(f):
+    """The stack's own unused images that may go: labelled with the Compose project, used by no container, dangling
+    (a tagged image stays: it may be a rollback's target, and ``docker image prune`` spares it too) and not
+    protected."""
+    images = (f.system_df or {}).get("images") or {}
+    found = [
+        {"id": row.get("id"), "size_bytes": row.get("size_bytes"), "created": row.get("created")}
+        for row in images.get("project_unused") or []
+        if row.get("dangling")
+        and not row.get("containers")
+        and not _protected(row.get("tags"), f.s["protected_images"])
+    ]
+    return sorted(found, key=lambda item: item["id"] or "")
+
+
 def check_docker_data(f, disk):
     s = f.s
     title = "Unused Docker data does not fill the Docker root disk"
-    expected = "reclaimable data pruned when the disk fills"
+    expected = "the stack's unused data pruned when the disk fills"
     if f.containers is None:
         return unknown("docker.disk_usage", title, expected, f.error, "C")
     sdf = f.system_df
     if not sdf:
         return finding("docker.disk_usage", title, "ok", "not read", expected, {"note": "no docker system df"})
     images = sdf.get("images") or {}
-    prunable = [
-        row
-        for row in images.get("largest") or []
-        if row.get("dangling") and not row.get("containers") and not row.get("in_use_by_project")
-    ]
+    containers = prunable_containers(f)
+    ours = prunable_images(f)
+    rw = (sdf.get("containers") or {}).get("project_rw_bytes") or {}
+    for item in containers:
+        item["size_bytes"] = rw.get(item["name"])
+    stack_bytes = sum(item.get("size_bytes") or 0 for item in ours + containers)
     evidence = {
+        "project": (f.containers or {}).get("project"),
         "images": {k: images.get(k) for k in ("total", "active", "size_bytes", "reclaimable_bytes", "dangling")},
         "containers": {k: (sdf.get("containers") or {}).get(k) for k in ("total", "active", "reclaimable_bytes")},
         "volumes": {k: (sdf.get("volumes") or {}).get(k) for k in ("total", "active", "reclaimable_bytes")},
         "build_cache": sdf.get("build_cache"),
-        "prunable_images": [{"id": r["id"], "size_bytes": r.get("size_bytes")} for r in prunable],
-        # the evidence lists the largest images only: how many dangling ones it did not list
-        "unlisted_dangling": max(0, (images.get("dangling") or 0) - len(prunable)),
+        "prunable_containers": containers,
+        "prunable_images": ours,
+        # the evidence lists at most PROJECT_UNUSED_MAX of the project's unused images: how many it did not list
+        "unlisted_project_images": max(
+            0, (images.get("project_unused_total") or 0) - len(images.get("project_unused") or [])
+        ),
         "protected_images": s["protected_images"],
     }
-    reclaimable = (images.get("reclaimable_bytes") or 0) + (
-        (sdf.get("build_cache") or {}).get("reclaimable_bytes") or 0
+    host_bytes = (
+        (images.get("reclaimable_bytes") or 0)
+        + ((sdf.get("containers") or {}).get("reclaimable_bytes") or 0)
+        + ((sdf.get("build_cache") or {}).get("reclaimable_bytes") or 0)
     )
-    evidence["reclaimable_bytes"] = reclaimable
+    evidence["reclaimable_bytes"] = stack_bytes
+    evidence["host_reclaimable_bytes"] = host_bytes
     root_full = any(
         row["cause"] == "C" and row["status"] != "ok" for row in (disk.get("evidence") or {}).get("disks", [])
     )
-    observed = "%s reclaimable" % human_bytes(reclaimable)
-    if root_full and reclaimable:
+    observed = "%s reclaimable from the stack (%d stopped containers, %d images), %s on the host" % (
+        human_bytes(stack_bytes),
+        len(containers),
+        len(ours),
+        human_bytes(host_bytes),
+    )
+    if root_full and (containers or ours or host_bytes):
         return finding("docker.disk_usage", title, "problem", observed, expected, evidence, "C")
     return finding("docker.disk_usage", title, "ok", observed, expected, evidence)
 
@@ -361,10 +470,9 @@ def diagnose(evidence, settings, previous=None, applied=()):
         "consumer": consumer,
         "reason": holds["A"],
         "expired": [{"path": i["path"], "size": i.get("size")} for i in f.expired],
+        "kept_newest": [i["path"] for i in f.kept],
         "backup_disk": [row for row in disk["evidence"].get("disks", []) if row.get("cause") == "B"],
-        "prunable": (by_check["docker.disk_usage"].get("evidence") or {}).get("prunable_images") or [],
-        "unlisted_dangling": (by_check["docker.disk_usage"].get("evidence") or {}).get("unlisted_dangling") or 0,
-        "reclaimable_bytes": (by_check["docker.disk_usage"].get("evidence") or {}).get("reclaimable_bytes"),
+        "docker": by_check["docker.disk_usage"].get("evidence") or {},
         "log_rotation_missing": (by_check["containers.log_rotation"].get("evidence") or {}).get("services") or [],
     }
     return {
@@ -454,36 +562,68 @@ def plan(diagnosis, settings):
                         "count": len(expired),
                         "bytes": sum(item.get("size") or 0 for item in expired),
                         "retention_days": s["backup_retention_days"],
+                        "keep_newest": s["backup_keep_newest"],
                     },
                     "planned",
-                    "delete exactly these %d files (%s): %s"
+                    "delete exactly these %d files (%s): %s; the newest %s of each kind stay whatever their age%s"
                     % (
                         len(expired),
                         human_bytes(sum(item.get("size") or 0 for item in expired)),
                         ", ".join(os.path.basename(item["path"]) for item in expired[:10]),
+                        s["backup_keep_newest"],
+                        " (kept: %s)" % ", ".join(os.path.basename(p) for p in ctx.get("kept_newest") or [])
+                        if ctx.get("kept_newest")
+                        else "",
                     ),
                     destructive=True,
                     apply="delete_backups",
                 )
             )
         elif sid == "C":
+            docker = ctx.get("docker") or {}
+            containers = docker.get("prunable_containers") or []
+            images = docker.get("prunable_images") or []
+            if not containers and not images:
+                actions.append(
+                    action(
+                        "%s.C.report_docker_data" % NAME,
+                        "C",
+                        "report Docker data outside the stack",
+                        "docker:host",
+                        {"host_reclaimable_bytes": docker.get("host_reclaimable_bytes")},
+                        "report",
+                        "L2: the Docker root disk is full and the stack has nothing unused to prune; %s is reclaimable "
+                        "on the host outside it (other projects' containers and images, the build cache), which "
+                        "only the host's owner may prune" % human_bytes(docker.get("host_reclaimable_bytes")),
+                    )
+                )
+                continue
+            names = [item["name"] for item in containers] + [item["id"] for item in images]
             actions.append(
                 action(
                     "%s.C.prune_docker_data" % NAME,
                     "C",
-                    "prune dangling images, stopped containers outside the deployment and the build cache",
-                    "docker:prune",
+                    "remove the stack's %d stopped containers and %d unused images" % (len(containers), len(images)),
+                    "docker:prune:%s" % docker.get("project"),
                     {
-                        "op": "docker_prune images(dangling=true) containers(not the project) builder_cache",
-                        "images": [row["id"] for row in ctx.get("prunable") or []],
-                        "unlisted_dangling_images": ctx.get("unlisted_dangling") or 0,
-                        "reclaimable_bytes": ctx.get("reclaimable_bytes"),
-                        "never": ["images in use by a container"] + list(s["protected_images"]),
+                        "op": "docker rm and docker image rm of each, without force",
+                        "project": docker.get("project"),
+                        "containers": containers,
+                        "images": images,
+                        "unlisted_project_images": docker.get("unlisted_project_images") or 0,
+                        "reclaimable_bytes": docker.get("reclaimable_bytes"),
+                        "never": [
+                            "anything without the label com.docker.compose.project=%s" % docker.get("project"),
+                            "a container of a service the stack keeps running",
+                            "an image a container uses",
+                            "a tagged image",
+                        ]
+                        + list(s["protected_images"]),
                     },
                     "planned",
-                    "docker_prune: dangling images only (tagged images such as %s are never pruned; Docker never "
-                    "removes an image a container uses), build cache, stopped containers without the project label"
-                    % ", ".join(s["protected_images"]),
+                    "remove exactly these (%s): %s; Docker refuses a container that runs again or an image a "
+                    "container uses, and those are kept"
+                    % (human_bytes(docker.get("reclaimable_bytes")), ", ".join(names[:20])),
                     destructive=True,
                     apply="prune_docker",
                 )
@@ -560,7 +700,10 @@ def prevention(evidence, settings):
             )
         else:
             findings.append(finding(check, title, "ok", "all %d containers" % len(records), expected))
-    title = "Backups older than the retention (%s days) are removed" % s["backup_retention_days"]
+    title = "Backups older than the retention (%s days) are removed, the newest %s of each kind kept" % (
+        s["backup_retention_days"],
+        s["backup_keep_newest"],
+    )
     status = "warning" if f.expired else "ok"
     findings.append(
         finding(

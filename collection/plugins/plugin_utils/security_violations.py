@@ -187,7 +187,9 @@ class Facts:
         return counts
 
 
-def check_violations(f, recovering):
+def check_violations(f):
+    """New events: those after the handled mark. In a verification the fresh evidence holds the mark the bundle of
+    this run wrote (``handled.log``), so what is new then happened after the fix: violations go on, a problem."""
     title = "No new security violations in guardian-arm's log"
     expected = "0 since the last handled mark"
     if f.log is None:
@@ -213,9 +215,6 @@ def check_violations(f, recovering):
     if not f.new_events:
         return finding("security.violations", title, "ok", 0, expected, evidence)
     observed = "%d new events (%s)" % (len(f.new_events), ", ".join("%s %d" % kv for kv in sorted(types.items())))
-    if "A" in recovering:
-        evidence["note"] = "bundled and escalated to L3 in this run"
-        return finding("security.violations", title, "warning", observed, expected, evidence, "A")
     return finding("security.violations", title, "problem", observed, expected, evidence, "A")
 
 
@@ -328,11 +327,12 @@ def check_pii(f):
     return finding("security.pii_in_logs", title, "ok", 0, expected, evidence)
 
 
-def diagnose(evidence, settings=None, previous=None, recovering=()):
+def diagnose(evidence, settings=None, previous=None, applied=()):
+    """``{findings, scenarios, escalation, context}``; judged on the evidence alone (``previous`` and ``applied``,
+    given in a verification, change nothing: a bundle verifies by the mark it wrote, read back fresh)."""
     s = settings
     f = Facts(evidence, s)
-    recovering = tuple(recovering or ())
-    findings = [check_violations(f, recovering), check_blocked_commands(f), check_sources(f), check_pii(f)]
+    findings = [check_violations(f), check_blocked_commands(f), check_sources(f), check_pii(f)]
     scenarios = scenario_table(SCENARIOS, findings, CHECK_SCENARIO)
     newest = max([e["time"] for e in f.events] or [""])
     context = {

@@ -162,11 +162,11 @@ def check_offenders(reads, to_block, s):
     return finding("k8s.offending_workloads", title, "ok", "none", expected, evidence)
 
 
-def diagnose(evidence, settings=None, previous=None, recovering=()):
+def diagnose(evidence, settings=None, previous=None, applied=()):
     """security_violations' diagnosis from the guardian's pods and ConfigMaps, plus the offending workloads."""
     s = settings
     reads = k8s.named_reads(evidence, PREFIX, READS)
-    result = sv.diagnose(with_cluster(evidence, reads, s), s, previous, recovering)
+    result = sv.diagnose(with_cluster(evidence, reads, s), s, previous, applied)
     to_block = result["context"].get("to_block") or []
     findings = result["findings"] + [check_offenders(reads, to_block, s)]
     offenders = workloads_of(reads, to_block)
