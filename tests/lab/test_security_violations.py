@@ -2,7 +2,9 @@
 
 The fault (octollm_labctl.faults "guardian-violations") sends real requests to guardian-arm's /api/v1/check: a
 blocked command three times, an e-mail, a card number and an API key, all from one source; guardian-arm logs the
-raw PII (GUARDIAN_REDACT_LOGS is off in the lab). Run under the lab lock: flock /tmp/octollm-lab.lock pytest ..."""
+raw PII (GUARDIAN_REDACT_LOGS is off in the lab). With it, "orchestrator-pii" sends the orchestrator a task whose
+goal holds an e-mail and a card number and whose optional constraint no arm meets: the orchestrator relaxes it and
+logs the goal, so PII is in a second service's log. Run under the lab lock: flock /tmp/octollm-lab.lock pytest ..."""
 
 from __future__ import annotations
 
@@ -28,15 +30,17 @@ def holding(result: dict[str, Any]) -> set[str]:
     return {scenario["id"] for scenario in result["scenarios"] if scenario["holds"]}
 
 
-def guardian_log() -> str:
-    proc = subprocess.run(["docker", "logs", "octollm-guardian-arm-1"], capture_output=True, text=True, check=True)
+def guardian_log(service: str = "guardian-arm") -> str:
+    proc = subprocess.run(["docker", "logs", f"octollm-{service}-1"], capture_output=True, text=True, check=True)
     return proc.stdout + proc.stderr
 
 
 def pii_values() -> list[str]:
+    from octollm_labctl.faults.app import ORCHESTRATOR_PII
     from octollm_labctl.faults.guardian import GUARDIAN_FAULT_PII
 
-    return [*GUARDIAN_FAULT_PII, GUARDIAN_FAULT_PII[1].replace(" ", "")]
+    return [*GUARDIAN_FAULT_PII, GUARDIAN_FAULT_PII[1].replace(" ", ""), *ORCHESTRATOR_PII,
+            ORCHESTRATOR_PII[1].replace(" ", "")]
 
 
 def files_state(lab: Any) -> dict[str, Any]:
@@ -60,6 +64,7 @@ def test_violations_are_blocked_quarantined_and_escalated(healthy_lab: Any, tmp_
     from octollm_labctl import faults
 
     record = faults.inject(healthy_lab, "guardian-violations")
+    faults.inject(healthy_lab, "orchestrator-pii")
     source = record["source"]
     before, log_before = files_state(healthy_lab), guardian_log()
     diagnosis = run(tmp_path, "diagnose")
@@ -67,11 +72,18 @@ def test_violations_are_blocked_quarantined_and_escalated(healthy_lab: Any, tmp_
     assert files_state(healthy_lab) == before
     assert guardian_log().startswith(log_before.rstrip("\n").rsplit("\n", 1)[0])
     assert any(value in guardian_log() for value in pii_values())
+    assert any(value in guardian_log("orchestrator") for value in pii_values())
     found = by_check(diagnosis["findings"])
     assert holding(diagnosis) == {"A", "B", "C", "D"}
     assert found["security.violations"]["evidence"]["new_events_by_type"]["blocked_command"] == 3
     assert found["security.sources"]["observed"] == source
-    assert set(found["security.pii_in_logs"]["evidence"]["matches_by_kind"]) == {"email", "card", "api_key"}
+    # PII in any service's log: both services named, with redacted samples only (the orchestrator's relaxed goal)
+    pii = found["security.pii_in_logs"]["evidence"]
+    assert set(pii["matches_by_kind"]) == {"email", "card", "api_key"}
+    assert sorted(pii["services"]) == ["guardian-arm", "orchestrator"], pii["services"]
+    assert pii["services"]["orchestrator"]["matches_by_kind"] == {"email": 1, "card": 1}
+    assert "[REDACTED:email]" in pii["services"]["orchestrator"]["samples"][-1]
+    assert len(pii["scanned"]) >= 18  # every service of the stack
     assert diagnosis["escalation"]["level"] == "L3"
     report = json.dumps(diagnosis)
     assert not any(value in report for value in pii_values())  # only redacted samples
@@ -113,14 +125,17 @@ def test_violations_are_blocked_quarantined_and_escalated(healthy_lab: Any, tmp_
         ("security_violations.D.quarantine_logs", "applied"),
         ("security_violations.escalate", "report"),
     ]
+    assert fixed["actions"][0]["change"]["services"] == ["guardian-arm", "orchestrator"]
     assert fixed["verification"]["healthy"] is True
     assert fixed["escalation"]["level"] == "L3"  # always the engineering lead
-    log = guardian_log()
-    assert not any(value in log for value in pii_values())
-    assert "[REDACTED:email]" in log
+    for service in ("guardian-arm", "orchestrator"):
+        log = guardian_log(service)
+        assert not any(value in log for value in pii_values()), service
+        assert "[REDACTED:email]" in log
     quarantined = list((healthy_lab.state / "security/quarantine").iterdir())
     assert quarantined and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in quarantined)
-    assert any(pii_values()[0] in p.read_text() for p in quarantined)  # the original, kept aside
+    assert any(pii_values()[0] in p.read_text() for p in quarantined)  # the originals, kept aside
+    assert any(pii_values()[4] in p.read_text() for p in quarantined)
 
     again = run(tmp_path, "resolve", octollm_approve=True)
     assert again["actions"] == []

@@ -1,6 +1,7 @@
 """The task_routing role against the running lab, through ansible-runner and playbooks/run.yml (what octoctl
-runs). Faults: unhealthy-arm (A, for the approval gate), arm-capabilities-wrong (B, a report); arm-unregistered (C)
-and stuck-tasks (D) are the Molecule scenarios molecule/task_routing_unregistered_compose and
+runs). Faults: unhealthy-arm (A, for the approval gate), stuck-running (A: the orchestrator killed mid-dispatch,
+tasks left running, re-queued with approval), arm-capabilities-wrong (B, a report); arm-unregistered (C) and
+stuck-tasks (D) are the Molecule scenarios molecule/task_routing_unregistered_compose and
 task_routing_stuck_compose (tests/lab/test_molecule.py).
 Run under the lab lock: flock /tmp/octollm-lab.lock pytest tests/lab/test_task_routing.py"""
 
@@ -147,3 +148,36 @@ def test_arm_down_restart_waits_for_approval_then_restarts(healthy_lab: Any, tmp
     assert fixed["verification"]["healthy"] is True and fixed["escalation"]["level"] is None
     assert "retriever-arm" in registered()
     assert run(tmp_path, "resolve", octollm_approve=True)["actions"] == []
+
+
+def test_tasks_left_running_by_a_dispatcher_that_died_are_requeued_with_approval(healthy_lab: Any,
+                                                                                  tmp_path: Path) -> None:
+    """The orchestrator killed while it dispatched tasks (issue 15): they stay "running", dispatched before the
+    orchestrator's container started again. Found (a short grace: the threshold is a setting), re-queued only with
+    approval, then each old task cancelled with requeued_as and its new one completed."""
+    from octollm_labctl import faults
+
+    record = faults.inject(healthy_lab, "stuck-running")
+    grace = {"task_routing_running_grace_seconds": 3}
+    time.sleep(3)
+    waiting = run(tmp_path, "resolve", **grace)
+    stuck = by_check(waiting["findings"])["tasks.stuck_running"]
+    assert stuck["status"] == "problem" and stuck["scenario"] == "A", stuck
+    causes = {t["task_id"]: t["cause"] for t in stuck["evidence"]["sample"]}
+    assert {causes[task] for task in record["tasks"]} == {"orchestrator restarted after the dispatch"}
+    (requeue,) = [a for a in waiting["actions"] if a["id"] == "task_routing.A.requeue_running"]
+    assert requeue["status"] == "awaiting_approval" and requeue["disruptive"] is True
+    assert set(record["tasks"]) <= {t["task_id"] for t in requeue["change"]["tasks"]}
+    assert waiting["escalation"]["level"] == "L1"
+    still = "SELECT count(*) FROM tasks WHERE task_id = ANY(%s) AND status = 'running'"
+    assert sql(healthy_lab, still, record["tasks"]) == [(len(record["tasks"]),)]  # nothing was re-queued
+
+    fixed = run(tmp_path, "resolve", octollm_approve=True, **grace)
+    (applied,) = [a for a in fixed["actions"] if a["id"] == "task_routing.A.requeue_running"]
+    assert applied["status"] == "applied", applied["outcome"]
+    rows = sql(healthy_lab, "SELECT t.status, t.result->>'previous_status', n.status, n.assigned_arm FROM tasks t"
+                            " JOIN tasks n ON n.task_id = t.result->>'requeued_as' WHERE t.task_id = ANY(%s)",
+               record["tasks"])
+    assert rows == [("cancelled", "running", "completed", "coder-arm")] * len(record["tasks"])
+    assert by_check(fixed["verification"]["findings"])["tasks.stuck_running"]["status"] == "ok"
+    assert fixed["verification"]["healthy"] is True and fixed["escalation"]["level"] is None

@@ -108,6 +108,25 @@ def test_optional_constraint_is_relaxed_when_no_arm_matches():
     assert (decision.selected, decision.score, decision.fallback) == ("coder-arm", 30, False)
 
 
+def test_the_orchestrator_logs_the_goal_when_it_relaxes_constraints():
+    """As the seed's router does (Scenario D: "No good arm match, relaxing constraints", original_goal): the
+    user's goal, PII and all, reaches the orchestrator's log (Security Violations D in any service's log)."""
+    from octollm_lab import orchestrator
+
+    stream = io.StringIO()
+    orch = orchestrator.Orchestrator.__new__(orchestrator.Orchestrator)
+    orch.log = Logger("orchestrator", level="info", stream=stream)
+    orch.registry = type("NoArms", (), {"get": staticmethod(lambda name: None)})()
+    orch._leave_pending = lambda task_id, arm, reason, **details: ("pending", 202)
+    goal = "write python code for jane@example.org"
+    orch._dispatch("task-1", goal, routing.ArmRouter().route(lab_arms(), goal, ["prefer the retriever-arm"]))
+    assert ('WARNING orchestrator no good arm match, relaxing constraints task_id=task-1 '
+            'original_goal="write python code for jane@example.org" kept=[]') in stream.getvalue()
+    stream.truncate(0)
+    orch._dispatch("task-2", goal, routing.ArmRouter().route(lab_arms(), goal, []))
+    assert "relaxing" not in stream.getvalue() and "jane@example.org" not in stream.getvalue()
+
+
 def test_must_constraint_is_kept():
     decision = routing.ArmRouter().route(lab_arms(), "write python code", ["must use the retriever"])
     assert decision.relaxed is False

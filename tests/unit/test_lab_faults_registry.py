@@ -21,7 +21,7 @@ LAB_TOOLING = Path(faults.__file__).resolve().parents[1]
 
 def test_every_fault_is_registered_once_by_the_module_of_its_component() -> None:
     registered = [fault for module in COMPONENTS for fault in module.FAULTS]
-    assert len(registered) == len(FAULTS) == 26
+    assert len(registered) == len(FAULTS) == 28
     for module in COMPONENTS:
         assert module.__name__ == f"octollm_labctl.faults.{module.COMPONENT}"
         assert {fault.component for fault in module.FAULTS} == {module.COMPONENT}
@@ -77,3 +77,36 @@ def test_down_checks_docker_heals_every_fault_then_stops_the_lab(monkeypatch: py
     result = CliRunner().invoke(cli, ["lab", "down", "--volumes"], env={"OCTOLLM_LAB_STATE": str(tmp_path)})
     assert result.exit_code == 0, result.output
     assert calls == ["require_docker", "heal_all", "down volumes=True"]
+
+
+def test_healing_the_lab_closes_the_tasks_its_outages_left_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """heal --all closes the tasks whose dispatch a fault's outage or restart lost: without progress for a minute,
+    or since before the orchestrator's container started; a task in flight stays (a throwaway PostgreSQL)."""
+    import psycopg2
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kubernetes"))
+    from postgres_standin import postgres, sql
+
+    from octollm_labctl.faults import common
+    from octollm_labctl.faults import postgres as pg_faults
+
+    with postgres(schema=True) as port:
+        sql(port, "INSERT INTO tasks (task_id, goal, status, updated_at) VALUES"
+                  " ('old', 'g', 'running', now() - interval '5 minutes'),"
+                  " ('before-start', 'g', 'running', now() - interval '20 seconds'),"
+                  " ('in-flight', 'g', 'running', now() - interval '5 seconds'),"
+                  " ('progressing', 'g', 'running', now() - interval '5 minutes'),"
+                  " ('done', 'g', 'completed', now() - interval '5 minutes')",
+            "INSERT INTO action_log (task_id, action, timestamp) VALUES ('progressing', 'routed', now())")
+        started = sql(port, "SELECT to_char((now() - interval '10 seconds') AT TIME ZONE 'UTC',"
+                            " 'YYYY-MM-DD\"T\"HH24:MI:SS.US000\"Z\"')")[0][0]  # Docker's StartedAt form
+        monkeypatch.setattr(pg_faults, "pg_admin", lambda lab: psycopg2.connect(
+            host="127.0.0.1", port=port, user="postgres", dbname="octollm"))
+        monkeypatch.setattr(common, "containers_of", lambda lab, service: ["c-orchestrator"])
+        monkeypatch.setattr(common, "inspect", lambda container: {"State": {"StartedAt": started}})
+        assert sorted(pg_faults.close_lost_tasks(object())) == ["before-start", "old"]
+        assert sql(port, "SELECT task_id, status FROM tasks ORDER BY task_id") == [
+            ("before-start", "failed"), ("done", "completed"), ("in-flight", "running"), ("old", "failed"),
+            ("progressing", "running")]
+        monkeypatch.setattr(pg_faults, "pg_admin", lambda lab: (_ for _ in ()).throw(OSError("refused")))
+        assert pg_faults.close_lost_tasks(object()) == []  # PostgreSQL away: nothing, no error

@@ -232,6 +232,11 @@ class Orchestrator:
         self.log.info("routing", task_id=task_id, arm=arm_name, score=decision.score,
                       fallback=decision.fallback, relaxed=decision.relaxed)
         self.log.debug("routing scores", task_id=task_id, scores=json.dumps(decision.scores))
+        if decision.relaxed:
+            # the seed's router (Task Routing Failures, Scenario D) logs the goal when it drops the optional
+            # constraints: user data in the orchestrator's log (Security Violations D)
+            self.log.warning("no good arm match, relaxing constraints", task_id=task_id, original_goal=goal,
+                             kept=json.dumps(decision.constraints))
         ROUTING.labels(arm_name, str(decision.fallback).lower()).inc()
         arm = self.registry.get(arm_name)
         if arm is None or not self.registry.is_healthy(arm_name):

@@ -183,10 +183,13 @@ class Lab:
             f"REDIS_PASSWORD={redis_password}\nOPENAI_API_KEY={llm_key}\nLLM_FALLBACK_API_KEY={fallback_key}\n",
             mode=0o600,
         )
+        # postgres-exporter 0.11 logs the URL it builds from DATA_SOURCE_URI/USER/PASS, password and all, whenever
+        # the database drops its connection: a key=value DSN without the password (libpq reads PGPASSWORD) keeps the
+        # secret out of its log
         self._write(
             "exporters.env",
-            "DATA_SOURCE_URI=127.0.0.1:5432/octollm?sslmode=disable\nDATA_SOURCE_USER=postgres\n"
-            f"DATA_SOURCE_PASS={pg_admin_password}\nREDIS_PASSWORD={redis_password}\n",
+            "DATA_SOURCE_NAME=host=127.0.0.1 port=5432 dbname=octollm sslmode=disable user=postgres\n"
+            f"PGPASSWORD={pg_admin_password}\nREDIS_PASSWORD={redis_password}\n",
             mode=0o600,
         )
         self._write(

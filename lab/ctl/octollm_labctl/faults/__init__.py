@@ -29,6 +29,7 @@ LISTED = (
     "arm-unregistered", "arm-capabilities-wrong", "stuck-tasks", "oom", "no-memory-limit", "cpu-hog",
     "data-corruption", "disk-fill", "pg-missing-index", "slow-hop", "llm-cache-off", "db-pool-exhausted",
     "pg-partition", "bad-config", "llm-ratelimit", "llm-unavailable", "llm-slow", "llm-auth", "guardian-violations",
+    "stuck-running", "orchestrator-pii",
 )
 
 
@@ -87,9 +88,11 @@ def heal(lab: Lab, name: str) -> bool:
 
 
 def heal_all(lab: Lab) -> list[str]:
+    """Heal every recorded fault, then close the tasks the faults' outages left running (``postgres``)."""
     names = list(active(lab))
     for name in names:
         heal(lab, name)
+    postgres.close_lost_tasks(lab)
     return names
 
 

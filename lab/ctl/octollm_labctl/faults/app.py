@@ -23,7 +23,7 @@ from octollm_labctl.faults.common import (
     redis_client,
     set_lab_env,
 )
-from octollm_labctl.lab import ARMS, PORTS, Lab
+from octollm_labctl.lab import ARMS, PORTS, Lab, run
 
 COMPONENT = "app"
 
@@ -189,6 +189,98 @@ def _bad_config_heal(lab: Lab, record: dict[str, Any]) -> None:
                 timeout=180)
 
 
+# ---- stuck-running: the orchestrator dies while it dispatches tasks; they stay "running" for ever --------------
+# The orchestrator's application-level delay holds its call to coder-arm (the task is already "running", routed),
+# tasks arrive, then its process is killed and started again: the calls it was making are gone, and nothing
+# dispatches a running task again (its retry round takes pending tasks only).
+STUCK_RUNNING_GOAL = "Write a Python function to merge the invoices (stuck running {})"
+STUCK_RUNNING_ARM = "coder-arm"
+
+
+def _stuck_running_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    import threading
+
+    count = int(target or 2)
+    goals = [STUCK_RUNNING_GOAL.format(number) for number in range(count)]
+    post_json("http://127.0.0.1:8000/debug/delay", {"target": STUCK_RUNNING_ARM, "ms": 120000})
+
+    def submit(goal: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # cut short by the crash below
+            post_json("http://127.0.0.1:8000/api/v1/tasks", {"goal": goal}, timeout=150)
+
+    for goal in goals:
+        threading.Thread(target=submit, args=(goal,), daemon=True).start()
+    conn = pg_admin(lab)
+    try:
+        conn.autocommit = True
+        deadline, running = time.monotonic() + 30, []
+        with conn.cursor() as cur:
+            while time.monotonic() < deadline:
+                cur.execute("SELECT task_id FROM tasks WHERE goal = ANY(%s) AND status = 'running' ORDER BY goal",
+                            (goals,))
+                running = [row[0] for row in cur.fetchall()]
+                if len(running) == count:
+                    break
+                time.sleep(0.2)
+            if len(running) != count:
+                raise LabError(f"only {len(running)} of {count} tasks reached running", Kind.INTERNAL)
+            run(["docker", "kill", containers_of(lab, "orchestrator")[0]])  # mid-dispatch
+            cur.execute("SELECT now()::text")
+            killed_at = cur.fetchone()[0]
+    finally:
+        conn.close()
+    lab.compose("up", "-d", "--no-deps", "--wait", "orchestrator", timeout=180)  # started again, no delay
+    return {"tasks": running, "arm": STUCK_RUNNING_ARM, "killed_at": killed_at}
+
+
+def _stuck_running_heal(lab: Lab, record: dict[str, Any]) -> None:
+    prefix = STUCK_RUNNING_GOAL.split("(")[0] + "(stuck running %"
+    conn = pg_admin(lab)
+    try:
+        with conn, conn.cursor() as cur:
+            # the fault's tasks and those a fix submitted again; then whatever else the crash left running (the
+            # load generator's tasks caught in it) marked failed, as an operator would
+            cur.execute("DELETE FROM action_log WHERE task_id IN (SELECT task_id FROM tasks WHERE goal LIKE %s)",
+                        (prefix,))
+            cur.execute("DELETE FROM tasks WHERE goal LIKE %s", (prefix,))
+            if record.get("killed_at"):
+                cur.execute("UPDATE tasks SET status = 'failed', updated_at = now(),"
+                            " result = '{\"error\": \"lost when the orchestrator was killed (lab fault)\"}'"
+                            " WHERE status = 'running' AND updated_at <= %s::timestamptz", (record["killed_at"],))
+    finally:
+        conn.close()
+
+
+# ---- orchestrator-pii: a user's goal with an e-mail and a card number reaches the orchestrator's log ----------
+# A real task through the orchestrator's API: its optional constraint names an arm that the goal matches in no way,
+# so the router drops it and, as the seed's router does, logs the original goal (test values: a reserved domain,
+# a Mastercard test number).
+ORCHESTRATOR_PII = ("jane.fault@example.org", "5555 5555 5555 4444")
+ORCHESTRATOR_PII_GOAL = (f"Write a Python function that refunds the order of {ORCHESTRATOR_PII[0]}, paid with card "
+                         f"{ORCHESTRATOR_PII[1]}")
+
+
+def _orchestrator_pii_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    answer = post_json("http://127.0.0.1:8000/api/v1/tasks",
+                       {"goal": ORCHESTRATOR_PII_GOAL, "constraints": ["only the judge-arm may see it"]}, timeout=60)
+    if not (answer.get("routing") or {}).get("relaxed"):
+        raise LabError("the orchestrator did not relax the task's constraints", Kind.INTERNAL)
+    return {"task_id": answer["task_id"], "service": "orchestrator"}
+
+
+def _orchestrator_pii_heal(lab: Lab, record: dict[str, Any]) -> None:
+    conn = pg_admin(lab)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM action_log WHERE task_id IN (SELECT task_id FROM tasks WHERE goal = %s)",
+                        (ORCHESTRATOR_PII_GOAL,))
+            cur.execute("DELETE FROM tasks WHERE goal = %s", (ORCHESTRATOR_PII_GOAL,))
+    finally:
+        conn.close()
+    # a new container: a fresh log, without the raw PII
+    lab.compose("up", "-d", "--no-deps", "--force-recreate", "--wait", "orchestrator", timeout=180)
+
+
 FAULTS = (
     Fault("memory-leak", COMPONENT, "a service's in-process cache grows without bound (POST /debug/leak, default "
           "coder-arm)",
@@ -212,4 +304,10 @@ FAULTS = (
     Fault("bad-config", COMPONENT, f"{BAD_CONFIG_KEY}={BAD_CONFIG_VALUE} in lab.env and a service recreated: it "
           "cannot parse it and crash-loops (default orchestrator)",
           _bad_config_inject, _bad_config_heal, "orchestrator"),
+    Fault("stuck-running", COMPONENT, "the orchestrator is killed while it dispatches tasks to coder-arm (held by "
+          "POST /debug/delay) and started again: the tasks stay running for ever (target: how many, default 2)",
+          _stuck_running_inject, _stuck_running_heal),
+    Fault("orchestrator-pii", COMPONENT, "a task whose goal holds an e-mail and a card number and whose optional "
+          "constraint no arm meets: the orchestrator relaxes it and logs the goal (the seed's router)",
+          _orchestrator_pii_inject, _orchestrator_pii_heal),
 )

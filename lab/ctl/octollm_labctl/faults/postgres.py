@@ -101,6 +101,46 @@ def _stuck_tasks_heal(lab: Lab, record: dict[str, Any]) -> None:
         conn.close()
 
 
+# ---- tasks the faults left running ------------------------------------------------------------------------------
+# A task whose dispatch was lost (the orchestrator stopped, or PostgreSQL was away when it would have written the
+# outcome) stays "running": Task Routing finds it (issue 15). The faults' outages catch the load generator's tasks
+# that way, so healing the lab closes them: those without progress for LOST_AFTER_SECONDS, or since before the
+# orchestrator's container started, are marked failed, as an operator would.
+LOST_AFTER_SECONDS = 60
+LOST_TASKS_SQL = """
+UPDATE tasks t SET status = 'failed', updated_at = now(),
+       result = '{"error": "dispatch lost in a lab fault (closed when the lab was healed)"}'
+WHERE t.status = 'running'
+  AND greatest(t.updated_at, (SELECT max(l.timestamp) FROM action_log l WHERE l.task_id = t.task_id))
+      < greatest(now() - make_interval(secs => %(after)s), %(started)s::timestamptz)
+RETURNING t.task_id
+"""
+
+
+def close_lost_tasks(lab: Lab) -> list[str]:
+    """Close the tasks that outages and restarts left running (best effort: nothing when PostgreSQL or Docker does
+    not answer); their ids."""
+    import contextlib
+
+    from octollm_labctl.faults.common import containers_of, inspect
+
+    started = "-infinity"
+    with contextlib.suppress(LabError, OSError, ValueError, KeyError, IndexError):
+        started = inspect(containers_of(lab, "orchestrator")[0])["State"]["StartedAt"]
+    try:
+        conn = pg_admin(lab)
+    except Exception:  # PostgreSQL away: nothing to close now
+        return []
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(LOST_TASKS_SQL, {"after": LOST_AFTER_SECONDS, "started": started})
+            return [row[0] for row in cur.fetchall()]
+    except Exception:  # best effort
+        return []
+    finally:
+        conn.close()
+
+
 # ---- data corruption: entities that relationships point at are deleted (orphans at both ends) and some ------
 # entities.properties are not JSON objects (arrays, strings, numbers, JSON null, SQL NULL) - through real SQL. The
 # record keeps every row it touched, so that heal puts back exactly what was there (whether or not a fix ran).
