@@ -48,7 +48,9 @@ def judge_procedure(result: ProcedureResult, *, dry_run: bool = False) -> Verdic
         reasons.append(f"{finding.check}: {finding.error.kind}: {finding.error.message}".rstrip(": "))
 
     def undecided(findings: list[Finding]) -> list[Finding]:
-        return [f for f in findings if f.status == "unknown" and f not in environment]
+        # an optional probe the deployment does not offer is not a check that could not be made
+        return [f for f in findings if f.status == "unknown" and f not in environment
+                and (f.error is None or f.error.kind != "not_offered")]
 
     actions = result.all_actions()
     by_status: dict[str, int] = {}

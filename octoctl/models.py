@@ -18,7 +18,7 @@ RUN_ID_PATTERN = r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$"
 
 Phase = Literal["diagnose", "resolve", "prevent"]
 FindingStatus = Literal["ok", "warning", "problem", "unknown"]
-ErrorKind = Literal["unreachable", "auth", "missing_tool", "timeout", "other"]
+ErrorKind = Literal["unreachable", "auth", "missing_tool", "timeout", "not_offered", "other"]
 ActionStatus = Literal["planned", "applied", "skipped", "awaiting_approval", "failed", "report"]
 Level = Literal["L1", "L2", "L3"]
 ProcedureStatus = Literal["healthy", "fixed", "needs_human", "environment", "error"]

@@ -35,6 +35,8 @@ CASES = [
     ("a problem needs a human", result(findings=[PROBLEM]), False, 1, "needs_human"),
     ("an undecided check needs a human", result(findings=[OK, unknown("timeout")]), False, 1, "needs_human"),
     ("other probe errors need a human", result(findings=[unknown("other")]), False, 1, "needs_human"),
+    ("a probe the deployment does not offer needs nobody", result(findings=[OK, unknown("not_offered")]), False, 0,
+     "healthy"),
     ("unreachable probe is environment", result(findings=[unknown("unreachable")]), False, 3, "environment"),
     ("rejected credentials are environment", result(findings=[PROBLEM, unknown("auth")]), False, 3, "environment"),
     ("missing tool is environment", result(findings=[unknown("missing_tool")]), False, 3, "environment"),

@@ -65,6 +65,7 @@ import os
 from ansible.errors import AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.lookup import LookupBase
+from ansible_collections.octollm.remediation.plugins.plugin_utils import deployment
 from ansible_collections.octollm.remediation.plugins.plugin_utils import procedure as procedures
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import SettingsError, spec_options, typed
 
@@ -95,6 +96,11 @@ class LookupModule(LookupBase):
             )
         phase = self.get_option("phase")
         context = self._context(variables, phase)
+        try:
+            common = self._settings("_common", variables)
+            context["inventory"] = deployment.describe(context["inventory"], common)
+        except (SettingsError, ValueError) as exc:
+            raise AnsibleLookupError("procedure_run: the deployment's description: %s" % to_native(exc)) from exc
         settings = {}
         errors = []
         for name in procedures.in_rank_order(names):
@@ -177,6 +183,7 @@ class LookupModule(LookupBase):
                 "docker_host": var("octollm_docker_host"),
             },
             "backup_dir": var("octollm_backup_dir"),
+            "metrics": var("octollm_metrics", {}),
         }
         if platform == "kubernetes":
             inventory["k8s"] = {

@@ -19,6 +19,8 @@ __metaclass__ = type
 
 import importlib
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import Deployment
+
 PLUGIN_UTILS = "ansible_collections.octollm.remediation.plugins.plugin_utils."
 
 # Every procedure of the seed, in rank order (root causes first: exhausted resources and refused connections
@@ -43,13 +45,13 @@ class ProcedureError(ValueError):
     """A procedure or platform that does not exist, or settings it cannot work with."""
 
 
-class Context(dict):
+class Context(Deployment, dict):
     """What the run knows besides the procedure's settings (never a secret).
 
     Keys: ``platform``, ``phase``, ``dry_run``, ``approve``, ``scenario`` (forced, or None), ``run_id``,
-    ``run_dir``, and ``inventory``: the non-secret half of the inventory contract (``services``,
-    ``prometheus_url``, ``redis``/``postgres`` addresses and users, ``compose`` project and files, ``k8s``
-    connection, ``backup_dir``).
+    ``run_dir``, and ``inventory``: the non-secret half of the inventory contract (``services``, each described over
+    the seed's names, ``prometheus_url``, ``redis``/``postgres`` addresses, users and schema, ``compose`` project and
+    files, ``k8s`` connection, ``backup_dir``, ``container_metrics``). ``Deployment`` gives its questions.
     """
 
     @property

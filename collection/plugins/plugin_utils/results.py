@@ -148,13 +148,19 @@ def worst(findings):
     return max(statuses, key=lambda status: SEVERITY.get(status, 0)) if statuses else "ok"
 
 
+def offered(item):
+    """False for a finding on an optional probe the deployment does not offer (error kind ``not_offered``)."""
+    return (item.get("error") or {}).get("kind") != "not_offered"
+
+
 def healthy(findings):
-    """No problem and no unknown (a check that could not be made is not a verified health)."""
-    return not any(item.get("status") in ("problem", "unknown") for item in findings or [])
+    """No problem and no unknown (a check that could not be made is not a verified health); a probe the deployment
+    does not offer is neither."""
+    return not any(item.get("status") in ("problem", "unknown") and offered(item) for item in findings or [])
 
 
 def _names(findings, status):
-    return [item["check"] for item in findings or [] if item.get("status") == status]
+    return [item["check"] for item in findings or [] if item.get("status") == status and offered(item)]
 
 
 def escalation(findings, level="L1", actions=None, verification=None, phase="diagnose"):

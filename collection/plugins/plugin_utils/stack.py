@@ -30,7 +30,8 @@ def _services(context):
 
 
 def health_path(name, spec):
-    """The path a service's health is read at, or None (a service the seed gives no health endpoint)."""
+    """The path a service's health is read at, or None (a service the seed gives no health endpoint and the
+    inventory names none)."""
     if spec.get("health_path"):
         return spec["health_path"]
     if name == "orchestrator" or name.endswith("-arm"):
