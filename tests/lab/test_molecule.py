@@ -1,4 +1,8 @@
-"""Every Molecule scenario under molecule/ runs against the lab (inject, diagnose, fix, idempotence, verify)."""
+"""Every Molecule scenario under molecule/ runs against the lab (inject, diagnose, fix, idempotence, verify).
+
+Molecule finds the shared configuration, .config/molecule/config.yml, without -c: its sequence runs the shared
+playbooks of molecule/shared/ (inject, diagnosis, resolve, resolve again, health, heal), which take the fault and
+the procedure from the scenario's molecule.yml and include its expectation files."""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
-
-pytestmark = [pytest.mark.lab, pytest.mark.molecule]
+# What a scenario's directory holds: its statement and its expectations (molecule/shared/tasks/scenario.yml).
+REQUIRED = {"molecule.yml", "tasks/diagnosis.yml", "tasks/resolved.yml", "tasks/health.yml"}
+OPTIONAL = {"tasks/injected.yml", "tasks/before_resolve.yml"}
+OWN_STEPS = {"high_latency_hop_compose": {"human_fix.yml", "tasks/planner_calls.yml"}}  # D ends with a human's fix
 
 
 def failure_excerpt(output: str, head: int = 5000, tail: int = 1500) -> str:
@@ -25,17 +32,33 @@ def failure_excerpt(output: str, head: int = 5000, tail: int = 1500) -> str:
     return output[start:start + head] + "\n[...]\n" + output[-tail:]
 
 
-def test_there_are_scenarios() -> None:
+def test_scenarios_state_their_fault_and_keep_only_their_expectations() -> None:
+    """Lab-free: the shared configuration is where Molecule looks for it; each scenario names a procedure role and a
+    fault of the lab's registry, and its directory holds nothing but its statement and its expectations."""
+    from octollm_labctl.faults import FAULTS
+
+    assert (ROOT / ".config" / "molecule" / "config.yml").is_file()
+    assert not (ROOT / "molecule" / "base.yml").exists()
     assert "cache_performance_compose" in SCENARIOS
+    for scenario in SCENARIOS:
+        directory = ROOT / "molecule" / scenario
+        files = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
+        assert files >= REQUIRED, (scenario, REQUIRED - files)
+        assert not files - REQUIRED - OPTIONAL - OWN_STEPS.get(scenario, set()), (scenario, files)
+        statement = yaml.safe_load((directory / "molecule.yml").read_text())["provisioner"]["octollm"]
+        assert (ROOT / "roles" / statement["procedure"] / "meta" / "argument_specs.yml").is_file(), scenario
+        assert statement["fault"] in FAULTS, scenario
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.lab
+@pytest.mark.molecule
 def test_molecule_scenario(healthy_lab, scenario: str) -> None:  # type: ignore[no-untyped-def]
     """A scenario starts from the healed, settled lab (its sequence begins with the fault) and leaves it so."""
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1", NO_COLOR="1")
     proc = subprocess.run(
-        [str(Path(venv_bin) / "molecule"), "-c", "molecule/base.yml", "test", "-s", scenario],
+        [str(Path(venv_bin) / "molecule"), "test", "-s", scenario],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, f"molecule test -s {scenario} failed:\n{failure_excerpt(proc.stdout + proc.stderr)}"
