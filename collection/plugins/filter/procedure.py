@@ -32,6 +32,14 @@ def procedure_actions(state, run):
     return flow.to_apply(state or {}, run)
 
 
+def procedure_second_look(evidence, run, state, outcomes=None):
+    return flow.second_look(evidence or {}, run, state or {}, outcomes)
+
+
+def procedure_second_look_actions(state, run):
+    return flow.second_look_actions(state or {}, run)
+
+
 def procedure_followup(evidence, run, state, outcomes=None):
     return flow.verification_followup(evidence or {}, run, state or {}, outcomes)
 
@@ -74,6 +82,8 @@ class FilterModule(object):
             "procedure_judgement": wrap(procedure_judgement),
             "procedure_actions": wrap(procedure_actions),
             "procedure_followup": wrap(procedure_followup),
+            "procedure_second_look": wrap(procedure_second_look),
+            "procedure_second_look_actions": wrap(procedure_second_look_actions),
             "procedure_finishers": wrap(procedure_finishers),
             "procedure_note": wrap(procedure_note),
             "procedure_results": wrap(procedure_results),

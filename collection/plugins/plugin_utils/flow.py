@@ -22,6 +22,8 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils import evidenc
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context, get, in_rank_order
 
 FOLLOWUP = "_followup"
+# a procedure's actions added by its judgement of the evidence gathered after the run's changes (second_look)
+SECOND_LOOK = "second_look"
 
 
 def _selected(run):
@@ -227,6 +229,56 @@ def note(outcomes, action_ids, text, status=None):
     return noted
 
 
+def second_look(evidence, run, state, outcomes=None):
+    """The state with, for each procedure that applied nothing in a resolve that changed the stack, the actions its
+    judgement of the fresh ``evidence`` adds (under ``second_look``): those that were not in its first plan and need no
+    approval. A procedure that could not read its component (a stopped Redis that another procedure started) acts
+    on what it reads now, e.g. it warms the cache that the restart left cold. Never in a dry run, never under an
+    approved plan (only what a person saw runs), never twice, never a disruptive or destructive step."""
+    selected, context = _selected(run)
+    outcomes = outcomes or {}
+    if (
+        (context.get("phase") or "diagnose") != "resolve"
+        or context.get("dry_run")
+        or context.get("approved") is not None
+        or not any((done or {}).get("status") == "applied" for done in outcomes.values())
+    ):
+        return state
+    looked = dict(state)
+    for procedure, settings in selected:
+        item = state.get(procedure.name) or {}
+        if "actions" not in item or SECOND_LOOK in item:
+            continue
+        if _applied(results.apply_outcomes(item.get("actions") or [], outcomes)):
+            continue
+        first = {action["id"] for action in item.get("actions") or []}
+        diagnosis = procedure.diagnose(evidence, settings, context)
+        added = []
+        for action in skip_actions(procedure.plan(diagnosis, evidence, settings, context), settings):
+            if action["id"] in first or action.get("status") != "planned" or not action.get("_apply"):
+                continue
+            if action.get("disruptive") or action.get("destructive"):
+                continue
+            if action.get("_after") and action["_after"] not in {a["id"] for a in added}:
+                continue
+            added.append(dict(action, outcome="judged after the run's changes: %s" % (action.get("outcome") or "")))
+        looked[procedure.name] = dict(item, **{SECOND_LOOK: added})
+    return looked
+
+
+def second_look_actions(state, run):
+    """``[{procedure, action}]`` to apply after the second look, in rank order."""
+    context = Context(run.get("context") or {})
+    if context.get("dry_run"):
+        return []
+    return [
+        {"procedure": name, "action": action}
+        for name in in_rank_order([key for key in state if not key.startswith("_")])
+        for action in (state[name] or {}).get(SECOND_LOOK) or []
+        if action.get("status") == "planned" and action.get("_apply")
+    ]
+
+
 def to_apply(state, run):
     """``[{procedure, action}]`` to apply, in rank order: the planned actions that have a task file."""
     context = Context(run.get("context") or {})
@@ -249,6 +301,8 @@ def report(evidence, run, state, outcomes=None):
     selected, context = _selected(run)
     phase = context.get("phase") or "diagnose"
     outcomes = outcomes or {}
+    # the evidence was gathered afresh after the changes: every procedure's verification reads it
+    refreshed = any((done or {}).get("status") == "applied" for done in outcomes.values())
     reports = {}
     for procedure, settings in selected:
         item = state.get(procedure.name) or {}
@@ -262,7 +316,7 @@ def report(evidence, run, state, outcomes=None):
                 or results.escalation(diagnosis.get("findings"), level, phase="diagnose"),
             }
         elif phase == "resolve":
-            data = _resolved(procedure, settings, context, evidence, item, outcomes, level)
+            data = _resolved(procedure, settings, context, evidence, item, outcomes, level, refreshed)
         else:
             data = _prevented(procedure, settings, context, evidence, item, outcomes, level)
         extra = procedure.result_extra(item.get("diagnosis"), settings, context)
@@ -287,11 +341,13 @@ def _applied(actions):
     return [action for action in actions if action.get("status") == "applied"]
 
 
-def _resolved(procedure, settings, context, evidence, item, outcomes, level):
+def _resolved(procedure, settings, context, evidence, item, outcomes, level, refreshed=False):
     diagnosis = item["diagnosis"]
-    final = results.apply_outcomes(item.get("actions") or [], outcomes)
+    final = results.apply_outcomes(list(item.get("actions") or []) + list(item.get(SECOND_LOOK) or []), outcomes)
     applied = _applied(final)
-    if applied:
+    if applied or refreshed:
+        # judged again on the fresh evidence, also when another procedure of the run made the change (a stopped
+        # Redis that service_unavailable started is what cache_performance could not read before)
         scenarios = []
         for action in applied:
             if action.get("scenario") not in scenarios:
