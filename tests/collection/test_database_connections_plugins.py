@@ -10,7 +10,9 @@ from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure impo
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
 OVERRIDES = {"env_file": "/state/lab.env", "idle_terminate_after_seconds": 60, "idle_in_transaction_max_seconds": 30}
-SETTINGS = procedure_settings("database_connections", OVERRIDES)
+# the inventory names the stack's own applications (octollm_postgres.applications), as inventory/lab does
+INVENTORY = {"postgres": {"applications": ["orchestrator", "orchestrator-health"]}}
+SETTINGS = procedure_settings("database_connections", OVERRIDES, inventory=INVENTORY)
 
 
 def evidence(
@@ -337,3 +339,236 @@ def test_every_action_fits_octoctls_result_model():
         diagnosis = dbc.diagnose(evidence(oldest_idle=old, idle_in_tx=leak), SETTINGS)
         for item in dbc.plan(diagnosis, dict(SETTINGS, scenario=scenario, approve=True, max_connections_target=80)):
             Action.model_validate({k: v for k, v in item.items() if not k.startswith("_")})
+
+
+# --- issue 15: a stopped PostgreSQL is started; an outage overrides the idle-age rule -------------------------
+def container(service, **extra):
+    item = {"service": service, "name": f"octollm-{service}-1", "running": True, "state": "running",
+            "restarting": False, "health": "healthy", "exit_code": 0, "oom_killed": False}
+    item.update(extra)
+    return item
+
+
+def stopped_postgres_evidence():
+    """PostgreSQL's container exited (the lab's `crash postgres`): the probes cannot connect, the orchestrator runs
+    but fails its healthcheck, the arms are healthy."""
+    data = evidence()
+    unreachable = {"kind": "unreachable", "message": "PostgreSQL (postgres): connection refused", "source": "postgres"}
+    # the evidence module names the kind that failed; the ping's own error (inside the kind's answer) does not
+    ping_error = {"kind": "unreachable", "message": "PostgreSQL (octollm): connection refused"}
+    data["postgres"] = {"ok": False, "error": unreachable,
+                        "ping": {"user": "octollm", "ok": False, "saturated": False, "error": ping_error}}
+    data["http"]["probes"][dbc.HEALTH_PROBE].update(status=503, body={"status": "degraded", "checks": {
+        "postgres": "error: connection refused", "db_pool": {"in_use": 0, "max": 10, "leaked": 0}}})
+    data["containers"]["exec_probes"][0].update(ok=False, exit_code=1)
+    data["containers"]["containers"] = [
+        container("orchestrator", health="unhealthy"),
+        container("planner-arm"),
+        container("postgres", running=False, state="exited", health="unhealthy", exit_code=137),
+        container("redis"),
+    ]
+    return data
+
+
+def test_a_stopped_postgres_is_started_without_approval_before_any_scenario():
+    diagnosis = dbc.diagnose(stopped_postgres_evidence(), SETTINGS)
+    found = {item["check"]: item for item in diagnosis["findings"]}
+    running = found["pg.running"]
+    assert running["status"] == "problem" and running["observed"] == "exited (exit code 137)"
+    assert running["evidence"]["stopped"] is True and running["scenario"] is None
+    assert holding(diagnosis) == set()  # no scenario can be judged while it is down
+    # a PostgreSQL that does not answer is the component's problem (exit 1 until started), never octoctl's
+    # environment (exit 3): every unknown finding names its source
+    assert {f["error"]["source"] for f in diagnosis["findings"] if f["status"] == "unknown"} == {"postgres"}
+    # starting a database that is down loses nothing: planned without approval, the orchestrator waited for after
+    [start] = dbc.plan(diagnosis, SETTINGS)
+    assert (start["id"], start["status"], start["disruptive"], start["resource"]) == (
+        "database_connections.start_postgres", "planned", False, "compose:postgres")
+    assert start["change"] == {"service": "postgres", "container": "octollm-postgres-1", "op": "up (no recreate)",
+                               "state": "exited (exit code 137)", "then_wait": ["orchestrator"],
+                               "then_wait_containers": ["octollm-orchestrator-1"]}
+    assert start["_apply"] == "start_database"
+    # a dry run lists the same start; skip_actions keeps it from running
+    assert dbc.plan(diagnosis, dict(SETTINGS, dry_run=True))[0]["change"] == start["change"]
+
+
+def test_postgres_running_restarting_or_external_is_not_started():
+    healthy = evidence()
+    healthy["containers"]["containers"] = [container("postgres"), container("orchestrator")]
+    diagnosis = dbc.diagnose(healthy, SETTINGS)
+    assert statuses(diagnosis)["pg.running"] == "ok" and dbc.plan(diagnosis, SETTINGS) == []
+    # Docker restarts it (a crash loop): a problem, but no start (service_unavailable's restart, with approval)
+    looping = stopped_postgres_evidence()
+    looping["containers"]["containers"][2].update(state="restarting", restarting=True)
+    diagnosis = dbc.diagnose(looping, SETTINGS)
+    assert statuses(diagnosis)["pg.running"] == "problem" and not diagnosis["context"]["db_stopped"]
+    assert [a["id"] for a in dbc.plan(diagnosis, SETTINGS)] == []
+    # an external PostgreSQL (no container of the project) that answers is running
+    external = evidence()
+    external["containers"]["containers"] = [container("orchestrator")]
+    assert statuses(dbc.diagnose(external, SETTINGS))["pg.running"] == "ok"
+
+
+def test_the_verification_after_the_start_reads_the_running_postgres():
+    diagnosis = dbc.diagnose(stopped_postgres_evidence(), SETTINGS)
+    after = evidence()
+    after["containers"]["containers"] = [container("orchestrator"), container("postgres")]
+    verified = dbc.diagnose(after, SETTINGS, previous=diagnosis["findings"], applied=(None,))
+    assert set(statuses(verified).values()) == {"ok"}
+
+
+def outage(by_application, oldest_idle=(), total=35):
+    refused = {"ok": False, "saturated": True, "user": "octollm",
+               "error": {"kind": "other", "message": "PostgreSQL (octollm): FATAL:  sorry, too many clients already"}}
+    return evidence(total=total, ping=refused, by_application=by_application, oldest_idle=list(oldest_idle),
+                    health_pg="error: FATAL:  remaining connection slots are reserved for non-replication "
+                              "superuser connections")
+
+
+BATCH = {"application_name": "batch-worker", "count": 28, "states": {"idle": 28}}
+OWN = {"application_name": "orchestrator", "count": 5, "states": {"idle": 5}}
+
+
+def test_refused_logins_offer_the_top_idle_clients_sessions_whatever_their_age():
+    # batch-worker holds 28 sessions a few seconds old, far under the 60 s threshold: the outage overrides it
+    young = [{"pid": 300 + i, "usename": "octollm", "application_name": "batch-worker", "state_age_s": 4}
+             for i in range(28)]
+    diagnosis = dbc.diagnose(outage([BATCH, OWN], young), SETTINGS)
+    assert holding(diagnosis) == {"B"}
+    assert diagnosis["context"]["old_idle"] == []
+    refused = {item["check"]: item for item in diagnosis["findings"]}["pg.connections"]["evidence"]["logins_refused"]
+    assert any("too many clients" in reason for reason in refused)
+    assert any("reach max_connections" in reason for reason in refused)
+    [terminate] = dbc.plan(diagnosis, SETTINGS)
+    assert (terminate["id"], terminate["status"], terminate["disruptive"]) == (
+        "database_connections.B.terminate_idle", "awaiting_approval", True)
+    change = terminate["change"]
+    assert change["params"] == {"older_than_s": 60, "clients": ["batch-worker"],
+                                "protected": ["octollm-remediation", "orchestrator", "orchestrator-health"]}
+    assert change["rows"] == 28 and change["by_application"] == {"batch-worker": 28}
+    # the SQL selects the named clients' idle sessions whatever their age, never the protected ones nor superusers
+    assert "OR coalesce(a.application_name, '') = ANY(%(clients)s)" in change["sql"]
+    assert "NOT r.rolsuper" in change["sql"] and "ANY(%(protected)s)" in change["sql"]
+    assert "logins are refused" in terminate["outcome"] and "whatever their age" in terminate["outcome"]
+    approved = dbc.plan(diagnosis, dict(SETTINGS, approve=True))
+    assert approved[0]["status"] == "planned"
+
+
+def test_without_an_outage_young_idle_sessions_are_only_reported():
+    young = [{"pid": 300 + i, "usename": "octollm", "application_name": "batch-worker", "state_age_s": 4}
+             for i in range(25)]
+    # 33 of 40 connections (over the 80% alert) but logins are not refused: the idle-age rule holds
+    diagnosis = dbc.diagnose(
+        evidence(total=33, by_application=[{**BATCH, "count": 25, "states": {"idle": 25}}, OWN], oldest_idle=young),
+        SETTINGS)
+    assert diagnosis["context"]["logins_refused"] == []
+    assert [(a["id"], a["status"]) for a in dbc.plan(diagnosis, SETTINGS)] == [
+        ("database_connections.B.report_connections", "report")]
+
+
+def test_the_stacks_own_applications_are_never_terminated_for_being_idle():
+    # only the orchestrator (the stack's own, named by the inventory) holds idle sessions: nothing to terminate,
+    # even old ones and even in an outage
+    old_own = [{"pid": 400 + i, "usename": "octollm", "application_name": "orchestrator", "state_age_s": 900}
+               for i in range(5)]
+    diagnosis = dbc.diagnose(outage([{**OWN, "count": 30, "states": {"idle": 30}}], old_own), SETTINGS)
+    assert diagnosis["context"]["old_idle"] == [] and diagnosis["context"]["idle_clients"] == []
+    [report] = dbc.plan(diagnosis, SETTINGS)
+    assert report["id"] == "database_connections.B.report_connections"
+    assert "no other client than the stack's own" in report["outcome"]
+    # without the inventory's list the orchestrator is just another client (the role's protected list only)
+    bare = procedure_settings("database_connections", OVERRIDES)
+    assert bare["stack_applications"] == []
+    diagnosis = dbc.diagnose(outage([{**OWN, "count": 30, "states": {"idle": 30}}], old_own), bare)
+    assert dbc.plan(diagnosis, bare)[0]["change"]["params"]["clients"] == ["orchestrator"]
+
+
+def test_an_outage_also_counts_backends_at_the_limit_and_spares_superusers():
+    # the ping got in (a slot freed a moment ago) but the client backends fill max_connections - reserved
+    exporter = [{"pid": 500, "usename": "postgres", "application_name": "", "state_age_s": 1}]
+    data = evidence(total=35, by_application=[{"application_name": "", "count": 1, "states": {"idle": 1}}, BATCH,
+                                              OWN], oldest_idle=exporter)
+    diagnosis = dbc.diagnose(data, SETTINGS)
+    assert diagnosis["context"]["logins_refused"] == ["35 client backends reach max_connections 40 minus 5 reserved"]
+    # the admin's (superuser) idle session does not make "" a client to terminate
+    assert diagnosis["context"]["idle_clients"] == [{"application_name": "batch-worker", "idle": 28}]
+    assert dbc.plan(diagnosis, SETTINGS)[0]["change"]["params"]["clients"] == ["batch-worker"]
+
+
+def test_the_inventory_contract_names_the_stacks_own_applications():
+    from pathlib import Path
+
+    import yaml
+
+    lab = yaml.safe_load((Path(__file__).resolve().parents[2] / "inventory/lab/group_vars/octollm.yml").read_text())
+    assert lab["octollm_postgres"]["applications"] == ["orchestrator", "orchestrator-health"]
+    settings = procedure_settings("database_connections", OVERRIDES, inventory={"postgres": lab["octollm_postgres"]})
+    assert settings["stack_applications"] == ["orchestrator", "orchestrator-health"]
+
+
+def test_a_procedure_that_applied_nothing_is_verified_on_the_fresh_evidence_too():
+    """The shared flow (plugin_utils/flow.py): when another procedure of the run changed the stack (service_unavailable
+    started the database), every procedure's verification reads the evidence gathered after the change; before,
+    one that applied nothing repeated its diagnosis (here: PostgreSQL unreachable, a problem left)."""
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import flow
+
+    run = {"procedures": ["database_connections"], "settings": {"database_connections": role_settings(
+        "database_connections", OVERRIDES)}, "context": {"platform": "compose", "phase": "resolve",
+                                                          "inventory": INVENTORY}}
+    state = flow.judge(stopped_postgres_evidence(), dict(run, settings={"database_connections": dict(
+        run["settings"]["database_connections"], skip_actions=["database_connections.start_postgres"])}))
+    assert [a["status"] for a in state["database_connections"]["actions"]] == ["skipped"]
+    healthy = evidence()
+    healthy["containers"]["containers"] = [container("orchestrator"), container("postgres")]
+    stale = flow.report(healthy, run, state, {})["database_connections"]["verification"]
+    assert stale["healthy"] is False  # nothing applied in the run: the diagnosis stands
+    started = {"service_unavailable.C.up_postgres": {"status": "applied", "outcome": "up postgres"}}
+    fresh = flow.report(healthy, run, state, started)["database_connections"]["verification"]
+    assert fresh["healthy"] is True and {f["status"] for f in fresh["findings"]} == {"ok"}
+
+
+def test_a_procedure_that_applied_nothing_looks_again_and_applies_what_needs_no_approval():
+    """flow.second_look: after another procedure changed the stack, a procedure that applied nothing judges the fresh
+    evidence and plans again; only new actions that need no approval join the run (here: the start of PostgreSQL,
+    not disruptive; a termination of sessions, disruptive, never)."""
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import flow
+
+    run = {"procedures": ["database_connections"], "settings": {"database_connections": role_settings(
+        "database_connections", OVERRIDES)}, "context": {"platform": "compose", "phase": "resolve", "approve": True,
+                                                          "inventory": INVENTORY}}
+    state = flow.judge(evidence(), run)
+    assert state["database_connections"]["actions"] == []
+    elsewhere = {"service_unavailable.C.up_redis": {"status": "applied", "outcome": "up redis"}}
+    looked = flow.second_look(stopped_postgres_evidence(), run, state, elsewhere)
+    [start] = looked["database_connections"]["second_look"]
+    assert start["id"] == "database_connections.start_postgres" and start["status"] == "planned"
+    assert start["outcome"].startswith("judged after the run's changes")
+    assert flow.second_look_actions(looked, run) == [{"procedure": "database_connections", "action": start}]
+    assert flow.second_look(stopped_postgres_evidence(), run, looked, elsewhere) == looked  # never twice
+    report = flow.report(stopped_postgres_evidence(), run, looked, dict(elsewhere, **{start["id"]: {
+        "status": "applied", "outcome": "postgres started"}}))["database_connections"]
+    assert [(a["id"], a["status"]) for a in report["actions"]] == [(start["id"], "applied")]
+    # a disruptive step found on the second look waits for a run of its own, even under --approve
+    young = [{"pid": 300 + i, "usename": "octollm", "application_name": "batch-worker", "state_age_s": 4}
+             for i in range(28)]
+    assert flow.second_look(outage([BATCH, OWN], young), run, state, elsewhere)["database_connections"][
+        "second_look"] == []
+    # nothing applied, a dry run, an approved plan: no second look
+    for same in (flow.second_look(stopped_postgres_evidence(), run, state, {}),
+                 flow.second_look(stopped_postgres_evidence(), dict(run, context=dict(run["context"], dry_run=True)),
+                                  state, elsewhere),
+                 flow.second_look(stopped_postgres_evidence(), dict(run, context=dict(run["context"], approved={})),
+                                  state, elsewhere)):
+        assert same == state
+
+
+def test_list_parameters_reach_postgresql_as_array_literals():
+    """community.postgresql.postgresql_query turns a list into {'a'} (the quotes part of the element): the action
+    passes the plan's lists as array literals instead (the filter database_connections_pg_array_args)."""
+    filters = FilterModule().filters()
+    assert "procedure_second_look" in filters
+    from ansible_collections.octollm.remediation.plugins.filter.database_connections import FilterModule as DcFilters
+
+    convert = DcFilters().filters()["database_connections_pg_array_args"]
+    assert convert({"older_than_s": 300, "clients": ["batch-worker"], "protected": [], "odd": ['a"b', "c\\d"]}) == {
+        "older_than_s": 300, "clients": '{"batch-worker"}', "protected": "{}", "odd": '{"a\\"b","c\\\\d"}'}

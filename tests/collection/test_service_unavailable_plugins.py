@@ -148,6 +148,35 @@ def test_database_down_is_fixed_before_the_services_that_need_it():
     ]
 
 
+
+def test_a_stopped_database_is_started_without_approval_a_running_one_restarted_with_it():
+    """Issue 15: a start of a database that is down loses nothing (not disruptive; its container is started as it
+    is, never recreated); a restart of one that runs and fails is disruptive."""
+    declared = config({"orchestrator": {"depends_on": {"postgres": {}, "redis": {}}}, "judge-arm": {
+        "depends_on": {"postgres": {}, "redis": {}}}})
+    redis = record("redis", running=False, state="exited", exit_code=0, health="unhealthy")
+    orch = record("orchestrator", health="unhealthy")
+    result = su.diagnose(evidence(orch, HEALTHY[1], HEALTHY[2], redis, deps="postgres:5432 ok\nredis:6379 fail",
+                                  config=declared), SETTINGS)
+    [start] = su.plan(result, SETTINGS)
+    assert (start["id"], start["status"], start["disruptive"]) == ("service_unavailable.C.up_redis", "planned", False)
+    assert start["change"] == {"container": "octollm-redis-1", "service": "redis", "op": "up",
+                               "then_wait": ["orchestrator"], "then_wait_containers": ["octollm-orchestrator-1"],
+                               "recreate": "never"}
+    assert start["title"].startswith("start the database redis") and "--no-recreate" in start["outcome"]
+    # running but failing (unhealthy): a restart, which waits for approval
+    sick = record("postgres", health="unhealthy")
+    result = su.diagnose(evidence(HEALTHY[0], HEALTHY[1], sick, HEALTHY[3], config=declared), SETTINGS)
+    [restart] = su.plan(result, SETTINGS)
+    assert (restart["id"], restart["status"], restart["disruptive"]) == (
+        "service_unavailable.C.restart_postgres", "awaiting_approval", True)
+    assert "recreate" not in restart["change"]
+    # a stopped service that is no database keeps the approval (scenario A)
+    crashed = record("judge-arm", running=False, state="exited", exit_code=137)
+    result = su.diagnose(evidence(HEALTHY[0], crashed, HEALTHY[2], HEALTHY[3], config=declared), SETTINGS)
+    assert [(a["id"], a["disruptive"]) for a in su.plan(result, SETTINGS)] == [("service_unavailable.A.up_judge_arm",
+                                                                                 True)]
+
 def test_oom_kill_raises_the_limit_by_a_bounded_step():
     killed = record("judge-arm", oom_killed=True, restart_count=1, memory_limit=46137344)
     result = su.diagnose(evidence(HEALTHY[0], killed, HEALTHY[2], HEALTHY[3], config=DECLARED), SETTINGS)

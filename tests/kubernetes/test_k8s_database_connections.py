@@ -336,3 +336,42 @@ def test_resolve_without_approval_waits_and_writes_nothing(
     assert dns["status"] == "failed" and dns["outcome"].startswith("exec failed")  # no exec behind the emulator
     assert k8s_api.writes() == []
     assert result["escalation"]["level"] in ("L1", "L2")
+
+
+# --- issue 15: a PostgreSQL StatefulSet scaled to 0 is started (k8s_scale), not disruptive --------------------
+def test_a_postgres_scaled_to_zero_is_started_before_any_scenario(k8s_api: KubernetesAPIEmulator,
+                                                                  tmp_path: Path) -> None:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import database_connections_kubernetes as dck
+
+    stateful = k8s_api.get("apps/v1/statefulsets", "postgres")
+    stateful["spec"]["replicas"] = 0
+    stateful["status"] = {"replicas": 0, "readyReplicas": 0}
+    k8s_api.seed([stateful])
+    evidence = evidence_with(k8s_api, tmp_path)
+    refused = {"kind": "unreachable", "message": "PostgreSQL (postgres): connection refused", "source": "postgres"}
+    evidence["postgres"] = {"ok": False, "error": refused, "ping": {"ok": False, "error": refused}}
+    diagnosis = dck.diagnose(evidence, SETTINGS)
+    running = by_check(diagnosis["findings"])["pg.running"]
+    assert running["status"] == "problem" and running["observed"] == "StatefulSet/postgres scaled to 0 replicas"
+    [start] = dck.plan(diagnosis, SETTINGS)
+    assert (start["id"], start["status"], start["disruptive"], start["_apply"]) == (
+        "database_connections.start_postgres", "planned", False, "start_database")
+    assert start["change"] == {"workload": "StatefulSet/postgres", "kind": "StatefulSet", "name": "postgres",
+                               "namespace": "octollm", "old": 0, "new": 1, "op": "scale (kubernetes.core.k8s_scale)"}
+
+
+def test_resolve_without_approval_scales_postgres_up(
+        run_k8s: Any, k8s_api: KubernetesAPIEmulator, postgres_port: int, health_server: dict[str, Any]) -> None:
+    stateful = k8s_api.get("apps/v1/statefulsets", "postgres")
+    stateful["spec"]["replicas"] = 0
+    k8s_api.seed([stateful])
+    env = {"OCTOLLM_POSTGRES_PORT": str(postgres_port), "OCTOLLM_ORCHESTRATOR_URL": health_server["url"]}
+    result = run_k8s("database_connections", "resolve", env=env, **FAST)
+    start = by_id(result["actions"])["database_connections.start_postgres"]
+    assert start["status"] == "applied" and "from 0 to 1 replicas" in start["outcome"], start
+    writes = k8s_api.writes()
+    assert [(w.method, w.path) for w in writes] == [
+        ("PATCH", "/apis/apps/v1/namespaces/octollm/statefulsets/postgres/scale")]
+    assert writes[0].body["spec"] == {"replicas": 1}
+    # the verification reads the StatefulSet again: it has its replica
+    assert by_check(result["verification"]["findings"])["pg.running"]["status"] == "ok"

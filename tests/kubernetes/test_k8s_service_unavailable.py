@@ -300,3 +300,45 @@ def test_resolve_with_approval_restarts_raises_and_rolls_back(run_k8s: Any,
     # no controller replaced the pods: the verification still sees them, so the problems are left (one level up)
     assert result["verification"]["healthy"] is False
     assert result["escalation"]["level"] == "L2"
+
+
+# --- issue 15: a stopped database (its workload scaled to 0) is started, without approval --------------------
+def stop_postgres(k8s_api: KubernetesAPIEmulator) -> None:
+    """PostgreSQL stopped as `kubectl scale statefulset/postgres --replicas=0` leaves it: no replica, its pod
+    terminating."""
+    stateful = k8s_api.get("apps/v1/statefulsets", "postgres")
+    stateful["spec"]["replicas"] = 0
+    stateful["status"] = {"replicas": 0, "readyReplicas": 0, "availableReplicas": 0}
+    pod = k8s_api.get("v1/pods", "postgres-0")
+    pod["metadata"]["deletionTimestamp"] = "2026-11-28T09:30:00Z"
+    k8s_api.seed([stateful, pod])
+
+
+def test_a_database_scaled_to_zero_is_started_without_approval(k8s_api: KubernetesAPIEmulator,
+                                                                tmp_path: Path) -> None:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import service_unavailable_kubernetes as suk
+
+    stop_postgres(k8s_api)
+    diagnosis = suk.diagnose(collect_evidence(k8s_api, tmp_path, READS), SETTINGS)
+    found = by_check(diagnosis["findings"])
+    assert found["k8s.workloads_ready"]["status"] == "problem"
+    assert "StatefulSet/postgres: scaled to 0 replicas" in found["k8s.workloads_ready"]["observed"]
+    assert {s["id"] for s in diagnosis["scenarios"] if s["holds"]} == {"C"}
+    [start] = suk.plan(diagnosis, SETTINGS)
+    assert (start["id"], start["status"], start["disruptive"]) == ("service_unavailable.C.start_postgres", "planned",
+                                                                   False)
+    assert {k: start["change"][k] for k in ("workload", "old", "new", "op")} == {
+        "workload": "StatefulSet/postgres", "old": 0, "new": 1, "op": "scale (kubernetes.core.k8s_scale)"}
+    assert start["_apply"] == "scale_up"
+
+
+def test_resolve_without_approval_scales_the_stopped_database_up(run_k8s: Any,
+                                                                 k8s_api: KubernetesAPIEmulator) -> None:
+    stop_postgres(k8s_api)
+    result = run_k8s("service_unavailable", "resolve", **FAST)
+    start = by_id(result["actions"])["service_unavailable.C.start_postgres"]
+    assert start["status"] == "applied" and "from 0 to 1 replicas" in start["outcome"], start
+    writes = k8s_api.writes()
+    assert [(w.method, w.path) for w in writes] == [("PATCH", f"{NS}/statefulsets/postgres/scale")]
+    assert writes[0].body["spec"] == {"replicas": 1}
+    assert k8s_api.get("apps/v1/statefulsets", "postgres")["spec"]["replicas"] == 1

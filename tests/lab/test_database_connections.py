@@ -47,8 +47,8 @@ def test_healthy_lab_has_no_database_finding(healthy_diagnosis: dict[str, Any]) 
     result = healthy_diagnosis["result"]
     assert result["procedure"] == PROCEDURE and result["platform"] == "compose" and result["phase"] == "diagnose"
     assert {f["check"] for f in result["findings"]} == {
-        "pg.up", "pg.app_login", "pg.connections", "pg.active_sessions", "pg.idle_in_transaction", "app.pool",
-        "app.connectivity"}
+        "pg.running", "pg.up", "pg.app_login", "pg.connections", "pg.active_sessions", "pg.idle_in_transaction",
+        "app.pool", "app.connectivity"}
     not_ok = {f["check"]: (f["status"], f["observed"]) for f in result["findings"] if f["status"] != "ok"}
     assert not_ok == {}
     assert result["escalation"]["level"] is None

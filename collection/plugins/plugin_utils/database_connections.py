@@ -16,6 +16,17 @@ and the role's settings (every threshold comes from ``roles/database_connections
      leaked sessions (disruptive); the code must be fixed by a human (report, L1).
 - D  network partition: PostgreSQL answers but the application cannot reach it. Report (host networking in the
      lab has no Compose network to recreate).
+
+Before any scenario, the seed's diagnosis step 1, "Verify database is running" (``pg.running``): a PostgreSQL whose
+container is stopped (Compose) or whose StatefulSet is scaled to zero (Kubernetes) is started, then the services that
+failed with it are waited for; the scenarios are judged once it answers. Starting a database that is down is not
+disruptive (nothing runs to be interrupted; its data is on its volume); restarting one that runs would be.
+
+An outage overrides B's idle-age rule: while the application's logins are refused for want of a slot (its login
+fails with "too many clients" / "remaining connection slots are reserved", or the client backends reach
+max_connections minus the reserved ones), the idle sessions of the top idle client are terminated whatever their age
+(with approval). The sessions of the stack's own applications (the inventory's ``octollm_postgres.applications``) and
+of ``protected_applications`` are never terminated for being idle, nor are superusers'.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -55,6 +66,9 @@ SCENARIOS = {
     "C": "Connection leak",
     "D": "Network partition",
 }
+
+# The seed's diagnosis step 1 ("Verify database is running"): no scenario of its own, fixed before any scenario.
+START_ACTION = "database_connections.start_postgres"
 
 CHECK_SCENARIO = {
     "app.pool": "A",
@@ -112,6 +126,25 @@ class Facts:
         self.replicas = svc.get("running") or svc.get("containers") or (1 if self.containers else None)
         log_entry = ((self.containers or {}).get("logs") or {}).get(settings["app_service"]) or {}
         self.pool_log_count = (log_entry.get("pattern_counts") or {}).get(POOL_LOG_PATTERN)
+        records = (self.containers or {}).get("containers") or []
+        self.db_containers = [r for r in records if r.get("service") == settings["db_service"]]
+        self.app_running = any(r.get("running") for r in records if r.get("service") == settings["app_service"])
+        # the containers of each service (what a wait for their healthchecks names)
+        self.container_names = {}
+        for record in records:
+            if record.get("running") and record.get("name"):
+                self.container_names.setdefault(record.get("service"), []).append(record["name"])
+        # the services to wait for once a stopped database is started: those whose containers run but fail their
+        # healthcheck, and the application (its healthcheck fails with the database a few probes later)
+        self.failing_services = sorted(
+            {
+                r.get("service")
+                for r in records
+                if r.get("running")
+                and r.get("service") not in (None, settings["db_service"])
+                and (r.get("health") in ("unhealthy", "starting") or r.get("service") == settings["app_service"])
+            }
+        )
 
     # shorthands
     @property
@@ -142,18 +175,71 @@ class Facts:
     def leaking(self):
         return {app: sessions for app, sessions in self.leaks().items() if len(sessions) >= self.s["leak_min_sessions"]}
 
+    def spared(self):
+        """application_name values whose sessions are never terminated for being idle: ``protected_applications``
+        and the stack's own applications (the inventory's ``octollm_postgres.applications``)."""
+        return list(dict.fromkeys(list(self.s["protected_applications"]) + list(self.s["stack_applications"])))
+
     def old_idle(self):
-        """Idle sessions older than the termination threshold, not superusers, not protected applications."""
+        """Idle sessions older than the termination threshold, not superusers, not spared applications."""
         out = []
+        spared = self.spared()
         for session in self.conn.get("oldest_idle") or []:
             if (session.get("state_age_s") or 0) < self.s["idle_terminate_after_seconds"]:
                 continue
             if session.get("usename") == self.s["admin_user"]:
                 continue
-            if session.get("application_name") in self.s["protected_applications"]:
+            if session.get("application_name") in spared:
                 continue
             out.append(session)
         return out
+
+    def logins_refused(self):
+        """Why the application's logins are refused for want of a connection slot (a list of reasons; empty when
+        they are not): its login fails with "too many clients" / "remaining connection slots are reserved" (our
+        ping with its user, or its own /health), or the client backends reach max_connections minus the reserved
+        slots."""
+        reasons = []
+        if self.ping.get("saturated"):
+            message = ((self.ping.get("error") or {}).get("message") or "too many clients").split(": ", 1)[-1]
+            reasons.append("the application user's login is refused (%s)" % message[:120])
+        health = str(self.health_postgres() or "").lower()
+        if "too many clients" in health or "remaining connection slots" in health:
+            reasons.append("%s's /health: %s" % (self.s["app_service"], str(self.health_postgres())[:120]))
+        total = self.conn.get("total")
+        if total is not None and self.max_connections:
+            limit = self.max_connections - self.reserved
+            if total >= limit:
+                reasons.append(
+                    "%d client backends reach max_connections %d minus %d reserved"
+                    % (total, self.max_connections, self.reserved)
+                )
+        return reasons
+
+    def idle_clients(self):
+        """``[(application_name, idle sessions)]`` of the clients whose idle sessions may be terminated, most
+        first: every application but the spared ones, without the admin user's sessions (superusers are never
+        terminated)."""
+        spared = set(self.spared())
+        admin = {}
+        for session in self.conn.get("oldest_idle") or []:
+            if session.get("usename") == self.s["admin_user"]:
+                name = session.get("application_name") or ""
+                admin[name] = admin.get(name, 0) + 1
+        clients = []
+        for entry in self.conn.get("by_application") or []:
+            name = entry.get("application_name") or ""
+            idle = int((entry.get("states") or {}).get("idle") or 0) - admin.get(name, 0)
+            if name in spared or idle <= 0:
+                continue
+            clients.append((name, idle))
+        return sorted(clients, key=lambda item: (-item[1], item[0]))
+
+    def health_postgres(self):
+        body = (self.health or {}).get("body")
+        if isinstance(body, dict):
+            return (body.get("checks") or {}).get("postgres")
+        return None
 
     def usage(self):
         total = self.conn.get("total")
@@ -164,6 +250,53 @@ class Facts:
 
 
 # --- checks ------------------------------------------------------------------------------------------
+def check_running(f):
+    """The seed's diagnosis step 1 on Compose: PostgreSQL's container runs. ``evidence.stopped`` marks one that a
+    start brings back (a container that exists and is not running, and is not being restarted by Docker)."""
+    s = f.s
+    title = "PostgreSQL is running (container %s)" % s["db_service"]
+    expected = "running"
+    if f.containers is None:
+        if f.pg is not None:
+            return finding("pg.running", title, "ok", "answers", expected, {"note": "no container evidence"})
+        return unknown("pg.running", title, expected, f.containers_error)
+    records = f.db_containers
+    evidence = {
+        "service": s["db_service"],
+        "containers": [
+            {key: r.get(key) for key in ("name", "state", "health", "exit_code", "oom_killed", "finished_at")}
+            for r in records
+        ],
+    }
+    if not records:
+        if f.pg is not None:
+            # not a container of this project (an external or managed PostgreSQL): it answers, that is enough
+            return finding("pg.running", title, "ok", "answers (no container of the project)", expected, evidence)
+        return unknown(
+            "pg.running",
+            title,
+            expected,
+            {"kind": "other", "message": "no container of service %s in the project" % s["db_service"]},
+            evidence=evidence,
+        )
+    running = [r for r in records if r.get("running") and not r.get("restarting")]
+    if running:
+        health = running[0].get("health")
+        return finding("pg.running", title, "ok", "running" + (" (%s)" % health if health else ""), expected, evidence)
+    first = records[0]
+    if first.get("restarting") or first.get("state") == "restarting":
+        evidence["note"] = "Docker is restarting it (a crash loop: service_unavailable)"
+        return finding("pg.running", title, "problem", "restarting", expected, evidence)
+    observed = "%s (exit code %s%s)" % (
+        first.get("state") or "stopped",
+        first.get("exit_code"),
+        ", OOM-killed" if first.get("oom_killed") else "",
+    )
+    evidence["stopped"] = True
+    evidence["dependants_failing"] = f.failing_services
+    return finding("pg.running", title, "problem", observed, expected, evidence)
+
+
 def check_up(f):
     title = "PostgreSQL accepts connections (admin, reserved slots)"
     expected = "connects"
@@ -192,7 +325,9 @@ def check_login(f, saturation="B"):
     }
     if f.ping.get("ok"):
         return finding("pg.app_login", title, "ok", "ok (%s ms)" % f.ping.get("connect_ms"), expected, evidence)
-    error = f.ping.get("error") or {"kind": "other", "message": "login failed"}
+    error = dict(f.ping.get("error") or {"kind": "other", "message": "login failed"})
+    # PostgreSQL refused or did not answer the application's login: the component, not octoctl's environment
+    error.setdefault("source", "postgres")
     if f.ping.get("saturated"):
         # refused for want of a slot: that is scenario B's symptom, not a failed probe
         return finding("pg.app_login", title, "problem", "refused: too many clients", expected, evidence, saturation)
@@ -380,6 +515,7 @@ def diagnose(evidence, settings, previous=None, applied=()):
     # refused logins are the symptom of what fills the slots: the leak (C) when it explains the usage, else B
     saturation = connections["scenario"] or "B"
     findings = [
+        check_running(f),
         check_up(f),
         check_login(f, saturation),
         connections,
@@ -390,7 +526,20 @@ def diagnose(evidence, settings, previous=None, applied=()):
     ]
     scenarios = scenarios_named(SCENARIOS, findings, CHECK_SCENARIO)
     pool = f.db_pool() or {}
+    running = findings[0]
+    refused = f.logins_refused()
+    if refused:
+        connections["evidence"] = dict(connections["evidence"] or {}, logins_refused=refused)
     context = {
+        "db_stopped": bool((running.get("evidence") or {}).get("stopped")),
+        "db_state": running.get("observed"),
+        "db_containers": [c.get("name") for c in (running.get("evidence") or {}).get("containers") or []],
+        "dependants_failing": f.failing_services,
+        "app_running": f.app_running,
+        "container_names": f.container_names,
+        "logins_refused": refused,
+        "idle_clients": [{"application_name": name, "idle": count} for name, count in f.idle_clients()[:5]],
+        "spared": f.spared(),
         "leaking": {app: [x.get("pid") for x in sessions] for app, sessions in leaking.items()},
         "old_idle": [
             {"pid": x.get("pid"), "application_name": x.get("application_name"), "state_age_s": x.get("state_age_s")}
@@ -418,10 +567,13 @@ def diagnose(evidence, settings, previous=None, applied=()):
 
 
 # --- plan ----------------------------------------------------------------------------------------------
+# Idle sessions older than the threshold, or (while the application's logins are refused) of the named clients
+# whatever their age; never superusers', never the spared applications'.
 TERMINATE_IDLE_SQL = (
     "SELECT a.pid, a.application_name, pg_terminate_backend(a.pid) AS terminated FROM pg_stat_activity a "
     "JOIN pg_roles r ON r.rolname = a.usename WHERE a.backend_type = 'client backend' AND a.state = 'idle' "
-    "AND a.state_change < now() - make_interval(secs => %(older_than_s)s) AND NOT r.rolsuper "
+    "AND (a.state_change < now() - make_interval(secs => %(older_than_s)s) "
+    "OR coalesce(a.application_name, '') = ANY(%(clients)s)) AND NOT r.rolsuper "
     "AND a.pid <> pg_backend_pid() AND NOT (coalesce(a.application_name, '') = ANY(%(protected)s))"
 )
 TERMINATE_LEAK_SQL = (
@@ -430,6 +582,122 @@ TERMINATE_LEAK_SQL = (
     "AND coalesce(a.application_name, '') = %(application_name)s "
     "AND a.state_change < now() - make_interval(secs => %(older_than_s)s) AND a.pid <> pg_backend_pid()"
 )
+
+
+def pg_array_args(params):
+    """The SQL parameters with every list as a PostgreSQL array literal (``{"a","b"}``, each element quoted and
+    escaped). community.postgresql.postgresql_query turns a list into ``{'a'}`` (Python's repr, quotes included), which
+    matches no application_name; a string is passed as it is."""
+    out = {}
+    for key, value in (params or {}).items():
+        if isinstance(value, (list, tuple)):
+            items = ['"%s"' % str(item).replace("\\", "\\\\").replace('"', '\\"') for item in value]
+            value = "{%s}" % ",".join(items)
+        out[key] = value
+    return out
+
+
+def _names(ctx, services):
+    """The running containers of ``services`` (their healthchecks are waited for)."""
+    names = ctx.get("container_names") or {}
+    return [name for service in services for name in names.get(service) or []]
+
+
+def start_action(ctx, s):
+    """Start the stopped PostgreSQL (``docker compose up`` of its service, never recreating the container), wait for
+    its healthcheck, then for the services that failed with it. Not disruptive: a database that is down has no
+    session to lose and keeps its data on its volume (a restart of a running one would be disruptive)."""
+    service = s["db_service"]
+    dependants = [name for name in ctx.get("dependants_failing") or [] if name != service]
+    return action(
+        START_ACTION,
+        None,
+        "start PostgreSQL (%s), then check the services that failed with it" % service,
+        "compose:%s" % service,
+        {
+            "service": service,
+            "container": ", ".join(ctx.get("db_containers") or []) or service,
+            "op": "up (no recreate)",
+            "state": ctx.get("db_state"),
+            "then_wait": dependants,
+            "then_wait_containers": _names(ctx, dependants),
+        },
+        "planned",
+        "docker compose up -d --no-deps --no-recreate --wait %s (it is %s), then wait until %s healthy again"
+        % (service, ctx.get("db_state") or "stopped", ", ".join(dependants) or "the services that need it are"),
+        apply="start_database",
+    )
+
+
+def terminate_idle_action(ctx, s):
+    """Scenario B's termination of idle sessions, or None when none may be terminated: those idle for longer than
+    the threshold, and, while the application's logins are refused, every idle session of the top idle client
+    whatever its age (the outage overrides the idle-age rule). Never superusers, never the spared applications."""
+    old = ctx.get("old_idle") or []
+    refused = ctx.get("logins_refused") or []
+    clients = [item["application_name"] for item in (ctx.get("idle_clients") or [])[:1]] if refused else []
+    young = (ctx.get("idle_clients") or [{}])[0].get("idle", 0) if clients else 0
+    apps = {}
+    for item in old:
+        name = item.get("application_name") or ""
+        if name not in clients:
+            apps[name or "-"] = apps.get(name or "-", 0) + 1
+    if clients:
+        apps[clients[0] or "-"] = young
+    if not apps:
+        return None
+    params = {
+        "older_than_s": int(s["idle_terminate_after_seconds"]),
+        "clients": clients,
+        "protected": list(ctx.get("spared") or s["protected_applications"]),
+    }
+    rows = sum(apps.values())
+    change = {
+        "sql": TERMINATE_IDLE_SQL,
+        "params": params,
+        # rows is an int in the contract; the listing of sessions may be cut at sessions_limit
+        "rows": rows,
+        "rows_at_least": not ctx.get("old_idle_listed_all", True),
+        "by_application": apps,
+    }
+    if ctx.get("app_running"):
+        # the application's healthcheck failed while it was refused: wait until it answers again (Compose)
+        change["then_wait"] = [s["app_service"]]
+        change["then_wait_containers"] = _names(ctx, [s["app_service"]])
+    if clients:
+        title = "terminate the idle sessions of %s (logins refused) and idle sessions older than %ss" % (
+            clients[0] or "<no application_name>",
+            params["older_than_s"],
+        )
+        why = (
+            "the application's logins are refused (%s): the top idle client %s loses its idle sessions "
+            "whatever their age"
+            % (
+                "; ".join(refused),
+                clients[0] or "<no application_name>",
+            )
+        )
+    else:
+        title = "terminate idle sessions older than %ss" % params["older_than_s"]
+        why = "idle for more than %ss" % params["older_than_s"]
+    return action(
+        "database_connections.B.terminate_idle",
+        "B",
+        title,
+        "postgres:sessions:idle",
+        change,
+        "planned",
+        "pg_terminate_backend on %d idle sessions (%s): %s; superusers and %s are spared%s"
+        % (
+            rows,
+            ", ".join("%s: %d" % kv for kv in sorted(apps.items())),
+            why,
+            ", ".join(params["protected"]),
+            "; then wait until %s is healthy" % s["app_service"] if change.get("then_wait") else "",
+        ),
+        disruptive=True,
+        apply="terminate_sessions",
+    )
 
 
 def pool_target(ctx, s):
@@ -464,6 +732,9 @@ def plan(diagnosis, settings):
     """The actions for the scenarios that hold (or the forced ``scenario``), gated by approval."""
     s = settings
     ctx = diagnosis.get("context") or {}
+    if ctx.get("db_stopped"):
+        # nothing else can be judged while PostgreSQL is down: start it; the scenarios are judged once it answers
+        return gated([start_action(ctx, s)], s)
     selected = selected_scenarios(diagnosis, s, ("C", "B", "A", "D"))
     actions = []
     for sid in selected:
@@ -511,43 +782,10 @@ def plan(diagnosis, settings):
                     )
                 )
         elif sid == "B":
-            old = ctx.get("old_idle") or []
+            terminate = terminate_idle_action(ctx, s)
             target = to_int(s.get("max_connections_target"), 0) or 0
-            if old:
-                params = {
-                    "older_than_s": int(s["idle_terminate_after_seconds"]),
-                    "protected": list(s["protected_applications"]),
-                }
-                apps = {}
-                for item in old:
-                    apps[item.get("application_name") or "-"] = apps.get(item.get("application_name") or "-", 0) + 1
-                actions.append(
-                    action(
-                        "database_connections.B.terminate_idle",
-                        "B",
-                        "terminate idle sessions older than %ss" % params["older_than_s"],
-                        "postgres:sessions:idle",
-                        {
-                            "sql": TERMINATE_IDLE_SQL,
-                            "params": params,
-                            # rows is an int in the contract; the listing of sessions may be cut at sessions_limit
-                            "rows": len(old),
-                            "rows_at_least": not ctx.get("old_idle_listed_all", True),
-                            "by_application": apps,
-                        },
-                        "planned",
-                        "pg_terminate_backend on %d idle sessions (%s) idle for more than %ss; superusers and %s are "
-                        "spared"
-                        % (
-                            len(old),
-                            ", ".join("%s: %d" % kv for kv in sorted(apps.items())),
-                            params["older_than_s"],
-                            ", ".join(params["protected"]),
-                        ),
-                        disruptive=True,
-                        apply="terminate_sessions",
-                    )
-                )
+            if terminate:
+                actions.append(terminate)
             elif target and ctx.get("max_connections") and target > ctx["max_connections"]:
                 actions.append(
                     action(
@@ -578,10 +816,13 @@ def plan(diagnosis, settings):
                         "postgres:max_connections",
                         {"max_connections": ctx.get("max_connections")},
                         "report",
-                        "L1: no idle session is older than %ss to terminate; find the client that opens them (%s) or "
-                        "set database_connections_max_connections_target to raise max_connections (a restart)"
+                        "L1: no idle session is older than %ss to terminate%s; find the client that opens them (%s) "
+                        "or set database_connections_max_connections_target to raise max_connections (a restart)"
                         % (
                             s["idle_terminate_after_seconds"],
+                            " and no other client than the stack's own holds idle sessions"
+                            if ctx.get("logins_refused")
+                            else "",
                             ", ".join(
                                 "%s: %s" % (e.get("application_name") or "-", e.get("count"))
                                 for e in (ctx.get("by_application") or [])[:3]
@@ -822,6 +1063,8 @@ class DatabaseConnections(Procedure):
         s = super(DatabaseConnections, self).settings(role_settings, context)
         postgres = context.inventory.get("postgres") or {}
         s["admin_user"] = postgres.get("admin_user") or "postgres"
+        # the stack's own applications (application_name values): never terminated for being idle
+        s["stack_applications"] = [str(name) for name in postgres.get("applications") or []]
         s["db_port_from_app"] = int(postgres.get("port") or 5432)
         if context.kubernetes:
             s["namespace"] = context.inventory["k8s"]["namespace"]

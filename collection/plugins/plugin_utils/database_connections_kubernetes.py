@@ -18,6 +18,10 @@ The API adds these checks:
 - ``k8s.network_policy``: the NetworkPolicies that select the PostgreSQL pods (Ingress) or the application's pods
   (Egress) admit the application's traffic to PostgreSQL's port (scenario D when one blocks it).
 
+A PostgreSQL StatefulSet scaled to 0 replicas is the Kubernetes form of a stopped database (``pg.running``): it is
+scaled back to ``k8s_db_start_replicas`` with ``kubernetes.core.k8s_scale`` (not disruptive: nothing runs), before any
+scenario. Pods that crash are the kubelet's to restart (``k8s.postgres_pods`` reports them).
+
 Fixes on Kubernetes: A raises the pool in the ConfigMap and restarts the application with a rollout restart (the
 pod template's ``restartedAt``; disruptive); B terminates idle sessions (SQL, as on Compose) or, with a target,
 ``ALTER SYSTEM SET max_connections`` and a rollout restart of the PostgreSQL StatefulSet (disruptive; the lab's
@@ -342,6 +346,39 @@ def dns_exec(facts, s):
     }
 
 
+def check_running(facts, s, answers):
+    """The seed's diagnosis step 1 on Kubernetes: the PostgreSQL StatefulSet is not scaled to 0. ``answers``:
+    PostgreSQL answered the diagnosis."""
+    ref = _workload_ref(dc.DB_WORKLOAD_KIND, s["k8s_db_workload"])
+    title = "PostgreSQL is running (%s has replicas)" % ref
+    expected = ">= 1 replica"
+    error = _api_error(facts, "db_workload")
+    if error:
+        return unknown("pg.running", title, expected, error)
+    workload = facts.get("db_workload")
+    if workload is None:
+        if answers:
+            return finding("pg.running", title, "ok", "answers (no %s)" % ref, expected, {"workload": ref})
+        missing = {"kind": "other", "message": "%s not found" % ref}
+        return unknown("pg.running", title, expected, missing, evidence={"workload": ref})
+    spec = workload.get("spec") or {}
+    status = workload.get("status") or {}
+    replicas = spec.get("replicas")
+    replicas = 1 if replicas is None else int(replicas)
+    evidence = {"workload": ref, "replicas": replicas, "ready_replicas": status.get("readyReplicas") or 0}
+    if replicas == 0:
+        evidence["stopped"] = True
+        return finding("pg.running", title, "problem", "%s scaled to 0 replicas" % ref, expected, evidence)
+    return finding(
+        "pg.running",
+        title,
+        "ok",
+        "%d replica(s), %d ready" % (replicas, evidence["ready_replicas"]),
+        expected,
+        evidence,
+    )
+
+
 # --- diagnosis and plan ------------------------------------------------------------------------------------
 def diagnose(evidence, settings, previous=None, applied=()):
     """The Compose diagnosis over the API's pool settings and replicas, plus the Kubernetes checks."""
@@ -349,7 +386,10 @@ def diagnose(evidence, settings, previous=None, applied=()):
     facts = normalise(evidence)
     result = dc.diagnose(as_compose_evidence(evidence, facts, s), s)
     findings = []
+    running = check_running(facts, s, any(f["check"] == "pg.up" and f["status"] == "ok" for f in result["findings"]))
     for item in result["findings"]:
+        if item["check"] == "pg.running":
+            item = running
         if item["check"] == "app.connectivity" and item["evidence"] is not None:
             item = dict(item, evidence=dict(item["evidence"]))
             item["evidence"].pop("exec_probe", None)
@@ -364,6 +404,9 @@ def diagnose(evidence, settings, previous=None, applied=()):
     ]
     context = dict(
         result["context"],
+        db_stopped=bool(running["evidence"].get("stopped")),
+        db_state=running["observed"],
+        dependants_failing=[],
         pool_source=pool_source(facts, s),
         dns_exec=dns_exec(facts, s),
         blocking=blocking_policies(facts, s)[1],
@@ -384,6 +427,25 @@ def _workload_ref(kind, name):
 def _k8s_action(item, s, ctx):
     """A Compose action rewritten for Kubernetes (or None to drop it)."""
     aid = item["id"]
+    if aid == dc.START_ACTION:
+        ref = _workload_ref(dc.DB_WORKLOAD_KIND, s["k8s_db_workload"])
+        new = int(s["k8s_db_start_replicas"])
+        return dict(
+            item,
+            title="scale %s from 0 to %d replicas" % (ref, new),
+            resource="k8s:%s" % ref.lower(),
+            change={
+                "workload": ref,
+                "kind": dc.DB_WORKLOAD_KIND,
+                "name": s["k8s_db_workload"],
+                "namespace": s["namespace"],
+                "old": 0,
+                "new": new,
+                "op": "scale (kubernetes.core.k8s_scale)",
+            },
+            outcome="kubernetes.core.k8s_scale %s 0 -> %d (only while it still has 0), then wait for its pods "
+            "(database_connections_k8s_rollout_timeout)" % (ref, new),
+        )
     if aid == "database_connections.A.raise_pool":
         source = ctx.get("pool_source") or {}
         keys = item["change"]["keys"]

@@ -9,8 +9,9 @@ settings. Every service that is down (not running, restarting, unhealthy, a heal
 endpoint that does not answer 200, crash-looping or OOM-killed) is classified by its root cause:
 
 - C  database connection failure: a database service (postgres, redis) is down, or the application containers
-     cannot reach it (port probes from inside, ``pg_isready``, Redis ``PING``). Fixable: restart the database
-     first, then the services that need it.
+     cannot reach it (port probes from inside, ``pg_isready``, Redis ``PING``). Fixable: start the stopped database
+     (not disruptive: a database that is down has nothing to lose; its container is started, never recreated) or
+     restart a running one that fails (disruptive), first, then wait for the services that failed with it.
 - B  out of memory: the container was OOM-killed (``OOMKilled`` or the cgroup's ``oom_kill`` counter) or runs at
      its memory limit. Fixable: raise the limit by a bounded step in the Compose override file, recreate.
 - D  configuration error: ``docker compose config`` fails, or the service's recent log lines show a configuration
@@ -629,14 +630,17 @@ def plan(diagnosis, settings=None):
         if cause in ("A", "C"):
             op = "restart" if running else "up"
             wait_for = sorted(name for name, needs in waits_for.items() if service in needs)
+            # starting a stopped database loses nothing (no session, its data on its volume): not disruptive, and
+            # its container is started as it is (never recreated); restarting a running one is disruptive
+            start_database = cause == "C" and not running and service in s["databases"]
             if cause == "C":
-                title = "restart the database %s, then check connectivity" % service
+                title = "%s the database %s, then check connectivity" % ("start" if not running else "restart", service)
                 then = _dependents(ctx, service)
                 outcome = (
                     "docker compose %s %s (wait for healthy), then wait until %s healthy again; dependents checked "
                     "after: %s"
                     % (
-                        "restart" if running else "up -d --no-deps",
+                        "restart" if running else "up -d --no-deps" + (" --no-recreate" if start_database else ""),
                         service,
                         ", ".join(wait_for) or "nothing else is",
                         ", ".join(then) or "none",
@@ -648,21 +652,25 @@ def plan(diagnosis, settings=None):
                     "restart" if running else "up -d --no-deps",
                     service,
                 )
+            change = {"container": ", ".join(item["name"] for item in state) or service, "service": service, "op": op}
+            if wait_for:
+                change["then_wait"] = wait_for
+                # their containers: their healthchecks are polled once the database is back
+                change["then_wait_containers"] = [
+                    item["name"] for name in wait_for for item in records.get(name) or [] if item.get("name")
+                ]
+            if start_database:
+                change["recreate"] = "never"
             actions.append(
                 action(
                     "%s.%s.%s_%s" % (NAME, cause, op, service.replace("-", "_")),
                     cause,
                     title,
                     "compose:%s" % service,
-                    dict(
-                        {"container": ", ".join(item["name"] for item in state) or service},
-                        service=service,
-                        op=op,
-                        **({"then_wait": wait_for} if wait_for else {}),
-                    ),
+                    change,
                     "planned",
                     outcome,
-                    disruptive=True,
+                    disruptive=not start_database,
                     apply="compose_service",
                 )
             )

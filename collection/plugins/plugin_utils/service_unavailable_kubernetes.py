@@ -11,7 +11,9 @@ Services and their Endpoints, the PodDisruptionBudgets and the Warning events. E
 one root cause, as on Compose (C, then B, D, A):
 
 - C  database connection failure: a database workload (postgres, redis) is down; the workloads that are only
-     not ready meanwhile wait for it. Fix: rollout restart of the database workload (the postgres StatefulSet).
+     not ready meanwhile wait for it. Fix: a database workload scaled to 0 replicas (stopped) is scaled back to
+     ``k8s_database_start_replicas`` with ``kubernetes.core.k8s_scale`` (not disruptive: nothing runs); one whose
+     pods fail gets a rollout restart (disruptive).
 - B  out of memory: a container was OOM-killed (``lastState.terminated.reason``). Fix: raise its memory limit in
      the workload's pod template by a bounded step (a patch that rolls the pods: disruptive); at the cap a report.
 - D  configuration error: a container cannot start on its configuration (``CreateContainerConfigError``, a
@@ -79,6 +81,10 @@ class Facts(object):
     def is_database(self, workload):
         return workload["app"] in self.s["databases"] or workload["name"] in self.s["databases"]
 
+    def stopped(self, workload):
+        """A database workload scaled to 0 replicas: a stopped database, which a scale-up starts."""
+        return self.is_database(workload) and workload["replicas"] == 0
+
     def live_pods(self, workload):
         return [pod for pod in self.pods_of.get(workload["ref"]) or [] if not pod["deleting"]]
 
@@ -86,6 +92,8 @@ class Facts(object):
         """Reasons the workload does not serve: no pods, pods not Running and Ready, too few ready replicas."""
         pods = self.live_pods(workload)
         reasons = []
+        if self.stopped(workload):
+            reasons.append("scaled to 0 replicas")
         if workload["replicas"] and not pods:
             reasons.append("no pod (%d desired)" % workload["replicas"])
         for pod in pods:
@@ -375,6 +383,7 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
                 "rollback": kw.rollback_plan(by_ref[ref], f.items["replicasets"]),
                 "oom": state[ref]["oom"],
                 "config": state[ref]["config"],
+                "stopped": f.stopped(by_ref[ref]),
             }
             for ref in causes
         },
@@ -388,6 +397,37 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
 
 
 # --- plan ----------------------------------------------------------------------------------------------------
+def _start(ref, workload, waiting, s):
+    """Scale a stopped database workload (0 replicas) back up: not disruptive, nothing runs to be interrupted."""
+    new = int(s["k8s_database_start_replicas"])
+    return action(
+        "%s.C.start_%s" % (NAME, _name(workload["name"])),
+        "C",
+        "start the database %s (scale 0 -> %d), then check the workloads that wait for it" % (ref, new),
+        "k8s:%s" % ref,
+        dict(
+            {
+                "workload": ref,
+                "kind": workload["kind"],
+                "name": workload["name"],
+                "namespace": s["namespace"],
+                "old": 0,
+                "new": new,
+                "op": "scale (kubernetes.core.k8s_scale)",
+            },
+            **({"then_wait": waiting} if waiting else {}),
+        ),
+        "planned",
+        "kubernetes.core.k8s_scale %s 0 -> %d (only while it still has 0), wait for its pods; then %s"
+        % (
+            ref,
+            new,
+            "wait until %s ready again" % ", ".join(waiting) if waiting else "the verification judges the rest",
+        ),
+        apply="scale_up",
+    )
+
+
 def _restart(cause, ref, workload, waiting, s):
     op = "rollout restart (%s)" % k8s.RESTARTED_AT
     if cause == "C":
@@ -576,7 +616,10 @@ def plan(diagnosis, settings=None):
         workload = (ctx.get("workloads") or {}).get(ref) or {}
         if cause in ("A", "C"):
             waiting = sorted(name for name, needs in waits_for.items() if ref in needs)
-            actions.append(_restart(cause, ref, workload, waiting, s))
+            if cause == "C" and workload.get("stopped"):
+                actions.append(_start(ref, workload, waiting, s))
+            else:
+                actions.append(_restart(cause, ref, workload, waiting, s))
         elif cause == "B":
             actions.extend(_raise_memory(ref, workload, s))
         elif cause == "D":
