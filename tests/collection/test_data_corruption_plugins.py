@@ -539,7 +539,8 @@ def test_the_needs_follow_the_phase_and_the_platform():
     filters = flow_filters()
     need = filters["procedure_request"](flow_run("diagnose"))
     assert need == {
-        "postgres": {"integrity": True, "amcheck": True, "sample_limit": 10, "statement_timeout_ms": 300000}
+        "postgres": {"integrity": True, "amcheck": True, "sample_limit": 10, "statement_timeout_ms": 300000},
+        "containers": {},  # the stack check of every diagnosis and fix: are the services up?
     }
     # the integrity queries of a large database may take the query timeout: the run's evidence deadline follows
     assert flow.evidence_timeout(flow_run("diagnose"), 30) == 330
@@ -560,7 +561,8 @@ def test_the_needs_follow_the_phase_and_the_platform():
             "backups": {"files": ["/r/b.dump"], "tables": ["entities", "relationships"], "count_rows": True},
             "connections": False,
             "ping": False,
-        }
+        },
+        "containers": {},  # the stack check
     }
     assert flow.evidence_timeout(restoring, 30) == 3600
     approved = flow_run("resolve", approve=True, settings={"restore_from": {"lab": "/r/b.dump"}})
