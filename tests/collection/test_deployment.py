@@ -40,12 +40,29 @@ def test_a_differently_named_stack_is_described_in_the_inventory() -> None:
     assert (api["ready_path"], api["compose_service"]) == ("/ready", "octollm-api")
     assert ctx.setting_name("api", "db_pool_size") == "ORCHESTRATOR_POOL"
     assert ctx.setting_name("api", "response_cache") is None  # the deployment has no such switch
-    assert ctx.setting_name("api", "llm_api_key") == "LLM_API_KEY"  # the rest stays the seed's
+    assert ctx.setting_name("api", "llm_api_key") == "OPENAI_API_KEY"  # the rest stays the seed's
     assert ctx.metric("http_request_duration") == "orchestrator_http_request_duration_seconds"
     assert ctx.probe("api", "route_score") == "/internal/score"
     assert ctx.schema["search_path"] == "octollm" and ctx.task_status("running") == "in_progress"
     assert ctx.task_status("pending") == "pending" and ctx.table("action_log") == "action_log"
     assert ctx.container_metrics["service_label"] == "container_label_com_docker_compose_service"
+
+
+def test_a_service_the_inventory_does_not_describe_has_the_seeds_names() -> None:
+    ctx = context({"api": {"settings": {"llm_timeout": "API_LLM_TIMEOUT"}, "metrics": {"llm_calls": "api_llm_calls"}}})
+    assert ctx.service("orchestrator") == {}
+    assert ctx.setting_name("orchestrator", "llm_timeout") == "LLM_READ_TIMEOUT"  # the seed's, not api's
+    assert ctx.setting_name("api", "llm_timeout") == "API_LLM_TIMEOUT"
+    assert ctx.metric("llm_calls", "orchestrator") == "api_llm_calls"  # the stack's own name wins over the seed's
+    assert context({}).metric("llm_circuit_state") == "llm_circuit_state"  # no service described: the seed's
+    assert context({}).setting_name("orchestrator", "llm_api_key") == "OPENAI_API_KEY"
+
+
+def test_dependents_are_the_services_that_name_one_in_depends_on() -> None:
+    ctx = context({"gateway": {"depends_on": ["llm-provider", "redis"]}, "orchestrator": {"depends_on": ["postgres"]},
+                   "llm-provider": {}})
+    assert ctx.dependents("llm-provider") == ["gateway"] and ctx.dependents("qdrant") == []
+    assert ctx.dependencies_described() and not context({"orchestrator": {}}).dependencies_described()
 
 
 def test_an_unknown_metrics_preset_is_an_error() -> None:

@@ -50,6 +50,9 @@ def service(name, entry, common):
 def describe(inventory, common):
     """The run's inventory with every service described, PostgreSQL's schema and the container metrics' names."""
     inventory = dict(inventory)
+    # the seed's names, for a service the inventory does not describe
+    inventory["setting_names"] = dict(common.get("setting_names") or {})
+    inventory["metric_names"] = dict(common.get("metric_names") or {})
     inventory["services"] = {
         name: service(name, entry, common) for name, entry in (inventory.get("services") or {}).items()
     }
@@ -78,8 +81,12 @@ class Deployment(object):
         return sorted(self.inventory.get("services") or {})
 
     def setting_name(self, name, meaning):
-        """The name of a service's setting (``db_pool_size`` -> ``DB_POOL_SIZE``), or None when it has none."""
-        return (self.service(name).get("settings") or {}).get(meaning)
+        """The name of a service's setting (``db_pool_size`` -> ``DB_POOL_SIZE``), or None when it has none; the
+        seed's name for a service the inventory does not describe."""
+        spec = self.service(name)
+        if "settings" not in spec:
+            return (self.inventory.get("setting_names") or {}).get(meaning)
+        return (spec.get("settings") or {}).get(meaning)
 
     def metric(self, meaning, service=None):
         """The name of an application metric, the service's own when it renames it."""
@@ -91,12 +98,24 @@ class Deployment(object):
             named = (spec.get("metrics") or {}).get(meaning)
             if named:
                 return named
-        return None
+        return (self.inventory.get("metric_names") or {}).get(meaning)
 
     def probe(self, name, probe):
         """The path of an optional endpoint a service offers (``debug_memory``, ``route_score``, ...), or None:
         not offered by this deployment."""
         return (self.service(name).get("probes") or {}).get(probe)
+
+    def dependents(self, name):
+        """The services whose ``depends_on`` names ``name`` (e.g. the LLM provider's clients), sorted."""
+        return sorted(
+            other
+            for other, spec in (self.inventory.get("services") or {}).items()
+            if name in ((spec or {}).get("depends_on") or [])
+        )
+
+    def dependencies_described(self):
+        """Whether the inventory names any service's dependencies (else the seed's layout is assumed)."""
+        return any((spec or {}).get("depends_on") for spec in (self.inventory.get("services") or {}).values())
 
     @property
     def schema(self):

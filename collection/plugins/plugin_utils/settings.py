@@ -88,6 +88,7 @@ def procedure_settings(role, overrides=None, platform="compose", inventory=None,
     """What a procedure's judgement receives in a run (``Procedure.settings``) on ``platform`` with ``inventory``
     (the run's non-secret inventory), from its role's defaults and ``overrides``; overrides that the spec does not
     know (derived keys such as ``config_file``, or ``approve``) are applied last. For tests and tools."""
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import describe
     from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context, get
 
     base = base or roles_dir()
@@ -97,6 +98,8 @@ def procedure_settings(role, overrides=None, platform="compose", inventory=None,
     inventory = dict(inventory or {})
     if platform == "kubernetes":
         inventory.setdefault("k8s", {"namespace": "octollm"})
+    # described over the seed's names, as the procedure_run lookup does
+    inventory = describe(inventory, role_settings("_common", base=base))
     settings = get(role).settings(role_settings(role, known, base), Context(platform=platform, inventory=inventory))
     settings.update(extra)
     return settings
