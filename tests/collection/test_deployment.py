@@ -58,6 +58,15 @@ def test_a_service_the_inventory_does_not_describe_has_the_seeds_names() -> None
     assert context({}).setting_name("orchestrator", "llm_api_key") == "OPENAI_API_KEY"
 
 
+def test_a_context_whose_inventory_was_not_described_answers_the_seeds_names() -> None:
+    """A test or a tool builds a Context without the procedure_run lookup: the seed's names still answer (read from
+    _common's defaults, never a copy in Python)."""
+    ctx = Context(platform="compose", inventory={"services": {"orchestrator": {"url": "http://o:8000"}}})
+    assert ctx.setting_name("orchestrator", "llm_timeout") == "LLM_READ_TIMEOUT"
+    assert ctx.metric("cache_hits", "orchestrator") == "cache_hits_total"
+    assert Context(platform="compose").metric("llm_circuit_state") == COMMON["metric_names"]["llm_circuit_state"]
+
+
 def test_dependents_are_the_services_that_name_one_in_depends_on() -> None:
     ctx = context({"gateway": {"depends_on": ["llm-provider", "redis"]}, "orchestrator": {"depends_on": ["postgres"]},
                    "llm-provider": {}})

@@ -358,3 +358,113 @@ def test_the_client_is_recreated_once_after_the_applied_actions() -> None:
     assert flow.finishers(state, k8s, applied)[0]["action"]["_apply"] == "restart"
     failed = flow.note(applied, [action_id], "recreating failed", "failed")
     assert failed[action_id] == {"status": "failed", "outcome": "LLM_READ_TIMEOUT written; recreating failed"}
+
+
+# --- a deployment laid out differently (docs/deployment.md) --------------------------------------------------------
+def described(services: dict[str, Any], platform: str = "compose") -> Context:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import describe
+
+    return Context(platform=platform, inventory=describe({"services": services}, role_settings("_common")))
+
+
+RENAMED = {
+    "orchestrator": {
+        "depends_on": ["postgres", "llm-provider"],
+        "settings": {"llm_api_key": "ORCH_OPENAI_KEY", "llm_base_url": "ORCH_LLM_URL", "llm_timeout": "ORCH_TIMEOUT",
+                     "llm_max_concurrency": "ORCH_CONCURRENCY", "llm_rate_per_minute": None,
+                     "llm_fallback_enabled": None},
+        "metrics": {"llm_calls": "orch_llm_calls_total", "llm_circuit_state": "orch_circuit"},
+    },
+    "gateway": {"depends_on": ["llm-provider"], "settings": {"llm_api_key": "GATEWAY_KEY", "llm_base_url": None}},
+    "planner-arm": {"depends_on": ["orchestrator"]},
+    "llm-provider": {"url": "http://llm.internal:8200"},
+}
+
+
+def test_settings_and_metrics_are_the_deployments_and_the_key_is_checked_where_the_provider_is_used() -> None:
+    context = described(RENAMED)
+    settings = llm_api.PROCEDURE.settings(role_settings("llm_api", FILES), context)
+    needs = llm_api.PROCEDURE.needs(settings, context)
+    queries = needs["prometheus"]["queries"]
+    assert queries["llm_api_error_ratio"] == (
+        'sum(rate(orch_llm_calls_total{status="error"}[1m])) / sum(rate(orch_llm_calls_total[1m]))')
+    assert queries["llm_api_circuit_state"] == "max by (provider) (orch_circuit)"
+    assert queries["llm_api_tokens_by_provider"] == "sum by (provider) (llm_tokens_total)"  # the seed's
+    probes = {p["name"]: p for p in needs["containers"]["exec_probes"]}
+    assert list(probes) == ["llm_api_settings", "llm_api_key_check", "llm_api_key_check:gateway"]
+    assert "|ORCH_TIMEOUT)=" in probes["llm_api_settings"]["cmd"] and "LLM_READ_TIMEOUT" not in probes[
+        "llm_api_settings"]["cmd"]
+    assert "OPENAI_API_KEY" not in json.dumps(needs) and "$ORCH_OPENAI_KEY" in probes["llm_api_key_check"]["cmd"]
+    assert '"${ORCH_LLM_URL:-http://llm.internal:8200}/v1/models"' in probes["llm_api_key_check"]["cmd"]
+    gateway = probes["llm_api_key_check:gateway"]
+    assert gateway["service"] == "gateway" and "$GATEWAY_KEY" in gateway["cmd"]
+    assert '"http://llm.internal:8200/v1/models"' in gateway["cmd"]  # no base-URL setting: the inventory's URL
+    assert "planner-arm" not in {p["service"] for p in probes.values()}  # it has no LLM client
+    # the renamed settings are read and changed; one the client does not set is "not set", never a default
+    ev = evidence({"timeout": 0.3}, logs={"llm_api_timeout": 4})
+    ev["containers"]["exec_probes"] = [
+        {"name": "llm_api_settings", "exit_code": 0, "ok": True,
+         "output": "ORCH_CONCURRENCY=4\nLLM_READ_TIMEOUT=30\nLLM_FALLBACK_ENABLED=true\n"},
+        {"name": "llm_api_key_check", "exit_code": 0, "ok": True, "output": "200"},
+        {"name": "llm_api_key_check:gateway", "exit_code": 0, "ok": True, "output": "401"},
+    ]
+    diagnosis = llm_api.PROCEDURE.diagnose(ev, settings, context)
+    found = {f["check"]: f for f in diagnosis["findings"]}
+    assert diagnosis["context"]["live"] == {"ORCH_CONCURRENCY": "4"}  # only the deployment's names
+    assert found["llm.timeouts"]["evidence"]["read_timeout"] is None
+    assert found["llm.api_key"]["status"] == "problem"
+    assert found["llm.api_key"]["observed"] == "provider answers 401 to the key of gateway"
+    assert found["llm.api_key"]["evidence"]["key_status_by_service"] == {"gateway": "401", "orchestrator": "200"}
+    plan = {a["id"]: a for a in llm_api.PROCEDURE.plan(diagnosis, ev, dict(settings, approve=True), context)}
+    assert plan["llm_api.C.raise_read_timeout"]["change"]["settings"] == {"ORCH_TIMEOUT": {"old": None, "new": "60"}}
+    assert "ORCH_TIMEOUT (not set) -> 60" in plan["llm_api.C.raise_read_timeout"]["outcome"]
+    assert plan["llm_api.D.report_need_key"]["resource"] == "secret:ORCH_OPENAI_KEY"
+    rotate = llm_api.plan(diagnosis, dict(settings, approve=True, new_key_source="file /k"))[0]
+    assert rotate["id"] == "llm_api.D.rotate_key" and rotate["change"]["key"] == "ORCH_OPENAI_KEY"
+
+
+def test_limits_and_switches_the_client_does_not_have_are_reports() -> None:
+    context = described(RENAMED)
+    settings = dict(llm_api.PROCEDURE.settings(role_settings("llm_api", FILES), context), approve=True)
+    ev = evidence({"429": 0.4, "503": 0.2}, primary=503, logs={"llm_api_429": 5})
+    ev["containers"]["exec_probes"][0]["output"] = "LLM_MAX_CONCURRENCY=8\nLLM_FALLBACK_ENABLED=false\n"
+    diagnosis = llm_api.PROCEDURE.diagnose(ev, settings, context)
+    assert {"A", "B"} <= holding(diagnosis)
+    plan = {a["id"]: a for a in llm_api.PROCEDURE.plan(diagnosis, ev, settings, context)}
+    # concurrency named but not set, rate not a setting of this client: nothing octoctl can lower
+    limits = plan["llm_api.A.report_client_limits"]
+    assert limits["status"] == "report" and "ORCH_CONCURRENCY (not set)" in limits["outcome"]
+    assert "llm_rate_per_minute (no such setting)" in limits["outcome"]
+    # no fallback switch: never "enabled", a report
+    assert plan["llm_api.B.report_no_fallback"]["status"] == "report"
+    assert "no fallback switch" in plan["llm_api.B.report_no_fallback"]["outcome"]
+
+
+def test_without_a_client_of_the_provider_the_key_check_is_not_offered() -> None:
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import results
+
+    context = described({"orchestrator": {"depends_on": ["postgres"]}, "llm-provider": {}})
+    settings = llm_api.PROCEDURE.settings(role_settings("llm_api", FILES), context)
+    needs = llm_api.PROCEDURE.needs(settings, context)
+    assert [p["name"] for p in needs["containers"]["exec_probes"]] == ["llm_api_settings"]
+    ev = evidence()
+    ev["containers"]["exec_probes"] = ev["containers"]["exec_probes"][:1]
+    diagnosis = llm_api.PROCEDURE.diagnose(ev, settings, context)
+    key = {f["check"]: f for f in diagnosis["findings"]}["llm.api_key"]
+    assert key["status"] == "unknown" and key["error"]["kind"] == "not_offered"
+    assert "depends on llm-provider" in key["error"]["message"]
+    assert diagnosis["escalation"]["level"] is None and results.healthy(diagnosis["findings"])
+
+
+def test_a_key_not_set_under_the_deployments_name_is_unknown_never_a_401() -> None:
+    ev = evidence()
+    ev["containers"]["exec_probes"][1]["output"] = llm_api.KEY_UNSET
+    key = {f["check"]: f for f in diagnose(ev)["findings"]}["llm.api_key"]
+    assert key["status"] == "unknown" and key["scenario"] == "D"
+    assert "no API key is set in orchestrator under OPENAI_API_KEY" in key["error"]["message"]
+    assert holding(diagnose(ev)) == set()
+    assert llm_api.key_cmd({"key": "K", "url_setting": None, "url": "https://x/"}).startswith(
+        '[ -n "${K:-}" ] || { echo unset; exit 0; }; ')
+    with pytest.raises(ProcedureError, match="not a variable name"):
+        llm_api.PROCEDURE.settings(role_settings("llm_api", FILES), described(
+            {"orchestrator": {"settings": {"llm_api_key": "$(rm -rf /)"}}}))

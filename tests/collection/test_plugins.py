@@ -17,10 +17,12 @@ from ansible_collections.octollm.remediation.plugins.module_utils.collector_redi
 from ansible_collections.octollm.remediation.plugins.module_utils.collectors import COLLECTORS, run_all
 from ansible_collections.octollm.remediation.plugins.module_utils.evidence import classify, error_of, redact
 from ansible_collections.octollm.remediation.plugins.plugin_utils import cache_performance as cp
-from ansible_collections.octollm.remediation.plugins.plugin_utils import evidence_requests, results
+from ansible_collections.octollm.remediation.plugins.plugin_utils import deployment, evidence_requests, results
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
 WARM = [f"arm:capability:{arm}-arm" for arm in ("planner", "executor", "coder", "judge", "guardian", "retriever")]
+# the lab's orchestrator, which offers the cache warming endpoint (inventory/lab)
+LAB = {"services": {"orchestrator": {"url": "http://127.0.0.1:8000", "probes": {"cache_warm": "/api/v1/cache/warm"}}}}
 SETTINGS = procedure_settings(
     "cache_performance",
     {
@@ -29,6 +31,13 @@ SETTINGS = procedure_settings(
         "config_file": "/state/redis/redis.conf",
         "orchestrator_url": "http://127.0.0.1:8000",
     },
+    inventory=LAB,
+)
+# a deployment whose orchestrator offers no warming endpoint (only the seed's interfaces)
+SEED_ONLY = procedure_settings(
+    "cache_performance",
+    {"warm_keys": WARM, "warm_patterns": {"entity:*": 1}, "config_file": "/state/redis/redis.conf"},
+    inventory={"services": {"orchestrator": {"url": "http://orchestrator:8080"}}},
 )
 
 
@@ -725,3 +734,53 @@ def test_plan_a_over_maxmemory_rewarms_after_the_eviction_it_starts():
     assert approved[1]["change"]["maxmemory"] == 25165824
     # under maxmemory the new policy evicts nothing: no follow-up
     assert len(cp.plan(cp.diagnose(eviction_fault(), SETTINGS), dict(SETTINGS, approve=True))) == 1
+
+
+def test_without_a_warming_endpoint_scenario_c_is_a_report_and_a_never_rewarms():
+    """The warming endpoint is the optional probe cache_warm: where the deployment does not offer it, C is a report
+    naming what a human does (the warm-keys check still reads Redis), and A warms nothing after its eviction."""
+    assert SETTINGS["warm_url"] == "http://127.0.0.1:8000/api/v1/cache/warm" and SEED_ONLY["warm_url"] is None
+    evidence = healthy_evidence()
+    evidence["redis"]["exists"] = {key: {"exists": False, "ttl_s": None} for key in WARM}
+    diagnosis = cp.diagnose(evidence, SEED_ONLY)
+    assert by_check(diagnosis["findings"])["cache.warm_keys"]["status"] == "problem"
+    [report] = cp.plan(diagnosis, SEED_ONLY)
+    assert (report["id"], report["status"], report["scenario"]) == ("cache_performance.C.report_warming", "report", "C")
+    assert "_apply" not in report and "offers no cache warming endpoint" in report["outcome"]
+    assert "probes.cache_warm" in report["outcome"] and WARM[0] in report["outcome"]
+    full = cp.diagnose(eviction_fault(), SEED_ONLY)
+    full["context"]["used_memory"] = 33_554_432  # over maxmemory: the new policy evicts at once
+    without = cp.plan(full, dict(SEED_ONLY, approve=True))
+    assert [a["id"] for a in without] == ["cache_performance.A.set_eviction_policy"]
+    offered = cp.plan(full, dict(SETTINGS, approve=True))
+    assert [a["id"] for a in offered][1] == "cache_performance.A.rewarm_after_eviction"
+
+
+def test_cache_metrics_are_the_deployments_and_a_metric_without_series_is_unknown():
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
+
+    inventory = {"services": {"orchestrator": {"metrics": {"cache_hits": "orchestrator_cache_hits_total",
+                                                           "cache_misses": "orchestrator_cache_misses_total"}}}}
+    context = Context(platform="compose", inventory=deployment.describe(inventory, role_settings("_common")))
+    needs = cp.PROCEDURE.needs(SETTINGS, context)["prometheus"]["queries"]
+    assert "orchestrator_cache_hits_total{" in needs[cp.Q_HIT_RATE] and "orchestrator_cache_misses_total{" in needs[
+        cp.Q_LOOKUPS]
+    assert needs[cp.Q_METRICS].startswith("count(orchestrator_cache_hits_total{")
+    assert "cache_hits_total" not in needs[cp.Q_HIT_RATE].replace("orchestrator_cache_hits_total", "")
+    assert needs[cp.Q_ERRORS] == f"sum(rate(cache_errors_total[{SETTINGS['prometheus_window']}]))"  # the seed's
+    # no series of the hit metric, and too few lookups in the Redis sample: unknown, never "no traffic"
+    evidence = healthy_evidence()
+    queries = evidence["prometheus"]["queries"]
+    for name in (cp.Q_HIT_RATE, cp.Q_LOOKUPS, cp.Q_HIT_RATE_RECENT, cp.Q_LOOKUPS_RECENT):
+        queries[name] = {"value": None, "empty": True, "error": None}
+    queries[cp.Q_METRICS] = {"value": 0.0, "error": None, "query": needs[cp.Q_METRICS]}
+    evidence["redis"]["sample"].update(lookups=1)
+    rate = by_check(cp.diagnose(evidence, SETTINGS)["findings"])["cache.hit_rate"]
+    assert rate["status"] == "unknown" and "no series in Prometheus (count(orchestrator_cache_hits_total{" in rate[
+        "error"]["message"]
+    # series that exist but saw no lookups: no traffic; enough lookups in Redis: judged from Redis
+    queries[cp.Q_METRICS]["value"] = 1.0
+    assert by_check(cp.diagnose(evidence, SETTINGS)["findings"])["cache.hit_rate"]["observed"] == "no traffic"
+    queries[cp.Q_METRICS]["value"] = 0.0
+    evidence["redis"]["sample"].update(lookups=20)
+    assert by_check(cp.diagnose(evidence, SETTINGS)["findings"])["cache.hit_rate"]["evidence"]["source"] == "redis"

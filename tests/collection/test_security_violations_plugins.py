@@ -16,7 +16,9 @@ PATHS = {
     "evidence_dir": "/s/security/evidence",
     "quarantine_dir": "/s/security/quarantine",
 }
-SETTINGS = procedure_settings("security_violations", PATHS)
+# the lab's guardian, which offers the reload endpoint (inventory/lab)
+LAB = {"services": {"guardian-arm": {"url": "http://127.0.0.1:8104", "probes": {"reload": "/api/v1/reload"}}}}
+SETTINGS = procedure_settings("security_violations", PATHS, inventory=LAB)
 SRC = "203.0.113.9"
 LINES = [
     f"2026-11-28T19:00:01.000Z WARNING guardian-arm security violation type=blocked_command source={SRC} "
@@ -134,7 +136,8 @@ def test_the_flow_filters_request_judge_plan_and_report() -> None:
     run = {
         "procedures": ["security_violations"],
         "context": {"platform": "compose", "phase": "resolve",
-                    "inventory": {"services": {"guardian-arm": {"url": "http://guardian:8104/"}}}},
+                    "inventory": {"services": {"guardian-arm": {"url": "http://guardian:8104/",
+                                                                "probes": {"reload": "/api/v1/reload"}}}}},
         "settings": {"security_violations": role_settings("security_violations", PATHS)},
     }
     request = filters["procedure_request"](run)
@@ -282,3 +285,44 @@ def test_the_scan_is_asked_for_every_service_and_merges_as_a_selector() -> None:
     merged = evidence_requests.union([need, {"containers": {"pii_scan": {"services": ["redis"]}}}])
     assert "services" not in merged["containers"]["pii_scan"]
     assert need["containers"]["services"] == ["guardian-arm"]  # the guardian alone is inspected for its events
+
+
+def test_without_a_reload_endpoint_the_lists_load_through_a_restart_that_waits_for_approval() -> None:
+    """The reload endpoint is the guardian's optional probe: a deployment that does not offer it gets the lines
+    appended, then one restart of the guardian (disruptive: approval); D's restart of the guardian stands in for
+    it; without a list file the controller can write, B and C are reports."""
+    assert SETTINGS["reload_url"] == "http://127.0.0.1:8104/api/v1/reload"
+    seed = procedure_settings("security_violations", PATHS, inventory={
+        "services": {"guardian-arm": {"url": "http://guardian:8104", "compose_service": "guardian"}}})
+    assert seed["reload_url"] is None
+    result = sv.diagnose(evidence(LINES), seed)  # no PII in the log: D does not hold
+    plan = sv.plan(result, seed)
+    assert [(a["id"], a["status"]) for a in plan] == [
+        ("security_violations.B.block_commands", "planned"),
+        ("security_violations.C.block_sources", "planned"),
+        ("security_violations.A.bundle_evidence", "planned"),
+        ("security_violations.reload_guardian", "awaiting_approval"),
+        ("security_violations.escalate", "report"),
+    ]
+    assert "_reload_url" not in plan[0]["change"] and plan[0]["change"]["then"] == "restart of guardian-arm"
+    assert "no reload endpoint" in plan[0]["outcome"]
+    restart = plan[3]
+    assert restart["disruptive"] and restart["change"]["service"] == "guardian-arm"
+    assert restart["change"]["after"] == ["security_violations.B.block_commands", "security_violations.C.block_sources"]
+    assert "probes.reload" in restart["outcome"]
+    approved = {a["id"]: a for a in sv.plan(result, dict(seed, approve=True))}
+    assert approved["security_violations.reload_guardian"]["status"] == "planned"
+    assert approved["security_violations.reload_guardian"]["_apply"] == "restart_guardian"
+    # D restarts the guardian anyway (its log holds PII): no second restart
+    with_pii = sv.plan(sv.diagnose(evidence(LINES, {"email": 1}), seed), dict(seed, approve=True))
+    assert "security_violations.reload_guardian" not in [a["id"] for a in with_pii]
+    # the list's file is not known to the controller: a report that says what a human does
+    unknown_files = dict(seed, blocked_file="", sources_file="")
+    reports = {a["id"]: a for a in sv.plan(sv.diagnose(evidence(LINES), unknown_files), unknown_files)}
+    assert reports["security_violations.B.block_commands"]["status"] == "report"
+    assert "L3: add 1 line(s) to the guardian's list" in reports["security_violations.B.block_commands"]["outcome"]
+    assert "security_violations.reload_guardian" not in reports
+    # on Kubernetes the guardian's rollout is the Kubernetes plan's own (no Compose restart)
+    k8s = procedure_settings("security_violations", PATHS, platform="kubernetes")
+    k8s_plan = sv.plan(sv.diagnose(evidence(LINES), k8s), k8s)
+    assert "security_violations.reload_guardian" not in [a["id"] for a in k8s_plan]

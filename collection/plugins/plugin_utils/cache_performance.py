@@ -10,7 +10,8 @@ Input is the evidence of ``stack_evidence`` (kinds ``redis`` and ``prometheus``)
      cache writes fail with OOM. Fixable: set the policy live and in the config file.
 - B  inefficient keys: too specific (timestamps, several ids) or too large. Report only.
 - C  missing warming: the warm keys (``arm:capability:<arm>``, ``entity:<id>``) are absent. Fixable: warm through
-     the stack.
+     the stack where the deployment offers a warming endpoint (the optional probe ``cache_warm`` of the
+     orchestrator); else a report naming what a human does.
 - D  stampede: bursts of misses (Prometheus) or duplicate writes of the same keys (Redis). Report only.
 """
 
@@ -44,6 +45,13 @@ Q_ERRORS = "cache_performance_errors_per_s"
 Q_MISS_PEAK = "cache_performance_miss_peak_per_s"
 Q_MISS_AVG = "cache_performance_miss_avg_per_s"
 Q_METRICS = "cache_performance_metrics_present"
+
+# The service whose cache metrics and warming endpoint the judgement reads (the seed's orchestrator).
+CACHE_SERVICE = "orchestrator"
+# The optional endpoint that warms the cache (``context.probe(CACHE_SERVICE, WARM_PROBE)``).
+WARM_PROBE = "cache_warm"
+# The cache metrics, by meaning (``context.metric``).
+METRICS = ("cache_hits", "cache_misses", "cache_errors")
 
 # The scenario each check speaks to (a finding names it only when it points there, i.e. is not ok).
 CHECK_SCENARIO = {
@@ -180,10 +188,29 @@ def check_hit_rate(f, after_fix=False):
             "error": f.redis_error,
         },
     }
+    series, series_answer = _query(f.prom, Q_METRICS)
+    no_series = series is not None and series <= 0
+    if no_series:
+        evidence["prometheus"]["note"] = "no series: %s" % (series_answer or {}).get("query")
     if prom_lookups is not None and prom_lookups >= s["hit_rate_min_lookups_per_s"] and prom_rate is not None:
         observed, source = round(prom_rate, 4), "prometheus"
     elif redis_lookups is not None and redis_lookups >= s["hit_rate_min_lookups"] and redis_rate is not None:
         observed, source = redis_rate, "redis"
+    elif no_series:
+        # the metric this deployment exports is named otherwise (octollm_services.<service>.metrics), or the
+        # service exports none: nothing says there was no traffic
+        return unknown(
+            "cache.hit_rate",
+            title,
+            expected,
+            {
+                "kind": "other",
+                "message": "no series in Prometheus (%s), and too few lookups in the Redis sample"
+                % (series_answer or {}).get("query"),
+            },
+            None,
+            evidence,
+        )
     elif (f.prom and prom_answer and not prom_answer.get("error")) or f.sample:
         evidence["source"] = None
         evidence["note"] = "too few cache lookups to judge a hit rate"
@@ -741,8 +768,28 @@ def _policy_action(ctx, s, action_id, scenario):
     )
 
 
+def _warm_report(ctx, s):
+    """Scenario C where the deployment offers no warming endpoint: what a human does."""
+    missing = ctx.get("warm_missing") or []
+    short = ctx.get("warm_short") or {}
+    what = ", ".join(missing[:5] + ["%s (%s < %s)" % (p, v["count"], v["min"]) for p, v in sorted(short.items())])
+    return action(
+        "cache_performance.C.report_warming",
+        "C",
+        "report the missing cache warming",
+        "orchestrator:cache",
+        {"missing": missing[:10], "missing_count": len(missing), "short_patterns": short, "probe": WARM_PROBE},
+        "report",
+        "L1: this deployment offers no cache warming endpoint (octollm_services.%s.probes.%s): warm the cache the "
+        "application's own way (its warm-up job or start-up, or replay the hot requests), then check that the warm "
+        "keys exist again; missing: %s" % (CACHE_SERVICE, WARM_PROBE, what or "none"),
+    )
+
+
 def _warm_action(ctx, s):
-    url = s["orchestrator_url"].rstrip("/") + s["warm_path"]
+    if not s.get("warm_url"):
+        return _warm_report(ctx, s)
+    url = s["warm_url"]
     missing = ctx.get("warm_missing") or []
     return action(
         "cache_performance.C.warm_cache",
@@ -770,8 +817,11 @@ def _policy_starts_eviction(ctx, policy_action):
 
 def _rewarm_after_eviction(ctx, s, after):
     """Scenario A's follow-up: an evicting policy over a full Redis evicts at once, and LRU is approximate, so
-    some warm entries can go with the fill. Wait until eviction is done, then warm again (idempotent)."""
-    url = s["orchestrator_url"].rstrip("/") + s["warm_path"]
+    some warm entries can go with the fill. Wait until eviction is done, then warm again (idempotent). None where
+    the deployment offers no warming endpoint: the verification's warm-keys check says what is missing."""
+    if not s.get("warm_url"):
+        return None
+    url = s["warm_url"]
     item = _warm_action(ctx, s)
     item.update(
         id="cache_performance.A.rewarm_after_eviction",
@@ -799,7 +849,9 @@ def plan(diagnosis, settings=None):
             if item:
                 actions.append(item)
             if item and _policy_starts_eviction(ctx, item) and "C" not in selected:
-                actions.append(_rewarm_after_eviction(ctx, s, after=item["id"]))
+                rewarm = _rewarm_after_eviction(ctx, s, after=item["id"])
+                if rewarm:
+                    actions.append(rewarm)
         elif sid == "C":
             actions.append(_warm_action(ctx, s))
         elif sid == "B":
@@ -1050,22 +1102,29 @@ def prevention(evidence, settings=None):
 
 
 # --- the procedure ------------------------------------------------------------------------------------
-def queries(s):
-    """The named PromQL queries of the judgement, built from the settings."""
+def metric_names(context):
+    """The cache metrics' names in this deployment (the orchestrator's, by meaning)."""
+    return {meaning: context.metric(meaning, CACHE_SERVICE) for meaning in METRICS}
+
+
+def queries(s, names):
+    """The named PromQL queries of the judgement, built from the settings and the deployment's metric ``names``
+    (``metric_names``)."""
     selector = '{cache_type="%s"}' % s["cache_type"]
+    hits, misses, errors = names["cache_hits"], names["cache_misses"], names["cache_errors"]
 
     def rate(metric, window):
         return "sum(rate(%s%s[%s]))" % (metric, selector, window)
 
     def hit_rate(window):
         return "%s / (%s + %s)" % (
-            rate("cache_hits_total", window),
-            rate("cache_hits_total", window),
-            rate("cache_misses_total", window),
+            rate(hits, window),
+            rate(hits, window),
+            rate(misses, window),
         )
 
     def lookups(window):
-        return "%s + %s" % (rate("cache_hits_total", window), rate("cache_misses_total", window))
+        return "%s + %s" % (rate(hits, window), rate(misses, window))
 
     window, recent = s["prometheus_window"], s["recent_window"]
     return {
@@ -1073,11 +1132,11 @@ def queries(s):
         Q_LOOKUPS: lookups(window),
         Q_HIT_RATE_RECENT: hit_rate(recent),
         Q_LOOKUPS_RECENT: lookups(recent),
-        Q_ERRORS: "sum(rate(cache_errors_total[%s]))" % window,
+        Q_ERRORS: "sum(rate(%s[%s]))" % (errors, window),
         Q_MISS_PEAK: "max_over_time((%s)[%s:])"
-        % (rate("cache_misses_total", s["stampede_short_window"]), s["stampede_lookback"]),
-        Q_MISS_AVG: rate("cache_misses_total", s["stampede_lookback"]),
-        Q_METRICS: "count(cache_hits_total%s) or vector(0)" % selector,
+        % (rate(misses, s["stampede_short_window"]), s["stampede_lookback"]),
+        Q_MISS_AVG: rate(misses, s["stampede_lookback"]),
+        Q_METRICS: "count(%s%s) or vector(0)" % (hits, selector),
     }
 
 
@@ -1090,7 +1149,10 @@ class CachePerformance(Procedure):
     def settings(self, role_settings, context):
         s = super(CachePerformance, self).settings(role_settings, context)
         s["config_file"] = (context.inventory.get("redis") or {}).get("config_file")
-        s["orchestrator_url"] = context.service_url("orchestrator", "http://127.0.0.1:8000")
+        s["orchestrator_url"] = context.service_url(CACHE_SERVICE, "http://127.0.0.1:8000")
+        # the warming endpoint where the deployment offers one (None: scenario C is a report)
+        warm = context.probe(CACHE_SERVICE, WARM_PROBE)
+        s["warm_url"] = s["orchestrator_url"].rstrip("/") + warm if warm else None
         if context.kubernetes:
             s["namespace"] = context.inventory["k8s"]["namespace"]
         return s
@@ -1106,7 +1168,7 @@ class CachePerformance(Procedure):
                 "patterns": list(s["warm_patterns"]),
                 "exists": list(s["warm_keys"]),
             },
-            "prometheus": {"queries": queries(s), "rules": True},
+            "prometheus": {"queries": queries(s, metric_names(context)), "rules": True},
         }
         if context.kubernetes:
             need["kubernetes"] = {

@@ -70,8 +70,26 @@ def describe(inventory, common):
     return inventory
 
 
+_SEED_NAMES = {}
+
+
+def seed_names():
+    """``{setting_names, metric_names}``: the seed's names, read from ``_common``'s defaults (for a context whose
+    inventory was not described, as a test or a tool builds it; a run's is always described)."""
+    if not _SEED_NAMES:
+        from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import role_settings
+
+        common = role_settings("_common")
+        _SEED_NAMES.update(setting_names=common["setting_names"], metric_names=common["metric_names"])
+    return _SEED_NAMES
+
+
 class Deployment(object):
     """Questions a procedure asks about the deployment (mixed into the run's Context)."""
+
+    def _seed(self, key):
+        names = self.inventory.get(key)
+        return seed_names()[key] if names is None else names
 
     def service(self, name):
         """The service's description (``{}`` for a service the inventory does not name)."""
@@ -85,7 +103,7 @@ class Deployment(object):
         seed's name for a service the inventory does not describe."""
         spec = self.service(name)
         if "settings" not in spec:
-            return (self.inventory.get("setting_names") or {}).get(meaning)
+            return (self._seed("setting_names") or {}).get(meaning)
         return (spec.get("settings") or {}).get(meaning)
 
     def metric(self, meaning, service=None):
@@ -98,7 +116,7 @@ class Deployment(object):
             named = (spec.get("metrics") or {}).get(meaning)
             if named:
                 return named
-        return (self.inventory.get("metric_names") or {}).get(meaning)
+        return (self._seed("metric_names") or {}).get(meaning)
 
     def probe(self, name, probe):
         """The path of an optional endpoint a service offers (``debug_memory``, ``route_score``, ...), or None:

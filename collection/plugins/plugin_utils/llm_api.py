@@ -4,8 +4,11 @@
 """Judgement of the seed's "LLM API Failures": findings, scenarios, plan and prevention checks.
 
 Input is the evidence of ``stack_evidence`` (kinds ``prometheus``, ``http`` and ``containers`` with the
-orchestrator's log tail and two ``docker exec`` probes: its LLM settings and the status the provider gives its
-key) and the role's settings. The key itself is never part of the evidence: the key probe returns a status code.
+orchestrator's log tail and ``docker exec`` probes: its LLM settings, and the status the provider gives the key of
+each service that depends on the provider) and the role's settings. The key itself is never part of the evidence:
+the key probe returns a status code. Settings and metrics are named as the deployment names them
+(``context.setting_name`` / ``context.metric`` by meaning, docs/deployment.md); a setting that is not set is "not
+set", never the client's own default.
 
 - A  rate limiting (429): lower the client's concurrency and request rate (lab.env) under the provider's advertised
      limit (its rate-limit headers, as the orchestrator logs them) and recreate the orchestrator.
@@ -22,6 +25,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import not_offered
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
     evidence_kind,
     exec_probes,
@@ -78,32 +82,30 @@ CODE_SCENARIO = {
     "401": "D",
     "403": "D",
 }
-SETTINGS_NAMES = (
-    "LLM_API_URL",
-    "LLM_MAX_CONCURRENCY",
-    "LLM_RATE_PER_MINUTE",
-    "LLM_READ_TIMEOUT",
-    "LLM_FALLBACK_ENABLED",
-    "LLM_FALLBACK_URL",
-    "LLM_CIRCUIT_FAILURES",
-    "LLM_CIRCUIT_RESET_SECONDS",
-    "LLM_MAX_RETRIES",
-    "LLM_PROVIDER_NAME",
-    "LLM_FALLBACK_PROVIDER_NAME",
+# The client's settings the judgement reads and changes, by meaning (their names are the deployment's:
+# context.setting_name of llm_api_service). The key is never read here: only inside the containers.
+SETTING_MEANINGS = (
+    "llm_base_url",
+    "llm_max_concurrency",
+    "llm_rate_per_minute",
+    "llm_timeout",
+    "llm_fallback_enabled",
+    "llm_fallback_url",
+    "llm_circuit_failures",
+    "llm_circuit_reset_seconds",
+    "llm_provider_name",
+    "llm_fallback_provider_name",
 )
+# The LLM metrics, by meaning (context.metric of llm_api_service).
+METRIC_MEANINGS = ("llm_calls", "llm_tokens", "llm_circuit_state")
+# What the key probe prints when the container has no key under the deployment's name.
+KEY_UNSET = "unset"
+# The seed's provider, where the inventory gives the primary provider no URL (its key check: /v1/models there).
+SEED_PROVIDER_URL = "https://api.openai.com"
 # the limit the provider advertises when it enforces none (llm_provider.py NOMINAL_LIMIT): not a real quota
 PROVIDER_NOMINAL_LIMIT = 10000
-# the client's defaults (lab/app/octollm_lab/llm_client.py) when a variable is not set
-CLIENT_DEFAULTS = {
-    "LLM_MAX_CONCURRENCY": "8",
-    "LLM_RATE_PER_MINUTE": "600",
-    "LLM_READ_TIMEOUT": "30",
-    "LLM_FALLBACK_ENABLED": "false",
-    "LLM_CIRCUIT_FAILURES": "5",
-    "LLM_CIRCUIT_RESET_SECONDS": "30",
-    "LLM_PROVIDER_NAME": "primary",
-    "LLM_FALLBACK_PROVIDER_NAME": "fallback",
-}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHELL_UNSAFE = re.compile(r"""["'`$\\\s;|&<>()]""")
 
 
 def _settings(settings):
@@ -114,12 +116,29 @@ def _truthy(value):
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def parse_env(text):
-    """``NAME=value`` lines (only the names of SETTINGS_NAMES; anything else, secrets above all, is dropped)."""
+def setting_names(s):
+    """``{meaning: name or None}`` of the client's settings in this deployment (``LlmApi.named``)."""
+    return s.get("setting_names") or {}
+
+
+def name_of(s, meaning):
+    """The deployment's name of a setting, or None: it has no such setting."""
+    return setting_names(s).get(meaning)
+
+
+def label_of(s, meaning):
+    """How evidence names a setting: the deployment's name, or the meaning where it has none."""
+    return name_of(s, meaning) or meaning
+
+
+def parse_env(text, names):
+    """``NAME=value`` lines, only those of ``names`` (the settings the judgement reads; anything else, secrets
+    above all, is dropped)."""
+    wanted = {name for name in names if name}
     found = {}
     for line in (text or "").splitlines():
         name, sep, value = line.strip().partition("=")
-        if sep and name in SETTINGS_NAMES:
+        if sep and name in wanted:
             found[name] = value.strip()
     return found
 
@@ -223,12 +242,18 @@ class Facts:
         self.exec_key = execs.get(EXEC_KEY)
         self.live = None
         if self.exec_settings and self.exec_settings.get("exit_code") in (0, 1):
-            self.live = dict(CLIENT_DEFAULTS)
-            self.live.update(parse_env(self.exec_settings.get("output")))
-        self.key_status = None
-        if self.exec_key and self.exec_key.get("ok"):
-            output = str(self.exec_key.get("output") or "").strip()
-            self.key_status = output[-3:] if output[-3:].isdigit() else None
+            # only what the container sets: a setting it does not set is "not set", never the client's default
+            self.live = parse_env(self.exec_settings.get("output"), setting_names(settings).values())
+        # the status the provider gives the key of each service that depends on it (KEY_UNSET: no key set)
+        self.key_probes = {}
+        self.key_statuses = {}
+        for name, probe in execs.items():
+            if name != EXEC_KEY and not name.startswith(EXEC_KEY + ":"):
+                continue
+            client = service if name == EXEC_KEY else name[len(EXEC_KEY) + 1 :]
+            self.key_probes[client] = probe
+            self.key_statuses[client] = key_status(probe)
+        self.key_status = self.key_statuses.get(service)
 
     def served_error_ratio(self):
         """Errors no provider recovered, per request, while the fallback is enabled and took calls; else None.
@@ -237,10 +262,11 @@ class Facts:
         primary successes + fallback calls, and only the fallback's errors reach the caller. A primary that is down
         (or probed half-open by the circuit breaker) adds errors to llm_api_calls_total that nobody saw.
         """
-        if not self.live or not _truthy(self.setting("LLM_FALLBACK_ENABLED")):
+        if not self.live or not _truthy(self.setting("llm_fallback_enabled")):
             return None
-        primary = self.setting("LLM_PROVIDER_NAME")
-        fallback = self.setting("LLM_FALLBACK_PROVIDER_NAME")
+        # the provider label of the metrics: the client's setting, else the role's
+        primary = self.setting("llm_provider_name") or self.s["provider_label"]
+        fallback = self.setting("llm_fallback_provider_name") or self.s["fallback_provider_label"]
         fallback_ok = self.by_provider_status.get((fallback, "success"), 0.0)
         fallback_errors = self.by_provider_status.get((fallback, "error"), 0.0)
         requests = self.by_provider_status.get((primary, "success"), 0.0) + fallback_ok + fallback_errors
@@ -254,8 +280,21 @@ class Facts:
     def log_count(self, name):
         return int(self.log_counts.get(name, 0) or 0)
 
-    def setting(self, name):
-        return (self.live or {}).get(name)
+    def setting(self, meaning):
+        """The value the client's container sets for a setting (by meaning), or None: not set, or no such
+        setting."""
+        name = name_of(self.s, meaning)
+        return (self.live or {}).get(name) if name else None
+
+
+def key_status(probe):
+    """The HTTP status the provider gave a key probe (``"401"``), ``KEY_UNSET``, or None (no answer)."""
+    if not probe or not probe.get("ok"):
+        return None
+    output = str(probe.get("output") or "").strip()
+    if output.endswith(KEY_UNSET):
+        return KEY_UNSET
+    return output[-3:] if output[-3:].isdigit() else None
 
 
 def _signal(f, codes, log_name, scenario, recovering):
@@ -330,8 +369,8 @@ def check_rate_limit(f, recovering):
         headers=last_rate_limit(f.log_lines),
         calls_per_min_by_provider=f.per_provider,
         client={
-            "LLM_MAX_CONCURRENCY": f.setting("LLM_MAX_CONCURRENCY"),
-            "LLM_RATE_PER_MINUTE": f.setting("LLM_RATE_PER_MINUTE"),
+            label_of(f.s, "llm_max_concurrency"): f.setting("llm_max_concurrency"),
+            label_of(f.s, "llm_rate_per_minute"): f.setting("llm_rate_per_minute"),
         },
     )
     return _signal_finding("llm.rate_limit", title, expected, evidence, holds, stale, "A", "429")
@@ -349,8 +388,8 @@ def check_provider(f, recovering):
         "primary": {"status": status, "elapsed_ms": primary.get("elapsed_ms"), "error": error_kind},
         "fallback": {
             "status": (f.fallback or {}).get("status"),
-            "enabled": f.setting("LLM_FALLBACK_ENABLED"),
-            "url": f.setting("LLM_FALLBACK_URL"),
+            "enabled": f.setting("llm_fallback_enabled"),
+            "url": f.setting("llm_fallback_url"),
         },
         "errors_per_s": f.code_rate("503", "502", "500", "connection_error"),
         "log_lines": f.log_count("llm_api_503"),
@@ -363,7 +402,7 @@ def check_provider(f, recovering):
     if not down:
         return finding("llm.provider_available", title, "ok", status, expected, evidence)
     observed = "primary %s" % (status or error_kind)
-    fallback_ok = (f.fallback or {}).get("ok") and _truthy(f.setting("LLM_FALLBACK_ENABLED"))
+    fallback_ok = (f.fallback or {}).get("ok") and _truthy(f.setting("llm_fallback_enabled"))
     if fallback_ok:
         evidence["note"] = "the primary is down; the enabled fallback provider serves"
         return finding(
@@ -378,43 +417,77 @@ def check_timeouts(f, recovering):
     if f.prom is None and f.containers is None:
         return unknown("llm.timeouts", title, expected, f.prom_error, "C")
     holds, evidence, stale = _signal(f, ("timeout",), "llm_api_timeout", "C", recovering)
-    evidence["read_timeout"] = f.setting("LLM_READ_TIMEOUT")
+    evidence["read_timeout"] = f.setting("llm_timeout")
     return _signal_finding("llm.timeouts", title, expected, evidence, holds, stale, "C", "timeouts")
 
 
 def check_api_key(f, recovering):
+    """The key of every service that depends on the provider (``key_checks``), as the provider answers it; a
+    deployment whose services name no such dependency holds no key to check (not offered)."""
     title = "The deployment's API key is valid at the provider (/v1/models)"
     expected = "200 (key accepted)"
-    if f.exec_key is None or (not f.exec_key.get("ok") and f.key_status is None):
-        error = (f.exec_key or {}).get("error") or f.containers_error or {"kind": "other", "message": "no probe"}
-        return unknown("llm.api_key", title, expected, error, "D")
-    holds, evidence, stale = _signal(f, ("401", "403"), "llm_api_auth", "D", recovering)
-    evidence.update(deployment_key_status=f.key_status, inventory_key_status=(f.primary or {}).get("status"))
-    if f.key_status in ("401", "403"):
-        return finding(
+    checks = f.s.get("key_checks")
+    if checks is not None and not checks:
+        return not_offered(
             "llm.api_key",
             title,
-            "problem",
-            "provider answers %s to the deployment's key" % f.key_status,
             expected,
-            evidence,
-            "D",
+            "a service that depends on %s (depends_on) and names its API key setting" % f.s["primary_service"],
+            scenario="D",
         )
-    if f.key_status == "200" and stale:
+    statuses = f.key_statuses
+    answered = {client: status for client, status in statuses.items() if status and status != KEY_UNSET}
+    unset = sorted(client for client, status in statuses.items() if status == KEY_UNSET)
+    if not answered and not unset:
+        probe = f.key_probes.get(f.s["service"]) or next(iter(f.key_probes.values()), None)
+        error = (probe or {}).get("error") or f.containers_error or {"kind": "other", "message": "no probe"}
+        return unknown("llm.api_key", title, expected, error, "D")
+    holds, evidence, stale = _signal(f, ("401", "403"), "llm_api_auth", "D", recovering)
+    status = f.key_status if f.key_status != KEY_UNSET else None
+    evidence.update(deployment_key_status=status, inventory_key_status=(f.primary or {}).get("status"))
+    if len(statuses) > 1 or f.s["service"] not in statuses:
+        evidence["key_status_by_service"] = dict(sorted(statuses.items()))
+    if unset:
+        evidence["key_not_set"] = {
+            client: next((c["key"] for c in checks or [] if c["service"] == client), None) for client in unset
+        }
+    if not answered:
+        return unknown(
+            "llm.api_key",
+            title,
+            expected,
+            {
+                "kind": "other",
+                "message": "no API key is set in %s under %s (octollm_services.<service>.settings.llm_api_key)"
+                % (", ".join(unset), ", ".join(sorted({str(v) for v in evidence["key_not_set"].values()}))),
+            },
+            "D",
+            evidence,
+        )
+    refused = {client: code for client, code in answered.items() if code in ("401", "403")}
+    if refused:
+        if list(refused) == [f.s["service"]] and len(answered) == 1:
+            observed = "provider answers %s to the deployment's key" % refused[f.s["service"]]
+        else:
+            observed = "provider answers %s" % ", ".join(
+                "%s to the key of %s" % (code, client) for client, code in sorted(refused.items())
+            )
+        return finding("llm.api_key", title, "problem", observed, expected, evidence, "D")
+    if status == "200" and stale:
         return finding("llm.api_key", title, "ok", "200", expected, evidence)
-    if holds and f.key_status != "200":
+    if holds and status != "200":
         return finding("llm.api_key", title, "problem", "auth errors in the log", expected, evidence, "D")
-    if f.key_status != "200":
+    if status != "200":
         evidence["note"] = "the provider did not answer the key check with 200; see llm.provider_available"
-    return finding("llm.api_key", title, "ok", f.key_status, expected, evidence)
+    return finding("llm.api_key", title, "ok", status or ", ".join(sorted(set(answered.values()))), expected, evidence)
 
 
 def check_request_rate(f):
     title = "Current LLM request rate (per provider) and the client's limit"
-    expected = "below LLM_RATE_PER_MINUTE"
+    expected = "below %s" % label_of(f.s, "llm_rate_per_minute")
     if f.prom is None:
         return unknown("llm.request_rate", title, expected, f.prom_error)
-    limit = number(f.setting("LLM_RATE_PER_MINUTE"))
+    limit = number(f.setting("llm_rate_per_minute"))
     total = round(sum(f.per_provider.values()), 2)
     evidence = {"calls_per_min_by_provider": f.per_provider, "client_rate_per_minute": limit}
     return finding("llm.request_rate", title, "ok", "%s calls/min" % total, expected, evidence)
@@ -473,12 +546,107 @@ def _env_action(s, action_id, scenario, title, changes, why):
         "%s; set %s in %s and recreate %s"
         % (
             why,
-            ", ".join("%s %s -> %s" % (k, v["old"], v["new"]) for k, v in sorted(changes.items())),
+            ", ".join(
+                "%s %s -> %s" % (k, "(not set)" if v["old"] is None else v["old"], v["new"])
+                for k, v in sorted(changes.items())
+            ),
             files,
             s["service"],
         ),
         disruptive=True,
         apply="set_env",
+    )
+
+
+def _lower_rate(s, ctx, value):
+    """Scenario A: the client's concurrency and request rate lowered (both, when the client sets both), under the
+    limit the provider advertises; a report when the client has no such setting or sets none."""
+    names = (name_of(s, "llm_max_concurrency"), name_of(s, "llm_rate_per_minute"))
+    current = (number(value("llm_max_concurrency")), number(value("llm_rate_per_minute")))
+    limit = (ctx.get("rate_limit") or {}).get("limit")
+    if not any(name and now is not None for name, now in zip(names, current)):
+        missing = [
+            "%s (%s)" % (label_of(s, meaning), "not set" if name else "no such setting")
+            for meaning, name in zip(("llm_max_concurrency", "llm_rate_per_minute"), names)
+        ]
+        return action(
+            "llm_api.A.report_client_limits",
+            "A",
+            "report: the client's limits are not set",
+            "provider:quota",
+            {"settings": missing},
+            "report",
+            "L1: the provider answers 429 (its limit: %s requests/min) and the client's concurrency and rate are "
+            "not set where octoctl can lower them (%s): limit the client's concurrency and rate below the "
+            "provider's limit, or raise the quota with the provider" % (limit or "unknown", ", ".join(missing)),
+        )
+    concurrency, rate = current
+    changes = {}
+    if names[0] and concurrency is not None:
+        new_c = max(int(s["min_concurrency"]), int(concurrency * s["reduce_factor"]))
+        changes[names[0]] = {"old": str(int(concurrency)), "new": str(new_c)}
+    if names[1] and rate is not None:
+        new_r = int(rate * s["reduce_factor"])
+        provider_limit = number(limit)
+        if provider_limit and provider_limit < PROVIDER_NOMINAL_LIMIT:
+            # the provider's own limit (x-ratelimit-limit-requests, per minute): stay well under it
+            new_r = min(new_r, int(provider_limit * s["rate_headroom"]))
+        new_r = max(int(s["min_rate_per_minute"]), min(new_r, int(rate)))
+        changes[names[1]] = {"old": str(int(rate)), "new": str(new_r)}
+    if all(change["old"] == change["new"] for change in changes.values()):
+        return action(
+            "llm_api.A.report_quota",
+            "A",
+            "report the provider's rate limit",
+            "provider:quota",
+            {},
+            "report",
+            "L1: the client is at its lowest limits and still rate-limited: raise the quota with the provider",
+        )
+    return _env_action(
+        s,
+        "llm_api.A.lower_rate",
+        "A",
+        "lower LLM concurrency and request rate",
+        changes,
+        "the provider answers 429 (its limit: %s requests/min)" % (limit or "unknown"),
+    )
+
+
+def _raise_timeout(s, value):
+    """Scenario C: the read timeout raised within bounds (from the target when the client does not set it); a
+    report at the bound or when the client has no timeout setting."""
+    name = name_of(s, "llm_timeout")
+    if not name:
+        return action(
+            "llm_api.C.report_timeouts",
+            "C",
+            "report timeouts: the client has no timeout setting",
+            "provider:latency",
+            {"read_timeout": None},
+            "report",
+            "L1: LLM calls time out and the client has no read-timeout setting octoctl knows "
+            "(octollm_services.%s.settings.llm_timeout): stream responses or raise the client's timeout" % s["service"],
+        )
+    current = number(value("llm_timeout"))
+    new = min(float(s["read_timeout_max"]), max((current or 0) * 2, float(s["read_timeout_target"])))
+    if current is not None and new <= current:
+        return action(
+            "llm_api.C.report_timeouts",
+            "C",
+            "report timeouts at the bound",
+            "provider:latency",
+            {"read_timeout": current},
+            "report",
+            "L1: the read timeout is at its bound (%ss): stream responses or ask the provider" % s["read_timeout_max"],
+        )
+    return _env_action(
+        s,
+        "llm_api.C.raise_read_timeout",
+        "C",
+        "raise the LLM read timeout",
+        {name: {"old": "%g" % current if current is not None else None, "new": "%g" % new}},
+        "LLM calls time out",
     )
 
 
@@ -491,7 +659,12 @@ def plan(diagnosis, settings=None):
     holding = {item["id"] for item in diagnosis.get("scenarios") or [] if item.get("holds")}
     selected = [sid for sid in ("D", "B", "A", "C") if (sid == forced if forced else sid in holding)]
     actions = []
-    if selected and not live:
+
+    def value(meaning):
+        name = name_of(s, meaning)
+        return live.get(name) if name else None
+
+    if selected and ctx.get("live") is None:
         actions.append(
             action(
                 "llm_api.settings_unknown",
@@ -506,46 +679,11 @@ def plan(diagnosis, settings=None):
         selected = []
     for sid in selected:
         if sid == "A":
-            concurrency = int(number(live.get("LLM_MAX_CONCURRENCY")) or 8)
-            rate = int(number(live.get("LLM_RATE_PER_MINUTE")) or 600)
-            new_c = max(int(s["min_concurrency"]), int(concurrency * s["reduce_factor"]))
-            new_r = int(rate * s["reduce_factor"])
-            provider_limit = number((ctx.get("rate_limit") or {}).get("limit"))
-            if provider_limit and provider_limit < PROVIDER_NOMINAL_LIMIT:
-                # the provider's own limit (x-ratelimit-limit-requests, per minute): stay well under it
-                new_r = min(new_r, int(provider_limit * s["rate_headroom"]))
-            new_r = max(int(s["min_rate_per_minute"]), min(new_r, rate))
-            if (new_c, new_r) == (concurrency, rate):
-                actions.append(
-                    action(
-                        "llm_api.A.report_quota",
-                        "A",
-                        "report the provider's rate limit",
-                        "provider:quota",
-                        {},
-                        "report",
-                        "L1: the client is at its lowest limits and still rate-limited: raise the "
-                        "quota with the provider",
-                    )
-                )
-                continue
-            actions.append(
-                _env_action(
-                    s,
-                    "llm_api.A.lower_rate",
-                    "A",
-                    "lower LLM concurrency and request rate",
-                    {
-                        "LLM_MAX_CONCURRENCY": {"old": str(concurrency), "new": str(new_c)},
-                        "LLM_RATE_PER_MINUTE": {"old": str(rate), "new": str(new_r)},
-                    },
-                    "the provider answers 429 (its limit: %s requests/min)"
-                    % ((ctx.get("rate_limit") or {}).get("limit") or "unknown"),
-                )
-            )
+            actions.append(_lower_rate(s, ctx, value))
         elif sid == "B":
-            url = live.get("LLM_FALLBACK_URL") or ""
-            if _truthy(live.get("LLM_FALLBACK_ENABLED")):
+            url = value("llm_fallback_url") or ""
+            enabled = name_of(s, "llm_fallback_enabled")
+            if _truthy(value("llm_fallback_enabled")):
                 actions.append(
                     action(
                         "llm_api.B.report_outage",
@@ -557,7 +695,7 @@ def plan(diagnosis, settings=None):
                         "L1: the fallback is already enabled; follow the provider's status page",
                     )
                 )
-            elif not url or not ctx.get("fallback_ok"):
+            elif not url or not ctx.get("fallback_ok") or not enabled:
                 actions.append(
                     action(
                         "llm_api.B.report_no_fallback",
@@ -566,8 +704,12 @@ def plan(diagnosis, settings=None):
                         "provider:fallback",
                         {"fallback_url": url or None},
                         "report",
-                        "L1: the primary is down and no configured fallback answers; configure "
-                        "LLM_FALLBACK_URL or wait for the provider",
+                        "L1: the primary is down and no configured fallback answers%s; configure "
+                        "%s or wait for the provider"
+                        % (
+                            "" if enabled else " (the client has no fallback switch)",
+                            label_of(s, "llm_fallback_url"),
+                        ),
                     )
                 )
             else:
@@ -577,50 +719,36 @@ def plan(diagnosis, settings=None):
                         "llm_api.B.enable_fallback",
                         "B",
                         "switch to the fallback provider",
-                        {
-                            "LLM_FALLBACK_ENABLED": {"old": live.get("LLM_FALLBACK_ENABLED") or "false", "new": "true"},
-                        },
+                        {enabled: {"old": value("llm_fallback_enabled") or "false", "new": "true"}},
                         "the primary provider is unavailable; the fallback %s answers" % url,
                     )
                 )
         elif sid == "C":
-            current = number(live.get("LLM_READ_TIMEOUT")) or 30.0
-            new = min(float(s["read_timeout_max"]), max(current * 2, float(s["read_timeout_target"])))
-            if new <= current:
+            actions.append(_raise_timeout(s, value))
+        elif sid == "D":
+            source = s.get("new_key_source")
+            if not s.get("key_name"):
                 actions.append(
                     action(
-                        "llm_api.C.report_timeouts",
-                        "C",
-                        "report timeouts at the bound",
-                        "provider:latency",
-                        {"read_timeout": current},
+                        "llm_api.D.report_need_key",
+                        "D",
+                        "report: a new API key is needed",
+                        "secret:%s" % s["service"],
+                        {},
                         "report",
-                        "L1: the read timeout is at its bound (%ss): stream responses or ask the "
-                        "provider" % s["read_timeout_max"],
+                        "L1: the provider refuses the key and %s names no API key setting octoctl can write "
+                        "(octollm_services.%s.settings.llm_api_key): rotate the key by hand"
+                        % (s["service"], s["service"]),
                     )
                 )
                 continue
-            actions.append(
-                _env_action(
-                    s,
-                    "llm_api.C.raise_read_timeout",
-                    "C",
-                    "raise the LLM read timeout",
-                    {
-                        "LLM_READ_TIMEOUT": {"old": "%g" % current, "new": "%g" % new},
-                    },
-                    "LLM calls time out",
-                )
-            )
-        elif sid == "D":
-            source = s.get("new_key_source")
             if not source:
                 actions.append(
                     action(
                         "llm_api.D.report_need_key",
                         "D",
                         "report: a new API key is needed",
-                        "secret:OPENAI_API_KEY",
+                        "secret:%s" % s["key_name"],
                         {},
                         "report",
                         "L1: the provider refuses the key; put a new key in a file or environment "
@@ -634,10 +762,10 @@ def plan(diagnosis, settings=None):
                     "llm_api.D.rotate_key",
                     "D",
                     "rotate the LLM API key",
-                    "%s:OPENAI_API_KEY" % files,
+                    "%s:%s" % (files, s["key_name"]),
                     {
                         "file": files,
-                        "key": "OPENAI_API_KEY",
+                        "key": s["key_name"],
                         "old": "(current key, refused; not shown)",
                         "new": "(new key from %s; not shown)" % source,
                         "also": s["key_file"] or None,
@@ -675,7 +803,8 @@ def prevention(evidence, settings=None):
     if live is None:
         findings.append(unknown("prevent.llm.rate_limits", "Client rate limits are set", "> 0", settings_error))
     else:
-        limits = {name: live.get(name) for name in ("LLM_MAX_CONCURRENCY", "LLM_RATE_PER_MINUTE")}
+        meanings = ("llm_max_concurrency", "llm_rate_per_minute")
+        limits = {label_of(s, meaning): f.setting(meaning) for meaning in meanings}
         good = all((number(value) or 0) > 0 for value in limits.values())
         findings.append(
             finding(
@@ -683,29 +812,29 @@ def prevention(evidence, settings=None):
                 "Client rate limits are set",
                 "ok" if good else "warning",
                 limits,
-                "LLM_MAX_CONCURRENCY > 0, LLM_RATE_PER_MINUTE > 0",
+                " and ".join("%s > 0" % label_of(s, meaning) for meaning in meanings),
                 {"live": limits},
             )
         )
         fallback = {
-            "LLM_FALLBACK_URL": live.get("LLM_FALLBACK_URL"),
-            "LLM_FALLBACK_ENABLED": live.get("LLM_FALLBACK_ENABLED"),
+            label_of(s, "llm_fallback_url"): f.setting("llm_fallback_url"),
+            label_of(s, "llm_fallback_enabled"): f.setting("llm_fallback_enabled"),
             "fallback_status": (f.fallback or {}).get("status"),
         }
-        good = bool(live.get("LLM_FALLBACK_URL")) and bool((f.fallback or {}).get("ok"))
+        good = bool(f.setting("llm_fallback_url")) and bool((f.fallback or {}).get("ok"))
         findings.append(
             finding(
                 "prevent.llm.fallback",
                 "A fallback provider is configured and answers",
                 "ok" if good else "warning",
                 fallback,
-                "LLM_FALLBACK_URL set, its /v1/models 200",
-                {"note": "scenario B switches to it (LLM_FALLBACK_ENABLED)"},
+                "%s set, its /v1/models 200" % label_of(s, "llm_fallback_url"),
+                {"note": "scenario B switches to it (%s)" % label_of(s, "llm_fallback_enabled")},
             )
         )
     breaker = {
-        "LLM_CIRCUIT_FAILURES": (live or {}).get("LLM_CIRCUIT_FAILURES"),
-        "LLM_CIRCUIT_RESET_SECONDS": (live or {}).get("LLM_CIRCUIT_RESET_SECONDS"),
+        label_of(s, "llm_circuit_failures"): f.setting("llm_circuit_failures"),
+        label_of(s, "llm_circuit_reset_seconds"): f.setting("llm_circuit_reset_seconds"),
         "llm_circuit_state": f.circuit,
     }
     if f.prom is None:
@@ -744,31 +873,43 @@ def prevention(evidence, settings=None):
 # --- the procedure ------------------------------------------------------------------------------------
 # The Deployment the Kubernetes side reads (its envFrom) and restarts.
 WORKLOAD_KIND = "Deployment"
-# In the orchestrator: its LLM settings (named, non-secret variables only) and the status the provider gives the
-# deployment's key (the key is expanded by the container's shell and never leaves it).
-SETTINGS_CMD = (
-    "env | grep -E -e '^LLM_(API_URL|MAX_CONCURRENCY|RATE_PER_MINUTE|READ_TIMEOUT|MAX_RETRIES)=' "
-    "-e '^LLM_(FALLBACK_ENABLED|FALLBACK_URL|CIRCUIT_FAILURES|CIRCUIT_RESET_SECONDS)=' "
-    "-e '^LLM_(PROVIDER_NAME|FALLBACK_PROVIDER_NAME)=' | sort"
-)
-KEY_CMD = (
-    "curl -s -o /dev/null -m 5 -w '%{http_code}' -H \"Authorization: Bearer $OPENAI_API_KEY\" "
-    '"${LLM_API_URL:-http://127.0.0.1:8200}/v1/models"'
-)
+def settings_cmd(s):
+    """In the client's container: its LLM settings, the named non-secret variables only."""
+    names = sorted({name for name in setting_names(s).values() if name})
+    if not names:
+        return "true"
+    return "env | grep -E -e '^(%s)=' | sort" % "|".join(names)
+
+
+def key_cmd(check):
+    """In a client's container: the status the provider gives the key the container holds (expanded by the
+    container's shell, never leaving it), or ``unset`` when it holds none under that name."""
+    url = check["url"].rstrip("/")
+    base = "${%s:-%s}" % (check["url_setting"], url) if check.get("url_setting") else url
+    return (
+        '[ -n "${%(key)s:-}" ] || { echo %(unset)s; exit 0; }; '
+        "curl -s -o /dev/null -m 5 -w '%%{http_code}' -H \"Authorization: Bearer $%(key)s\" \"%(base)s/v1/models\""
+        % {"key": check["key"], "unset": KEY_UNSET, "base": base}
+    )
+
+
+def key_probe_name(s, service):
+    return EXEC_KEY if service == s["service"] else "%s:%s" % (EXEC_KEY, service)
 
 
 def queries(s):
-    """The named PromQL queries of the judgement, built from the settings."""
+    """The named PromQL queries of the judgement, built from the settings and the deployment's metric names."""
     window = s["prometheus_window"]
-    calls = "llm_api_calls_total[%s]" % window
-    errors = 'llm_api_calls_total{status="error"}[%s]' % window
+    names = s["metric_names"]
+    calls = "%s[%s]" % (names["llm_calls"], window)
+    errors = '%s{status="error"}[%s]' % (names["llm_calls"], window)
     return {
         Q_RATIO: "sum(rate(%s)) / sum(rate(%s))" % (errors, calls),
         Q_CALLS: "sum(rate(%s))" % calls,
         Q_BY_CODE: "sum by (code) (rate(%s))" % errors,
         Q_BY_PROVIDER_STATUS: "sum by (provider, status) (rate(%s))" % calls,
-        Q_TOKENS: "sum by (provider) (llm_tokens_total)",
-        Q_CIRCUIT: "max by (provider) (llm_circuit_state)",
+        Q_TOKENS: "sum by (provider) (%s)" % names["llm_tokens"],
+        Q_CIRCUIT: "max by (provider) (%s)" % names["llm_circuit_state"],
         Q_AGE: 'min(time() - process_start_time_seconds{service="%s"})' % s["service"],
     }
 
@@ -781,6 +922,50 @@ def new_key_source(s):
     if s["new_key_env"] and os.environ.get(s["new_key_env"], ""):
         return "environment variable %s" % s["new_key_env"]
     return None
+
+
+def _safe(value, what):
+    if not _ENV_NAME.match(str(value)):
+        raise ProcedureError("%s is %r: not a variable name" % (what, value))
+    return value
+
+
+def named(settings, context):
+    """The settings with the deployment's names (once): ``setting_names`` and ``metric_names`` of the client
+    (``llm_api_service``), ``key_name`` (its API key's variable) and ``key_checks``: one per service that depends on
+    the primary provider (``depends_on``; the client alone where the inventory names no dependencies), with its
+    key's and base URL's variable names and the URL the check falls back on (the provider's in the inventory)."""
+    if "setting_names" in settings:
+        return settings
+    s = dict(settings)
+    service = s["service"]
+    s["setting_names"] = {
+        meaning: (_safe(name, "the %s of %s" % (meaning, service)) if name else None)
+        for meaning, name in ((m, context.setting_name(service, m)) for m in SETTING_MEANINGS)
+    }
+    s["metric_names"] = {meaning: context.metric(meaning, service) for meaning in METRIC_MEANINGS}
+    key = context.setting_name(service, "llm_api_key")
+    s["key_name"] = _safe(key, "the API key of %s" % service) if key else None
+    url = (context.service_url(s["primary_service"]) or SEED_PROVIDER_URL).rstrip("/")
+    if _SHELL_UNSAFE.search(url):
+        raise ProcedureError("the URL of %s is not a plain URL: %r" % (s["primary_service"], url))
+    clients = context.dependents(s["primary_service"]) if context.dependencies_described() else [service]
+    checks = []
+    for client in sorted(clients, key=lambda name: (name != service, name)):
+        key = context.setting_name(client, "llm_api_key")
+        if not key:
+            continue  # the service names no key setting: there is no key of its to check
+        base = context.setting_name(client, "llm_base_url")
+        checks.append(
+            {
+                "service": client,
+                "key": _safe(key, "the API key of %s" % client),
+                "url_setting": _safe(base, "the base URL of %s" % client) if base else None,
+                "url": url,
+            }
+        )
+    s["key_checks"] = checks
+    return s
 
 
 class LlmApi(Procedure):
@@ -799,10 +984,10 @@ class LlmApi(Procedure):
         s["new_key_source"] = new_key_source(s)
         if context.kubernetes:
             s["namespace"] = context.inventory["k8s"]["namespace"]
-        return s
+        return named(s, context)
 
     def needs(self, settings, context):
-        s = settings
+        s = named(settings, context)
         logs = {"tail": s["log_tail"], "since_seconds": s["log_seconds"], "patterns": dict(s["log_patterns"])}
         need = {
             "prometheus": {"queries": queries(s), "rules": True},
@@ -831,12 +1016,22 @@ class LlmApi(Procedure):
         need["containers"] = {
             "services": [s["service"]],
             "logs": dict(logs, services=[s["service"]]),
-            "exec_probes": [
-                {"name": EXEC_SETTINGS, "service": s["service"], "cmd": SETTINGS_CMD},
-                {"name": EXEC_KEY, "service": s["service"], "cmd": KEY_CMD},
+            "exec_probes": [{"name": EXEC_SETTINGS, "service": s["service"], "cmd": settings_cmd(s)}]
+            + [
+                {"name": key_probe_name(s, check["service"]), "service": check["service"], "cmd": key_cmd(check)}
+                for check in s["key_checks"]
             ],
         }
         return need
+
+    def diagnose(self, evidence, settings, context, previous=None, applied=()):
+        return super(LlmApi, self).diagnose(evidence, named(settings, context), context, previous, applied)
+
+    def plan(self, diagnosis, evidence, settings, context):
+        return super(LlmApi, self).plan(diagnosis, evidence, named(settings, context), context)
+
+    def prevention(self, evidence, settings, context):
+        return super(LlmApi, self).prevention(evidence, named(settings, context), context)
 
     def finish(self, applied, settings, context):
         """The client reads its settings and key on start: recreate it (Compose) or roll out the consumers

@@ -3,8 +3,8 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """llm_api on Kubernetes: the Compose judgement, with the settings, the log and the key check from the cluster.
 
-- The client's LLM settings are the ``LLM_*`` keys of the ConfigMap the orchestrator takes its environment from
-  (``envFrom``; what a restart brings), in place of the Compose side's ``docker exec env``.
+- The client's LLM settings (the deployment's names of them) are keys of the ConfigMap the orchestrator takes its
+  environment from (``envFrom``; what a restart brings), in place of the Compose side's ``docker exec env``.
 - The orchestrator's log (429, 503, timeout and auth lines, the rate-limit headers it logged) is its pods' log,
   read through the API (PII masked by the collector).
 - The deployment's key is checked at the provider's /v1/models with the key the deployment's Secret holds (the
@@ -55,7 +55,8 @@ def with_cluster(evidence, reads, s):
     configmap = _first(reads["configmap"])
     if configmap is not None:
         data = configmap.get("data") or {}
-        text = "\n".join("%s=%s" % (name, data[name]) for name in la.SETTINGS_NAMES if name in data)
+        names = sorted({name for name in la.setting_names(s).values() if name})
+        text = "\n".join("%s=%s" % (name, data[name]) for name in names if name in data)
         settings_probe = {"name": la.EXEC_SETTINGS, "ok": True, "exit_code": 0, "output": text}
     else:
         settings_probe = {

@@ -11,8 +11,10 @@ bundled and escalated). Scenarios follow octoctl's catalog:
 - A  violations detected (blocked commands, PII, refused sources) since the last handled mark: bundle the
      redacted evidence into the run's state and escalate to L3 (always).
 - B  blocked-command rules incomplete: an offending command or a baseline pattern is not in the blocked list;
-     add it and reload the guardian.
-- C  unauthorized attempts: a source keeps triggering violations and is not blocked; block it and reload.
+     add it and reload the guardian: through its reload endpoint where the deployment offers one (the optional
+     probe ``reload`` of the guardian), else by restarting it (``security_violations.reload_guardian``,
+     disruptive: approval); a report where the list's file is not known to the controller.
+- C  unauthorized attempts: a source keeps triggering violations and is not blocked; block it and reload (as B).
 - D  PII in logs: a service's container log holds raw PII (every service's log is scanned, guardian-arm's and the
      orchestrator's as much as any other; only counts and redacted samples are kept); copy each such log to a
      quarantine dir (mode 600) and redact it in place, then restart those services so that Docker writes to the
@@ -61,6 +63,9 @@ CHECK_SCENARIO = {
     "security.sources": "C",
     "security.pii_in_logs": "D",
 }
+
+# The optional endpoint that makes the guardian read its lists again (``context.probe(service, RELOAD_PROBE)``).
+RELOAD_PROBE = "reload"
 
 # The guardian's settings that prevention reads (the names its exec probe lists), and the playbook an AWX schedule
 # runs for PII scanning.
@@ -356,6 +361,31 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
     }
 
 
+def _add_lines(s, action_id, scenario, title, resource, path, lines, what):
+    """B/C: append ``lines`` to one of the guardian's list files, then make it read them: POST its reload endpoint
+    where the deployment offers one, else a restart of the guardian follows (``reload_guardian``); a report where
+    the file is not known to the controller."""
+    if not path:
+        return action(
+            action_id,
+            scenario,
+            title,
+            resource,
+            {"add": lines},
+            "report",
+            "L3: add %s to the guardian's list (security_violations_%s names no file the controller can write), "
+            "then make the guardian read it again" % (what, "blocked_file" if scenario == "B" else "sources_file"),
+        )
+    change = {"file": path, "add": lines}
+    if s.get("reload_url"):
+        change.update(then="reload", _reload_url=s["reload_url"])
+        outcome = "append %s to %s, then POST %s" % (what, path, s["reload_url"])
+    else:
+        change.update(then="restart of %s" % s["service"])
+        outcome = "append %s to %s; %s reads it when it restarts (no reload endpoint)" % (what, path, s["service"])
+    return action(action_id, scenario, title, resource, change, "planned", outcome, apply="add_lines")
+
+
 def plan(diagnosis, settings=None):
     s = settings
     ctx = diagnosis.get("context") or {}
@@ -370,34 +400,29 @@ def plan(diagnosis, settings=None):
             ]
             if lines:
                 actions.append(
-                    action(
+                    _add_lines(
+                        s,
                         "security_violations.B.block_commands",
                         "B",
                         "add the offending commands to the blocked list",
                         "guardian:blocked_commands",
-                        {"file": s["blocked_file"], "add": lines, "then": "reload", "_reload_url": s["reload_url"]},
-                        "planned",
-                        "append %d line(s) to %s, then POST /api/v1/reload" % (len(lines), s["blocked_file"]),
-                        apply="add_lines",
+                        s["blocked_file"],
+                        lines,
+                        "%d line(s)" % len(lines),
                     )
                 )
         elif sid == "C":
             if ctx.get("to_block"):
                 actions.append(
-                    action(
+                    _add_lines(
+                        s,
                         "security_violations.C.block_sources",
                         "C",
                         "block the sources that keep trying",
                         "guardian:blocked_sources",
-                        {
-                            "file": s["sources_file"],
-                            "add": ctx["to_block"],
-                            "then": "reload",
-                            "_reload_url": s["reload_url"],
-                        },
-                        "planned",
-                        "append %s to %s, then POST /api/v1/reload" % (", ".join(ctx["to_block"]), s["sources_file"]),
-                        apply="add_lines",
+                        s["sources_file"],
+                        ctx["to_block"],
+                        ", ".join(ctx["to_block"]),
                     )
                 )
         elif sid == "D":
@@ -436,6 +461,27 @@ def plan(diagnosis, settings=None):
                     apply="bundle_evidence",
                 )
             )
+    added = [item for item in actions if item.get("_apply") == "add_lines" and not item["change"].get("_reload_url")]
+    guardian_restarted = any(
+        item["id"] == "security_violations.D.quarantine_logs" and s["service"] in item["change"]["services"]
+        for item in actions
+    )
+    if added and not guardian_restarted and s.get("platform") != "kubernetes":
+        # no reload endpoint: the guardian reads its lists when it starts (Kubernetes rolls it out its own way)
+        restart = action(
+            "security_violations.reload_guardian",
+            added[0]["scenario"],
+            "load the new lists: restart %s" % s["service"],
+            "%s:restart" % s["service"],
+            {"container": s["service"], "service": s["service"], "op": "restart", "after": [a["id"] for a in added]},
+            "planned",
+            "restart %s so that it reads %s: this deployment offers no reload endpoint (octollm_services.%s.probes.%s)"
+            % (s["service"], " and ".join(a["change"]["file"] for a in added), s["service"], RELOAD_PROBE),
+            disruptive=True,
+            apply="restart_guardian",
+        )
+        restart["_after"] = added[0]["id"]
+        actions.append(restart)
     if selected:
         # whatever was fixed, security violations go to the engineering lead (seed)
         actions.append(
@@ -536,7 +582,9 @@ class SecurityViolations(Procedure):
     def settings(self, role_settings, context):
         s = super(SecurityViolations, self).settings(role_settings, context)
         guardian = context.service_url(s["service"], "http://127.0.0.1:8104").rstrip("/")
-        s["reload_url"] = guardian + s["reload_path"]
+        # the reload endpoint where the deployment offers one (None: the lists load through a restart)
+        reload_path = context.probe(s["service"], RELOAD_PROBE)
+        s["reload_url"] = guardian + reload_path if reload_path else None
         if context.kubernetes:
             s["namespace"] = context.inventory["k8s"]["namespace"]
         return s
