@@ -240,8 +240,11 @@ def approve_path(listener: dict[str, Any], timings: dict[str, float], started: f
     assert escalated["approve_with"] == f"octoctl approve {run_id}"
     approved = octoctl(listener, "approve", run_id)
     assert approved.returncode == 0, approved.stdout[-3000:] + approved.stderr[-3000:]
-    done = wait_for(lambda: (i := incident(listener, waiting["incident"])).state == "resolved" and i, 120,
-                    "the HighDatabaseConnections incident to resolve")
+    try:
+        done = wait_for(lambda: (i := incident(listener, waiting["incident"])).state == "resolved" and i, 120,
+                        "the HighDatabaseConnections incident to resolve")
+    except AssertionError as exc:  # say what the approval applied
+        raise AssertionError(f"{exc}\n--- octoctl approve ---\n{approved.stdout[-6000:]}") from None
     timings["B resolved"] = time.monotonic() - started
     assert len(done.runs()) == 2 and done.runs()[0] == run_id and done.level == "L2"
     timeline = octoctl(listener, "incidents", "show", waiting["incident"], "--format", "markdown")
