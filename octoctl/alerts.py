@@ -28,7 +28,7 @@ from octoctl.alertconfig import AlertSettings
 from octoctl.catalog import Catalog, Procedure, load_catalog
 from octoctl.config import Settings
 from octoctl.errors import ExitCode, OctoctlError
-from octoctl.incidents import LEVELS, Incident, IncidentStore, escalate, iso, level_max, parse_time
+from octoctl.incidents import CLOSED_STATES, LEVELS, Incident, IncidentStore, escalate, iso, level_max, parse_time
 from octoctl.models import RunReport
 
 ProgressFn = Callable[[str], None]
@@ -197,8 +197,12 @@ class AlertHandler:
             state = "remediated"
         else:
             state = "open"
-        if incident.state in ("acknowledged",) and state == "open":
-            state = incident.state
+        current = store.get(incident.id)  # the alert may have resolved while the run went on
+        if current.state in CLOSED_STATES:
+            store.update(incident.id, last_run_id=report.run_id)
+            return store.get(incident.id)
+        if current.state in ("acknowledged",) and state == "open":
+            state = current.state
         store.update(incident.id, state=state, last_run_id=report.run_id)
         return self.reassess(store, store.get(incident.id), datetime.now(UTC), run_level)
 

@@ -256,6 +256,22 @@ def test_a_resolved_alert_resolves_its_incident(handler: FakeHandler, server: An
     assert handler.handle(event())["new"]  # firing again later: a new incident
 
 
+def test_a_run_that_ends_after_the_alert_resolved_leaves_the_incident_resolved(handler: FakeHandler) -> None:
+    """The approval's run terminated the sessions; Alertmanager's resolution came before the run's own end (its
+    verification still ran): the run joins the timeline and the incident stays resolved."""
+    handler.awaiting = True
+    opened = handler.handle(event())
+    assert opened["state"] == "awaiting_approval"
+    store = IncidentStore(handler.alerts.incidents_url)
+    handler.awaiting = False
+    applied = handler.next_report("fix")
+    waiting = store.get(opened["incident"])  # as the approval found it, before the resolution
+    handler.handle(event(status="resolved"))
+    incident = handler.record_run(store, waiting, applied, fixed=True, kind="approve")
+    assert incident.state == "resolved" and incident.last_run_id == applied.run_id
+    assert [e.kind for e in store.get(opened["incident"]).events][-2:] == ["resolved", "run"]
+
+
 def test_the_clock_raises_an_unresolved_incident_to_l2_and_notifies_once(handler: FakeHandler, server: Any) -> None:
     handler.awaiting = True
     opened = handler.handle(event())
