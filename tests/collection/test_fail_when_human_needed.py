@@ -155,3 +155,24 @@ def test_the_play_fails_after_reporting_when_a_human_is_needed(tmp_path: Path, f
     else:
         assert runner.rc == 0, runner.stdout.read()[-3000:]
         assert not failed and reached
+
+
+def test_approved_plan_is_octoctl_s_plan_of_the_dry_run() -> None:
+    """The AWX fix workflow's apply node (playbooks/approve.yml) applies the plan octoctl approve would."""
+    from octoctl.engine import plan_of
+
+    rng = random.Random(11)
+    for _ in range(300):
+        report: dict[str, Any] = {}
+        targets = []
+        for host in ("stack-a", "stack-b"):
+            results = {name: _result(rng, name) for name in PROCEDURES}
+            for result in results.values():
+                for action in result["actions"]:
+                    action["change"] = rng.choice([None, {"key": "maxmemory", "old": "1mb", "new": "2mb"},
+                                                   {"sql": "ALTER TABLE t", "rows": None}, {"container": "x"}])
+            report[host] = results
+            target = TargetResult(target=host, status="healthy", exit_code=0)
+            target.procedures = [ProcedureResult.model_validate(results[name]) for name in PROCEDURES]
+            targets.append(target)
+        assert verdict.approved_plan(report) == plan_of(targets)

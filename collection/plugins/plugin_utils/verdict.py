@@ -106,3 +106,19 @@ def host_verdict(report, procedures, dry_run=False):
             code = max(code, HUMAN_NEEDED)
             reasons.append("stack: down: " + ", ".join(str(s) for s in stack["down"]))
     return {"exit_code": code, "reasons": reasons}
+
+
+def approved_plan(report):
+    """``{host: {action id: change}}`` of the actions a dry run planned or left awaiting approval, from
+    ``octollm_report`` (every host): the plan a person approved in an AWX workflow's approval node, as octoctl's
+    plan_of makes it from a stored dry run (``octoctl approve``)."""
+    plan = {}
+    for host, results in (report or {}).items():
+        for name, result in (results or {}).items():
+            if name == "stack" or not isinstance(result, dict):
+                continue
+            for action in _list(result.get("actions")):
+                if action.get("status") in ("planned", "awaiting_approval"):
+                    change = action.get("change") or {}
+                    plan.setdefault(host, {})[action["id"]] = {k: v for k, v in change.items() if v is not None}
+    return plan
