@@ -213,7 +213,8 @@ def test_the_git_install_as_awx_does_yields_the_whole_collection(clone: Path, tm
     url, _, subdir = entry["name"].partition("#")
     galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
     assert url.removesuffix(".git") == galaxy["repository"], (url, galaxy["repository"])
-    subprocess.run(["git", "-C", str(clone), "branch", "-f", entry["version"]], check=True, capture_output=True)
+    # the branch the requirement names, at the commit under test (also when the clone is on it already)
+    subprocess.run(["git", "-C", str(clone), "checkout", "-q", "-B", entry["version"]], check=True, capture_output=True)
     local = tmp_path / "requirements.yml"
     local.write_text(yaml.safe_dump({"collections": [{**entry, "name": f"git+file://{clone}/.git#{subdir}"}]}))
     root = tmp_path / "collections"
