@@ -1,24 +1,19 @@
 #!/usr/bin/env bash
-# Build the octollm.remediation artifact. ansible-galaxy skips symlinks and roles/ + playbooks/ live at
-# the top of the repository, so copy (not link) everything into a temporary tree and build there.
+# Build the octollm.remediation artifact from collection/, the collection's root (roles/ and playbooks/ live in it;
+# the top-level roles/ and playbooks/ are links to them). The same tree is what `ansible-galaxy collection install
+# "git+<repo>#/collection/"` (an AWX project sync) builds, so both ways yield the same files; galaxy.yml's
+# build_ignore leaves out the development files.
 #   usage: collection/build.sh [OUTPUT_DIR]      (default: <repo>/collection/dist)
 # Prints the absolute path of the artifact on stdout (logs go to stderr).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
 out=${1:-$here/dist}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-tree=$tmp/octollm/remediation
-mkdir -p "$tree"
-# -L: dereference any symlink so that the artifact holds real files.
-cp -RL "$here/galaxy.yml" "$here/README.md" "$here/meta" "$here/plugins" "$here/extensions" "$tree/"
-cp -RL "$repo/roles" "$repo/playbooks" "$tree/"
-[ -f "$repo/LICENSE" ] && cp "$repo/LICENSE" "$tree/"
-find "$tree" \( -name __pycache__ -o -name '*.pyc' -o -name .pytest_cache \) -prune -exec rm -rf {} + 2>/dev/null || true
-ansible-galaxy collection build --force --output-path "$out" "$tree" >&2
+# ansible-galaxy would package a symlink as a link: the collection tree holds none.
+links=$(find "$here" -path "$here/dist" -prune -o -type l -print)
+[ -z "$links" ] || { echo "build: symlinks in the collection tree: $links" >&2; exit 1; }
+ansible-galaxy collection build --force --output-path "$out" "$here" >&2
 version=$(sed -n 's/^version: *//p' "$here/galaxy.yml" | tr -d '"'"'"' ')
 artifact=$out/octollm-remediation-$version.tar.gz
 [ -f "$artifact" ] || { echo "build: $artifact was not produced" >&2; exit 1; }

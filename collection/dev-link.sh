@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Link octollm.remediation into a development collections path, made of symlinks so that edits to
-# collection/, roles/ and playbooks/ take effect at once (no build needed at run time).
+# collection/ (its roles/ and playbooks/ included; the top-level roles/ and playbooks/ link to them) take effect at
+# once (no build needed at run time).
 #   usage: collection/dev-link.sh [COLLECTIONS_DIR]     (default: <repo>/.collections)
 # Creates COLLECTIONS_DIR/ansible_collections/octollm/remediation/{galaxy.yml,plugins,meta,README.md,extensions,roles,playbooks}.
 # Idempotent; replaces stale links, refuses to touch a real (non-link) file in the way.
@@ -20,9 +21,7 @@ link() {  # link SOURCE NAME
   fi
   ln -sfn "$src" "$target/$name"
 }
-for item in galaxy.yml plugins meta README.md extensions; do
+for item in galaxy.yml plugins meta README.md extensions roles playbooks; do
   link "$here/$item" "$item"
 done
-link "$repo/roles" roles
-link "$repo/playbooks" playbooks
 echo "$target"
