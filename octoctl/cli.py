@@ -372,6 +372,74 @@ def schema(inventory: Path | None, limit: str | None, fmt: str, verbosity: int) 
     return int(ExitCode.HEALTHY)
 
 
+def stack_options(func: F) -> F:
+    """-i/--inventory, --limit, -v, --debug (the commands over one stack's services; their own --format)."""
+    func = click.option(
+        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+        help="Show tracebacks of errors.",
+    )(func)
+    func = click.option(
+        "-v", "--verbose", "verbosity", count=True, help="More detail; passed on as Ansible verbosity (-vvv...)."
+    )(func)
+    func = click.option("--limit", metavar="PATTERN", help="Only these inventory hosts (Ansible --limit).")(func)
+    func = click.option(
+        "-i", "--inventory", type=click.Path(path_type=Path), default=None,
+        help="Inventory (default: $OCTOCTL_INVENTORY or <repo>/inventory/lab).",
+    )(func)
+    return func
+
+
+HEALTH_EPILOG = """\b
+Exit statuses:
+  0  every service is up, answers and its metrics are within the thresholds
+  1  something is not: a service down, a failed /health or readiness, a
+     crash loop, a metric over its threshold or one that could not be read
+  2  usage error
+  3  the stack cannot be reached (the inventory host, the Docker or
+     Kubernetes API, a tool)
+  4  octoctl's own error
+"""
+
+
+@cli.command(epilog=HEALTH_EPILOG)
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True,
+              help="Output format.")
+@click.option("--watch", type=click.IntRange(min=1), metavar="SECONDS", default=None,
+              help="Refresh every SECONDS until interrupted (the last exit status is returned).")
+@stack_options
+def health(fmt: str, watch: int | None, inventory: Path | None, limit: str | None, verbosity: int) -> int:
+    """Every service of the stack in one table: container or pod state, restarts, /health and readiness, and the
+    key metrics (request rate, error rate, P95 latency, cache hit rate, DB connections, memory and CPU against
+    limits), each judged with the threshold of the procedure that owns it. Reads only."""
+    import time
+
+    from octoctl import health as table
+
+    settings, catalog = _settings(), _catalog()
+    procedures = [p for p in catalog.procedures if p.role in table.PROCEDURES]
+    engine = _engine(settings, catalog)
+
+    def once() -> int:
+        request = _request("health", procedures, (), inventory, limit, verbosity, settings)
+        report = table.judge(engine.health(request, table.PLAYBOOK))
+        _emit(table.render(report, fmt))
+        return report.exit_code
+
+    if watch is None:
+        return once()
+    code = int(ExitCode.HEALTHY)
+    try:
+        while True:
+            if fmt == "table" and sys.stdout.isatty():
+                click.clear()
+            if fmt == "table":
+                _emit(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()) + f" (every {watch}s; Ctrl-C stops)")
+            code = once()
+            time.sleep(watch)
+    except KeyboardInterrupt:
+        return code
+
+
 def _add_lab() -> None:
     """``octoctl lab`` lives in octoctl/lab_cli.py, over the lab's tooling (``octollm_labctl``, lab/ctl); the CLI
     works without them."""
