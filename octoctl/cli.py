@@ -440,6 +440,85 @@ def health(fmt: str, watch: int | None, inventory: Path | None, limit: str | Non
         return code
 
 
+def _stack(settings: Settings, inventory: Path | None, limit: str | None) -> Any:
+    from octoctl.services import load_stack
+
+    return load_stack(inventory or settings.inventory, limit,
+                      [str(p) for p in settings.effective_collections_paths()])
+
+
+SERVICE_EPILOG = """\b
+Exit statuses:
+  0  done
+  1  the service has no container or pod, or the client failed (its own
+     message says why)
+  2  usage error: an unknown service, a bad --since, --grep or --tail
+  3  the container runtime, the Kubernetes API or a tool cannot be reached
+  4  octoctl's own error
+"""
+
+
+@cli.command(epilog=SERVICE_EPILOG)
+@click.argument("service", metavar="SERVICE")
+@click.option("--since", metavar="DURATION", help="Only lines of the last 30s, 10m, 2h, 1d (or since an ISO time).")
+@click.option("--grep", metavar="REGEX", help="Only lines matching REGEX (matched after secrets are masked).")
+@click.option("--tail", type=click.IntRange(min=1), metavar="N", help="Only the last N lines of each container.")
+@stack_options
+def logs(service: str, since: str | None, grep: str | None, tail: int | None, inventory: Path | None,
+         limit: str | None, verbosity: int) -> int:
+    """Show a service's logs (Compose through the container runtime, Kubernetes through the API), with secrets and
+    personal data (credentials, keys, e-mail addresses, card numbers) masked."""
+    from octoctl.services import log_lines, since_seconds
+
+    if since:
+        since_seconds(since)  # a bad --since is a usage error before anything is read
+    stack = _stack(_settings(), inventory, limit)
+    for line in log_lines(stack, service, since, grep, tail):
+        _emit(line)
+    return int(ExitCode.HEALTHY)
+
+
+@cli.command(epilog=SERVICE_EPILOG, context_settings={"ignore_unknown_options": True})
+@click.argument("which", metavar="postgres|redis", type=click.Choice(("postgres", "redis")))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[CLIENT ARGS]...")
+@click.option("--admin", is_flag=True, help="PostgreSQL: log in as the inventory's admin user.")
+@stack_options
+def shell(which: str, args: tuple[str, ...], admin: bool, inventory: Path | None, limit: str | None,
+          verbosity: int) -> int:
+    """Open psql or redis-cli on the stack's PostgreSQL or Redis with the inventory's credentials (passed in the
+    client's environment, never on its command line nor printed). CLIENT ARGS go to the client, e.g.
+    `octoctl shell postgres -c 'select 1'` or `octoctl shell redis PING`."""
+    from octoctl.services import run_shell, shell_command
+
+    return run_shell(shell_command(_stack(_settings(), inventory, limit), which, args, admin))
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("service", metavar="SERVICE")
+@click.option("--approve", is_flag=True, help="Restart it (disruptive); without: show the plan and stop.")
+@common_options
+def restart(service: str, approve: bool, inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
+    """Restart SERVICE with Service Unavailable's restart (docker compose restart, then wait for its healthcheck)
+    and verify the stack is healthy. Without --approve the plan is shown and stored (exit 1, awaiting approval:
+    `octoctl approve RUN_ID` applies it)."""
+    settings, catalog = _settings(), _catalog()
+    stack = _stack(settings, inventory, limit)
+    stack.service(service)
+    if stack.platform != "compose":
+        raise OctoctlError("octoctl restart restarts Compose services; on Kubernetes use octoctl fix service "
+                           "(a rollout restart of a failing workload)", ExitCode.USAGE)
+    procedure = catalog.get("service_unavailable")
+    request = _request("restart", [procedure], (service,), inventory, limit or stack.host, verbosity, settings,
+                       dry_run=not approve, approve=approve,
+                       extra_vars={"service_unavailable_restart_services": [service]})
+    report = _engine(settings, catalog).fix(request)
+    if not approve:
+        report.notes.append(f"{service} is not restarted: it awaits approval (octoctl restart {service} --approve, "
+                            "or octoctl approve RUN_ID)")
+    _emit(render_report(report, fmt, _unicode_ok()))
+    return report.exit_code
+
+
 def _add_lab() -> None:
     """``octoctl lab`` lives in octoctl/lab_cli.py, over the lab's tooling (``octollm_labctl``, lab/ctl); the CLI
     works without them."""
