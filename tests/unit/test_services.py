@@ -139,3 +139,18 @@ def test_log_lines_of_an_unknown_service_fail_before_reading(fake_docker: Path) 
     stack = Stack(host="s", platform="compose", project="demo", services={})
     with pytest.raises(Exception, match="no service"):
         list(log_lines(stack, "ghost", None, None, None))
+
+
+def test_the_quick_reference_points_at_real_commands(tmp_path: Path) -> None:
+    from octoctl.render import QUICK_REFERENCE
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code, shown = invoke(["symptoms"], tmp_path)
+    assert code == 0
+    for _, ours in QUICK_REFERENCE:
+        words = ours.split()
+        assert words[0] == "octoctl" and words[1] in cli.commands, ours
+        assert ours in shown
+        assert f"`octoctl {words[1]} " in readme
+        for option in (w.strip("[]") for w in words if w.startswith("[--")):
+            assert any(option in p.opts for p in cli.commands[words[1]].params), (ours, option)
