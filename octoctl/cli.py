@@ -498,15 +498,12 @@ def shell(which: str, args: tuple[str, ...], admin: bool, inventory: Path | None
 @click.option("--approve", is_flag=True, help="Restart it (disruptive); without: show the plan and stop.")
 @common_options
 def restart(service: str, approve: bool, inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
-    """Restart SERVICE with Service Unavailable's restart (docker compose restart, then wait for its healthcheck)
-    and verify the stack is healthy. Without --approve the plan is shown and stored (exit 1, awaiting approval:
-    `octoctl approve RUN_ID` applies it)."""
+    """Restart SERVICE with Service Unavailable's restart (Compose: docker compose restart, then wait for its
+    healthcheck; Kubernetes: a rollout restart of its workload) and verify the stack is healthy. Without --approve
+    the plan is shown and stored (exit 1, awaiting approval: `octoctl approve RUN_ID` applies it)."""
     settings, catalog = _settings(), _catalog()
     stack = _stack(settings, inventory, limit)
     stack.service(service)
-    if stack.platform != "compose":
-        raise OctoctlError("octoctl restart restarts Compose services; on Kubernetes use octoctl fix service "
-                           "(a rollout restart of a failing workload)", ExitCode.USAGE)
     procedure = catalog.get("service_unavailable")
     request = _request("restart", [procedure], (service,), inventory, limit or stack.host, verbosity, settings,
                        dry_run=not approve, approve=approve,

@@ -127,14 +127,6 @@ def test_shell_command_lines_carry_no_secret(monkeypatch: pytest.MonkeyPatch) ->
     assert SECRET not in " ".join(command.argv)
 
 
-def test_restart_on_kubernetes_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "k8s.yml"
-    path.write_text("octollm:\n  hosts:\n    k:\n      octollm_k8s_namespace: octollm\n"
-                    "      octollm_services: {orchestrator: {}}\n")
-    code, output = invoke(["restart", "orchestrator", "-i", str(path)], tmp_path)
-    assert code == ExitCode.USAGE and "Compose services" in output
-
-
 def test_log_lines_of_an_unknown_service_fail_before_reading(fake_docker: Path) -> None:
     stack = Stack(host="s", platform="compose", project="demo", services={})
     with pytest.raises(Exception, match="no service"):
