@@ -93,7 +93,14 @@ def needs(run):
     }
     if ready:
         need["http"] = {"probes": ready}
-    if not context.kubernetes:
+    if context.kubernetes:
+        # resource_exhaustion's own reads (pods, workloads, metrics.k8s.io): usage against the workloads' limits
+        from ansible_collections.octollm.remediation.plugins.plugin_utils.resource_exhaustion_kubernetes import (
+            objects,
+        )
+
+        need["kubernetes"] = {"objects": objects()}
+    else:
         need["containers"] = {
             "stats": True,
             "stats_sample_seconds": settings["resource_exhaustion"]["stats_sample_seconds"],
@@ -157,7 +164,9 @@ def _compose_runtime(row, records, s):
     return (max(memory) if memory else None), (max(cpu) if cpu else None)
 
 
-def _pod_runtime(row, pods, s):
+def _pod_runtime(row, pods, s, usage):
+    """Restarts from the service's pods; memory and CPU (percent of the limit, the highest container) from
+    resource_exhaustion's usage rows (None without the metrics API)."""
     from ansible_collections.octollm.remediation.plugins.plugin_utils.kubernetes import pods_summary
 
     mine = [p for p in pods_summary(pods) if p["app"] == row.name]
@@ -166,7 +175,20 @@ def _pod_runtime(row, pods, s):
     for pod in mine:
         if pod["restarts"] >= s["restart_max"] and not pod["ready"]:
             row.judge("problem", "%s restarted %d times and is not ready" % (pod["name"], pod["restarts"]))
-    return None, None
+    rows = [item for item in usage if item.get("app") == row.name]
+    memory = [100.0 * item["memory_ratio"] for item in rows if item.get("memory_ratio") is not None]
+    cpu = [100.0 * item["cpu_ratio"] for item in rows if item.get("cpu_ratio") is not None]
+    return (round(max(memory), 1) if memory else None), (round(max(cpu), 1) if cpu else None)
+
+
+def _usage(evidence, settings):
+    """resource_exhaustion's Kubernetes usage rows (its Facts over its own reads), or [] when not read."""
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import resource_exhaustion_kubernetes as rek
+
+    try:
+        return rek.Facts(evidence, settings).usage
+    except Exception:  # noqa: BLE001 - reads missing or failed: memory and CPU are not shown
+        return []
 
 
 def judge(evidence, run):
@@ -188,6 +210,7 @@ def judge(evidence, run):
     if context.kubernetes:
         kube, _ = _kind(evidence, "kubernetes")
         pods = (((kube or {}).get("objects") or {}).get(stack.PODS) or {}).get("items") or []
+        usage = _usage(evidence, rx)
     else:
         data, _ = _kind(evidence, "containers")
         records = (data or {}).get("containers") or []
@@ -212,7 +235,7 @@ def judge(evidence, run):
             if answer and answer.get("status") != 200:
                 row.judge("problem", "%s answered %s" % (spec["ready_path"], row.values["ready"]))
         if context.kubernetes:
-            memory, cpu = _pod_runtime(row, pods, su)
+            memory, cpu = _pod_runtime(row, pods, su, usage)
         else:
             memory, cpu = _compose_runtime(row, records, su)
         # the seed's key metrics, each where the service has it
