@@ -134,3 +134,32 @@ def test_bad_arguments_are_usage_errors(args: list[str], words: str, tmp_path: P
     result = CliRunner().invoke(cli, args, env={"OCTOCTL_STATE_DIR": str(tmp_path)})
     assert result.exit_code == ExitCode.USAGE
     assert words in result.output and "Traceback" not in result.output
+
+
+def test_watch_refreshes_until_interrupted_and_returns_the_last_status(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    import octoctl.cli as cli_module
+
+    runs: list[Request] = []
+    codes = iter([0, 1])
+
+    class FakeEngine:
+        def health(self, request: Request, playbook: str) -> RunReport:
+            runs.append(request)
+            code = next(codes)
+            return report((lambda t: row(t, "redis").update(status="problem", notes=["down"])) if code else None)
+
+    sleeps: list[int] = []
+
+    def sleep(seconds: int) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "_engine", lambda settings, catalog: FakeEngine())
+    monkeypatch.setattr("time.sleep", sleep)
+    result = CliRunner().invoke(cli, ["health", "--watch", "7"], env={"OCTOCTL_STATE_DIR": str(tmp_path)})
+    assert (len(runs), sleeps) == (2, [7, 7])
+    assert result.exit_code == ExitCode.HUMAN_NEEDED, result.output
+    assert result.output.count("SERVICE  ") == 2 and "(every 7s; Ctrl-C stops)" in result.output
+    assert "  redis: down" in result.output
