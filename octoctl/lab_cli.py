@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 
 from octoctl.errors import ExitCode, OctoctlError
 from octollm_labctl import Kind, Lab, LabError, faults
-from octollm_labctl.lab import row_healthy
+from octollm_labctl.lab import DEFAULT_PROFILE, PROFILES, row_healthy
+
+# The inventory that describes each profile of the lab to octoctl.
+PROFILE_INVENTORIES = {"full": "lab", "minimal": "lab-minimal"}
 
 EXIT_CODES = {
     Kind.USAGE: ExitCode.USAGE,
@@ -39,32 +43,49 @@ def lab() -> None:
     """The bundled OctoLLM lab (Docker Compose, 127.0.0.1, state outside the checkout)."""
 
 
+def _take_down(the_lab: Lab, volumes: bool = False) -> None:
+    """Stop the listener, check Docker, heal every fault, then stop the containers of the lab's profile."""
+    from octoctl.listener import lab_listener_down
+
+    lab_listener_down(the_lab.state)
+    the_lab.require_docker()
+    faults.heal_all(the_lab)
+    the_lab.down(volumes=volumes)
+
+
 @lab.command()
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait for every service to be healthy.")
-def up(timeout: int) -> None:
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default=DEFAULT_PROFILE, show_default=True,
+              help="full: the lab with its own endpoints; minimal: laid out as another deployment (the seed's "
+              "endpoints only, the orchestrator's settings and metrics under a prefix, another Compose project). "
+              "Another profile that is up is healed and taken down first.")
+def up(timeout: int, profile: str) -> None:
     """Render the state directory, start every service and wait until healthy."""
     started = time.monotonic()
-    the_lab = Lab()
+    the_lab = Lab(profile=profile)
+    the_lab.require_docker()
+    for other in the_lab.others_running():
+        click.echo(f"switching the lab from its {other} profile to {profile}: {other} is healed and taken down",
+                   err=True)
+        _take_down(Lab(profile=other))
     the_lab.up(timeout=timeout)
     the_lab.wait_healthy(timeout=timeout)
     # the alert listener (octoctl listen) as a service: Alertmanager posts to it (octoctl/listener.py)
     from octoctl.listener import lab_listener_up
 
-    lab_listener_up(the_lab.state, lambda line: click.echo(line, err=True))
-    click.echo(f"lab up in {time.monotonic() - started:.1f}s (state: {the_lab.state})", err=True)
+    # the profile's inventory: inventory/<lab or lab-minimal> of this checkout
+    inventory = Path(__file__).resolve().parents[1] / "inventory" / PROFILE_INVENTORIES[profile]
+    lab_listener_up(the_lab.state, lambda line: click.echo(line, err=True),
+                    inventory if profile != DEFAULT_PROFILE else None)
+    click.echo(f"lab up in {time.monotonic() - started:.1f}s (profile {the_lab.profile.name}, Compose project "
+               f"{the_lab.project}, state: {the_lab.state})", err=True)
 
 
 @lab.command()
 @click.option("--volumes", is_flag=True, help="Also remove the lab's volumes (Prometheus and Alertmanager data).")
 def down(volumes: bool) -> None:
-    """Undo active faults and stop the lab."""
-    from octoctl.listener import lab_listener_down
-
-    the_lab = Lab()
-    lab_listener_down(the_lab.state)
-    the_lab.require_docker()
-    faults.heal_all(the_lab)
-    the_lab.down(volumes=volumes)
+    """Undo active faults and stop the lab (whichever profile is up)."""
+    _take_down(Lab(), volumes=volumes)
 
 
 @lab.command()
@@ -75,8 +96,10 @@ def status(fmt: str) -> None:
     rows = the_lab.status()
     active = faults.active(the_lab)
     if fmt == "json":
-        click.echo(json.dumps({"services": rows, "faults": active}, indent=2))
+        click.echo(json.dumps({"profile": the_lab.profile.name, "project": the_lab.project, "services": rows,
+                               "faults": active}, indent=2))
     else:
+        click.echo(f"profile {the_lab.profile.name} (Compose project {the_lab.project})")
         click.echo(f"{'SERVICE':24} {'PORT':>5}  {'STATE':10} {'HEALTH':10} HTTP")
         for r in rows:
             click.echo(f"{r['service']:24} {r['port']:>5}  {r['state']:10} {r['health']:10} {r['http'] or '-'}")

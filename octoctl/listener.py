@@ -224,14 +224,17 @@ def stop_service(run_dir: Path, timeout: float = 20.0) -> bool:
     return True
 
 
-def lab_listener_up(lab_state: Path, log: Callable[[str], None]) -> None:
+def lab_listener_up(lab_state: Path, log: Callable[[str], None], inventory: Path | None = None) -> None:
     """``octoctl lab up``: the listener as a service. ``OCTOLLM_LAB_LISTENER``: ``record`` (the default: incidents
-    are recorded, nothing is fixed, so that tests that break the lab keep their faults), ``fix``, or ``off``."""
+    are recorded, nothing is fixed, so that tests that break the lab keep their faults), ``fix``, or ``off``.
+    ``inventory``: the lab profile's, when it is not the default inventory (``OCTOCTL_INVENTORY``)."""
     mode = os.environ.get("OCTOLLM_LAB_LISTENER", "record")
     if mode == "off":
         return
     args = ["--record-only"] if mode != "fix" else []
     env = dict(os.environ)
+    if inventory is not None:
+        env["OCTOCTL_INVENTORY"] = str(inventory)
     env.setdefault("OCTOCTL_ESCALATION_L2_AFTER", "60s")
     env.setdefault("OCTOCTL_TICK", "5s")
     env.setdefault("OCTOCTL_GRAPH_BEFORE", "2m")

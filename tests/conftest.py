@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-NEEDS_LAB = ("lab", "docker", "molecule")
+NEEDS_LAB = ("lab", "docker", "molecule", "minimal")
 # A skip whose reason starts with this names something set-up must install (a server binary, a Python package,
 # the collections): under CI=true it fails the run like a skipped lab test.
 NEEDS_INSTALL = "[needs-install]"
@@ -32,6 +32,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             and (needs_install or any(item.get_closest_marker(m) for m in NEEDS_LAB)):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which is a failure: {report.longrepr}"
+
+
+@pytest.fixture(autouse=True)
+def _lab_profile(request: pytest.FixtureRequest) -> None:
+    """A lab test runs on the profile it is written for: `minimal` tests on the minimal profile, the other lab, Docker
+    and Molecule tests on the full lab (the state directory records the profile that is up; a mismatch is a skip,
+    which CI turns into a failure)."""
+    if not any(request.node.get_closest_marker(m) for m in NEEDS_LAB):
+        return
+    from octollm_labctl.lab import default_state_dir, recorded_profile
+
+    wanted = "minimal" if request.node.get_closest_marker("minimal") else "full"
+    up = recorded_profile(default_state_dir())
+    if up != wanted:
+        pytest.skip(f"the lab's {up} profile is up; this test needs its {wanted} profile "
+                    f"(octoctl lab up --profile {wanted})")
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 
+import deployments
 from ansible_collections.octollm.remediation.plugins.filter.procedure import FilterModule
 from ansible_collections.octollm.remediation.plugins.plugin_utils import database_connections as dbc
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import describe
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
 OVERRIDES = {"env_file": "/state/lab.env", "idle_terminate_after_seconds": 60, "idle_in_transaction_max_seconds": 30}
-# the inventory names the stack's own applications (octollm_postgres.applications), as inventory/lab does
-INVENTORY = {"postgres": {"applications": ["orchestrator", "orchestrator-health"]}}
+# the full lab as inventory/lab describes it: the stack's own applications (octollm_postgres.applications), the
+# orchestrator's pool figures (probes.db_pool)
+INVENTORY = deployments.inventory("lab")
 SETTINGS = procedure_settings("database_connections", OVERRIDES, inventory=INVENTORY)
 
 
@@ -279,7 +282,9 @@ def test_prevention_plans_the_timeout_and_reports_missing_rules():
 
 
 def flow_run(phase, **context):
-    inventory = {"postgres": {"host": "127.0.0.1", "port": 5432, "admin_user": "postgres"}}
+    # the lab's deployment, described as the procedure_run lookup describes it
+    postgres = {"host": "127.0.0.1", "port": 5432, "admin_user": "postgres"}
+    inventory = describe(dict(INVENTORY, postgres=postgres), role_settings("_common"))
     return {
         "procedures": ["database_connections"],
         "context": {"platform": "compose", "phase": phase, "inventory": inventory, **context},
@@ -295,7 +300,12 @@ def test_the_needs_are_built_from_the_settings_and_the_inventory():
         {"name": dbc.HEALTH_PROBE, "service": "orchestrator", "path": "/health", "expect_status": [200, 503]}
     ]
     probe = need["containers"]["exec_probes"][0]
-    assert probe["name"] == dbc.EXEC_PROBE and probe["cmd"] == "nc -z -w 2 postgres 5432"
+    # the TCP probe tries the address the application's own settings name (the seed's DATABASE_URL, else
+    # POSTGRES_HOST/POSTGRES_PORT), else db_host_from_app and the inventory's port; it prints its pool settings
+    assert probe["name"] == dbc.EXEC_PROBE and probe["cmd"].endswith('nc -z -w 2 "$h" "$p"')
+    for part in ("printenv DATABASE_URL", "printenv POSTGRES_HOST", "printenv POSTGRES_PORT",
+                 "h=postgres; p=5432; src=default", "for k in DB_POOL_SIZE DB_POOL_MAX_OVERFLOW;"):
+        assert part in probe["cmd"], part
     assert need["containers"]["logs"]["patterns"] == {dbc.POOL_LOG_PATTERN: "database pool exhausted"}
     assert need["logs"]["sources"][0]["path"] == "/state/lab.env"
     # no env file known: the pool settings are not read (the plan reports what it cannot change)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 
+import deployments
 from ansible_collections.octollm.remediation.plugins.filter.procedure import FilterModule
 from ansible_collections.octollm.remediation.plugins.plugin_utils import flow
 from ansible_collections.octollm.remediation.plugins.plugin_utils import high_latency as hl
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import describe
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Context
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
@@ -16,7 +19,8 @@ OVERRIDES = {
     "scalable_services": ["orchestrator", "planner-arm"],
     "max_replicas": 3,
 }
-SETTINGS = procedure_settings("high_latency", OVERRIDES)
+# the full lab as inventory/lab describes it (the pool figures and the hop round trips are offered)
+SETTINGS = procedure_settings("high_latency", OVERRIDES, inventory=deployments.inventory("lab"))
 INDEXES = {
     "tasks": [
         "CREATE INDEX idx_tasks_created_at ON public.tasks USING btree (created_at)",
@@ -190,8 +194,11 @@ def test_response_cache_off_is_b_and_a_disruptive_recreate():
     assert approved["resource"] == "compose:orchestrator"
 
 
-def test_cache_unset_means_on_and_file_only_off_warns():
-    assert statuses(hl.diagnose(evidence(cache=""), SETTINGS))["llm.response_cache"] == "ok"
+def test_cache_unset_is_not_set_never_enabled_and_file_only_off_warns():
+    # issue 14: a switch the application does not set is "not set" (its own default, unknown to octoctl), a warning
+    # that prevention sets explicitly, never counted as "enabled"
+    unset = {i["check"]: i for i in hl.diagnose(evidence(cache=""), SETTINGS)["findings"]}["llm.response_cache"]
+    assert (unset["status"], unset["observed"]) == ("warning", "not set")
     assert statuses(hl.diagnose(evidence(cache_file="false"), SETTINGS))["llm.response_cache"] == "warning"
 
 
@@ -283,7 +290,9 @@ def run_of(phase, platform="compose", inventory=None, **overrides):
     """A run as the procedure_run lookup builds it, from the role's defaults."""
     return {
         "procedures": ["high_latency"],
-        "context": {"platform": platform, "phase": phase, "inventory": inventory or {}},
+        # the lab's deployment, described as the procedure_run lookup describes it
+        "context": {"platform": platform, "phase": phase,
+                    "inventory": describe(inventory or deployments.inventory("lab"), role_settings("_common"))},
         "settings": {"high_latency": role_settings("high_latency", {**OVERRIDES, **overrides})},
     }
 
@@ -297,15 +306,18 @@ def test_the_flow_filters_judge_it():
 
 
 def test_needs_are_built_from_the_settings_and_the_inventory():
-    inventory = {"services": {"orchestrator": {"port": 8000}, "planner-arm": {"port": 8100},
-                              "coder-arm": {"port": 8102}, "redis": {"port": 6379}}}
-    context = Context(platform="compose", phase="diagnose", inventory=inventory)
+    inventory = {"services": {"orchestrator": {"port": 8000, "probes": {"db_pool": "/health"}},
+                              "planner-arm": {"port": 8100}, "coder-arm": {"port": 8102}, "redis": {"port": 6379}},
+                 "postgres": {"schema": {"hop_duration_key": "duration_ms"}}}  # the lab's hop round trips
+    context = Context(platform="compose", phase="diagnose", inventory=describe(inventory, role_settings("_common")))
     settings = hl.PROCEDURE.settings(role_settings("high_latency", {"prometheus_window": "30s",
                                                                    "env_file": "/state/lab.env"}), context)
     needs = hl.PROCEDURE.needs(settings, context)
     assert set(needs) == {"prometheus", "postgres", "http", "containers", "logs"}
     p95 = needs["prometheus"]["queries"][hl.Q_P95]
     assert "[30s]" in p95 and 'endpoint!="/metrics"' in p95
+    for query in needs["prometheus"]["queries"].values():  # PromQL: an aggregation's argument is parenthesised
+        assert not re.search(r"\b(sum|max|min|avg|count) by \([^)]*\) [^(]", query), query
     hop = needs["postgres"]["queries"][hl.HOPS_QUERY]
     assert hop["params"] == {"window": 300, "sample": 10} and "%(window)s" in hop["sql"] and "action_log" in hop["sql"]
     assert needs["postgres"]["tables"] == ["tasks", "entities"] and needs["postgres"]["statements"] == 10
@@ -314,7 +326,7 @@ def test_needs_are_built_from_the_settings_and_the_inventory():
     assert needs["logs"]["sources"][0]["path"] == "/state/lab.env"
     # without an env file nothing reads it; on Kubernetes the API replaces Docker and the queries select the namespace
     assert "logs" not in hl.PROCEDURE.needs(dict(settings, env_file=""), context)
-    k8s = procedure_settings("high_latency", platform="kubernetes")
+    k8s = procedure_settings("high_latency", platform="kubernetes", inventory=deployments.inventory("kubernetes"))
     k8s_needs = hl.PROCEDURE.needs(k8s, Context(platform="kubernetes", inventory={"k8s": {"namespace": "octollm"}}))
     assert set(k8s_needs) == {"prometheus", "postgres", "http", "kubernetes"}
     assert 'namespace="octollm"' in k8s_needs["prometheus"]["queries"][hl.Q_CPU]

@@ -7,13 +7,18 @@ from __future__ import annotations
 import copy
 
 from ansible_collections.octollm.remediation.plugins.filter import procedure as procedure_filters
+from ansible_collections.octollm.remediation.plugins.plugin_utils import deployment, results
 from ansible_collections.octollm.remediation.plugins.plugin_utils import memory_leaks as ml
-from ansible_collections.octollm.remediation.plugins.plugin_utils import results
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
 MIB = 1048576
 OVERRIDES = {"debug_services": ["orchestrator", "coder-arm"], "override_file": "/state/compose.override.yaml"}
-SETTINGS = procedure_settings("memory_leaks", OVERRIDES)
+# the lab's services offer their in-process memory (the optional probe debug_memory)
+OFFERED = {"probes": {"debug_memory": "/debug/memory"}}
+INVENTORY = {"services": {"orchestrator": dict(OFFERED, url="http://127.0.0.1:8000"),
+                          "coder-arm": dict(OFFERED, url="http://127.0.0.1:8102")},
+             "compose": {"project": "octollm"}}
+SETTINGS = procedure_settings("memory_leaks", OVERRIDES, inventory=INVENTORY)
 
 
 def container(service, ws_mib, growth_mib_s=0.0, limit_mib=256, window=3.0, **extra):
@@ -185,7 +190,8 @@ def test_the_flow_filters_judge_it_and_the_needs_follow_the_settings():
     filters = procedure_filters.FilterModule().filters()
     run = {
         "procedures": ["memory_leaks"],
-        "context": {"platform": "compose", "phase": "resolve", "inventory": {"compose": {"project": "octollm"}}},
+        "context": {"platform": "compose", "phase": "resolve",
+                    "inventory": deployment.describe(INVENTORY, role_settings("_common"))},
         "settings": {"memory_leaks": role_settings("memory_leaks", OVERRIDES)},
     }
     state = filters["procedure_judgement"](copy.deepcopy(evidence()), run)
@@ -217,3 +223,55 @@ def test_container_stats_give_the_memory_growth_over_the_window():
     assert stats["memory_working_set_bytes"] == 96 * MIB
     assert stats["memory_growth_bytes_per_s"] == 3 * MIB
     assert "memory_growth_bytes_per_s" not in finish_stats(first, None, None)
+
+
+def test_in_process_memory_is_an_optional_probe_not_offered_is_no_escalation():
+    """Issue 14: a deployment whose services offer no in-process memory evidence (no probes.debug_memory) is not
+    probed for it: the check is unknown as not offered by this deployment, with no L2 escalation on a healthy
+    diagnosis and no effect on the verification."""
+    plain = {"services": {"orchestrator": {"url": "http://api:8080"}, "coder-arm": {"url": "http://coder:8102"}},
+             "compose": {"project": "llmstack"}}
+    settings = procedure_settings("memory_leaks", inventory=plain)
+    healthy = evidence()
+    healthy.pop("http")  # nothing was asked of it
+    diagnosis = ml.diagnose(healthy, settings)
+    found = {f["check"]: f for f in diagnosis["findings"]}
+    in_process = found["memory.in_process"]
+    assert in_process["status"] == "unknown" and in_process["error"]["kind"] == "not_offered"
+    assert "not offered by this deployment" in in_process["error"]["message"]
+    assert all(f["status"] == "ok" for f in diagnosis["findings"] if f["check"] != "memory.in_process")
+    assert diagnosis["escalation"]["level"] is None
+    assert results.healthy(diagnosis["findings"])
+    run = {"procedures": ["memory_leaks"], "settings": {"memory_leaks": role_settings("memory_leaks")},
+           "context": {"platform": "compose", "phase": "diagnose",
+                       "inventory": deployment.describe(plain, role_settings("_common"))}}
+    request = procedure_filters.FilterModule().filters()["procedure_request"](run)
+    assert not [p for p in (request.get("http") or {}).get("probes") or [] if p["name"].startswith("memory_leaks_")]
+    # a leak is still found from the containers and the history, and reported; the in-process part is not offered
+    records = [container("orchestrator", 40), container("coder-arm", 120, growth_mib_s=2.0)]
+    leaking = evidence(records, history={"coder-arm": 1.5 * MIB})
+    leaking.pop("http")
+    diagnosis = ml.diagnose(leaking, settings)
+    found = {f["check"]: f for f in diagnosis["findings"]}
+    assert found["memory.growth"]["status"] == "problem"
+    assert found["memory.in_process"]["error"]["kind"] == "not_offered"
+
+
+def test_in_process_memory_at_the_path_the_inventory_names_and_only_where_offered():
+    inventory = {"services": {"orchestrator": {"url": "http://api:8080", "probes": {"debug_memory": "/_/heap"}},
+                              "coder-arm": {"url": "http://coder:8102"}},
+                 "compose": {"project": "llmstack"}}
+    run = {"procedures": ["memory_leaks"], "settings": {"memory_leaks": role_settings("memory_leaks")},
+           "context": {"platform": "compose", "phase": "diagnose",
+                       "inventory": deployment.describe(inventory, role_settings("_common"))}}
+    request = procedure_filters.FilterModule().filters()["procedure_request"](run)
+    assert [(p["name"], p["path"]) for p in request["http"]["probes"] if p["name"].startswith("memory_leaks_")] == [
+        ("memory_leaks_orchestrator", "/_/heap")]
+    settings = procedure_settings("memory_leaks", inventory=inventory)
+    found = {f["check"]: f for f in ml.diagnose(evidence(), settings)["findings"]}
+    assert found["memory.in_process"]["status"] == "ok" and found["memory.in_process"]["evidence"] == {}
+    # a service selected by name that does not offer it is named as such, never a problem
+    settings = procedure_settings("memory_leaks", OVERRIDES, inventory=inventory)
+    found = {f["check"]: f for f in ml.diagnose(evidence(), settings)["findings"]}
+    assert found["memory.in_process"]["status"] == "ok"
+    assert found["memory.in_process"]["evidence"] == {"not_offered": ["coder-arm"]}

@@ -401,3 +401,239 @@ def test_compose_config_that_cannot_run_is_not_checked():
     config = {f["check"]: f for f in su.diagnose(ev, SETTINGS)["findings"]}["compose.config"]
     assert (config["status"], config["observed"]) == ("ok", "not checked")
     assert "docker CLI" in config["evidence"]["note"]
+
+
+# --- a deployment described differently (issue 14) ---------------------------------------------------------------
+from ansible_collections.octollm.remediation.plugins.plugin_utils import deployment  # noqa: E402
+from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import role_settings  # noqa: E402
+
+# the stack of another team: the orchestrator runs outside Compose (container "prod-orchestrator"), with its
+# settings under ORCHESTRATOR_ and the database as one URL, and a readiness path; its planner runs under another
+# Compose project; postgres and redis are the project llmstack's; the orchestrator does not use qdrant
+OTHER = {
+    "services": {
+        "orchestrator": {
+            "port": 8000, "url": "http://127.0.0.1:8000", "ready_path": "/ready",
+            "container_names": ["prod-orchestrator"], "depends_on": ["postgres", "redis", "llm-provider"],
+            "settings": {"database_url": "ORCHESTRATOR_DATABASE_URL", "db_host": None, "db_port": None,
+                         "db_pool_size": "ORCHESTRATOR_DB_POOL_SIZE", "redis_host": "ORCHESTRATOR_REDIS_HOST"},
+        },
+        "planner-arm": {"port": 8100, "url": "http://127.0.0.1:8100", "compose_project": "acme",
+                        "compose_service": "planner", "depends_on": ["postgres"]},
+        "postgres": {"port": 5432, "compose_service": "db"},
+        "redis": {"port": 6379},
+        "qdrant": {"port": 6333, "url": "http://127.0.0.1:6333"},
+        "llm-provider": {"url": "https://api.openai.example"},
+    },
+    "compose": {"project": "llmstack", "project_dir": "/srv/llmstack", "files": ["/srv/llmstack/compose.yaml"]},
+}
+OTHER_SETTINGS = procedure_settings(
+    "service_unavailable", {"override_file": "/srv/llmstack/compose.override.yaml", "env_files": ["/srv/.env"]},
+    inventory=OTHER,
+)
+DB_URL = "postgresql://octollm:[REDACTED:api_key]@pg-old.internal:5432/octollm"
+
+
+def other(service, **extra):
+    """A container of the other stack, as the containers evidence names it."""
+    found = {"orchestrator": ("prod-orchestrator", "name", None, None), "planner-arm": ("acme-planner-1", "compose",
+             "acme", "planner"), "postgres": ("llmstack-db-1", "compose", "llmstack", "db"),
+             "redis": ("llmstack-redis-1", "compose", "llmstack", "redis")}[service]
+    item = record(service, name=found[0], found_by=found[1], project=found[2], compose_service=found[3],
+                  id=(found[0] * 4).replace("-", "")[:12], image=f"ghcr.io/acme/{service}:2.3",
+                  image_id="sha256:" + "ab" * 32)
+    item.update(extra)
+    return item
+
+
+def other_evidence(*records, logs=None, http=None, deps="postgres:5432 ok\nredis:6379 ok\nllm-provider:443 ok"):
+    found = evidence(*records, deps=deps, logs=logs, http=http)
+    found["containers"]["project"] = "llmstack"
+    return found
+
+
+def test_the_needs_follow_the_deployments_description():
+    context = Context(platform="compose", inventory=deployment.describe(OTHER, role_settings("_common")))
+    needs = su.PROCEDURE.needs(OTHER_SETTINGS, context)
+    http = {p["name"]: p["path"] for p in needs["http"]["probes"]}
+    assert http["service_unavailable_ready_orchestrator"] == "/ready"  # probed where the inventory names it
+    assert http["service_unavailable_health_orchestrator"] == "/health"
+    assert http["service_unavailable_health_qdrant"] == "/healthz"
+    # each probe service's own dependencies, by the name they resolve at inside the stack: no qdrant, which the
+    # orchestrator does not use; a dependency without a port is not probed
+    deps = {p["service"]: p["cmd"] for p in needs["containers"]["exec_probes"] if p["name"].startswith(
+        su.DEPENDENCY_PROBE_PREFIX)}
+    assert deps["orchestrator"].startswith("for t in db:5432 redis:6379; do ")
+    assert deps["planner-arm"].startswith("for t in db:5432; do ")
+    # the values of the described settings, read (masked) from the containers' environment
+    names = needs["containers"]["environment"]["names"]
+    assert {"ORCHESTRATOR_DATABASE_URL", "ORCHESTRATOR_DB_POOL_SIZE", "ORCHESTRATOR_REDIS_HOST"} <= set(names)
+    assert "POSTGRES_PASSWORD" not in names  # only the described settings (their values masked by the collector)
+
+
+def test_readiness_503_is_a_problem_where_the_inventory_names_it():
+    healthy = [other("orchestrator"), other("planner-arm"), other("postgres"), other("redis")]
+    http = {"service_unavailable_health_orchestrator": {"ok": True, "status": 200},
+            "service_unavailable_ready_orchestrator": {"ok": False, "status": 503, "body": {"ready": False}}}
+    result = su.diagnose(other_evidence(*healthy, http=http), OTHER_SETTINGS)
+    ready = {f["check"]: f for f in result["findings"]}["http.ready"]
+    assert ready["status"] == "problem" and "orchestrator /ready 503" in ready["observed"]
+    http["service_unavailable_ready_orchestrator"] = {"ok": True, "status": 200}
+    result = su.diagnose(other_evidence(*healthy, http=http), OTHER_SETTINGS)
+    assert {f["check"]: f["status"] for f in result["findings"]}["http.ready"] == "ok"
+    # a deployment that names no readiness path has no such check
+    assert "http.ready" not in {f["check"] for f in su.diagnose(evidence(*HEALTHY), SETTINGS)["findings"]}
+
+
+STARTUP_LOG = [
+    "INFO orchestrator starting, version 2.3.1",
+    "Traceback (most recent call last):",
+    '  File "/app/db.py", line 41, in connect',
+    "    return psycopg2.connect(dsn)",
+    'psycopg2.OperationalError: could not translate host name "pg-old.internal" to address: '
+    "Name or service not known",
+]
+
+
+def test_a_startup_failure_is_read_from_the_log_setting_value_and_line():
+    """Issue 14, item 4: a service that exits at start on a database host that does not resolve is a configuration
+    error (D), not a crash: the report names the setting and its value from the container's environment (the
+    password masked) and quotes the log line."""
+    looping = other("orchestrator", running=False, restarting=True, state="restarting", restart_count=6, exit_code=1,
+                    environment={"ORCHESTRATOR_DATABASE_URL": DB_URL, "ORCHESTRATOR_REDIS_HOST": "redis",
+                                 "ORCHESTRATOR_DB_POOL_SIZE": "10"})
+    logs = {"orchestrator": {"lines": STARTUP_LOG, "matches": STARTUP_LOG[-1:]}}
+    result = su.diagnose(other_evidence(looping, other("planner-arm"), other("postgres"), other("redis"), logs=logs),
+                         OTHER_SETTINGS)
+    assert {s["id"]: s["holds"] for s in result["scenarios"]} == {"A": False, "B": False, "C": False, "D": True}
+    running = {f["check"]: f for f in result["findings"]}["containers.running"]
+    assert "at start: a host it connects to does not resolve" in running["observed"]
+    [act] = su.plan(result, OTHER_SETTINGS)
+    assert (act["id"], act["status"], act["scenario"]) == ("service_unavailable.D.report_config_orchestrator",
+                                                           "report", "D")
+    change = act["change"]
+    assert change["kind"] == "dns" and change["setting"] == "ORCHESTRATOR_DATABASE_URL"
+    assert change["settings"] == {"ORCHESTRATOR_DATABASE_URL": DB_URL}
+    assert change["line"] == STARTUP_LOG[-1]  # the line that says why, not the traceback's boilerplate
+    assert "ORCHESTRATOR_DATABASE_URL=" + DB_URL in act["outcome"] and "pg-old.internal" in act["outcome"]
+    assert "docker start prod-orchestrator" in act["outcome"]  # not under the inventory's Compose files
+
+
+@pytest.mark.parametrize("line, kind, setting", [
+    ("redis.exceptions.ConnectionError: Error 111 connecting to cache.internal:6380. Connection refused.",
+     "connection_refused", "ORCHESTRATOR_REDIS_HOST"),
+    ('sqlalchemy.exc.OperationalError: connection to server at "10.0.0.7", port 5432 failed: FATAL:  password '
+     'authentication failed for user "octollm"', "database", "ORCHESTRATOR_DATABASE_URL"),
+    ("ValueError: invalid literal for int() with base 10: 'ten'", "configuration", "ORCHESTRATOR_DB_POOL_SIZE"),
+])
+def test_startup_failures_by_kind_name_their_setting(line, kind, setting):
+    env = {"ORCHESTRATOR_DATABASE_URL": "postgresql://octollm:[REDACTED:api_key]@10.0.0.7:5432/octollm",
+           "ORCHESTRATOR_REDIS_HOST": "cache.internal", "ORCHESTRATOR_DB_POOL_SIZE": "ten"}
+    looping = other("orchestrator", running=False, restarting=True, state="restarting", restart_count=3,
+                    exit_code=1, environment=env)
+    declared = {"services": {"orchestrator": {"env_quoted_in_logs": {"ORCHESTRATOR_DB_POOL_SIZE": [0]}}}}
+    found = other_evidence(looping, other("postgres"), other("redis"), logs={"orchestrator": {"lines": [line]}})
+    found["containers"]["compose_config"] = dict(declared, rc=0, stderr="")
+    result = su.diagnose(found, OTHER_SETTINGS)
+    [act] = su.plan(result, OTHER_SETTINGS)
+    assert act["scenario"] == "D" and act["change"]["kind"] == kind and act["change"]["setting"] == setting
+    assert act["change"]["settings"] == {setting: env[setting]} and act["change"]["line"] == line
+
+
+def test_a_startup_failure_on_a_database_that_is_down_waits_for_it_and_a_long_run_killed_is_a_crash():
+    down_db = other("postgres", running=False, state="exited", exit_code=0)
+    exited = other("orchestrator", running=False, state="exited", exit_code=1, restart_count=0,
+                   started_at=time.strftime("%Y-%m-%dT%H:%M:%S.0Z", time.gmtime(NOW - 20)),
+                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%S.0Z", time.gmtime(NOW - 12)))
+    logs = {"orchestrator": {"lines": ["psycopg2.OperationalError: connection to server at \"db\" (10.0.0.9), port "
+                                       "5432 failed: Connection refused"]}}
+    result = su.diagnose(other_evidence(exited, other("planner-arm"), down_db, other("redis"), logs=logs,
+                                        deps="db:5432 fail\nredis:6379 ok"), OTHER_SETTINGS)
+    assert [a["id"] for a in su.plan(result, dict(OTHER_SETTINGS, approve=True))] == [
+        "service_unavailable.C.up_postgres", "service_unavailable.A.up_orchestrator"]
+    # killed after an hour of work (docker kill): the refused connections it logged before are history, not a
+    # failure at start - it is a crash, started again
+    killed = other("orchestrator", running=False, state="exited", exit_code=137,
+                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%S.0Z", time.gmtime(NOW - 30)))
+    result = su.diagnose(other_evidence(killed, other("planner-arm"), other("postgres"), other("redis"), logs=logs),
+                         OTHER_SETTINGS)
+    [start] = su.plan(result, dict(OTHER_SETTINGS, approve=True))
+    assert start["id"] == "service_unavailable.A.up_orchestrator"
+
+
+def test_a_fix_acts_on_the_deployment_compose_project_or_runtime():
+    """The action file is told how to reach the service (``_target``, internal): the deployment's own Compose project
+    and Compose service name, or the container runtime on the containers the inventory names."""
+    stopped = {"running": False, "state": "exited", "exit_code": 137, "health": None}
+    records = [other("orchestrator", **stopped), other("planner-arm", **stopped), other("postgres", **stopped),
+               other("redis")]
+    result = su.diagnose(other_evidence(*records, deps=None), OTHER_SETTINGS)
+    actions = {a["id"]: a for a in su.plan(result, dict(OTHER_SETTINGS, approve=True))}
+    db = actions["service_unavailable.C.up_postgres"]
+    assert db["_target"]["runtime"] == "compose" and db["_target"]["compose_service"] == "db"
+    assert db["_target"]["project"] == "llmstack" and "docker compose -p llmstack up -d --no-deps --no-recreate db" in (
+        db["outcome"])
+    orch = actions["service_unavailable.A.up_orchestrator"]
+    assert (orch["_target"]["runtime"], orch["_target"]["containers"]) == ("docker", ["prod-orchestrator"])
+    assert orch["_target"]["before"] == [{"name": "prod-orchestrator", "id": records[0]["id"],
+                                          "image": "ghcr.io/acme/orchestrator:2.3", "image_id": "sha256:" + "ab" * 32}]
+    planner = actions["service_unavailable.A.up_planner_arm"]
+    assert planner["_target"]["runtime"] == "docker"  # another project, whose files the inventory does not name
+    # internal: the report never shows it
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import results
+    assert "_target" not in results.public(orch)
+
+
+def test_a_container_the_inventory_names_that_does_not_exist_is_a_problem_and_a_report():
+    result = su.diagnose(other_evidence(other("planner-arm"), other("postgres"), other("redis")), OTHER_SETTINGS)
+    running = {f["check"]: f for f in result["findings"]}["containers.running"]
+    assert running["status"] == "problem" and "no container (container prod-orchestrator)" in running["observed"]
+    [act] = su.plan(result, dict(OTHER_SETTINGS, approve=True))
+    assert act["id"] == "service_unavailable.A.report_missing_orchestrator" and act["status"] == "report"
+
+
+def test_a_port_that_answers_while_the_service_is_down_is_not_health():
+    """Something else answers 200 on the orchestrator's port while the deployment's orchestrator is stopped."""
+    dead = other("orchestrator", running=False, state="exited", exit_code=137)
+    http = {"service_unavailable_health_orchestrator": {"ok": True, "status": 200},
+            "service_unavailable_ready_orchestrator": {"ok": True, "status": 200}}
+    result = su.diagnose(other_evidence(dead, other("planner-arm"), other("postgres"), other("redis"), http=http),
+                         OTHER_SETTINGS)
+    health = {f["check"]: f for f in result["findings"]}["http.health"]
+    assert health["status"] == "problem" and "another process answers" in health["observed"]
+
+
+def test_the_verification_checks_the_identity_of_what_runs_after_the_fix():
+    """After a start, the container that runs must be the one the fix started, with the image the service ran
+    before; a healthy answer on the port is not enough."""
+    stopped = other("orchestrator", running=False, state="exited", exit_code=137)
+    before = su.diagnose(other_evidence(stopped, other("planner-arm"), other("postgres"), other("redis")),
+                         OTHER_SETTINGS)
+    [start] = su.plan(before, dict(OTHER_SETTINGS, approve=True))
+    started = {"name": "prod-orchestrator", "id": stopped["id"], "image": stopped["image"],
+               "image_id": stopped["image_id"]}
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import results
+    done = results.apply_outcomes([start], {start["id"]: {"status": "applied", "outcome": "started",
+                                                          "change": {"fixed": [started]}}})
+    up = other_evidence(other("orchestrator"), other("planner-arm"), other("postgres"), other("redis"))
+    after = su.diagnose(up, OTHER_SETTINGS, previous=before["findings"], applied=("A",))["findings"]
+    context = Context(platform="compose", inventory=deployment.describe(OTHER, role_settings("_common")))
+    checked = {f["check"]: f for f in su.PROCEDURE.verification(after, done, OTHER_SETTINGS, context)}
+    assert checked["fix.identity"]["status"] == "ok", checked["fix.identity"]
+    # the fix "worked", yet what runs now is another container (the port answers all the same)
+    impostor = other("orchestrator", id="0123456789ab", name="lab-orchestrator-1")
+    after = su.diagnose(other_evidence(impostor, other("planner-arm"), other("postgres"), other("redis")),
+                        OTHER_SETTINGS, previous=before["findings"], applied=("A",))["findings"]
+    identity = {f["check"]: f for f in su.PROCEDURE.verification(after, done, OTHER_SETTINGS, context)}[
+        "fix.identity"]
+    assert identity["status"] == "problem" and "is not the container that runs now" in identity["observed"]
+    assert not results.healthy([identity])
+    # the same container, but started from another image than the service ran
+    moved = dict(started, image="octollm/lab-runtime:dev")
+    done = results.apply_outcomes([start], {start["id"]: {"status": "applied", "change": {"fixed": [moved]}}})
+    after = su.diagnose(other_evidence(other("orchestrator", image="octollm/lab-runtime:dev"), other("postgres"),
+                                       other("redis")), OTHER_SETTINGS, previous=before["findings"])["findings"]
+    identity = {f["check"]: f for f in su.PROCEDURE.verification(after, done, OTHER_SETTINGS, context)}[
+        "fix.identity"]
+    assert identity["status"] == "problem" and "before the fix it ran ghcr.io/acme/orchestrator:2.3" in (
+        identity["observed"])

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import time
 
+import deployments
 from ansible_collections.octollm.remediation.plugins.filter.procedure import FilterModule
 from ansible_collections.octollm.remediation.plugins.plugin_utils import task_routing as tr
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import describe
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings, role_settings
 
 ARMS = {
@@ -28,7 +30,8 @@ FALLBACK_DECISION = {
     "constraints": [],
 }
 ARM_PORTS = {name: {"port": 8100 + i} for i, name in enumerate(ARMS)}
-SETTINGS = procedure_settings("task_routing", {"arms": ARM_PORTS})
+# the full lab as inventory/lab describes it (the orchestrator's registry and scoring are offered)
+SETTINGS = procedure_settings("task_routing", {"arms": ARM_PORTS}, inventory=deployments.inventory("lab"))
 
 
 STARTED = "2026-12-07T10:00:00.123456789Z"  # every container's StartedAt (Docker: nanoseconds)
@@ -339,7 +342,11 @@ def test_the_flow_filters_judge_plan_and_report():
     run = {
         "procedures": ["task_routing"],
         "context": {"platform": "compose", "phase": "resolve",
-                    "inventory": {"services": {"orchestrator": {"url": "http://orchestrator:8000/"}}}},
+                    # the lab's orchestrator (its registry and scoring), described as procedure_run describes it
+                    "inventory": describe({"services": {"orchestrator": {
+                        "url": "http://orchestrator:8000/",
+                        "probes": deployments.inventory("lab")["services"]["orchestrator"]["probes"]}}},
+                        role_settings("_common"))},
         "settings": {"task_routing": role_settings("task_routing", {"arms": ARM_PORTS})},
     }
     request = filters["procedure_request"](run)

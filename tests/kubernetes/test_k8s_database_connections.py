@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import deployments
 import pytest
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from k8s_emulator import KubernetesAPIEmulator
@@ -43,7 +44,9 @@ OBJECTS = {
     "database_connections_hpas": {"kind": "HorizontalPodAutoscaler", "api_version": "autoscaling/v2"},
     "database_connections_events": {"kind": "Event", "field_selector": "type=Warning"},
 }
-SETTINGS = procedure_settings("database_connections", platform="kubernetes")
+# the lab on Kubernetes as inventory/kubernetes describes it (the orchestrator's pool figures are offered)
+SETTINGS = procedure_settings("database_connections", platform="kubernetes",
+                              inventory=deployments.inventory("kubernetes"))
 
 
 def test_the_needs_read_these_objects_and_no_docker() -> None:

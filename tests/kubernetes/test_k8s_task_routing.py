@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import deployments
 import pytest
 from ansible_collections.octollm.remediation.plugins.plugin_utils.settings import procedure_settings
 from conftest import closed_port
@@ -35,8 +36,9 @@ ARMS = {
     "guardian-arm": ("safety", ["safe"]),
     "retriever-arm": ("retrieval", ["search"]),
 }
+# the lab on Kubernetes as inventory/kubernetes describes it (the orchestrator's registry and scoring are offered)
 SETTINGS = procedure_settings("task_routing", {"arms": {name: {"port": 8100 + i} for i, name in enumerate(ARMS)}},
-                              platform="kubernetes")
+                              platform="kubernetes", inventory=deployments.inventory("kubernetes"))
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 # the API reads of the role's one gather task on Kubernetes (the procedure's needs, checked below)
 OBJECTS = {

@@ -2,7 +2,8 @@
 
 Molecule finds the shared configuration, .config/molecule/config.yml, without -c: its sequence runs the shared
 playbooks of molecule/shared/ (inject, diagnosis, resolve, resolve again, health, heal), which take the fault and
-the procedure from the scenario's molecule.yml and include its expectation files."""
+the procedure from the scenario's molecule.yml and include its expectation files. A scenario whose molecule.yml links
+inventory/lab-minimal runs on the lab's minimal profile (marker minimal), the others on the full lab (marker lab)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,6 +22,21 @@ SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.y
 REQUIRED = {"molecule.yml", "tasks/diagnosis.yml", "tasks/resolved.yml", "tasks/health.yml"}
 OPTIONAL = {"tasks/injected.yml", "tasks/before_resolve.yml"}
 OWN_STEPS = {"high_latency_hop_compose": {"human_fix.yml", "tasks/planner_calls.yml"}}  # D ends with a human's fix
+# Scenarios that run on the lab's minimal profile (issue 14 item 5 moves the crash, OOM, connection-leak and LLM-429
+# ones here; not yet: they still need the full lab's optional probes or fault switches).
+ON_MINIMAL: set[str] = set()
+
+
+def inventory_of(scenario: str) -> str:
+    """The inventory a scenario links (the shared configuration's inventory/lab unless its molecule.yml says)."""
+    links = (yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text())["provisioner"]
+             .get("inventory") or {}).get("links") or {"hosts": "inventory/lab/hosts.yml"}
+    return Path(links["hosts"]).parent.name
+
+
+def scenario_param(scenario: str) -> Any:
+    return pytest.param(scenario, marks=pytest.mark.minimal if inventory_of(scenario) == "lab-minimal"
+                        else pytest.mark.lab)
 
 
 def failure_excerpt(output: str, head: int = 5000, tail: int = 1500) -> str:
@@ -48,10 +65,10 @@ def test_scenarios_state_their_fault_and_keep_only_their_expectations() -> None:
         statement = yaml.safe_load((directory / "molecule.yml").read_text())["provisioner"]["octollm"]
         assert (ROOT / "roles" / statement["procedure"] / "meta" / "argument_specs.yml").is_file(), scenario
         assert statement["fault"] in FAULTS, scenario
+        assert inventory_of(scenario) == ("lab-minimal" if scenario in ON_MINIMAL else "lab"), scenario
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-@pytest.mark.lab
+@pytest.mark.parametrize("scenario", [scenario_param(s) for s in SCENARIOS])
 @pytest.mark.molecule
 def test_molecule_scenario(healthy_lab, scenario: str) -> None:  # type: ignore[no-untyped-def]
     """A scenario starts from the healed, settled lab (its sequence begins with the fault) and leaves it so."""

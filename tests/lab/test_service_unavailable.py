@@ -68,7 +68,9 @@ def test_healthy_lab_has_no_finding(healthy_lab: Any, tmp_path: Path) -> None:
     assert result["escalation"]["level"] is None
     # the dependency probes really ran inside the stack
     deps = by_check(result["findings"])["dependencies.reachable"]["evidence"]
-    assert deps["targets"] == {"postgres:5432": True, "redis:6379": True, "qdrant:6333": True}
+    # the orchestrator's dependencies as the lab's inventory describes them (depends_on)
+    assert deps["targets"] == {"postgres:5432": True, "redis:6379": True, "qdrant:6333": True,
+                               "llm-provider:8200": True, "llm-provider-fallback:8201": True}
     assert deps["pg_isready"]["ok"] and "PONG" in deps["redis_ping"]["output"]
 
 
@@ -101,6 +103,10 @@ def test_database_down_is_restarted_and_connectivity_verified(healthy_lab: Any, 
     assert fixed["actions"][0]["id"] == "service_unavailable.C.up_postgres"
     assert {a["status"] for a in fixed["actions"]} == {"applied"}
     assert inspect("octollm-postgres-1")["State"]["Health"]["Status"] == "healthy"
+    # the verification checked that the container which runs now is the one the fix started (issue 14)
+    [started] = fixed["actions"][0]["change"]["fixed"]
+    assert started["id"] == inspect("octollm-postgres-1")["Id"][:12]
+    assert by_check(fixed["verification"]["findings"])["fix.identity"]["status"] == "ok"
     after = by_check(fixed["verification"]["findings"])["dependencies.reachable"]
     assert after["status"] == "ok" and after["evidence"]["pg_isready"]["ok"] is True
     assert fixed["verification"]["healthy"] is True and fixed["escalation"]["level"] is None
@@ -175,3 +181,35 @@ def test_docker_unreachable_is_unknown_with_an_environment_error(lab: Any, tmp_p
     running = by_check(findings)["containers.running"]
     assert running["status"] == "unknown" and running["error"]["kind"] == "unreachable"
     assert "No such file" in running["error"]["message"]
+
+
+def test_a_container_outside_compose_is_found_by_name_and_started_through_the_runtime(
+    healthy_lab: Any, tmp_path: Path
+) -> None:
+    """Issue 14: a service of the deployment that no Compose project runs, described by its container name, is
+    found (a problem when stopped, not "unreachable"), started through the container runtime (not `docker compose
+    up` of a lab service), and the verification checks that the container running afterwards is that one."""
+    import yaml
+
+    name = f"octoctl-sidecar-{os.getpid()}"
+    image = inspect("octollm-orchestrator-1")["Config"]["Image"]
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host", "--entrypoint", "sleep", image,
+                    "3600"], capture_output=True, check=True)
+    try:
+        cid = inspect(name)["Id"]
+        subprocess.run(["docker", "stop", "-t", "0", name], capture_output=True, check=True)
+        services = yaml.safe_load((REPO / "inventory/lab/group_vars/octollm.yml").read_text())["octollm_services"]
+        services["sidecar"] = {"container_names": [name]}
+        fixed = run(tmp_path, "resolve", octollm_approve=True, octollm_services=services)
+        running = by_check(fixed["findings"])["containers.running"]
+        assert running["status"] == "problem" and running["observed"].startswith("sidecar exited")
+        [start] = fixed["actions"]
+        assert (start["id"], start["status"]) == ("service_unavailable.A.up_sidecar", "applied"), start
+        assert inspect(name)["State"]["Running"] and inspect(name)["Id"] == cid  # started as it was, not recreated
+        assert start["change"]["fixed"] == [{"name": name, "id": cid[:12], "image": image,
+                                             "image_id": inspect(name)["Image"]}]
+        after = by_check(fixed["verification"]["findings"])
+        assert after["fix.identity"]["status"] == "ok" and after["containers.running"]["status"] == "ok"
+        assert fixed["verification"]["healthy"] is True
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)

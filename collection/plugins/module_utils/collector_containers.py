@@ -1,12 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: OctoLLM operations
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""The ``containers`` evidence kind: the containers of a Docker Compose project over the Docker API.
+"""The ``containers`` evidence kind: the containers of a deployment over the Docker API.
 
-One list call finds the project's containers (label ``com.docker.compose.project``, stopped ones too), then
-every other call runs in a thread pool: one inspect per container, the log tails, the exec probes, ``df`` and
-``info``. Resource usage comes from the containers' cgroup files when the host running the module can read
-them (cgroup v1 ``memory``/``cpuacct``/``pids`` controllers, or cgroup v2), because the Docker API's stats
+One list call finds the deployment's containers, stopped ones too: those of its Compose project (label
+``com.docker.compose.project``) and, per service the inventory describes (``discovery``), those found by container
+name (containers not under Compose), by Docker labels, or by another Compose project and service; each record keeps
+the service name the inventory gives it. Then every other call runs in a thread pool: one inspect per container,
+the log tails, the exec probes, ``df`` and ``info``. Resource usage comes from the containers' cgroup files when
+the host running the module can read them (cgroup v1 ``memory``/``cpuacct``/``pids`` controllers, or cgroup v2),
+because the Docker API's stats
 take 0.5-1 s per container even in one-shot mode; containers whose cgroup cannot be read fall back to
 one-shot API stats in the pool. CPU is sampled twice, ``stats_sample_seconds`` apart, for all containers at
 once. The Python ``docker`` SDK is imported lazily: without it the kind fails with ``missing_tool``.
@@ -41,6 +44,7 @@ from ansible_collections.octollm.remediation.plugins.module_utils.evidence impor
 from ansible_collections.octollm.remediation.plugins.module_utils.redact import (
     DEFAULT_PII,
     redact_pii,
+    redact_setting,
     validate_kinds,
 )
 
@@ -88,6 +92,12 @@ EXEC_OPTIONS = dict(
     timeout=dict(type="float", default=5.0),
     user=dict(type="str"),
     attempts=dict(type="int", default=1),
+)
+# The values of named settings in the containers' environment, masked (module_utils/redact.py: a secret's value
+# whole, a URL's password): what a startup failure report names (service_unavailable D).
+ENVIRONMENT_OPTIONS = dict(
+    names=dict(type="list", elements="str", default=[]),
+    services=dict(type="list", elements="str", default=[]),
 )
 COMPOSE_CONFIG_OPTIONS = dict(
     project_dir=dict(type="path", required=True),
@@ -329,6 +339,79 @@ def _seconds(nanoseconds):
     return nanoseconds / 1e9 if nanoseconds else None
 
 
+# --- which containers are the deployment's --------------------------------------------------------------------
+def container_name(container):
+    return ((container.get("Names") or ["?"])[0] or "?").lstrip("/")
+
+
+def found_by(entry):
+    """How a described service's containers are found: ``name`` (``container_names``), ``labels`` or ``compose``."""
+    if (entry or {}).get("container_names"):
+        return "name"
+    if (entry or {}).get("labels"):
+        return "labels"
+    return "compose"
+
+
+def lists_every_container(discovery, project):
+    """Whether finding the described services needs more than the Compose project's containers."""
+    return any(
+        found_by(entry) != "compose" or (entry.get("project") or project) != project
+        for entry in (discovery or {}).values()
+    )
+
+
+def discover(listed, discovery, project):
+    """``({container id: (service, found_by)}, unclaimed)``: the containers that are the deployment's, each under the
+    service name the inventory gives it (``discovery``: ``{service: {project, compose_service, container_names,
+    labels}}``), found by container name, else by labels, else by Compose project and service; and the other
+    containers of the Compose ``project`` under their Compose service (exporters, a load generator), except those
+    whose Compose service is the name of a service the inventory places elsewhere (``unclaimed``: that is not the
+    deployment's container of that service)."""
+    entries = sorted((discovery or {}).items())
+    described = set(name for name, _ in entries)
+    claimed = {}
+    unclaimed = []
+    for container in listed:
+        labels = container.get("Labels") or {}
+        name = container_name(container)
+        c_project, c_service = labels.get(PROJECT_LABEL), labels.get(SERVICE_LABEL)
+        match = None
+        for service, entry in entries:
+            entry = entry or {}
+            how = found_by(entry)
+            if how == "name":
+                hit = name in entry["container_names"]
+            elif how == "labels":
+                hit = all(labels.get(key) == str(value) for key, value in entry["labels"].items())
+            else:
+                hit = c_project == (entry.get("project") or project) and c_service == (
+                    entry.get("compose_service") or service
+                )
+            if hit:
+                match = (service, how)
+                break
+        if match is None and c_project == project and c_service:
+            if c_service in described:
+                unclaimed.append(name)
+                continue
+            match = (c_service, "compose")
+        if match is not None:
+            claimed[container["Id"]] = match
+    return claimed, sorted(unclaimed)
+
+
+def environment_of(inspect, names):
+    """``{name: masked value}`` of the named settings the container's environment holds (never another one)."""
+    wanted = set(names or [])
+    found = {}
+    for item in (inspect.get("Config") or {}).get("Env") or []:
+        key, sep, value = str(item).partition("=")
+        if sep and key in wanted:
+            found[key] = redact_setting(key, value)
+    return found
+
+
 def container_record(listed, inspect, kinds):
     """The curated facts of one container (never its environment: it holds secrets)."""
     state = inspect.get("State") or {}
@@ -549,7 +632,8 @@ def system_df(data, project_records, project=None):
             "project": [
                 {"name": v.get("Name"), "size_bytes": volume_size(v), "ref_count": volume_refs(v)}
                 for v in volumes
-                if (v.get("Labels") or {}).get(PROJECT_LABEL) in {r.get("project") for r in project_records}
+                if (v.get("Labels") or {}).get(PROJECT_LABEL)
+                in {r.get("project") for r in project_records if r.get("project")}
             ],
         },
         "build_cache": {
@@ -622,11 +706,14 @@ def _quoted(line):
     return {value for pair in QUOTED.findall(line) for value in pair if value}
 
 
-def reduce_compose_config(rc, stdout, stderr, logs=None):
+def reduce_compose_config(rc, stdout, stderr, logs=None, names=None, dropped=()):
     """``{rc, stderr, services}`` of ``docker compose config`` without any value of the services' environment:
     per service its ``mem_limit``, ``depends_on`` (names) and ``env_quoted_in_logs``, the variables whose value a
     collected log line of the service quotes, with the indices of those lines in ``logs.<service>.lines`` (a
-    configuration error names the value it cannot parse; the judgement then names the variable)."""
+    configuration error names the value it cannot parse; the judgement then names the variable). Services are named
+    as the inventory names them (``names``: ``{compose service: service}``); the Compose services in ``dropped`` are
+    not the deployment's (the inventory places a service of that name elsewhere)."""
+    names = names or {}
     answer = {"rc": rc, "stderr": compose_stderr(stderr), "services": None}
     if rc != 0:
         return answer
@@ -636,7 +723,10 @@ def reduce_compose_config(rc, stdout, stderr, logs=None):
         answer["stderr"] = "docker compose config: the output is not JSON"
         return answer
     reduced = {}
-    for name, spec in sorted(services.items()):
+    for compose_name, spec in sorted(services.items()):
+        if compose_name in dropped and compose_name not in names:
+            continue
+        name = names.get(compose_name, compose_name)
         spec = spec or {}
         environment = spec.get("environment") or {}
         if isinstance(environment, list):
@@ -652,7 +742,7 @@ def reduce_compose_config(rc, stdout, stderr, logs=None):
                 in_logs[key] = found
         reduced[name] = {
             "mem_limit": spec.get("mem_limit"),
-            "depends_on": sorted(spec.get("depends_on") or []),
+            "depends_on": sorted(names.get(item, item) for item in spec.get("depends_on") or []),
             "env_quoted_in_logs": in_logs,
         }
     answer["services"] = reduced
@@ -666,6 +756,7 @@ class ContainersCollector(Collector):
     SECRETS = ()
     OPTIONS = dict(
         project=dict(type="str", default="octollm"),
+        discovery=dict(type="dict", default={}),
         docker_host=dict(type="str"),
         timeout=dict(type="float", default=5.0),
         services=dict(type="list", elements="str", default=[]),
@@ -679,6 +770,7 @@ class ContainersCollector(Collector):
         df_paths=dict(type="list", elements="path", default=[]),
         exec_probes=dict(type="list", elements="dict", default=[], options=EXEC_OPTIONS),
         compose_config=dict(type="dict", options=COMPOSE_CONFIG_OPTIONS),
+        environment=dict(type="dict", options=ENVIRONMENT_OPTIONS),
     )
 
     def _opt(self, name):
@@ -711,16 +803,28 @@ class ContainersCollector(Collector):
     def collect(self, deadline):
         docker = self._docker()
         timeout = min(float(self._opt("timeout")), remaining(deadline))
+        project = self._opt("project")
+        discovery = self._opt("discovery") or {}
         try:
             client = self._client(docker, timeout)
-            listed = client.containers(all=True, filters={"label": "%s=%s" % (PROJECT_LABEL, self._opt("project"))})
+            if lists_every_container(discovery, project):
+                listed = client.containers(all=True)
+            else:
+                listed = client.containers(all=True, filters={"label": "%s=%s" % (PROJECT_LABEL, project)})
         except Exception as exc:
             raise self._api_error(exc) from exc
+        claimed, unclaimed = discover(listed, discovery, project)
+        listed = [c for c in listed if c["Id"] in claimed]
+        service_of = dict((key, value[0]) for key, value in claimed.items())
         every = listed  # the PII scan selects its services itself
         wanted = set(self._opt("services") or [])
         if wanted:
-            listed = [c for c in listed if (c.get("Labels") or {}).get(SERVICE_LABEL) in wanted]
-        result = {"project": self._opt("project"), "probe_errors": {}}
+            listed = [c for c in listed if service_of[c["Id"]] in wanted]
+        result = {"project": project, "probe_errors": {}}
+        if unclaimed:
+            # containers of the Compose project under a service name the inventory places elsewhere
+            result["unclaimed"] = unclaimed
+        environment = self.options.get("environment") or {}
         logs = self.options.get("logs")
         kinds = validate_kinds((logs or {}).get("redact", list(DEFAULT_PII)))
         scan = self.options.get("pii_scan")
@@ -737,15 +841,15 @@ class ContainersCollector(Collector):
                 extra["host"] = pool.submit(self._host, client)
             if self._opt("system_df"):
                 extra["system_df"] = pool.submit(client.df)
-            log_jobs = self._submit_logs(pool, client, listed, logs) if logs is not None else {}
-            scan_jobs = self._submit_logs(pool, client, every, scan) if scan is not None else None
+            log_jobs = self._submit_logs(pool, client, listed, logs, service_of) if logs is not None else {}
+            scan_jobs = self._submit_logs(pool, client, every, scan, service_of) if scan is not None else None
             compose = self.options.get("compose_config")
             compose_job = None
             if compose:
                 seconds = min(float(compose.get("timeout") or 15.0), remaining(deadline))
-                compose_job = pool.submit(run_compose_config, self._opt("project"), compose, seconds)
+                compose_job = pool.submit(run_compose_config, project, compose, seconds)
             exec_jobs = [
-                pool.submit(self._exec, docker, client.api_version, listed, probe, deadline)
+                pool.submit(self._exec, docker, client.api_version, listed, probe, deadline, service_of)
                 for probe in self._opt("exec_probes") or []
             ]
             records = []
@@ -758,7 +862,14 @@ class ContainersCollector(Collector):
                     )
                     continue
                 record = container_record(container, inspect, kinds)
-                record["project"] = self._opt("project")
+                labels = (inspect.get("Config") or {}).get("Labels") or container.get("Labels") or {}
+                record["service"], record["found_by"] = claimed[container["Id"]]
+                record["compose_service"] = labels.get(SERVICE_LABEL)
+                record["project"] = labels.get(PROJECT_LABEL)
+                if environment.get("names") and (
+                    not environment.get("services") or record["service"] in environment["services"]
+                ):
+                    record["environment"] = environment_of(inspect, environment["names"])
                 record["_full_id"] = container["Id"]
                 records.append(record)
             records.sort(key=lambda r: (r["service"] or "", r["number"] or 0, r["name"]))
@@ -775,11 +886,19 @@ class ContainersCollector(Collector):
             if exec_jobs:
                 result["exec_probes"] = [job.result(timeout=remaining(deadline) + 1) for job in exec_jobs]
             if compose_job is not None:
-                result["compose_config"] = self._compose_config(compose_job, deadline, result.get("logs"))
+                # the project's Compose services as the inventory names them
+                names = dict(
+                    (entry.get("compose_service") or service, service)
+                    for service, entry in discovery.items()
+                    if found_by(entry) == "compose" and (entry.get("project") or project) == project
+                )
+                result["compose_config"] = self._compose_config(
+                    compose_job, deadline, result.get("logs"), names, set(discovery)
+                )
             for name, job in extra.items():
                 try:
                     value = job.result(timeout=remaining(deadline))
-                    result[name] = system_df(value, records, self._opt("project")) if name == "system_df" else value
+                    result[name] = system_df(value, records, project) if name == "system_df" else value
                 except Exception as exc:
                     result[name] = None
                     result["probe_errors"][name] = error_of(self._api_error(exc))
@@ -868,18 +987,17 @@ class ContainersCollector(Collector):
         result["stats_sources"] = sources
 
     # --- logs ----------------------------------------------------------------------------------------------
-    def _submit_logs(self, pool, client, listed, logs):
+    def _submit_logs(self, pool, client, listed, logs, service_of):
         services = set(logs.get("services") or [])
         jobs = {}
         kwargs = {"tail": max(0, int(logs.get("tail") or 0)), "stdout": True, "stderr": True, "timestamps": False}
         if logs.get("since_seconds"):
             kwargs["since"] = int(time.time() - int(logs["since_seconds"]))
         for container in listed:
-            service = (container.get("Labels") or {}).get(SERVICE_LABEL)
+            service = service_of.get(container["Id"])
             if services and service not in services:
                 continue
-            name = (container.get("Names") or ["?"])[0].lstrip("/")
-            jobs[(service, name)] = pool.submit(client.logs, container["Id"], **kwargs)
+            jobs[(service, container_name(container))] = pool.submit(client.logs, container["Id"], **kwargs)
         return jobs
 
     def _gather_logs(self, jobs, logs, kinds, deadline, result):
@@ -975,7 +1093,7 @@ class ContainersCollector(Collector):
 
     # --- docker compose config ---------------------------------------------------------------------------
     @staticmethod
-    def _compose_config(job, deadline, logs):
+    def _compose_config(job, deadline, logs, names=None, dropped=()):
         try:
             rc, stdout, stderr = job.result(timeout=remaining(deadline) + 1)
         except (OSError, subprocess.SubprocessError, FutureTimeout) as exc:
@@ -986,10 +1104,10 @@ class ContainersCollector(Collector):
             else:
                 error = {"kind": "other", "message": "docker compose config could not run: %s" % type(exc).__name__}
             return {"rc": None, "stderr": "", "services": None, "error": error}
-        return reduce_compose_config(rc, stdout, stderr, logs)
+        return reduce_compose_config(rc, stdout, stderr, logs, names, dropped)
 
     # --- exec probes ---------------------------------------------------------------------------------------
-    def _exec(self, docker, version, listed, probe, deadline):
+    def _exec(self, docker, version, listed, probe, deadline, service_of):
         service = probe.get("service")
         cmd = probe.get("cmd")
         seconds = min(float(probe.get("timeout") or 5.0), remaining(deadline))
@@ -1006,9 +1124,7 @@ class ContainersCollector(Collector):
             "attempts": 0,
         }
         started = time.monotonic()
-        candidates = [
-            c for c in listed if (c.get("Labels") or {}).get(SERVICE_LABEL) == service and c.get("State") == "running"
-        ]
+        candidates = [c for c in listed if service_of.get(c["Id"]) == service and c.get("State") == "running"]
         if not candidates:
             answer["error"] = {"kind": "unreachable", "message": "no running container for service %s" % service}
             return answer

@@ -15,6 +15,10 @@ failure of the application's credentials is told from an unreachable server.
 Text that may hold user data (queries of ``pg_stat_activity``, task goals, action details) passes through the
 PII redaction of ``module_utils/redact.py`` and is cut short. Passwords never appear in a message.
 
+The deployment's schema (``schema``: ``search_path``, ``tables`` by meaning, ``task_statuses`` by meaning; the seed's
+names where it says nothing) names the tables and status values of the ``integrity`` and ``tasks`` concerns; its
+search path is set on the session before any concern runs (named queries see it too).
+
 Named queries (``queries``) are a procedure's own reads: each one ``SELECT`` with bound parameters, run in the same
 read-only session as a subquery whose rows come back as JSON, at most ``query_rows`` of them, PII redacted.
 """
@@ -24,8 +28,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import math
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from string import Template
 
 from ansible_collections.octollm.remediation.plugins.module_utils.evidence import (
     Collector,
@@ -50,7 +56,27 @@ BACKUP_OPTIONS = dict(
     bin_dir=dict(type="path"),
 )
 INTEGRITY_TABLES = ("tasks", "entities", "relationships")
+# the columns the integrity checks read, by table (the seed's names)
+INTEGRITY_COLUMNS = {
+    "entities": ("entity_id", "properties"),
+    "relationships": ("relationship_id", "from_entity_id", "to_entity_id"),
+}
+# the tables and task status values a schema names by meaning (the seed's names where it says nothing)
+SCHEMA_TABLES = ("tasks", "action_log", "entities", "relationships")
+TASK_STATUSES = ("pending", "running")
 TEXT_MAX = 300
+_NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_PLAIN_PART = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
+
+
+def sql_name(name):
+    """A table name of the schema (``name`` or ``schema.name``) as SQL: plain lower-case parts as they are, others
+    double-quoted; CollectorError for anything else (a name is never pasted into SQL unchecked)."""
+    parts = str(name or "").split(".")
+    if not 1 <= len(parts) <= 2 or not all(_NAME_PART.match(part) for part in parts):
+        raise CollectorError("other", "not a table name: %r (octollm_postgres.schema.tables)" % (name,))
+    return ".".join(part if _PLAIN_PART.match(part) else '"%s"' % part for part in parts)
+
 
 SERVER_SQL = """
 SELECT json_build_object(
@@ -162,20 +188,20 @@ SELECT coalesce(json_object_agg(key, info), '{}') FROM (
   WHERE t.relname = ANY(%(names)s) OR (t.schemaname || '.' || t.relname) = ANY(%(names)s)) s
 """
 
-INTEGRITY_SQL = """
+INTEGRITY_TEMPLATE = """
 WITH orphan_from AS MATERIALIZED (
-  SELECT r.relationship_id, r.from_entity_id, r.to_entity_id FROM relationships r
-  WHERE NOT EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = r.from_entity_id)
+  SELECT r.relationship_id, r.from_entity_id, r.to_entity_id FROM $relationships r
+  WHERE NOT EXISTS (SELECT 1 FROM $entities e WHERE e.entity_id = r.from_entity_id)
 ), orphan_to AS MATERIALIZED (
-  SELECT r.relationship_id, r.from_entity_id, r.to_entity_id FROM relationships r
-  WHERE NOT EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = r.to_entity_id)
+  SELECT r.relationship_id, r.from_entity_id, r.to_entity_id FROM $relationships r
+  WHERE NOT EXISTS (SELECT 1 FROM $entities e WHERE e.entity_id = r.to_entity_id)
 ), bad_properties AS MATERIALIZED (
-  SELECT entity_id, coalesce(jsonb_typeof(properties), 'null') AS t FROM entities
+  SELECT entity_id, coalesce(jsonb_typeof(properties), 'null') AS t FROM $entities
   WHERE properties IS NULL OR jsonb_typeof(properties) <> 'object'
 )
 SELECT json_build_object(
-  'relationships_total', (SELECT count(*) FROM relationships),
-  'entities_total', (SELECT count(*) FROM entities),
+  'relationships_total', (SELECT count(*) FROM $relationships),
+  'entities_total', (SELECT count(*) FROM $entities),
   'orphans_from', (SELECT count(*) FROM orphan_from),
   'orphans_to', (SELECT count(*) FROM orphan_to),
   'orphans_total', (SELECT count(*) FROM (SELECT relationship_id FROM orphan_from
@@ -191,34 +217,36 @@ SELECT json_build_object(
   'invalid_properties_sample', (SELECT coalesce(json_agg(entity_id ORDER BY entity_id), '[]') FROM (
        SELECT entity_id FROM bad_properties ORDER BY entity_id LIMIT %(limit)s) x),
   'constraints', (SELECT coalesce(json_object_agg(tbl, cons), '{}') FROM (
-       SELECT c.conrelid::regclass::text AS tbl,
+       SELECT CASE c.conrelid WHEN to_regclass('$t_tasks') THEN '$n_tasks'
+                WHEN to_regclass('$t_entities') THEN '$n_entities'
+                ELSE '$n_relationships' END AS tbl,
               json_agg(json_build_object('name', c.conname, 'type', c.contype,
                                          'definition', pg_get_constraintdef(c.oid), 'validated', c.convalidated)
                        ORDER BY c.conname) AS cons
        FROM pg_constraint c
-       WHERE c.conrelid IN (to_regclass('tasks'), to_regclass('entities'), to_regclass('relationships'))
+       WHERE c.conrelid IN (to_regclass('$t_tasks'), to_regclass('$t_entities'), to_regclass('$t_relationships'))
        GROUP BY 1) x),
   'btree_indexes', (SELECT coalesce(json_agg(c.relname ORDER BY c.relname), '[]')
        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
        WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready
-         AND i.indrelid IN (to_regclass('tasks'), to_regclass('entities'), to_regclass('relationships')))
+         AND i.indrelid IN (to_regclass('$t_tasks'), to_regclass('$t_entities'), to_regclass('$t_relationships')))
 )
 """
 
-AMCHECK_ALL_SQL = """
+AMCHECK_ALL_TEMPLATE = """
 SELECT c.relname, bt_index_check(c.oid)::text
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
 WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready
-  AND i.indrelid IN (to_regclass('tasks'), to_regclass('entities'), to_regclass('relationships'))
+  AND i.indrelid IN (to_regclass('$t_tasks'), to_regclass('$t_entities'), to_regclass('$t_relationships'))
 """
 
 AMCHECK_ONE_SQL = "SELECT bt_index_check(%(name)s::regclass)::text"
 
-TASKS_SQL = """
+TASKS_TEMPLATE = """
 WITH stuck AS (
   SELECT task_id, goal, constraints, status, assigned_arm, priority, created_at, updated_at,
          round(extract(epoch FROM now() - created_at)::numeric, 1) AS age_s
-  FROM tasks WHERE status = 'pending' AND created_at < now() - make_interval(secs => %(after)s)
+  FROM $tasks WHERE status = %(pending)s AND created_at < now() - make_interval(secs => %(after)s)
 ),
 -- running tasks without progress (tasks.updated_at or a newer action_log entry) for running_after seconds;
 -- dispatched_at: their last routed/retried/dispatched entry, else updated_at
@@ -228,25 +256,25 @@ running AS (
          greatest(t.updated_at, p.last_action_at) AS progress_at,
          round(extract(epoch FROM now() - greatest(t.updated_at, p.last_action_at))::numeric, 1) AS idle_s,
          round(extract(epoch FROM now() - coalesce(p.dispatched_at, t.updated_at))::numeric, 1) AS running_s
-  FROM tasks t
+  FROM $tasks t
   LEFT JOIN LATERAL (SELECT max(l.timestamp) FILTER (WHERE l.action IN ('routed', 'retried', 'dispatched'))
                               AS dispatched_at,
                             max(l.timestamp) AS last_action_at
-                     FROM action_log l WHERE l.task_id = t.task_id) p ON true
-  WHERE t.status = 'running'
+                     FROM $action_log l WHERE l.task_id = t.task_id) p ON true
+  WHERE t.status = %(running)s
     AND greatest(t.updated_at, p.last_action_at) < now() - make_interval(secs => %(running_after)s)
 )
 SELECT json_build_object(
   'by_status', (SELECT coalesce(json_object_agg(status, n), '{}')
-                FROM (SELECT status, count(*) AS n FROM tasks GROUP BY 1) x),
+                FROM (SELECT status, count(*) AS n FROM $tasks GROUP BY 1) x),
   'recent_by_status', (SELECT coalesce(json_object_agg(status, n), '{}')
-                FROM (SELECT status, count(*) AS n FROM tasks
+                FROM (SELECT status, count(*) AS n FROM $tasks
                       WHERE created_at > now() - make_interval(secs => %(window)s) GROUP BY 1) x),
   'stuck_after_seconds', %(after)s,
   'stuck_count', (SELECT count(*) FROM stuck),
   'stuck_oldest_age_s', (SELECT max(age_s) FROM stuck),
-  'running_too_long', (SELECT count(*) FROM tasks
-                       WHERE status = 'running' AND updated_at < now() - make_interval(secs => %(after)s)),
+  'running_too_long', (SELECT count(*) FROM $tasks
+                       WHERE status = %(running)s AND updated_at < now() - make_interval(secs => %(after)s)),
   'stuck_sample', (SELECT coalesce(json_agg(json_build_object(
          'task_id', s.task_id, 'status', s.status, 'assigned_arm', s.assigned_arm, 'priority', s.priority,
          'age_s', s.age_s, 'created_at', s.created_at, 'updated_at', s.updated_at,
@@ -255,7 +283,7 @@ SELECT json_build_object(
                                                                 'details', left(a.details::text, %(text_max)s),
                                                                 'timestamp', a.timestamp)
                                               ORDER BY a.timestamp DESC), '[]')
-                     FROM (SELECT * FROM action_log l WHERE l.task_id = s.task_id
+                     FROM (SELECT * FROM $action_log l WHERE l.task_id = s.task_id
                            ORDER BY l.timestamp DESC LIMIT 10) a)) ORDER BY s.created_at), '[]')
      FROM (SELECT * FROM stuck ORDER BY created_at LIMIT %(limit)s) s),
   'running_after_seconds', %(running_after)s,
@@ -270,16 +298,33 @@ SELECT json_build_object(
                                                                 'details', left(a.details::text, %(text_max)s),
                                                                 'timestamp', a.timestamp)
                                               ORDER BY a.timestamp DESC), '[]')
-                     FROM (SELECT * FROM action_log l WHERE l.task_id = r.task_id
+                     FROM (SELECT * FROM $action_log l WHERE l.task_id = r.task_id
                            ORDER BY l.timestamp DESC LIMIT 10) a)) ORDER BY r.progress_at), '[]')
      FROM (SELECT * FROM running ORDER BY progress_at LIMIT %(limit)s) r),
   'recent_failures', (SELECT coalesce(json_agg(row_to_json(x)), '[]') FROM (
-       SELECT task_id, arm, left(details::text, %(text_max)s) AS details, timestamp FROM action_log
+       SELECT task_id, arm, left(details::text, %(text_max)s) AS details, timestamp FROM $action_log
        WHERE action = 'failed' AND timestamp > now() - make_interval(secs => %(window)s)
        ORDER BY timestamp DESC LIMIT %(limit)s) x)
 )
 """
 
+
+def schema_sql(template, tables=None):
+    """A concern's SQL on the schema's tables (``{meaning: name}``, the seed's names where it names none):
+    ``$<meaning>`` is the table in SQL, ``$t_<meaning>`` the same inside a to_regclass literal, ``$n_<meaning>`` the
+    name as given. Every name is checked (``sql_name``): none holds a quote."""
+    values = {}
+    for meaning in SCHEMA_TABLES:
+        name = str((tables or {}).get(meaning) or meaning)
+        values[meaning] = values["t_" + meaning] = sql_name(name)
+        values["n_" + meaning] = name
+    return Template(template).substitute(values)
+
+
+# The concerns' SQL on the seed's tables (the collector renders them on the schema's: ``schema_sql``).
+INTEGRITY_SQL = schema_sql(INTEGRITY_TEMPLATE)
+AMCHECK_ALL_SQL = schema_sql(AMCHECK_ALL_TEMPLATE)
+TASKS_SQL = schema_sql(TASKS_TEMPLATE)
 
 # A named query (one SELECT) as a subquery: its rows as JSON built on the server, bounded.
 QUERY_SQL = "SELECT coalesce(json_agg(row_to_json(q)), '[]') FROM (SELECT * FROM (%s) s LIMIT %d) q"
@@ -368,6 +413,7 @@ class PostgresCollector(Collector):
         sample_limit=dict(type="int", default=10),
         queries=dict(type="dict", default={}),
         query_rows=dict(type="int", default=100),
+        schema=dict(type="dict", default={}),
         ping=dict(type="bool", default=True),
         redact=dict(type="list", elements="str", default=list(DEFAULT_PII)),
     )
@@ -409,6 +455,15 @@ class PostgresCollector(Collector):
 
     def _redact(self, value):
         return redact_value(value, self._opt("redact"), self._redactions)
+
+    def _table_names(self):
+        """``{meaning: name as configured}`` of the schema's tables (the seed's name where it names none)."""
+        tables = (self._opt("schema") or {}).get("tables") or {}
+        return {meaning: str(tables.get(meaning) or meaning) for meaning in SCHEMA_TABLES}
+
+    def _sql(self, template):
+        """A concern's SQL on the schema's tables (``schema_sql``)."""
+        return schema_sql(template, self._table_names())
 
     def collect(self, deadline):
         psycopg2 = self._driver()
@@ -457,6 +512,11 @@ class PostgresCollector(Collector):
         result["rtt_ms"] = round((time.monotonic() - started) * 1000, 2)
         result["connect_ms"] = connect_ms
         errors = {}
+        search_path = (self._opt("schema") or {}).get("search_path")
+        if search_path:
+            # the deployment's schema first (the integrity and tasks concerns and named queries resolve in it)
+            cursor.execute("SELECT set_config('search_path', %s, false)", (str(search_path),))
+            cursor.fetchone()
 
         def concern(name, func):
             if remaining(deadline, 0) <= 0.2:
@@ -554,16 +614,33 @@ class PostgresCollector(Collector):
 
     def _integrity(self, cursor, server):
         limit = int(self._opt("sample_limit"))
-        cursor.execute("SELECT " + ", ".join("to_regclass(%s) IS NOT NULL" for _ in INTEGRITY_TABLES), INTEGRITY_TABLES)
+        names = self._table_names()
+        cursor.execute(
+            "SELECT " + ", ".join("to_regclass(%s) IS NOT NULL" for _ in INTEGRITY_TABLES),
+            [sql_name(names[meaning]) for meaning in INTEGRITY_TABLES],
+        )
         present = dict(zip(INTEGRITY_TABLES, cursor.fetchone()))
-        missing = [name for name, there in present.items() if not there]
+        missing = [names[meaning] for meaning, there in present.items() if not there]
         if missing:
-            return {"tables_missing": missing}
-        answer = self._one(cursor, INTEGRITY_SQL, {"limit": limit})
+            return {"tables_missing": missing, "columns_missing": []}
+        # the columns the checks read: a table of another shape is a schema that does not match, not corruption
+        columns_missing = []
+        for meaning, columns in sorted(INTEGRITY_COLUMNS.items()):
+            cursor.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+                (sql_name(names[meaning]),),
+            )
+            have = {row[0] for row in cursor.fetchall()}
+            columns_missing += ["%s.%s" % (names[meaning], column) for column in columns if column not in have]
+        if columns_missing:
+            return {"tables_missing": [], "columns_missing": columns_missing}
+        answer = self._one(cursor, self._sql(INTEGRITY_TEMPLATE), {"limit": limit})
         answer["tables_missing"] = []
+        answer["columns_missing"] = []
         constraints = answer.get("constraints") or {}
         answer["foreign_keys"] = {
-            table: [c["name"] for c in constraints.get(table, []) if c.get("type") == "f"] for table in INTEGRITY_TABLES
+            names[meaning]: [c["name"] for c in constraints.get(names[meaning], []) if c.get("type") == "f"]
+            for meaning in INTEGRITY_TABLES
         }
         answer["amcheck"] = self._amcheck(cursor, server, answer.get("btree_indexes") or [])
         return answer
@@ -574,7 +651,7 @@ class PostgresCollector(Collector):
         if "amcheck" not in (server.get("extensions") or {}):
             return {"available": False, "checked": [], "corrupt": [], "errors": {}}
         try:
-            cursor.execute(AMCHECK_ALL_SQL)
+            cursor.execute(self._sql(AMCHECK_ALL_TEMPLATE))
             return {"available": True, "checked": [row[0] for row in cursor.fetchall()], "corrupt": [], "errors": {}}
         except Exception:  # one index failed the check (or the call was refused): look at them one by one
             pass
@@ -595,10 +672,13 @@ class PostgresCollector(Collector):
         return {"available": True, "checked": checked, "corrupt": corrupt, "errors": errors}
 
     def _tasks(self, cursor):
+        statuses = (self._opt("schema") or {}).get("task_statuses") or {}
         answer = self._one(
             cursor,
-            TASKS_SQL,
+            self._sql(TASKS_TEMPLATE),
             {
+                "pending": str(statuses.get("pending") or "pending"),
+                "running": str(statuses.get("running") or "running"),
                 "after": int(self._opt("stuck_after_seconds")),
                 "running_after": int(self._opt("running_after_seconds")),
                 "window": int(self._opt("recent_seconds")),

@@ -178,6 +178,24 @@ def redact_value(value, kinds=DEFAULT_PII, counts=None):
     return value
 
 
+# a setting whose name says it holds a secret (the names _ENV_ASSIGNMENT masks in text)
+_SECRET_NAME = re.compile(
+    r"^([A-Z][A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?)|[A-Z][A-Z0-9_]*_(?:KEY|APIKEY|PWD|PASS))$",
+    re.IGNORECASE,
+)
+
+
+def redact_setting(name, value, secret=False):
+    """A setting's value as a report may show it: hidden whole when the setting is a secret (its name says so, as
+    ``LLM_API_KEY`` or ``POSTGRES_PASSWORD``, or the caller knows it is), else with the password of a URL and any
+    other credential or PII masked (``postgresql://octollm:[REDACTED:api_key]@db:5432/octollm``)."""
+    if value is None:
+        return None
+    if secret or _SECRET_NAME.match(str(name or "")):
+        return MARK % "api_key"
+    return redact_pii("%s" % (value,), DEFAULT_PII)[0]
+
+
 def contains_pii(text, kinds=DEFAULT_PII):
     """The kinds found in ``text`` with their counts (empty when clean)."""
     return redact_pii(text, kinds)[1]

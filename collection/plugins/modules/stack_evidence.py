@@ -28,7 +28,9 @@ description:
     C(error={kind, message}), where kind is one of C(unreachable), C(auth), C(missing_tool), C(timeout), C(other);
     secrets never appear in a message. A failing sub-probe (for example C(MEMORY USAGE) denied by an ACL) is listed
     under C(probe_errors) and the rest of the kind still returns.
-  - C(containers) lists the containers of a Compose project over the Docker API (state, health and its last
+  - C(containers) lists the containers of a deployment over the Docker API (its Compose project's, and per service
+    of O(containers.discovery) those found by container name, Docker labels or another Compose project; state, health
+    and its last
     output, exit code, OOMKilled, restarts, limits, restart policy, healthcheck, log rotation, mounts) and, on
     request, their memory/CPU/pids from the cgroup files (Docker API stats as the fallback), log tails with
     matching error lines, C(docker system df), C(docker info) with disk usage, and C(docker exec) probes.
@@ -188,15 +190,29 @@ options:
         default: true
   containers:
     description:
-      - The containers of a Docker Compose project, over the Docker API (Python C(docker) SDK).
-      - Every container of the project is listed, stopped ones too, with its state, health, exit code, C(OOMKilled),
-        restart count, limits, restart policy, healthcheck, log rotation and mounts (never its environment).
+      - The containers of a deployment, over the Docker API (Python C(docker) SDK).
+      - Every container of the Compose project and every container O(containers.discovery) names is listed, stopped
+        ones too, with its state, health, exit code, C(OOMKilled), restart count, limits, restart policy,
+        healthcheck, log rotation and mounts (never its environment, but for the masked values of
+        O(containers.environment)).
     type: dict
     suboptions:
       project:
         description: Compose project name (label C(com.docker.compose.project)).
         type: str
         default: octollm
+      discovery:
+        description:
+          - How the containers of each service the inventory describes are found, by service name (the name every
+            record, log and probe of it then carries), each a dict of C(project), C(compose_service),
+            C(container_names) and C(labels), as the C(procedure_run) lookup builds it from C(octollm_services).
+          - A service is found by C(container_names) (containers not under Compose), else by Docker C(labels) (all of
+            them), else by Compose C(project) (default O(containers.project)) and C(compose_service) (default the
+            service's name). The project's other containers keep their Compose service name, except one whose
+            Compose service is the name of a service described elsewhere (listed in C(unclaimed), not as that
+            service).
+        type: dict
+        default: {}
       docker_host:
         description:
           - Docker API address (C(unix:///var/run/docker.sock), C(tcp://host:2376)).
@@ -377,6 +393,22 @@ options:
             description: Seconds C(docker compose config) may take.
             type: float
             default: 15.0
+      environment:
+        description:
+          - The values of named settings in the containers' environment (C(environment) of each record), masked by
+            C(module_utils/redact.py) (a secret's value whole, the password of a URL); no other variable is read.
+        type: dict
+        suboptions:
+          names:
+            description: The environment variables to return.
+            type: list
+            elements: str
+            default: []
+          services:
+            description: Services whose containers return them (empty means every listed container).
+            type: list
+            elements: str
+            default: []
   postgres:
     description:
       - PostgreSQL evidence over one read-only connection of the admin user (whose reserved slots still work when
@@ -492,6 +524,15 @@ options:
         description: Most rows returned per named query (O(postgres.queries)).
         type: int
         default: 100
+      schema:
+        description:
+          - The deployment's schema (docs/deployment.md), the seed's names where it says nothing. C(search_path) is
+            set on the session before any concern (named queries resolve in it too); C(tables) (meaning to a name,
+            C(name) or C(schema.name), for C(tasks), C(action_log), C(entities), C(relationships)) and
+            C(task_statuses) (meaning to value, for C(pending) and C(running)) are what O(postgres.integrity) and
+            O(postgres.tasks) read.
+        type: dict
+        default: {}
       ping:
         description: Also connect with O(postgres.user) and run C(SELECT 1) (auth failure versus unreachable).
         type: bool
@@ -840,7 +881,9 @@ evidence:
           C(memory_swap), C(nano_cpus), C(cpus), C(pids_limit), C(restart_policy) (C(name), C(max_retries)),
           C(healthcheck) (configured or not), C(healthcheck_config) (C(interval_s), C(timeout_s), C(retries),
           C(start_period_s)), C(log_config) (C(type), C(max_size), C(max_file)), C(mounts) (C(type), C(source),
-          C(destination), C(rw)), C(network_mode), C(project), and with O(containers.stats) C(stats) (null when not
+          C(destination), C(rw)), C(network_mode), C(project) (its Compose project, or null), C(compose_service) (its
+          Compose service, or null), C(found_by) (C(compose), C(name) or C(labels)), with O(containers.environment)
+          C(environment) (name to masked value), and with O(containers.stats) C(stats) (null when not
           running) with C(source) (cgroup or api), C(memory_usage_bytes), C(memory_working_set_bytes) (usage minus
           inactive file cache, what C(docker stats) shows), C(memory_limit_bytes) (null when unlimited),
           C(memory_percent), C(memory_max_usage_bytes), C(memory_failcnt), C(memory_rss_bytes),
@@ -848,6 +891,8 @@ evidence:
           (of its C(cpus) limit), C(sample_seconds), C(pids), and over the same window C(memory_working_set_first_bytes)
           and C(memory_growth_bytes_per_s).
         - C(services) by service name with C(containers), C(running), C(healthy), C(unhealthy), C(states), C(names).
+        - C(unclaimed), when some: containers of the project whose Compose service is the name of a service that
+          O(containers.discovery) finds elsewhere.
         - C(summary) with C(total), C(running), C(healthy) (counts), and lists of container names C(unhealthy),
           C(starting), C(not_running), C(restarting), C(oom_killed), C(without_healthcheck), and C(restarted)
           (name to restart count).
@@ -910,7 +955,8 @@ evidence:
           C(idx_tup_fetch), C(n_live_tup), C(n_dead_tup), C(n_mod_since_analyze), C(last_analyze),
           C(last_autoanalyze), C(last_vacuum), C(last_autovacuum), C(total_bytes), C(indexes) (list of C(name),
           C(definition), C(valid), C(ready), C(unique), C(primary), C(scans), C(bytes))) and C(missing).
-        - C(integrity) with C(tables_missing), C(relationships_total), C(entities_total), C(orphans_from),
+        - C(integrity) with C(tables_missing) and C(columns_missing) (what the schema lacks; nothing else then),
+          C(relationships_total), C(entities_total), C(orphans_from),
           C(orphans_to), C(orphans_total), C(orphan_sample) (C(relationship_id), C(from_entity_id),
           C(to_entity_id), C(missing) list of C(from)/C(to)), C(invalid_properties), C(invalid_properties_by_type),
           C(invalid_properties_sample) (entity ids), C(constraints) (table to a list of C(name), C(type) (p, f, c,

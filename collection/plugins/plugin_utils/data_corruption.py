@@ -19,6 +19,13 @@ Scenarios (octoctl/catalog.yml):
 
 SQL is built here from fixed identifiers (validated) and integers only, so that a dry run shows exactly the
 statements a real run executes.
+
+The deployment's schema (docs/deployment.md, ``octollm_postgres.schema``): the tables (``tasks``, ``entities``,
+``relationships``) and the task status values come from the run's context; the role's settings name tables by their
+meaning (the seed's names). The evidence session and the repair transaction use the schema's search path, and the
+SQL octoctl writes (repair, constraints, backups) names the tables in the schema's first path element when they are
+not qualified. A database whose tables or the columns the checks read are missing is a schema that does not match:
+every check is unknown, naming what was missing.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -86,14 +93,17 @@ def _postgres(evidence):
             "message": "the integrity concern was not gathered",
         }
         return pg, None, error
-    if integrity.get("tables_missing"):
+    if integrity.get("tables_missing") or integrity.get("columns_missing"):
+        missing = ["table %s" % name for name in integrity.get("tables_missing") or []]
+        missing += ["column %s" % name for name in integrity.get("columns_missing") or []]
         return (
             pg,
             None,
             {
                 "kind": "other",
-                "message": "tables missing in %s: %s"
-                % ((pg.get("server") or {}).get("database") or "the database", ", ".join(integrity["tables_missing"])),
+                "message": "the schema does not match: missing in %s: %s (name the deployment's tables in "
+                "octollm_postgres.schema)"
+                % ((pg.get("server") or {}).get("database") or "the database", ", ".join(missing)),
             },
         )
     return pg, integrity, None
@@ -147,9 +157,17 @@ def match_constraint(expected, existing):
     raise ValueError("constraint %s: unknown type %r" % (expected.get("name"), kind))
 
 
+def table_name(name):
+    """A table (``name`` or ``schema.name``, plain lower-case identifiers) as SQL, or ValueError."""
+    parts = str(name or "").split(".")
+    if len(parts) > 2:
+        raise ValueError("not a table name: %r" % (name,))
+    return ".".join(ident(part) for part in parts)
+
+
 def constraint_sql(expected, on_delete="NO ACTION"):
     """(ADD ... NOT VALID, VALIDATE) statements of an expected constraint."""
-    table = ident(expected["table"])
+    table = table_name(expected["table"])
     name = ident(expected["name"])
     kind = expected.get("type")
     if kind == "foreign_key":
@@ -158,7 +176,7 @@ def constraint_sql(expected, on_delete="NO ACTION"):
         refs = expected.get("references") or {}
         body = "FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s" % (
             ", ".join(ident(col) for col in expected["columns"]),
-            ident(refs["table"]),
+            table_name(refs["table"]),
             ", ".join(ident(col) for col in refs["columns"]),
             on_delete,
         )
@@ -176,11 +194,13 @@ def constraint_sql(expected, on_delete="NO ACTION"):
 
 
 def constraints_state(integrity, settings):
-    """Each expected constraint with ``state``: present | not_validated | missing, and its violations when known."""
+    """Each expected constraint with ``state``: present | not_validated | missing, and its violations when known.
+    The evidence names the constraints' tables as the schema does (``tables``), the settings in SQL (``sql_tables``)."""
     existing = (integrity or {}).get("constraints") or {}
     states = []
+    by_sql = {sql: name for name, sql in zip((settings.get("tables") or {}).values(), _sql_tables(settings).values())}
     for expected in settings["constraints"]:
-        row = match_constraint(expected, existing.get(expected["table"]) or [])
+        row = match_constraint(expected, existing.get(by_sql.get(expected["table"], expected["table"])) or [])
         state = "missing" if row is None else ("present" if row.get("validated", True) else "not_validated")
         item = {
             "name": expected["name"],
@@ -189,59 +209,90 @@ def constraints_state(integrity, settings):
             "state": state,
             "existing": row.get("name") if row else None,
             "definition": row.get("definition") if row else None,
-            "violations": violations(expected, integrity),
+            "violations": violations(expected, integrity, settings),
         }
         states.append(item)
     return states
 
 
-def violations(expected, integrity):
+def _sql_tables(s):
+    """``{meaning: table in SQL}``: the schema's tables, in its first path element when not qualified."""
+    return {meaning: qualified(name, s) for meaning, name in ((s or {}).get("tables") or {}).items()}
+
+
+def qualified(name, s):
+    """``name`` in the schema's first search path element when it is not qualified and the path is not the seed's."""
+    first = str(((s or {}).get("schema") or {}).get("search_path") or "").split(",")[0].strip().strip('"')
+    if "." in str(name) or first in ("", "public", "$user"):
+        return name
+    return "%s.%s" % (first, name)
+
+
+def violations(expected, integrity, settings=None):
     """Rows the diagnosis knows would break the constraint (None when it cannot tell)."""
     integrity = integrity or {}
-    if expected.get("type") == "foreign_key" and expected["table"] == RELATIONSHIPS:
+    tables = _sql_tables(settings) if settings else {}
+    relationships, entities = tables.get(RELATIONSHIPS, RELATIONSHIPS), tables.get(ENTITIES, ENTITIES)
+    if expected.get("type") == "foreign_key" and expected["table"] == relationships:
         refs = expected.get("references") or {}
-        if refs.get("table") == ENTITIES and refs.get("columns") == ["entity_id"]:
+        if refs.get("table") == entities and refs.get("columns") == ["entity_id"]:
             if expected.get("columns") == ["from_entity_id"]:
                 return integrity.get("orphans_from")
             if expected.get("columns") == ["to_entity_id"]:
                 return integrity.get("orphans_to")
-    if expected.get("type") == "check" and expected["table"] == ENTITIES and expected.get("columns") == ["properties"]:
+    if expected.get("type") == "check" and expected["table"] == entities and expected.get("columns") == ["properties"]:
         return integrity.get("invalid_properties")
     return None
 
 
 # --- repair SQL --------------------------------------------------------------------------------------
-def orphans_delete_sql():
-    """DELETE of the relationships whose either end is missing (two anti-joins on NOT EXISTS, never NOT IN)."""
+def orphans_delete_sql(tables=None):
+    """DELETE of the relationships whose either end is missing (two anti-joins on NOT EXISTS, never NOT IN);
+    ``tables``: the schema's tables in SQL by meaning (the seed's names by default)."""
+    relationships = table_name((tables or {}).get(RELATIONSHIPS) or RELATIONSHIPS)
+    entities = table_name((tables or {}).get(ENTITIES) or ENTITIES)
     return (
-        "DELETE FROM relationships d USING ("
-        "SELECT r.relationship_id FROM relationships r "
-        "WHERE NOT EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = r.from_entity_id) "
+        "DELETE FROM %(r)s d USING ("
+        "SELECT r.relationship_id FROM %(r)s r "
+        "WHERE NOT EXISTS (SELECT 1 FROM %(e)s e WHERE e.entity_id = r.from_entity_id) "
         "UNION "
-        "SELECT r.relationship_id FROM relationships r "
-        "WHERE NOT EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = r.to_entity_id)"
+        "SELECT r.relationship_id FROM %(r)s r "
+        "WHERE NOT EXISTS (SELECT 1 FROM %(e)s e WHERE e.entity_id = r.to_entity_id)"
         ") o WHERE d.relationship_id = o.relationship_id"
-    )
+    ) % {"r": relationships, "e": entities}
 
 
-def properties_update_sql():
+def properties_update_sql(tables=None):
     """The seed's fix, also for SQL NULL: properties that are not a JSON object become {}."""
     return (
-        "UPDATE entities SET properties = '{}'::jsonb WHERE properties IS NULL OR jsonb_typeof(properties) <> 'object'"
+        "UPDATE %s SET properties = '{}'::jsonb WHERE properties IS NULL OR jsonb_typeof(properties) <> 'object'"
+        % table_name((tables or {}).get(ENTITIES) or ENTITIES)
     )
 
 
-def repair_block(expected):
+def repair_block(expected, sqls=None):
     """ONE statement (a DO block) that runs the selected fixes and raises - so the transaction rolls back -
     when a fix changes another number of rows than the diagnosis counted. The numbers are also stored in
     transaction-local settings, which the SELECT after it (same transaction) returns.
 
-    ``expected``: ``{"orphans": int, "properties": int}``, either key optional.
+    ``expected``: ``{"orphans": int, "properties": int}``, either key optional; ``sqls``: the fixes' statements as
+    the plan showed them (the seed's tables by default).
     """
+    sqls = sqls or {}
     lines = ["DO $octollm_repair$", "DECLARE", "  changed bigint;", "BEGIN"]
     fixes = (
-        ("orphans", orphans_delete_sql(), SETTING_ORPHANS, "orphaned relationships: % rows deleted"),
-        ("properties", properties_update_sql(), SETTING_PROPERTIES, "entities.properties: % rows set to {}"),
+        (
+            "orphans",
+            sqls.get("orphans") or orphans_delete_sql(),
+            SETTING_ORPHANS,
+            "orphaned relationships: % rows deleted",
+        ),
+        (
+            "properties",
+            sqls.get("properties") or properties_update_sql(),
+            SETTING_PROPERTIES,
+            "entities.properties: % rows set to {}",
+        ),
     )
     selected = 0
     for key, sql, setting, label in fixes:
@@ -499,7 +550,7 @@ def plan(diagnosis, settings):
                     "delete %d orphaned relationships" % expected["orphans"],
                     "postgres:%s:relationships" % database,
                     {
-                        "sql": orphans_delete_sql(),
+                        "sql": orphans_delete_sql(_sql_tables(s)),
                         "rows": expected["orphans"],
                         "from_missing": ctx.get("orphans_from"),
                         "to_missing": ctx.get("orphans_to"),
@@ -522,7 +573,7 @@ def plan(diagnosis, settings):
                     "set %d invalid entities.properties to {}" % expected["properties"],
                     "postgres:%s:entities.properties" % database,
                     {
-                        "sql": properties_update_sql(),
+                        "sql": properties_update_sql(_sql_tables(s)),
                         "rows": expected["properties"],
                         "by_type": ctx.get("invalid_by_type") or {},
                         "transaction": "one transaction with the other fixes; rolled back unless exactly "
@@ -587,9 +638,16 @@ def repair_expected(actions):
 
 
 def repair_queries(actions):
-    """The queries of the repair task (one transaction): the DO block and the SELECT of its counts."""
+    """The queries of the repair task (one transaction): the DO block (with the statements the plan showed) and the
+    SELECT of its counts."""
     expected = repair_expected(actions)
-    return [repair_block(expected), repair_result_sql()] if expected else []
+    sqls = {}
+    for item in actions or []:
+        if item.get("status") == "planned" and item["id"] == "data_corruption.A.delete_orphans":
+            sqls["orphans"] = item["change"].get("sql")
+        elif item.get("status") == "planned" and item["id"] == "data_corruption.B.reset_properties":
+            sqls["properties"] = item["change"].get("sql")
+    return [repair_block(expected, sqls), repair_result_sql()] if expected else []
 
 
 def repair_error(message):
@@ -888,7 +946,7 @@ def prevention(evidence, settings):
         add_sql, validate_sql = constraint_sql(expected, s["fk_on_delete"])
         name = state["existing"] or expected["name"]
         if state["state"] == "not_validated":
-            validate_sql = "ALTER TABLE %s VALIDATE CONSTRAINT %s" % (ident(expected["table"]), ident(name))
+            validate_sql = "ALTER TABLE %s VALIDATE CONSTRAINT %s" % (table_name(expected["table"]), ident(name))
             add_sql = None
         validate = not bad
         steps = [sql for sql in (add_sql, validate_sql if validate else None) if sql]
@@ -1271,6 +1329,26 @@ def default_backup_dir(run_dir):
     return "%s/octollm-remediation/backups" % state
 
 
+TASK_STATUSES_MARK = "{task_statuses}"
+
+
+def on_tables(constraint, sql, context):
+    """An expected constraint (its tables named by meaning) on the deployment's tables; ``{task_statuses}`` in a
+    check's expression becomes the schema's task status values, quoted."""
+    item = dict(constraint)
+    item["table"] = sql.get(item.get("table"), item.get("table"))
+    if isinstance(item.get("references"), dict):
+        refs = dict(item["references"])
+        refs["table"] = sql.get(refs.get("table"), refs.get("table"))
+        item["references"] = refs
+    expression = item.get("expression")
+    if isinstance(expression, str) and TASK_STATUSES_MARK in expression:
+        statuses = (context.schema.get("task_statuses") or {}).values()
+        quoted = ", ".join("'%s'" % str(value).replace("'", "''") for value in statuses)
+        item["expression"] = expression.replace(TASK_STATUSES_MARK, quoted)
+    return item
+
+
 class DataCorruption(Procedure):
     name = PROCEDURE
     title = "Data Corruption"
@@ -1289,6 +1367,15 @@ class DataCorruption(Procedure):
         s["restore_path"] = restore_path(s["restore_from"], s["host"])
         s["restoring"] = bool(s["restore"] or s["restore_from"])
         s["schedule_supported"] = not context.kubernetes
+        # the deployment's schema (docs/deployment.md): the tables by meaning, the search path and status values; the
+        # role's settings name tables by meaning, here put on the deployment's tables (in SQL: qualified by the
+        # schema's first path element when the path is not the seed's)
+        s["schema"] = dict(context.schema)
+        s["tables"] = {meaning: context.table(meaning) for meaning in (TASKS, ENTITIES, RELATIONSHIPS)}
+        sql = _sql_tables(s)
+        s["backup_tables"] = [sql.get(name, name) for name in s["backup_tables"]]
+        s["restore_tables"] = [sql.get(name, name) for name in s["restore_tables"]]
+        s["constraints"] = [on_tables(item, sql, context) for item in s["constraints"]]
         if context.kubernetes:
             now = datetime.datetime.now(datetime.timezone.utc)
             s["namespace"] = context.inventory["k8s"]["namespace"]
@@ -1317,6 +1404,8 @@ class DataCorruption(Procedure):
             "sample_limit": s["sample_limit"],
             "statement_timeout_ms": s["query_timeout"] * 1000,
         }
+        if s.get("schema"):
+            postgres["schema"] = s["schema"]
         need = {"postgres": postgres}
         if context.kubernetes:
             need["kubernetes"] = {"objects": k8s_objects(s)}

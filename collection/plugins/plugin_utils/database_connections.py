@@ -27,12 +27,23 @@ fails with "too many clients" / "remaining connection slots are reserved", or th
 max_connections minus the reserved ones), the idle sessions of the top idle client are terminated whatever their age
 (with approval). The sessions of the stack's own applications (the inventory's ``octollm_postgres.applications``) and
 of ``protected_applications`` are never terminated for being idle, nor are superusers'.
+
+The deployment's names (docs/deployment.md): the application's settings by meaning (``database_url``, or ``db_host``
+and ``db_port``: the address the TCP probe from its container tries; ``db_pool_size`` and ``db_pool_max_overflow``:
+what scenario A raises) come from the run's context, never the lab's names; a pool setting the application does not
+set is "not set". The pool figures (``checks.db_pool`` of a JSON body: ``in_use``, ``max``, ``leaked``) are an optional
+probe (``octollm_services.<app>.probes.db_pool``, the path that answers them): a deployment that does not offer it
+gets ``app.pool`` unknown ``not_offered`` (unless its log says the pool is exhausted), and prevention judges the pool
+from its settings instead.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import SEED_HEALTH, not_offered
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
     env_values,
     evidence_kind,
@@ -56,9 +67,17 @@ PROCEDURE = "database_connections"
 
 # Names of the probes this procedure asks for (``needs`` builds them with the same names).
 HEALTH_PROBE = "database_connections_app_health"
+# the optional pool figures, when the deployment offers them at another path than the health endpoint
+POOL_PROBE = "database_connections_app_pool"
 EXEC_PROBE = "database_connections_app_to_postgres"
 ENV_SOURCE = "database_connections_env"
 POOL_LOG_PATTERN = "database_connections_pool_exhausted"
+# The application's settings this procedure reads, by meaning (docs/deployment.md; the names come from the run).
+DB_MEANINGS = ("database_url", "db_host", "db_port", "db_pool_size", "db_pool_max_overflow")
+POOL_MEANINGS = ("db_pool_size", "db_pool_max_overflow")
+NOT_SET = "not set"
+# the line of the exec probe that names the address it tries and the setting it came from
+TARGET_MARK = "octoctl-db-target"
 
 SCENARIOS = {
     "A": "Connection pool exhausted",
@@ -122,6 +141,8 @@ class Facts:
             if probe.get("name") == EXEC_PROBE:
                 self.exec_probe = probe
         self.env = env_values(self.logs, ENV_SOURCE)
+        # what the exec probe read in the application's container: its pool settings and the database address
+        self.live_env, self.target = probe_output((self.exec_probe or {}).get("output"))
         svc = ((self.containers or {}).get("services") or {}).get(settings["app_service"]) or {}
         self.replicas = svc.get("running") or svc.get("containers") or (1 if self.containers else None)
         log_entry = ((self.containers or {}).get("logs") or {}).get(settings["app_service"]) or {}
@@ -155,11 +176,31 @@ class Facts:
     def reserved(self):
         return (self.conn.get("superuser_reserved_connections") or 0) + (self.conn.get("reserved_connections") or 0)
 
+    def pool_probe(self):
+        """The answer of the probe that carries the pool figures (None when the deployment does not offer it)."""
+        path = self.s.get("db_pool_path")
+        if not path:
+            return None
+        if path == self.s.get("health_path", SEED_HEALTH):
+            return self.health
+        return ((self.http or {}).get("probes") or {}).get(POOL_PROBE)
+
     def db_pool(self):
-        body = (self.health or {}).get("body")
+        body = (self.pool_probe() or {}).get("body")
         if isinstance(body, dict):
             return (body.get("checks") or {}).get("db_pool")
         return None
+
+    def pool_settings(self):
+        """``{name: value}`` of the application's pool settings (the env file's value, else the running
+        container's; "not set" when neither sets it). A meaning the deployment has no setting for is left out."""
+        out = {}
+        for meaning in POOL_MEANINGS:
+            name = (self.s.get("setting_names") or {}).get(meaning)
+            if name:
+                value = self.env.get(name, self.live_env.get(name))
+                out[name] = NOT_SET if value in (None, "") else value
+        return out
 
     def leaks(self):
         """``{application: [sessions]}`` idle in transaction longer than the threshold."""
@@ -247,6 +288,63 @@ class Facts:
         if total is None or not maximum:
             return None
         return round(total / float(maximum), 4)
+
+
+def probe_output(output):
+    """``(settings, target)`` from the exec probe's output: its ``NAME=value`` lines (the pool settings it printed)
+    and the address it tried (``{setting, host, port}``, from the mark line), each empty when absent."""
+    values, target = {}, {}
+    for line in str(output or "").splitlines():
+        line = line.strip()
+        if line.startswith(TARGET_MARK + " "):
+            parts = line.split()
+            if len(parts) == 4:
+                target = {"setting": parts[1], "host": parts[2], "port": parts[3]}
+        elif "=" in line and " " not in line.split("=", 1)[0]:
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values, target
+
+
+def probe_text(output):
+    """The exec probe's output without the lines octoctl printed itself (what the TCP client said)."""
+    return " ".join(
+        line.strip()
+        for line in str(output or "").splitlines()
+        if line.strip() and not line.strip().startswith(TARGET_MARK) and "=" not in line.split(" ", 1)[0]
+    )
+
+
+def exec_probe_cmd(s):
+    """The shell run in the application's container: print its pool settings (not secrets), find the database
+    address its own settings name (the URL's host and port, never its password; else host and port; else the
+    role's ``db_host_from_app`` and the inventory's port), print it with the setting it came from, then try a TCP
+    connection to it (the probe's exit status is the connection's)."""
+    names = s.get("setting_names") or {}
+    pool = [names[m] for m in POOL_MEANINGS if names.get(m)]
+    parts = []
+    if pool:
+        parts.append('for k in %s; do v=$(printenv "$k"); [ -n "$v" ] && echo "$k=$v"; done' % " ".join(pool))
+    url, host, port = names.get("database_url"), names.get("db_host"), names.get("db_port")
+    default = "h=%s; p=%s; src=default" % (s["db_host_from_app"], s["db_port_from_app"])
+    branches = []
+    if url:
+        branches.append(
+            'u=$(printenv %s); if [ -n "$u" ]; then '
+            "hp=$(printf '%%s' \"$u\" | sed -E 's#^[^:]*://##; s#^.*@##; s#[/?].*$##'); "
+            'h=${hp%%:*}; p=${hp##*:}; [ "$p" = "$hp" ] && p=%s; src=%s' % (url, s["db_port_from_app"], url)
+        )
+    if host:
+        branches.append(
+            'h=$(printenv %s); if [ -n "$h" ]; then p=%s; src=%s'
+            % (host, "$(printenv %s)" % port if port else "", host)
+        )
+    script = default
+    for branch in reversed(branches):
+        script = "%s; else %s; fi" % (branch, script)
+    parts.append(script)
+    parts.append('p=${p:-%s}; echo "%s $src $h $p"; nc -z -w 2 "$h" "$p"' % (s["db_port_from_app"], TARGET_MARK))
+    return "; ".join(parts)
 
 
 # --- checks ------------------------------------------------------------------------------------------
@@ -434,17 +532,29 @@ def check_pool(f, leaking):
     title = "The %s's connection pool has free connections" % s["app_service"]
     expected = "in_use < max, no 'database pool exhausted'"
     pool = f.db_pool()
-    if f.health is None or (pool is None and f.health.get("error")):
-        error = (f.health or {}).get("error") or f.http_error
-        return unknown("app.pool", title, expected, error, "A")
     evidence = {
         "db_pool": pool,
         "pool_exhausted_log_lines": f.pool_log_count,
-        "env": {key: f.env.get(key) for key in ("DB_POOL_SIZE", "DB_POOL_MAX_OVERFLOW")},
+        "env": f.pool_settings(),
         "replicas": f.replicas,
     }
+    if not s.get("db_pool_path"):
+        if (f.pool_log_count or 0) > 0:
+            observed = "%d 'database pool exhausted' lines (no pool figures)" % f.pool_log_count
+            if any(app in s["app_application_names"] for app in leaking):
+                evidence["note"] = "the application leaks sessions: a leak (scenario C), not a small pool"
+                return finding("app.pool", title, "problem", observed, expected, evidence, "C")
+            return finding("app.pool", title, "problem", observed, expected, evidence, "A")
+        return not_offered(
+            "app.pool", title, expected, "the pool figures (checks.db_pool, probes.db_pool)", evidence, "A"
+        )
+    if f.pool_probe() is None or (pool is None and f.pool_probe().get("error")):
+        error = (f.pool_probe() or {}).get("error") or f.http_error
+        return unknown("app.pool", title, expected, error, "A", evidence)
     if pool is None:
-        return finding("app.pool", title, "ok", "no pool figures in /health", expected, evidence)
+        # the deployment says it offers the figures: an answer without them is not a silent ok
+        error = {"kind": "other", "message": "%s answered without checks.db_pool" % s["db_pool_path"]}
+        return unknown("app.pool", title, expected, error, "A", evidence)
     observed = "%s of %s in use, %s leaked" % (pool.get("in_use"), pool.get("max"), pool.get("leaked", 0))
     full = pool.get("max") and (pool.get("in_use") or 0) >= pool["max"]
     errors = (f.pool_log_count or 0) > 0
@@ -461,7 +571,7 @@ def check_pool(f, leaking):
 def check_connectivity(f, saturation="B"):
     s = f.s
     title = "The %s reaches PostgreSQL (/health and a TCP probe from its container)" % s["app_service"]
-    expected = "/health postgres ok; nc -z postgres 5432 succeeds"
+    expected = "/health postgres ok; a TCP connection from its container to the address its settings name"
     body = (f.health or {}).get("body") if f.health else None
     app_pg = ((body or {}).get("checks") or {}).get("postgres") if isinstance(body, dict) else None
     probe = f.exec_probe
@@ -472,6 +582,9 @@ def check_connectivity(f, saturation="B"):
         if probe
         else None,
     }
+    if f.target:
+        # the address the application is configured with, and the setting that names it (never a password)
+        evidence["database_address"] = dict(f.target)
     if f.health is None and probe is None:
         return unknown("app.connectivity", title, expected, f.http_error or f.containers_error, "D")
     tcp_ok = probe.get("ok") if probe and (probe.get("error") or {}).get("kind") != "unreachable" else None
@@ -488,8 +601,13 @@ def check_connectivity(f, saturation="B"):
             return finding("app.connectivity", title, "problem", text[:160] or "TCP probe failed", expected, evidence)
         if "could not translate host name" in lowered or "name or service not known" in lowered:
             evidence["dns"] = "the application cannot resolve the database host name"
+        target = (
+            " to %s:%s (%s)" % (f.target.get("host"), f.target.get("port"), f.target.get("setting")) if f.target else ""
+        )
         observed = (
-            text[:160] if health_ok is False else "TCP probe failed: %s" % ((probe or {}).get("output") or "")[:120]
+            text[:160]
+            if health_ok is False
+            else "TCP probe%s failed: %s" % (target, probe_text((probe or {}).get("output"))[:120])
         )
         return finding("app.connectivity", title, "problem", observed, expected, evidence, "D")
     if health_ok is None and tcp_ok is None:
@@ -551,7 +669,7 @@ def diagnose(evidence, settings, previous=None, applied=()):
         "total": f.conn.get("total"),
         "by_application": f.conn.get("by_application") or [],
         "pool_max": pool.get("max"),
-        "env": f.env,
+        "env": f.pool_settings(),
         "replicas": f.replicas or 1,
         "dns": any((item.get("evidence") or {}).get("dns") for item in findings),
         "health_postgres": ((f.health or {}).get("body") or {}).get("checks", {}).get("postgres")
@@ -700,10 +818,17 @@ def terminate_idle_action(ctx, s):
     )
 
 
+def pool_names(s):
+    """``(size, overflow)``: the names of the application's pool settings (None: the deployment has none)."""
+    names = s.get("setting_names") or {}
+    return names.get("db_pool_size"), names.get("db_pool_max_overflow")
+
+
 def pool_target(ctx, s):
     """``(size_old, overflow_old, size_new, overflow_new, budget)``; new values None when there is no room."""
-    size = to_int(ctx.get("env", {}).get("DB_POOL_SIZE"))
-    overflow = to_int(ctx.get("env", {}).get("DB_POOL_MAX_OVERFLOW"))
+    size_name, overflow_name = pool_names(s)
+    size = to_int(ctx.get("env", {}).get(size_name)) if size_name else None
+    overflow = to_int(ctx.get("env", {}).get(overflow_name)) if overflow_name else None
     if size is None or overflow is None:
         return size, overflow, None, None, None
     replicas = max(1, int(ctx.get("replicas") or 1))
@@ -726,6 +851,21 @@ def pool_target(ctx, s):
     if new_size + new_overflow <= size + overflow:
         return size, overflow, None, None, per_replica
     return size, overflow, new_size, new_overflow, per_replica
+
+
+def pool_unknown(ctx, s):
+    """Why scenario A cannot raise the pool: the deployment names no pool setting, a setting is not set (the
+    application's own default applies, which is not known), or there is no env file to write; empty when it can."""
+    reasons = []
+    values = ctx.get("env") or {}
+    for meaning, name in zip(POOL_MEANINGS, pool_names(s)):
+        if not name:
+            reasons.append("the deployment has no %s setting" % meaning)
+        elif to_int(values.get(name)) is None:
+            reasons.append("%s is %s" % (name, values.get(name) or NOT_SET))
+    if not reasons and not s.get("env_file") and s.get("platform", "compose") == "compose":
+        reasons.append("no services' env file to change (octollm_services_env_file)")
+    return reasons
 
 
 def plan(diagnosis, settings):
@@ -833,6 +973,23 @@ def plan(diagnosis, settings):
         elif sid == "A":
             size, overflow, new_size, new_overflow, per_replica = pool_target(ctx, s)
             service = s["app_service"]
+            size_name, overflow_name = pool_names(s)
+            unknown_pool = pool_unknown(ctx, s)
+            if unknown_pool:
+                actions.append(
+                    action(
+                        "database_connections.A.report_pool",
+                        "A",
+                        "report an exhausted pool whose settings are not known",
+                        "compose:%s" % service,
+                        {"settings": ctx.get("env") or {}, "missing": unknown_pool},
+                        "report",
+                        "L1: the pool of %s is exhausted, and %s: set the pool's size explicitly (within "
+                        "max_connections), or name the settings in octollm_services.%s.settings"
+                        % (service, "; ".join(unknown_pool), service),
+                    )
+                )
+                continue
             if new_size is None:
                 actions.append(
                     action(
@@ -840,7 +997,7 @@ def plan(diagnosis, settings):
                         "A",
                         "report an exhausted pool with no room to grow",
                         "compose:%s" % service,
-                        {"DB_POOL_SIZE": size, "DB_POOL_MAX_OVERFLOW": overflow, "budget_per_replica": per_replica},
+                        {size_name: size, overflow_name: overflow, "budget_per_replica": per_replica},
                         "report",
                         "L1: the pool of %s cannot grow within max_connections (%s per replica left); raise "
                         "max_connections or lower other clients' use first" % (service, per_replica),
@@ -856,17 +1013,26 @@ def plan(diagnosis, settings):
                     {
                         "file": s["env_file"],
                         "keys": {
-                            "DB_POOL_SIZE": {"old": str(size), "new": str(new_size)},
-                            "DB_POOL_MAX_OVERFLOW": {"old": str(overflow), "new": str(new_overflow)},
+                            size_name: {"old": str(size), "new": str(new_size)},
+                            overflow_name: {"old": str(overflow), "new": str(new_overflow)},
                         },
                         "container": service,
                         "op": "recreate (docker compose up, new environment)",
                         "budget_per_replica": per_replica,
                     },
                     "planned",
-                    "DB_POOL_SIZE %s -> %s, DB_POOL_MAX_OVERFLOW %s -> %s in %s (max %d per replica within "
-                    "max_connections), then recreate %s"
-                    % (size, new_size, overflow, new_overflow, s["env_file"], per_replica, service),
+                    "%s %s -> %s, %s %s -> %s in %s (max %d per replica within max_connections), then recreate %s"
+                    % (
+                        size_name,
+                        size,
+                        new_size,
+                        overflow_name,
+                        overflow,
+                        new_overflow,
+                        s["env_file"],
+                        per_replica,
+                        service,
+                    ),
                     disruptive=True,
                     apply="set_env_and_recreate",
                 )
@@ -904,12 +1070,27 @@ def prevention(evidence, settings):
     # 1. pool limits fit max_connections
     title = "The %s's pool fits max_connections" % s["app_service"]
     pool = f.db_pool()
+    if not s.get("db_pool_path"):
+        # no pool figures offered: the pool's most connections from its settings (size + overflow), when both set
+        values = f.pool_settings()
+        numbers = [to_int(values.get(name)) for name in pool_names(s)]
+        pool = {"max": sum(numbers), "source": "settings"} if None not in numbers else None
     if f.pg is None or not f.conn:
         findings.append(
             unknown("prevent.app.pool_limits", title, "pool max x replicas <= available", f.conn_error or f.pg_error)
         )
+    elif pool is None and not s.get("db_pool_path"):
+        findings.append(
+            not_offered(
+                "prevent.app.pool_limits",
+                title,
+                "pool max x replicas <= available",
+                "the pool figures (probes.db_pool), and the pool settings are %s"
+                % (", ".join("%s=%s" % item for item in sorted(f.pool_settings().items())) or "not named"),
+            )
+        )
     elif pool is None or not pool.get("max"):
-        error = (f.health or {}).get("error") or f.http_error or {"kind": "other", "message": "no pool in /health"}
+        error = (f.pool_probe() or {}).get("error") or f.http_error or {"kind": "other", "message": "no pool figures"}
         findings.append(unknown("prevent.app.pool_limits", title, "pool max x replicas <= available", error))
     else:
         available = (f.max_connections or 0) - f.reserved
@@ -923,10 +1104,11 @@ def prevention(evidence, settings):
                 "<= %d (max_connections - reserved)" % available,
                 {
                     "pool_max": pool["max"],
+                    "pool_source": pool.get("source") or s.get("db_pool_path"),
                     "replicas": f.replicas,
                     "max_connections": f.max_connections,
                     "reserved": f.reserved,
-                    "env": f.env,
+                    "env": f.pool_settings(),
                 },
                 "A" if wanted > available else None,
             )
@@ -1005,8 +1187,8 @@ def prevention(evidence, settings):
                 "compose:%s:pool" % s["app_service"],
                 by_check["prevent.app.pool_limits"]["evidence"],
                 "report",
-                "L1: lower DB_POOL_SIZE + DB_POOL_MAX_OVERFLOW (x replicas) under max_connections - reserved, or raise "
-                "max_connections",
+                "L1: lower %s + %s (x replicas) under max_connections - reserved, or raise max_connections"
+                % tuple(name or "the pool's %s" % meaning for meaning, name in zip(POOL_MEANINGS, pool_names(s))),
             )
         )
     for check in ("prevent.prometheus.connection_rule", "prevent.prometheus.down_rule"):
@@ -1066,6 +1248,12 @@ class DatabaseConnections(Procedure):
         # the stack's own applications (application_name values): never terminated for being idle
         s["stack_applications"] = [str(name) for name in postgres.get("applications") or []]
         s["db_port_from_app"] = int(postgres.get("port") or 5432)
+        # the deployment's names (docs/deployment.md): the application's settings by meaning (None: it has no such
+        # setting), its health endpoint, and the optional probe that answers the pool figures (None: not offered)
+        app = s["app_service"]
+        s["setting_names"] = {meaning: context.setting_name(app, meaning) for meaning in DB_MEANINGS}
+        s["health_path"] = context.service(app).get("health_path") or SEED_HEALTH
+        s["db_pool_path"] = context.probe(app, "db_pool")
         if context.kubernetes:
             s["namespace"] = context.inventory["k8s"]["namespace"]
             service = (context.inventory.get("services") or {}).get("postgres") or {}
@@ -1084,11 +1272,25 @@ class DatabaseConnections(Procedure):
             },
             "http": {
                 "probes": [
-                    {"name": HEALTH_PROBE, "service": s["app_service"], "path": "/health", "expect_status": [200, 503]}
+                    {
+                        "name": HEALTH_PROBE,
+                        "service": s["app_service"],
+                        "path": s["health_path"],
+                        "expect_status": [200, 503],
+                    }
                 ]
             },
             "prometheus": {"rules": True},
         }
+        if s["db_pool_path"] and s["db_pool_path"] != s["health_path"]:
+            need["http"]["probes"].append(
+                {
+                    "name": POOL_PROBE,
+                    "service": s["app_service"],
+                    "path": s["db_pool_path"],
+                    "expect_status": [200, 503],
+                }
+            )
         if context.kubernetes:
             # no Docker: no exec probe, no container logs, no env file; the API's view instead
             need["kubernetes"] = {"objects": k8s_objects(s)}
@@ -1098,7 +1300,7 @@ class DatabaseConnections(Procedure):
                 {
                     "name": EXEC_PROBE,
                     "service": s["app_service"],
-                    "cmd": "nc -z -w 2 %s %s" % (s["db_host_from_app"], s["db_port_from_app"]),
+                    "cmd": exec_probe_cmd(s),
                     "timeout": 5,
                 }
             ],
@@ -1109,13 +1311,14 @@ class DatabaseConnections(Procedure):
                 "patterns": {POOL_LOG_PATTERN: "database pool exhausted"},
             },
         }
-        if s["env_file"]:
+        pool = [s["setting_names"][m] for m in POOL_MEANINGS if s["setting_names"].get(m)]
+        if s["env_file"] and pool:
             need["logs"] = {
                 "sources": [
                     {
                         "name": ENV_SOURCE,
                         "path": s["env_file"],
-                        "pattern": "^(DB_POOL_SIZE|DB_POOL_MAX_OVERFLOW)=",
+                        "pattern": "^(%s)=" % "|".join(re.escape(name) for name in pool),
                         "max_lines": 10,
                     }
                 ]

@@ -6,7 +6,8 @@
 PostgreSQL, the application's ``/health`` and Prometheus are probed as on Compose, at the addresses the inventory
 gives (a Service address or a port-forward). The Compose inputs that come from Docker are taken from the API:
 
-- the pool settings (``DB_POOL_SIZE``, ``DB_POOL_MAX_OVERFLOW``) from the ConfigMap the application's pods load
+- the pool settings (``db_pool_size``, ``db_pool_max_overflow`` under the deployment's names; the seed's
+  ``DB_POOL_SIZE``, ``DB_POOL_MAX_OVERFLOW``) from the ConfigMap the application's pods load
   (``octollm-config``; a literal ``env`` entry of the Deployment overrides it and is reported, not patched);
 - the replicas from the application's Deployment (ready replicas, else spec).
 
@@ -67,7 +68,12 @@ READS = (
     "events",
 )
 LISTS = ("app_pods", "db_pods", "netpols", "pdbs", "hpas", "events")
-POOL_KEYS = ("DB_POOL_SIZE", "DB_POOL_MAX_OVERFLOW")
+
+
+def pool_keys(s):
+    """The names of the application's pool settings in its ConfigMap or env (the deployment's; docs/deployment.md)."""
+    return tuple(name for name in dc.pool_names(s) if name)
+
 
 CHECK_SCENARIO = dict(dc.CHECK_SCENARIO, **{"k8s.postgres_service": "D", "k8s.network_policy": "D"})
 
@@ -103,10 +109,11 @@ def pool_source(facts, s):
         (item.get("configMapRef") or {}).get("name") == s["k8s_pool_configmap"]
         for item in container.get("envFrom") or []
     )
-    values = {key: data[key] for key in POOL_KEYS if key in data and loaded}
+    keys = pool_keys(s)
+    values = {key: data[key] for key in keys if key in data and loaded}
     overrides = {}
     for item in container.get("env") or []:
-        if item.get("name") in POOL_KEYS and "value" in item:
+        if item.get("name") in keys and "value" in item:
             overrides[item["name"]] = str(item["value"])
     values.update(overrides)
     return {"values": values, "overrides": overrides, "configmap": s["k8s_pool_configmap"], "loaded": loaded}
@@ -605,7 +612,7 @@ def check_hpa_pool(facts, f_ctx, s):
         )
     maximum = int(hpa["spec"].get("maxReplicas") or 1)
     values = pool_source(facts, s)["values"]
-    pool = (to_int(values.get("DB_POOL_SIZE"), 0) or 0) + (to_int(values.get("DB_POOL_MAX_OVERFLOW"), 0) or 0)
+    pool = sum(to_int(values.get(key), 0) or 0 for key in pool_keys(s))
     available = f_ctx.get("available")
     evidence = {"hpa": hpa["metadata"]["name"], "max_replicas": maximum, "pool_max": pool, "available": available}
     if not pool or available is None:

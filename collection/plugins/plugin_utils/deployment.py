@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import re
 
 NOT_OFFERED = "not_offered"
 # the seed's health endpoint of the OctoLLM services (the orchestrator and the arms)
@@ -67,7 +68,51 @@ def describe(inventory, common):
             "octollm_metrics.containers is %r; it must be one of %s" % (preset, ", ".join(sorted(presets)))
         )
     inventory["container_metrics"] = dict(presets[preset], preset=preset)
+    inventory["discovery"] = discovery(inventory)
     return inventory
+
+
+def discovery(inventory):
+    """``{service: {project, compose_service, container_names, labels}}``: how the containers of each service the
+    inventory describes are found (the containers evidence's ``discovery``): by ``container_names`` (containers not
+    under Compose), else by Docker ``labels``, else by Compose project (``compose_project``, default
+    ``octollm_compose_project``) and Compose service."""
+    project = (inventory.get("compose") or {}).get("project") or "octollm"
+    found = {}
+    for name, spec in (inventory.get("services") or {}).items():
+        spec = spec or {}
+        found[name] = {
+            "project": spec.get("compose_project") or project,
+            "compose_service": spec.get("compose_service") or name,
+            "container_names": [str(item) for item in spec.get("container_names") or []],
+            "labels": dict((str(key), str(value)) for key, value in (spec.get("labels") or {}).items()),
+        }
+    return found
+
+
+def found_by(entry):
+    """How a service's containers are found: ``name``, ``labels`` or ``compose`` (its discovery entry)."""
+    if (entry or {}).get("container_names"):
+        return "name"
+    if (entry or {}).get("labels"):
+        return "labels"
+    return "compose"
+
+
+def _quoted(value):
+    return '"%s"' % str(value).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def selector(metric, matchers):
+    """``metric{matchers}``, merged into the selector a metric name may already carry
+    (``kube_pod_container_resource_limits{resource="memory"}``); empty matchers are dropped."""
+    matchers = [item for item in matchers if item]
+    name, brace, rest = str(metric).partition("{")
+    if brace:
+        inner = rest.rstrip().rstrip("}").strip()
+        if inner:
+            matchers = [inner] + matchers
+    return "%s{%s}" % (name, ",".join(matchers)) if matchers else name
 
 
 _SEED_NAMES = {}
@@ -148,6 +193,43 @@ class Deployment(object):
     @property
     def container_metrics(self):
         return self.inventory.get("container_metrics") or {}
+
+    def container_selectors(self, meaning, namespace=None):
+        """The PromQL selectors of a container metric (``memory``, ``memory_limit``, ``cpu_seconds``) that together
+        cover the deployment's containers, with the exporter's labels (``context.container_metrics``): on Kubernetes
+        (``namespace``) the namespace's containers; on Docker one selector per Compose project its services run
+        under and one for the containers found by name (``container_label``) or, with cAdvisor, by Docker labels.
+        Join them with ``or``; a series names its container by ``container_metrics.container_label``."""
+        preset = self.container_metrics
+        metric = preset.get(meaning) or meaning
+        extra = [preset.get("matchers") or ""]
+        if namespace is not None:
+            return [selector(metric, ['%s=%s' % (preset.get("project_label") or "namespace", _quoted(namespace))]
+                             + extra)]
+        project = (self.inventory.get("compose") or {}).get("project") or "octollm"
+        projects, names, labelled = [project], [], []
+        for entry in (self.inventory.get("discovery") or {}).values():
+            how = found_by(entry)
+            if how == "name":
+                names.extend(entry["container_names"])
+            elif how == "labels":
+                labelled.append(entry["labels"])
+            elif entry.get("project") and entry["project"] not in projects:
+                projects.append(entry["project"])
+        selectors = [
+            selector(metric, ["%s=%s" % (preset.get("project_label"), _quoted(item))] + extra) for item in projects
+        ]
+        if names:
+            pattern = "|".join(re.escape(item) for item in sorted(set(names)))
+            selectors.append(selector(metric, ["%s=~%s" % (preset.get("container_label") or "name",
+                                                            _quoted(pattern))] + extra))
+        if preset.get("preset") == "cadvisor":
+            for labels in labelled:  # cAdvisor exports a container's Docker labels as container_label_<name>
+                selectors.append(selector(metric, [
+                    "container_label_%s=%s" % (re.sub(r"[^A-Za-z0-9_]", "_", key), _quoted(value))
+                    for key, value in sorted(labels.items())
+                ] + extra))
+        return selectors
 
 
 def not_offered(check, title, expected, what, evidence=None, scenario=None):

@@ -16,6 +16,15 @@ the orchestrator's recent call durations per arm come from ``action_log`` throug
 - C  resource contention: a service uses its CPU limit. Fixable for services that can run replicas: scale out
      (bounded), persisted in the Compose override file.
 - D  network latency: the caller's round trip to a service is much slower than the service's own time. Report.
+
+The deployment's names (docs/deployment.md): the latency metrics by meaning (``http_request_duration``,
+``llm_duration``) from every service that exports them, under each one's own name (a service exporting
+``orchestrator_http_request_duration_seconds`` is judged on that); a metric with no series at all is unknown, never a
+silent ok. The response-cache switch is the cache service's ``response_cache`` setting: a deployment without one gets
+``llm.response_cache`` unknown ``not_offered``, and a switch that is not set is "not set" (a warning), never
+"enabled". The hop round trips (``action_log.details`` key ``octollm_postgres.schema.hop_duration_key``) are optional:
+not offered, ``network.hops`` is unknown ``not_offered``. Container CPU and memory come from the exporter the
+inventory names (``context.container_metrics``), the tables from the schema.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,6 +33,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import not_offered
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
     env_values,
     evidence_kind,
@@ -51,6 +61,10 @@ Q_REDIS = "high_latency_redis_seconds_per_call"
 Q_CPU = "high_latency_cpu_cores"
 Q_MEMORY = "high_latency_memory_ratio"
 Q_HOST_MEMORY = "high_latency_host_memory_available"
+# how many series the latency metrics have at all (none: the metric is not exported under that name)
+Q_P95_SERIES = "high_latency_p95_series"
+Q_LLM_SERIES = "high_latency_llm_series"
+NOT_SET = "not set"
 CACHE_PROBE = "high_latency_cache_setting"
 RTT_PROBE = "high_latency_rtt"
 HEALTH_PROBE = "high_latency_app_health"
@@ -177,6 +191,26 @@ class Facts:
         return round(total, 3) if seen else None
 
 
+def metric_names(s, meaning):
+    """The names a latency metric is exported under by the deployment's services (one per naming, sorted)."""
+    return list((s.get("metrics") or {}).get(meaning) or [])
+
+
+def no_series(f, query, s, meaning):
+    """The error of a latency metric that has no series at all under the deployment's names (a renamed metric the
+    inventory does not name, or a service that exports none), or None when it has some (then "no traffic" holds)."""
+    series, error = _series(f.prom, query)
+    if series is None:
+        return error or f.prom_error
+    if any(value > 0 for _, value in series):
+        return None
+    return {
+        "kind": "other",
+        "message": "no series of %s in Prometheus: name the metric the services export in "
+        "octollm_services.<service>.metrics.%s" % (" or ".join(metric_names(s, meaning)) or meaning, meaning),
+    }
+
+
 # --- checks ------------------------------------------------------------------------------------------
 def check_p95(f):
     s = f.s
@@ -192,9 +226,12 @@ def check_p95(f):
         ),
         key=lambda row: -row["p95_s"],
     )
-    evidence = {"slowest": rows[:8], "endpoints": len(rows)}
+    evidence = {"slowest": rows[:8], "endpoints": len(rows), "metrics": metric_names(s, "http_request_duration")}
     slow = [row for row in rows if row["p95_s"] > s["p95_max_seconds"]]
     if not rows:
+        absent = no_series(f, Q_P95_SERIES, s, "http_request_duration")
+        if absent:
+            return unknown("latency.p95", title, expected, absent, evidence=evidence)
         return finding("latency.p95", title, "ok", "no traffic", expected, evidence)
     top = rows[0]
     observed = "%s %s %.2fs" % (top["service"], top["endpoint"], top["p95_s"])
@@ -246,7 +283,10 @@ def check_memory(f):
         return unknown("resources.memory", title, expected, error or host_error or f.prom_error)
     rows = sorted(
         (
-            {"service": labels.get("compose_service") or labels.get("name"), "ratio": round(v, 4)}
+            {
+                "service": labels.get("compose_service") or labels.get("service") or labels.get("name"),
+                "ratio": round(v, 4),
+            }
             for labels, v in series or []
         ),
         key=lambda row: -row["ratio"],
@@ -402,8 +442,11 @@ def check_llm(f):
         ({"provider": labels.get("provider"), "p95_s": round(v, 3)} for labels, v in series),
         key=lambda row: -row["p95_s"],
     )
-    evidence = {"providers": rows}
+    evidence = {"providers": rows, "metrics": metric_names(s, "llm_duration")}
     if not rows:
+        absent = no_series(f, Q_LLM_SERIES, s, "llm_duration")
+        if absent:
+            return unknown("llm.latency", title, expected, absent, "B", evidence)
         return finding("llm.latency", title, "ok", "no LLM calls", expected, evidence)
     observed = "%s %.2fs" % (rows[0]["provider"], rows[0]["p95_s"])
     if rows[0]["p95_s"] > s["llm_p95_max_seconds"]:
@@ -412,19 +455,29 @@ def check_llm(f):
 
 
 def cache_state(f):
-    """(live, file): the response cache switch in the running service and in the env file (None when unknown)."""
+    """(live, file): the response cache switch in the running service (True, False, "not set", or None when
+    unknown) and in the env file (None when it does not set it)."""
     probe = f.probes.get(CACHE_PROBE)
     live = None
     if probe and probe.get("exit_code") in (0, 1) and (probe.get("error") or {}).get("kind") != "unreachable":
         text = (probe.get("output") or "").strip()
-        live = _bool(text) if text else True  # unset: the application's default (on)
-    file_value = f.env.get(f.s["cache_key"])
+        # unset: the application's own default, which octoctl does not know: "not set", never "enabled"
+        live = _bool(text) if text else NOT_SET
+    file_value = f.env.get(f.s["cache_key"]) if f.s.get("cache_key") else None
     return live, (None if file_value is None else _bool(file_value)), probe
 
 
 def check_cache(f):
     s = f.s
     title = "The LLM response cache of %s is enabled" % s["cache_service"]
+    if not s.get("cache_key"):
+        return not_offered(
+            "llm.response_cache",
+            title,
+            "the response-cache switch set to true",
+            "a response-cache switch (octollm_services.%s.settings.response_cache)" % s["cache_service"],
+            scenario="B",
+        )
     expected = "%s=true (running and in the env file)" % s["cache_key"]
     live, in_file, probe = cache_state(f)
     evidence = {
@@ -436,6 +489,13 @@ def check_cache(f):
     if live is None:
         error = (probe or {}).get("error") or f.containers_error or {"kind": "other", "message": "no probe result"}
         return unknown("llm.response_cache", title, expected, error, "B", evidence)
+    if live == NOT_SET:
+        evidence["note"] = "%s is not set in %s: the application's own default applies" % (
+            s["cache_key"],
+            s["cache_service"],
+        )
+        status = "problem" if in_file is False else "warning"
+        return finding("llm.response_cache", title, status, NOT_SET, expected, evidence, "B")
     if not live:
         return finding("llm.response_cache", title, "problem", "disabled", expected, evidence, "B")
     if in_file is False:
@@ -489,6 +549,14 @@ def check_hops(f):
     title = "Service-to-service round trips add less than %s ms" % s["hop_max_ms"]
     expected = "caller time - service time < %s ms" % s["hop_max_ms"]
     hop_answer = f.extra.get("hops") or {}
+    if not s.get("hop_duration_key"):
+        return not_offered(
+            "network.hops",
+            title,
+            expected,
+            "the callers' round trips (action_log.details, octollm_postgres.schema.hop_duration_key)",
+            scenario="D",
+        )
     if hop_answer.get("error") or "rows" not in hop_answer:
         return unknown(
             "network.hops",
@@ -640,7 +708,7 @@ def plan(diagnosis, settings=None):
             for item in ctx.get("missing_indexes") or []:
                 actions.append(_index_action(item, "high_latency.A.index", "A"))
         elif sid == "B":
-            if ctx.get("cache_live") is False or ctx.get("cache_file") is False:
+            if s.get("cache_key") and (ctx.get("cache_live") in (False, NOT_SET) or ctx.get("cache_file") is False):
                 service = s["cache_service"]
                 actions.append(
                     action(
@@ -654,6 +722,8 @@ def plan(diagnosis, settings=None):
                                 s["cache_key"]: {
                                     "old": "false"
                                     if ctx.get("cache_file") is False
+                                    else NOT_SET
+                                    if ctx.get("cache_file") is None
                                     else str(ctx.get("cache_file")).lower(),
                                     "new": "true",
                                 }
@@ -782,7 +852,16 @@ def prevention(evidence, settings=None):
     body = probe.get("body") if isinstance(probe.get("body"), dict) else {}
     pool = (body.get("checks") or {}).get("db_pool")
     conn = (f.pg or {}).get("connections") or {}
-    if pool is None or not conn:
+    if not s.get("db_pool_path"):
+        findings.append(
+            not_offered(
+                "prevent.app.db_pool",
+                title,
+                "pool max x replicas <= max_connections - reserved",
+                "the pool figures (checks.db_pool, probes.db_pool; database_connections judges the pool settings)",
+            )
+        )
+    elif pool is None or not conn:
         findings.append(
             unknown(
                 "prevent.app.db_pool",
@@ -863,34 +942,108 @@ def prevention(evidence, settings=None):
 # --- the procedure ------------------------------------------------------------------------------------
 # The orchestrator's recent call durations per arm (action_log "executed" rows), the caller's side of each hop:
 # a named read-only query of the postgres evidence kind.
+# The action_log table and the details key come from the schema (octollm_postgres.schema): $action_log, $key.
 HOPS_SQL = (
     "SELECT arm, count(*) AS calls, "
     "round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1)::float AS p50_ms, "
     "round(avg(ms)::numeric, 1)::float AS mean_ms "
-    "FROM (SELECT arm, (details->>'duration_ms')::float AS ms, "
+    "FROM (SELECT arm, (details->>'$key')::float AS ms, "
     "row_number() OVER (PARTITION BY arm ORDER BY timestamp DESC) AS n "
-    "FROM action_log WHERE action = 'executed' AND details ? 'duration_ms' "
+    "FROM $action_log WHERE action = 'executed' AND details ? '$key' "
     "AND timestamp > now() - make_interval(secs => %(window)s)) x "
     "WHERE n <= %(sample)s GROUP BY arm ORDER BY arm"
 )
+_NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_PLAIN_PART = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
+
+
+def sql_name(name):
+    """A table of the schema (``name`` or ``schema.name``) as SQL: plain lower-case parts as they are, others
+    double-quoted; ValueError for anything else (a name is never pasted into SQL unchecked)."""
+    parts = str(name or "").split(".")
+    if not 1 <= len(parts) <= 2 or not all(_NAME_PART.match(part) for part in parts):
+        raise ValueError("not a table name: %r (octollm_postgres.schema.tables)" % (name,))
+    return ".".join(part if _PLAIN_PART.match(part) else '"%s"' % part for part in parts)
+
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+
+
+def hops_sql(s):
+    """The hops query on the schema's action_log table and details key (a plain key: it is a SQL literal)."""
+    key = str(s["hop_duration_key"])
+    if not _KEY.match(key):
+        raise ValueError("not a JSON key: %r (octollm_postgres.schema.hop_duration_key)" % (key,))
+    table = sql_name((s.get("tables") or {}).get("action_log") or "action_log")
+    return HOPS_SQL.replace("$action_log", table).replace("$key", key)
+
+
+def rates(names, suffix, matchers, window):
+    """The per-second rates of a metric exported under several names (one per service naming), joined by ``or``
+    (their series differ by their ``service`` label)."""
+    terms = ["rate(%s%s{%s}[%s])" % (name, suffix, matchers, window) for name in names]
+    return "(%s)" % " or ".join(terms)  # parenthesised: an aggregation's argument
+
+
+def series_count(names, suffix):
+    """How many series a metric has under any of its names."""
+    return "count({__name__=~%s})" % _quoted("|".join(re.escape(name + suffix) for name in names))
+
+
+def _quoted(value):
+    return '"%s"' % str(value).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def container_selector(s, meaning):
+    """The selector of a container metric (``cpu_seconds``, ``memory``, ``memory_limit``) of the exporter the inventory
+    names, narrowed to the stack's Compose project (``context.container_metrics``)."""
+    preset = s.get("container_metrics") or {}
+    metric = preset.get(meaning) or meaning
+    matchers = []
+    if preset.get("project_label") and s.get("compose_project"):
+        matchers.append("%s=%s" % (preset["project_label"], _quoted(s["compose_project"])))
+    if preset.get("matchers"):
+        matchers.append(preset["matchers"])
+    name, brace, rest = metric.partition("{")
+    if brace:
+        inner = rest.rstrip().rstrip("}").strip()
+        if inner:
+            matchers.insert(0, inner)
+    return "%s{%s}" % (name, ",".join(matchers)) if matchers else name
 
 
 def queries(s, namespace=None):
-    """The named PromQL queries of the judgement, built from the settings; on Kubernetes (``namespace``) the CPU
-    and memory series are cAdvisor's by container, relabelled to ``service``."""
+    """The named PromQL queries of the judgement, built from the settings: the latency metrics under the
+    deployment's names, the container metrics of its exporter (``container_metrics``, the service label as it
+    names it, relabelled to ``service`` when it is not that); on Kubernetes (``namespace``) the CPU and memory series
+    are cAdvisor's by container, relabelled to ``service``."""
     window = s["prometheus_window"]
+    http = metric_names(s, "http_request_duration") or ["http_request_duration_seconds"]
+    llm = metric_names(s, "llm_duration") or ["llm_api_duration_seconds"]
+    preset = s.get("container_metrics") or {}
+    label = preset.get("service_label") or "compose_service"
+    cpu = "sum by (%s) (rate(%s[%s]))" % (label, container_selector(s, "cpu_seconds"), window)
+    memory = "max by (%s) (%s / (%s > 0))" % (
+        label,
+        container_selector(s, "memory"),
+        container_selector(s, "memory_limit"),
+    )
+    if label not in ("compose_service", "service"):
+        # the judgement reads a service label: name it as the exporter does
+        cpu = 'label_replace(%s, "service", "$1", "%s", "(.*)")' % (cpu, label)
+        memory = 'label_replace(%s, "service", "$1", "%s", "(.*)")' % (memory, label)
     named = {
-        Q_P95: "histogram_quantile(0.95, sum by (service, endpoint, le) "
-        '(rate(http_request_duration_seconds_bucket{endpoint!="/metrics"}[%s])))' % window,
-        Q_LLM_P95: "histogram_quantile(0.95, sum by (provider, le) (rate(llm_api_duration_seconds_bucket[%s])))"
-        % window,
-        Q_SERVER_MEAN: 'sum by (service) (rate(http_request_duration_seconds_sum{endpoint="/execute"}[%s])) '
-        '/ sum by (service) (rate(http_request_duration_seconds_count{endpoint="/execute"}[%s]))' % (window, window),
+        Q_P95: "histogram_quantile(0.95, sum by (service, endpoint, le) %s)"
+        % rates(http, "_bucket", 'endpoint!="/metrics"', window),
+        Q_P95_SERIES: series_count(http, "_count"),
+        Q_LLM_P95: "histogram_quantile(0.95, sum by (provider, le) %s)" % rates(llm, "_bucket", "", window),
+        Q_LLM_SERIES: series_count(llm, "_count"),
+        Q_SERVER_MEAN: "sum by (service) %s / sum by (service) %s"
+        % (rates(http, "_sum", 'endpoint="/execute"', window), rates(http, "_count", 'endpoint="/execute"', window)),
         Q_REDIS: 'rate(redis_commands_duration_seconds_total{cmd=~"get|set|setex"}[%s]) '
         '/ rate(redis_commands_total{cmd=~"get|set|setex"}[%s])' % (window, window),
-        Q_CPU: "sum by (compose_service) (rate(container_cpu_usage_seconds_total[%s]))" % window,
-        Q_MEMORY: "max by (compose_service) "
-        "(container_memory_working_set_bytes / (container_spec_memory_limit_bytes > 0))",
+        Q_CPU: cpu,
+        Q_MEMORY: memory,
         Q_HOST_MEMORY: "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
     }
     if namespace:
@@ -904,6 +1057,17 @@ def queries(s, namespace=None):
             '(container_spec_memory_limit_bytes{%s} > 0)), "service", "$1", "container", "(.*)")' % (selector, selector)
         )
     return named
+
+
+LATENCY_METRICS = ("http_request_duration", "llm_duration")
+
+
+def deployment_metric_names(context, meaning):
+    """The names a metric is exported under by the deployment's services (each service's own name; the seed's for a
+    deployment that names none), sorted."""
+    names = {context.metric(meaning, name) for name in context.service_names()}
+    names.add(context.metric(meaning))
+    return sorted(name for name in names if name)
 
 
 def rtt_targets(context):
@@ -926,6 +1090,23 @@ class HighLatency(Procedure):
         s = super(HighLatency, self).settings(role_settings, context)
         if context.kubernetes:
             s["namespace"] = context.inventory["k8s"]["namespace"]
+        # the deployment's names (docs/deployment.md): the cache service's response-cache switch and pool settings
+        # (None: it has none), the latency metrics under every service's own names, the container metrics of its
+        # exporter, the optional probes (pool figures, hop round trips) and the schema's tables
+        app = s["cache_service"]
+        s["cache_key"] = context.setting_name(app, "response_cache")
+        s["pool_keys"] = [
+            name for name in (context.setting_name(app, m) for m in ("db_pool_size", "db_pool_max_overflow")) if name
+        ]
+        s["metrics"] = {meaning: deployment_metric_names(context, meaning) for meaning in LATENCY_METRICS}
+        s["container_metrics"] = dict(context.container_metrics)
+        s["compose_project"] = (context.inventory.get("compose") or {}).get("project")
+        s["db_pool_path"] = context.probe(app, "db_pool")
+        s["schema"] = dict(context.schema)
+        s["hop_duration_key"] = context.schema.get("hop_duration_key") or None
+        s["tables"] = {meaning: context.table(meaning) for meaning in ("tasks", "action_log", "entities")}
+        # the seed's index specs name tables by meaning: on the deployment's tables
+        s["expected_indexes"] = [dict(spec, table=context.table(spec["table"])) for spec in s["expected_indexes"]]
         return s
 
     def needs(self, settings, context):
@@ -940,24 +1121,28 @@ class HighLatency(Procedure):
                 "connections": True,
                 "statements": s["statements"],
                 "tables": list(dict.fromkeys(spec["table"] for spec in s["expected_indexes"])),
-                "queries": {
-                    HOPS_QUERY: {
-                        "sql": HOPS_SQL,
-                        "params": {"window": s["hop_window_seconds"], "sample": s["hop_sample"]},
-                    }
-                },
             },
-            "http": {
+        }
+        if s.get("schema"):
+            need["postgres"]["schema"] = s["schema"]
+        if s.get("hop_duration_key"):
+            need["postgres"]["queries"] = {
+                HOPS_QUERY: {
+                    "sql": hops_sql(s),
+                    "params": {"window": s["hop_window_seconds"], "sample": s["hop_sample"]},
+                }
+            }
+        if s.get("db_pool_path"):
+            need["http"] = {
                 "probes": [
                     {
                         "name": HEALTH_PROBE,
                         "service": s["cache_service"],
-                        "path": "/health",
+                        "path": s["db_pool_path"],
                         "expect_status": [200, 503],
                     }
                 ]
-            },
-        }
+            }
         if context.kubernetes:
             need["kubernetes"] = {
                 "objects": {
@@ -974,24 +1159,29 @@ class HighLatency(Procedure):
                     "service": s["cache_service"],
                     "cmd": "printenv %s" % s["cache_key"],
                     "timeout": 5,
-                },
-                {
-                    "name": RTT_PROBE,
-                    "service": s["cache_service"],
-                    "cmd": "for t in %s; do "
-                    'curl -s -o /dev/null -m 2 -w "$t %%{time_total}\\n" "http://$t/health" || echo "$t failed"; done'
-                    % " ".join(rtt_targets(context)),
-                    "timeout": 15,
-                },
+                }
             ]
+            if s.get("cache_key")
+            else []
         }
-        if s["env_file"]:
+        need["containers"]["exec_probes"].append(
+            {
+                "name": RTT_PROBE,
+                "service": s["cache_service"],
+                "cmd": "for t in %s; do "
+                'curl -s -o /dev/null -m 2 -w "$t %%{time_total}\\n" "http://$t/health" || echo "$t failed"; done'
+                % " ".join(rtt_targets(context)),
+                "timeout": 15,
+            }
+        )
+        keys = ([s["cache_key"]] if s.get("cache_key") else []) + list(s.get("pool_keys") or [])
+        if s["env_file"] and keys:
             need["logs"] = {
                 "sources": [
                     {
                         "name": ENV_SOURCE,
                         "path": s["env_file"],
-                        "pattern": "^(%s|DB_POOL_SIZE|DB_POOL_MAX_OVERFLOW)=" % s["cache_key"],
+                        "pattern": "^(%s)=" % "|".join(re.escape(key) for key in keys),
                         "max_lines": 10,
                     }
                 ]

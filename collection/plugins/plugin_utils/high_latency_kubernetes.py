@@ -78,15 +78,19 @@ def cpu_cores(quantity):
 def switch(facts, s):
     """``{value, source}``: the cache switch the application's pods load (Deployment env over the ConfigMap)."""
     deployment = _deployments(facts).get(s["cache_service"]) or {}
-    container = _container(deployment, s["cache_service"]) if deployment else {}
+    if not s.get("cache_key") or not deployment:
+        # the deployment has no cache switch, or its workload is not there: nothing to read
+        return {"value": None, "source": None, "known": False}
+    container = _container(deployment, s["cache_service"])
     for item in container.get("env") or []:
         if item.get("name") == s["cache_key"] and "value" in item:
-            return {"value": str(item["value"]), "source": "deployment/%s env" % s["cache_service"]}
+            return {"value": str(item["value"]), "source": "deployment/%s env" % s["cache_service"], "known": True}
     loads = any((e.get("configMapRef") or {}).get("name") == s["k8s_configmap"] for e in container.get("envFrom") or [])
     data = (facts.get("configmap") or {}).get("data") or {}
     if loads and s["cache_key"] in data:
-        return {"value": str(data[s["cache_key"]]), "source": "configmap/%s" % s["k8s_configmap"]}
-    return {"value": None, "source": None}
+        return {"value": str(data[s["cache_key"]]), "source": "configmap/%s" % s["k8s_configmap"], "known": True}
+    # neither the Deployment's env nor the ConfigMap it loads sets it: "not set"
+    return {"value": None, "source": None, "known": True}
 
 
 def as_compose_evidence(evidence, facts, s):
@@ -104,6 +108,17 @@ def as_compose_evidence(evidence, facts, s):
         containers += [{"service": name, "state": "running", "cpus": limit} for _ in range(replicas)]
     cache = switch(facts, s)
     probes = []
+    if cache["value"] is None and cache["known"]:
+        # as printenv of a variable that is not set: no output, exit status 1
+        probes.append(
+            {
+                "name": hl.CACHE_PROBE,
+                "cmd": "(%s env and configmap/%s: %s)" % (s["cache_service"], s["k8s_configmap"], s["cache_key"]),
+                "exit_code": 1,
+                "output": "",
+                "ok": False,
+            }
+        )
     if cache["value"] is not None:
         probes.append(
             {

@@ -4,8 +4,11 @@
 """Judgement of the seed's "Memory Leaks": findings, scenarios, plan and prevention checks.
 
 Input is the evidence of ``stack_evidence`` (kinds ``containers`` with stats sampled twice over the window,
-``prometheus`` with the working-set history, ``http`` with each service's ``GET /debug/memory``, ``redis``
-for the prevention's bounded cache) and the role's settings (``roles/memory_leaks/defaults/main.yml``).
+``prometheus`` with the working-set history of the deployment's containers, named by the exporter the inventory
+names (``context.container_metrics``: the lab's, cAdvisor, kube-state-metrics), ``http`` with the in-process memory
+of the services that offer it (the optional probe ``debug_memory``; not offered: ``not_offered``, which neither
+escalates nor changes the exit status), ``redis`` for the prevention's bounded cache) and the role's settings
+(``roles/memory_leaks/defaults/main.yml``).
 
 Scenarios (the seed's four leak patterns A-D are code changes: the report names the suspected one):
 
@@ -20,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import not_offered
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind, rule_loaded
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
@@ -85,9 +89,11 @@ class Facts(object):
         self.history = {}
         answer = ((self.prom or {}).get("queries") or {}).get(Q_GROWTH) or {}
         self.history_error = answer.get("error") if self.prom else self.prom_error
+        # the exporter's label that names one container (the lab's and cAdvisor's name)
+        label = (s.get("container_metrics") or {}).get("container_label") or "name"
         for series in answer.get("series") or []:
             labels = series.get("labels") or {}
-            name = labels.get("name") or labels.get("compose_service")
+            name = labels.get(label)
             try:
                 self.history[name] = float(series.get("value"))
             except (TypeError, ValueError):
@@ -122,6 +128,13 @@ class Facts(object):
     def debug_memory(self, service):
         probe = ((self.http or {}).get("probes") or {}).get("memory_leaks_%s" % service)
         return probe
+
+    def debug_services(self):
+        """``(offered, not offered)``: the selected services (``debug_services``, empty: every one) whose inventory
+        entry offers the optional probe ``debug_memory``, and those that do not."""
+        paths = self.s.get("debug_probes") or {}
+        wanted = list(self.s["debug_services"] or []) or sorted(paths)
+        return [svc for svc in wanted if paths.get(svc)], [svc for svc in wanted if not paths.get(svc)]
 
 
 def _record_evidence(f, record):
@@ -304,9 +317,15 @@ def in_process(f, service):
 
 
 def check_in_process(f):
-    title = "In-process memory evidence (GET /debug/memory) of the services that offer it"
+    title = "In-process memory evidence (optional probe debug_memory) of the services that offer it"
     expected = "answered"
-    services = [svc for svc in f.s["debug_services"] if svc in f.services() or not f.records]
+    offered, missing = f.debug_services()
+    if not offered:
+        return not_offered(
+            "memory.in_process", title, expected, "in-process memory (probes.debug_memory)",
+            {"not_offered": missing} if missing else None, "A",
+        )
+    services = [svc for svc in offered if svc in f.services() or not f.records]
     if f.http is None:
         return unknown("memory.in_process", title, expected, f.http_error, "A")
     evidence = {svc: in_process(f, svc) for svc in services}
@@ -333,7 +352,10 @@ def check_in_process(f):
         return finding(
             "memory.in_process", title, "warning", observed, expected, {svc: evidence[svc] for svc in leaking}, "A"
         )
-    return finding("memory.in_process", title, "ok", "%d services answered" % len(services), expected, {})
+    return finding(
+        "memory.in_process", title, "ok", "%d services answered" % len(services), expected,
+        {"not_offered": missing} if missing else {},
+    )
 
 
 def diagnose(evidence, settings=None, previous=None, applied=()):
@@ -450,7 +472,8 @@ def plan(diagnosis, settings=None):
                         {"service": service, "evidence": evidence, "suspected_pattern": pattern},
                         "report",
                         "%s: the restart only buys time; the leak is in %s's code - suspected seed pattern %s, %s. "
-                        "Profile it (MEMORY_TRACE=true shows top allocations in GET /debug/memory) and fix the code"
+                        "Profile it (its in-process memory evidence, where it offers one, and a heap profiler) and fix "
+                        "the code"
                         % (s["escalation_level"], service, pattern, SEED_PATTERNS.get(pattern, "")),
                     )
                 )
@@ -521,12 +544,15 @@ def prevention(evidence, settings=None):
 
 
 # --- the procedure ------------------------------------------------------------------------------------
-def queries(s, project):
-    """The named PromQL queries of the judgement: the working set's growth over the history window per container
-    of the Compose project, and the host's swap."""
+def queries(s, context):
+    """The named PromQL queries of the judgement: the working set's growth over the history window of each container
+    of the deployment (its Compose projects, the containers found by name; the exporter's metric and labels:
+    ``context.container_metrics``), and the host's swap."""
+    growth = " or ".join(
+        "deriv(%s[%s])" % (selector, s["history_window"]) for selector in context.container_selectors("memory")
+    )
     return {
-        Q_GROWTH: 'deriv(container_memory_working_set_bytes{compose_project="%s"}[%s])'
-        % (project, s["history_window"]),
+        Q_GROWTH: growth,
         Q_SWAP_TOTAL: "sum(node_memory_SwapTotal_bytes)",
         Q_SWAP_USED: "sum(node_memory_SwapTotal_bytes) - sum(node_memory_SwapFree_bytes)",
     }
@@ -543,6 +569,16 @@ K8S_READS = {
 }
 
 
+def debug_probes(context):
+    """``{service: path}`` of the services whose inventory entry offers the optional probe ``debug_memory``."""
+    found = {}
+    for service in sorted(context.inventory.get("services") or {}):
+        path = context.probe(service, "debug_memory")
+        if path:
+            found[service] = path
+    return found
+
+
 class MemoryLeaks(Procedure):
     name = NAME
     title = "Memory Leaks"
@@ -551,6 +587,9 @@ class MemoryLeaks(Procedure):
 
     def settings(self, role_settings, context):
         s = super(MemoryLeaks, self).settings(role_settings, context)
+        # the services that offer in-process memory evidence (their path), and the container metrics' names
+        s["debug_probes"] = debug_probes(context)
+        s["container_metrics"] = dict(context.container_metrics)
         if context.kubernetes:
             s["namespace"] = context.inventory["k8s"]["namespace"]
         return s
@@ -561,7 +600,6 @@ class MemoryLeaks(Procedure):
         s = settings
         if context.kubernetes:
             return {"kubernetes": {"objects": K8S_READS}}
-        project = (context.inventory.get("compose") or {}).get("project") or "octollm"
         need = {
             "containers": {
                 "services": list(s["services"] or []),
@@ -569,15 +607,18 @@ class MemoryLeaks(Procedure):
                 "stats_sample_seconds": s["sample_seconds"],
                 "host": True,
             },
-            "prometheus": {"queries": queries(s, project), "rules": True, "max_series": 50},
-            "http": {
+            "prometheus": {"queries": queries(s, context), "rules": True, "max_series": 50},
+        }
+        paths = debug_probes(context)
+        offered = [svc for svc in (s["debug_services"] or sorted(paths)) if paths.get(svc)]
+        if offered:
+            need["http"] = {
                 "max_body": 16384,
                 "probes": [
-                    {"name": "memory_leaks_%s" % service, "service": service, "path": "/debug/memory", "timeout": 10}
-                    for service in s["debug_services"] or []
+                    {"name": "memory_leaks_%s" % service, "service": service, "path": paths[service], "timeout": 10}
+                    for service in offered
                 ],
-            },
-        }
+            }
         if context.get("phase") == "prevent":
             need["redis"] = {"info": False, "config": ["maxmemory", "maxmemory-policy"], "slowlog": 0, "scan_count": 0}
         return need

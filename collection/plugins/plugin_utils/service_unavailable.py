@@ -15,9 +15,19 @@ endpoint that does not answer 200, crash-looping or OOM-killed) is classified by
 - B  out of memory: the container was OOM-killed (``OOMKilled`` or the cgroup's ``oom_kill`` counter) or runs at
      its memory limit. Fixable: raise the limit by a bounded step in the Compose override file, recreate.
 - D  configuration error: ``docker compose config`` fails, or the service's recent log lines show a configuration
-     error at start. Report: the setting and the exact step for a human.
+     error at start, or it exits at start on a database, DNS or connection-refused error while its databases are up
+     (the setting that names the host is wrong). Report: the setting with its value (from the container's
+     environment, secrets masked), the log line, and the exact step for a human.
 - A  container crashed (anything else): exited, restarting, unhealthy. Fixable: start or restart it and wait for
      its healthcheck.
+
+Services are those of the deployment as the inventory describes it (``octollm_services``, docs/deployment.md): the
+containers evidence finds each one's containers (Compose project and service, container names, labels) and names
+them after it. A fix acts on the deployment: through its own Compose files and project (``octollm_compose_*``) for a
+service of that project, else through the container runtime on the service's containers; its verification checks
+that the container which runs and answers afterwards is the one the fix started, with the image it ran before.
+Readiness (``ready_path``) is probed where the inventory names it; each probe service's dependencies are its
+``depends_on``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,6 +39,7 @@ import json
 import re
 import time
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import found_by
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
@@ -51,6 +62,7 @@ SCENARIOS = {
 
 # Names of the probes in the evidence (built by ``probes``, read by the checks).
 HEALTH_PROBE_PREFIX = "service_unavailable_health_"
+READY_PROBE_PREFIX = "service_unavailable_ready_"
 DEPENDENCY_PROBE_PREFIX = "service_unavailable_dependencies_"
 PG_ISREADY_PROBE = "service_unavailable_pg_isready"
 REDIS_PING_PROBE = "service_unavailable_redis_ping"
@@ -63,6 +75,22 @@ DEPENDENCY_CMD = (
 )
 
 _ORDER = {"C": 0, "B": 1, "D": 2, "A": 3}
+# the kinds of startup failure read from a service's log (service_unavailable_startup_error_patterns), and what a
+# report says of each
+STARTUP_KINDS = {
+    "dns": "a host it connects to does not resolve",
+    "connection_refused": "a connection it opens is refused",
+    "database": "it cannot connect to its database",
+    "configuration": "it cannot read its configuration",
+}
+# a host named in a log line: quoted, or after host/to/at/connecting to
+_HOST_IN_LINE = re.compile(
+    r"(?i)\b(?:host(?: name)?|server at|connecting to|connect to|to)\s+[\"']?([A-Za-z0-9][A-Za-z0-9_.-]*)[\"']?"
+    r"(?:[:,\s]+(?:port\s+)?(\d{2,5})\b)?"
+)
+_QUOTED_WORD = re.compile(r"[\"']([A-Za-z0-9][A-Za-z0-9_.-]*)[\"']")
+_PORT_IN_LINE = re.compile(r"(?i)(?::|\bport\s+)(\d{2,5})\b")
+_HOST_OF_URL = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/\s]*@)?\[?([^:/\s\]@]+)\]?(?::(\d+))?", re.IGNORECASE)
 
 
 def _settings(settings):
@@ -118,6 +146,13 @@ class Facts:
         self.by_service = {}
         for record in self.records:
             self.by_service.setdefault(record.get("service") or "?", []).append(record)
+        # the services as the inventory describes them (ServiceUnavailable.settings), and the named settings' values
+        # each one's containers hold (masked by the collector)
+        self.described = settings.get("described") or {}
+        self.environment = {}
+        for record in self.records:
+            for key, value in (record.get("environment") or {}).items():
+                self.environment.setdefault(record.get("service") or "?", {}).setdefault(key, value)
 
     # --- per-container states --------------------------------------------------------------------------
     @staticmethod
@@ -182,29 +217,122 @@ class Facts:
     def dependency_probe_names(self):
         return [DEPENDENCY_PROBE_PREFIX + name for name in self.s["probe_services"]]
 
+    def targets(self, service=None):
+        """The host:port pairs probed from a probe service (its described depends_on, else the seed's list)."""
+        described = self.s.get("probe_targets")
+        if described is None:
+            return list(self.s["dependency_targets"] or [])
+        if service is None:
+            every = []
+            for name in self.s["probe_services"]:
+                every.extend(item for item in described.get(name) or [] if item not in every)
+            return every
+        return list(described.get(service) or [])
+
     def dependencies(self):
         """``{target: ok}`` from the first dependency probe that ran, and that probe."""
-        for name in self.dependency_probe_names():
-            probe = self.probes.get(name)
+        for name in self.s["probe_services"]:
+            probe = self.probes.get(DEPENDENCY_PROBE_PREFIX + name)
             if not probe or probe.get("exit_code") is None:
                 continue
+            wanted = self.targets(name)
             found = {}
             for line in (probe.get("output") or "").splitlines():
                 words = line.split()
-                if len(words) == 2 and words[0] in self.s["dependency_targets"]:
+                if len(words) == 2 and words[0] in wanted:
                     found[words[0]] = words[1] == "ok"
             if found:
                 return found, probe
         return None, [self.probes.get(name) for name in self.dependency_probe_names()]
 
+    # --- startup failures ---------------------------------------------------------------------------------
+    def _startup_patterns(self):
+        patterns = []
+        for kind, regex in list((self.s.get("startup_error_patterns") or {}).items()) + [
+            ("configuration", self.s["config_error_pattern"])
+        ]:
+            try:
+                patterns.append((kind, re.compile(regex)))
+            except (re.error, TypeError):
+                continue
+        return patterns
+
+    def startup(self, service):
+        """What the service's log says of its failure at start: ``{kind, line, setting, settings}`` of the newest
+        log line that matches a startup error (dns, connection_refused, database, configuration), or None. The
+        setting is the one whose value holds the host (or port) the line names, else the first startup setting
+        (``startup_settings``) the service has; ``settings`` gives each named one's value from the container's
+        environment (masked by the collector: a secret whole, a URL's password), None when it is not set."""
+        lines = (self.logs.get(service) or {}).get("lines") or []
+        patterns = self._startup_patterns()
+        for line in reversed(lines):
+            for kind, regex in patterns:
+                if regex.search(line):
+                    return self._startup_item(service, kind, line)
+        return None
+
+    def _startup_item(self, service, kind, line):
+        env = self.environment.get(service) or {}
+        names = (self.s.get("startup_setting_names") or {}).get(service) or {}
+        if kind == "configuration":
+            named = [item for item in (self.bad_setting(service) or "").split(" or ") if item]
+        else:
+            named = _settings_in_line(line, env, kind)
+            if not named:
+                meanings = list(self.s.get("startup_settings") or [])
+                if "redis" in line.lower() and "redis_host" in meanings:
+                    meanings.remove("redis_host")
+                    meanings.insert(0, "redis_host")
+                candidates = [names[meaning] for meaning in meanings if names.get(meaning)]
+                present = [name for name in candidates if name in env]
+                named = (present or candidates)[:1]
+        return {
+            "kind": kind,
+            "what": STARTUP_KINDS.get(kind, kind),
+            "line": line,
+            "setting": " or ".join(named) or None,
+            "settings": dict((name, env.get(name)) for name in named),
+        }
+
+    def databases_down(self, service):
+        """The databases a service depends on (its described depends_on, else every database) that are down."""
+        depends = (self.described.get(service) or {}).get("depends_on") or []
+        candidates = [name for name in self.s["databases"] if not depends or name in depends]
+        return [
+            name for name in candidates
+            if self.by_service.get(name) and all(self.down(record) for record in self.by_service[name])
+        ]
+
     # --- classification -----------------------------------------------------------------------------------
+    def exits_at_start(self, record):
+        """Whether a container fails at start: restarting, exited within ``startup_seconds`` of its start, or
+        restarted by the runtime that recently (a container killed after a long run did not fail at start)."""
+        if record.get("restarting") or record.get("state") == "restarting":
+            return True
+        started = age_seconds(record.get("started_at"), self.s.get("now"))
+        if not record.get("running"):
+            finished = age_seconds(record.get("finished_at"), self.s.get("now"))
+            return started is not None and finished is not None and started - finished <= self.s["startup_seconds"]
+        return (record.get("restart_count") or 0) > 0 and started is not None and started <= self.s["startup_seconds"]
+
+    def starting(self, records):
+        """Whether the service's containers fail at start (see ``exits_at_start``)."""
+        return any(self.exits_at_start(record) for record in records)
+
     def cause(self, service, records):
         """The scenario that explains a service being down."""
         if service in self.s["databases"]:
             return "C"
         if any(self.oom(record) or self.memory_high(record) for record in records):
             return "B"
-        if self.config_error or self.config_lines(service):
+        if self.config_error:
+            return "D"
+        startup = self.startup(service) if records and self.starting(records) else None
+        if startup and startup["kind"] != "configuration":
+            # a database it depends on is down: it starts again once that is back (A, after the database's C);
+            # else the host, port or credentials it is given are wrong: a configuration error (D)
+            return "A" if self.databases_down(service) else "D"
+        if self.config_lines(service):
             return "D"
         return "A"
 
@@ -235,6 +363,9 @@ def _service_evidence(f, service, records):
     config = f.config_lines(service)
     if config:
         item["config_lines"] = config
+    startup = f.startup(service) if records and f.starting(records) else None
+    if startup:
+        item["startup"] = startup
     return item
 
 
@@ -244,7 +375,7 @@ def _scenario_of(items):
 
 
 # --- checks --------------------------------------------------------------------------------------------------
-def check_running(f):
+def check_running(f, identity=False):
     title = "Every container of the project is running"
     expected = "running"
     if f.containers is None:
@@ -256,7 +387,20 @@ def check_running(f):
             item = _service_evidence(f, service, down)
             item["cause"] = f.cause(service, down)
             affected.append(item)
-    if not f.records:
+    # a service the inventory finds by container name or labels names containers that must exist
+    for service, spec in sorted(f.described.items()):
+        if spec.get("found_by") in ("name", "labels") and not f.by_service.get(service):
+            how = (
+                "container %s" % ", ".join(spec.get("container_names") or [])
+                if spec["found_by"] == "name"
+                else "labels %s" % ", ".join("%s=%s" % pair for pair in sorted((spec.get("labels") or {}).items()))
+            )
+            affected.append(
+                {"service": service, "containers": [{"name": None, "state": "no container (%s)" % how,
+                                                     "exit_code": None, "oom_killed": False}],
+                 "error_lines": [], "cause": "A", "missing": how}
+            )
+    if not f.records and not affected:
         return (
             finding(
                 "containers.running",
@@ -269,24 +413,48 @@ def check_running(f):
             ),
             [],
         )
+    extra = {"identity": identities(f)} if identity else {}
     if not affected:
-        return finding("containers.running", title, "ok", "%d running" % len(f.records), expected), []
+        return finding("containers.running", title, "ok", "%d running" % len(f.records), expected, extra), []
     observed = ", ".join(
-        "%s %s (exit %s%s)"
+        "%s %s%s"
         % (
             item["service"],
             item["containers"][0]["state"],
-            item["containers"][0]["exit_code"],
-            ", OOM-killed" if item["containers"][0]["oom_killed"] else "",
+            "" if item.get("missing") else " (exit %s%s%s)" % (
+                item["containers"][0]["exit_code"],
+                ", OOM-killed" if item["containers"][0]["oom_killed"] else "",
+                ", at start: %s" % item["startup"]["what"] if item.get("startup") else "",
+            ),
         )
         for item in affected
     )
     return (
         finding(
-            "containers.running", title, "problem", observed, expected, {"services": affected}, _scenario_of(affected)
+            "containers.running", title, "problem", observed, expected, dict(extra, services=affected),
+            _scenario_of(affected)
         ),
         affected,
     )
+
+
+def identities(f):
+    """``{service: [{name, id, image, image_id, running, health}]}``: which containers each service runs now (a
+    verification compares them with those a fix started)."""
+    return {
+        service: [
+            {
+                "name": r.get("name"),
+                "id": r.get("id"),
+                "image": r.get("image"),
+                "image_id": r.get("image_id"),
+                "running": not f.down(r),
+                "health": r.get("health"),
+            }
+            for r in records
+        ]
+        for service, records in sorted(f.by_service.items())
+    }
 
 
 def check_health(f):
@@ -413,9 +581,22 @@ def check_health_endpoints(f, running):
         return finding("http.health", title, "ok", "no health endpoint probed", expected), []
     failing = []
     for service, answer in sorted(probes.items()):
+        records = f.by_service.get(service) or []
+        if answer.get("ok") and records and all(f.down(r) for r in records):
+            # something answers on its port, but not the deployment's container: the service is down all the same
+            failing.append(
+                {
+                    "service": service,
+                    "status": answer.get("status"),
+                    "error": None,
+                    "body": None,
+                    "answered_by_another": ", ".join(r.get("name") or "?" for r in records) + " not running",
+                    "cause": f.cause(service, records),
+                }
+            )
+            continue
         if answer.get("ok"):
             continue
-        records = f.by_service.get(service) or []
         item = {
             "service": service,
             "status": answer.get("status"),
@@ -431,7 +612,12 @@ def check_health_endpoints(f, running):
     if not failing:
         return finding("http.health", title, "ok", "%d endpoints 200" % len(probes), expected), []
     observed = ", ".join(
-        "%s %s" % (item["service"], item["status"] or (item["error"] or {}).get("kind", "no answer"))
+        "%s %s%s"
+        % (
+            item["service"],
+            item["status"] or (item["error"] or {}).get("kind", "no answer"),
+            " but %s: another process answers" % item["answered_by_another"] if item.get("answered_by_another") else "",
+        )
         for item in failing
     )
     return (
@@ -440,9 +626,51 @@ def check_health_endpoints(f, running):
     )
 
 
+def check_ready(f):
+    """Readiness (``ready_path``) of the services the inventory gives one: 503 means not ready to serve."""
+    title = "Readiness endpoints answer 200"
+    expected = "200"
+    if f.http is None:
+        return unknown("http.ready", title, expected, f.http_error, "A"), []
+    probes = {
+        name[len(READY_PROBE_PREFIX):]: answer
+        for name, answer in (f.http.get("probes") or {}).items()
+        if name.startswith(READY_PROBE_PREFIX)
+    }
+    failing = []
+    for service, answer in sorted(probes.items()):
+        if answer.get("ok"):
+            continue
+        records = f.by_service.get(service) or []
+        body = answer.get("body")
+        failing.append(
+            {
+                "service": service,
+                "path": (f.described.get(service) or {}).get("ready_path"),
+                "status": answer.get("status"),
+                "error": answer.get("error"),
+                "body": (body if isinstance(body, str) else json.dumps(body))[:200] if body is not None else None,
+                "cause": f.cause(service, records) if records else "A",
+            }
+        )
+    if not failing:
+        return finding("http.ready", title, "ok", "%d ready" % len(probes), expected), []
+    observed = ", ".join(
+        "%s %s %s" % (item["service"], item["path"], item["status"] or (item["error"] or {}).get("kind", "no answer"))
+        for item in failing
+    )
+    return (
+        finding("http.ready", title, "problem", observed, expected, {"endpoints": failing}, _scenario_of(failing)),
+        failing,
+    )
+
+
 def check_dependencies(f):
-    title = "postgres, redis and qdrant are reachable from the application containers"
-    expected = ", ".join(f.s["dependency_targets"])
+    targets = f.targets()
+    title = "%s reachable from the application containers" % (
+        ", ".join(target.split(":")[0] for target in targets) or "their dependencies"
+    )
+    expected = ", ".join(targets)
     if f.containers is None:
         return unknown("dependencies.reachable", title, expected, f.containers_error, "C"), []
     found, probe = f.dependencies()
@@ -507,7 +735,8 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
     and ``applied`` are not needed)."""
     s = _settings(settings)
     f = Facts(evidence, s)
-    running, down = check_running(f)
+    # after a fix: which containers run now, for the verification's identity check
+    running, down = check_running(f, identity=previous is not None)
     health, unhealthy = check_health(f)
     restarts, looping = check_restarts(f)
     memory, oom = check_memory(f)
@@ -515,6 +744,10 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
     deps, dbs = check_dependencies(f)
     config_finding = check_config(f)
     findings = [running, health, restarts, memory, endpoints, deps, config_finding]
+    if ready_services(s):
+        ready, not_ready = check_ready(f)
+        findings.insert(5, ready)
+        failing = failing + not_ready
 
     # one cause per service: the root cause wins (C, then B, D, A)
     services = {}
@@ -561,6 +794,12 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
                     "health": r.get("health"),
                     "memory_limit": r.get("memory_limit"),
                     "oom": f.oom(r),
+                    "id": r.get("id"),
+                    "image": r.get("image"),
+                    "image_id": r.get("image_id"),
+                    "found_by": r.get("found_by"),
+                    "project": r.get("project"),
+                    "compose_service": r.get("compose_service"),
                 }
                 for r in records
             ]
@@ -576,6 +815,11 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
         "config_error": f.config_error,
         "config_lines": {name: f.config_lines(name) for name in services},
         "config_settings": {name: f.bad_setting(name) for name, cause in services.items() if cause == "D"},
+        "startup": {
+            name: f.startup(name)
+            for name, cause in services.items()
+            if cause == "D" and f.by_service.get(name) and f.starting(f.by_service[name])
+        },
     }
     return {
         "findings": findings,
@@ -608,6 +852,50 @@ def _dependents(ctx, database):
     return sorted(
         name for name, spec in (ctx.get("declared") or {}).items() if database in (spec.get("depends_on") or [])
     )
+
+
+def target(s, service, state):
+    """How a fix reaches a service: ``{runtime, found_by, project, compose_service, containers, before}``. Through the
+    deployment's own Compose files and project (``compose``: ``octollm_compose_project``, ``_project_dir``,
+    ``_files``) when its containers are that project's; else through the container runtime (``docker``) on its
+    containers by name (found by name or labels, or under another Compose project whose files the inventory does not
+    name). ``before``: the containers it ran (id and image), for the verification."""
+    spec = (s.get("described") or {}).get(service) or {}
+    main = s.get("compose_project")
+    if state:
+        how = "compose" if all(item.get("found_by") in (None, "compose") for item in state) else state[0]["found_by"]
+        projects = set(item.get("project") for item in state if item.get("found_by") in (None, "compose"))
+        project = projects.pop() if len(projects) == 1 else (spec.get("project") or main)
+        compose_service = next((item["compose_service"] for item in state if item.get("compose_service")), None)
+    else:
+        how = spec.get("found_by") or "compose"
+        project = spec.get("project") or main
+        compose_service = None
+    compose_service = compose_service or spec.get("compose_service") or service
+    runtime = "compose" if how == "compose" and project in (None, main) else "docker"
+    return {
+        "runtime": runtime,
+        "found_by": how,
+        "project": project or main,
+        "compose_service": compose_service,
+        "containers": [item["name"] for item in state if item.get("name")],
+        "before": [
+            {key: item.get(key) for key in ("name", "id", "image", "image_id")}
+            for item in state
+            if item.get("name")
+        ],
+    }
+
+
+def _how(reach, op, no_recreate):
+    """The command a fix runs, as a person would type it."""
+    if reach["runtime"] == "compose":
+        return "docker compose -p %s %s %s" % (
+            reach["project"],
+            "restart" if op == "restart" else "up -d --no-deps" + (" --no-recreate" if no_recreate else ""),
+            reach["compose_service"],
+        )
+    return "docker %s %s" % ("restart" if op == "restart" else "start", " ".join(reach["containers"]) or "?")
 
 
 def plan(diagnosis, settings=None):
@@ -668,31 +956,39 @@ def _plan(diagnosis, s):
             continue  # recovers with its database: the database's action waits for it
         state = records.get(service) or []
         running = bool(state) and all(item["running"] for item in state)
-        if cause in ("A", "C"):
+        reach = target(s, service, state)
+        if cause in ("A", "C") and reach["runtime"] == "docker" and not reach["containers"]:
+            actions.append(
+                action(
+                    "%s.%s.report_missing_%s" % (NAME, cause, service.replace("-", "_")),
+                    cause,
+                    "report that %s has no container" % service,
+                    "container:%s" % service,
+                    {"service": service, "found_by": reach["found_by"]},
+                    "report",
+                    "L1: the inventory finds %s by %s, and no such container exists: create it as the deployment "
+                    "does (octoctl starts and restarts containers, it never creates one it has no definition of)"
+                    % (service, reach["found_by"]),
+                )
+            )
+        elif cause in ("A", "C"):
             op = "restart" if running else "up"
             wait_for = sorted(name for name, needs in waits_for.items() if service in needs)
             # starting a stopped database loses nothing (no session, its data on its volume): not disruptive, and
             # its container is started as it is (never recreated); restarting a running one is disruptive
             start_database = cause == "C" and not running and service in s["databases"]
+            how = _how(reach, op, start_database)
             if cause == "C":
                 title = "%s the database %s, then check connectivity" % ("start" if not running else "restart", service)
                 then = _dependents(ctx, service)
-                outcome = (
-                    "docker compose %s %s (wait for healthy), then wait until %s healthy again; dependents checked "
-                    "after: %s"
-                    % (
-                        "restart" if running else "up -d --no-deps" + (" --no-recreate" if start_database else ""),
-                        service,
-                        ", ".join(wait_for) or "nothing else is",
-                        ", ".join(then) or "none",
-                    )
+                outcome = "%s (wait for healthy), then wait until %s healthy again; dependents checked after: %s" % (
+                    how,
+                    ", ".join(wait_for) or "nothing else is",
+                    ", ".join(then) or "none",
                 )
             else:
                 title = "%s %s and wait until it is healthy" % ("restart" if running else "start", service)
-                outcome = "docker compose %s %s, then wait for its healthcheck" % (
-                    "restart" if running else "up -d --no-deps",
-                    service,
-                )
+                outcome = "%s, then wait for its healthcheck" % how
             change = {"container": ", ".join(item["name"] for item in state) or service, "service": service, "op": op}
             if wait_for:
                 change["then_wait"] = wait_for
@@ -702,78 +998,100 @@ def _plan(diagnosis, s):
                 ]
             if start_database:
                 change["recreate"] = "never"
-            actions.append(
-                action(
-                    "%s.%s.%s_%s" % (NAME, cause, op, service.replace("-", "_")),
-                    cause,
-                    title,
-                    "compose:%s" % service,
-                    change,
-                    "planned",
-                    outcome,
-                    disruptive=not start_database,
-                    apply="compose_service",
-                )
+            item = action(
+                "%s.%s.%s_%s" % (NAME, cause, op, service.replace("-", "_")),
+                cause,
+                title,
+                "compose:%s" % service,
+                change,
+                "planned",
+                outcome,
+                disruptive=not start_database,
+                apply="compose_service",
             )
+            # how the action file reaches the service, and what ran before (the verification's identity check)
+            item["_target"] = reach
+            actions.append(item)
         elif cause == "B":
             current = max([item.get("memory_limit") or 0 for item in state] or [0])
             declared = ((ctx.get("declared") or {}).get(service) or {}).get("mem_limit")
             new = memory_step(current, declared, s)
-            if not new:
+            if not new or reach["runtime"] != "compose":
                 actions.append(
                     action(
                         "%s.B.report_memory_%s" % (NAME, service.replace("-", "_")),
                         "B",
-                        "raise the memory limit of %s (at the cap)" % service,
+                        "raise the memory limit of %s (%s)"
+                        % (service, "at the cap" if reach["runtime"] == "compose" else "not under its Compose files"),
                         "compose:%s" % service,
                         {"service": service, "key": "mem_limit", "old": _mb(current) if current else None},
                         "report",
                         "L1: %s is OOM-killed at %s, the cap service_unavailable_memory_limit_max (%s): find the leak "
                         "(memory_leaks procedure) or raise the cap"
-                        % (service, human_bytes(current), s["memory_limit_max"]),
+                        % (service, human_bytes(current), s["memory_limit_max"])
+                        if reach["runtime"] == "compose"
+                        else "L1: %s is OOM-killed at %s; its containers (%s) are not under the inventory's Compose "
+                        "files: raise their memory limit where they are defined, or find the leak (memory_leaks)"
+                        % (service, human_bytes(current), ", ".join(reach["containers"]) or "none"),
                     )
                 )
                 continue
-            actions.append(
-                action(
-                    "%s.B.raise_memory_%s" % (NAME, service.replace("-", "_")),
-                    "B",
-                    "raise the memory limit of %s and recreate it" % service,
-                    "compose:%s" % service,
-                    {
-                        "service": service,
-                        "key": "services.%s.mem_limit" % service,
-                        "old": _mb(current) if current else None,
-                        "declared": declared if declared is None else _mb(redis_bytes(declared) or 0),
-                        "new": _mb(new),
-                        "file": s.get("override_file"),
-                        "op": "up (recreate)",
-                    },
-                    "planned",
-                    "write mem_limit %s (and memswap_limit) for %s to %s, then docker compose up -d --no-deps --wait %s"
-                    % (_mb(new), service, s.get("override_file") or "the override file", service),
-                    disruptive=True,
-                    apply="raise_memory",
-                )
+            compose_name = reach["compose_service"]
+            item = action(
+                "%s.B.raise_memory_%s" % (NAME, service.replace("-", "_")),
+                "B",
+                "raise the memory limit of %s and recreate it" % service,
+                "compose:%s" % service,
+                {
+                    "service": service,
+                    "key": "services.%s.mem_limit" % compose_name,
+                    "old": _mb(current) if current else None,
+                    "declared": declared if declared is None else _mb(redis_bytes(declared) or 0),
+                    "new": _mb(new),
+                    "file": s.get("override_file"),
+                    "op": "up (recreate)",
+                },
+                "planned",
+                "write mem_limit %s (and memswap_limit) for %s to %s, then docker compose up -d --no-deps --wait %s"
+                % (_mb(new), compose_name, s.get("override_file") or "the override file", compose_name),
+                disruptive=True,
+                apply="raise_memory",
             )
+            item["_target"] = reach
+            actions.append(item)
         elif cause == "D":
             lines = (ctx.get("config_lines") or {}).get(service) or []
-            setting = (ctx.get("config_settings") or {}).get(service) or _setting_named(lines)
+            startup = (ctx.get("startup") or {}).get(service) or {}
+            setting = startup.get("setting") or (ctx.get("config_settings") or {}).get(service) or _setting_named(lines)
+            change = {"service": service, "setting": setting, "lines": lines[-3:], "files": s.get("env_files") or []}
+            if startup:
+                # read, not guessed: the log line, and the setting with its value (masked) from the container
+                change.update(kind=startup["kind"], line=startup["line"], settings=startup.get("settings") or {})
+                if not lines:
+                    change["lines"] = [startup["line"]]
+            named = startup_text(startup) if startup.get("settings") else ""
+            if startup and startup["kind"] != "configuration":
+                detail = ": %s - %s; it logs %s" % (startup["what"], named or "no setting names it", json.dumps(
+                    startup["line"]))
+            elif setting:
+                detail = " (setting %s)" % (named or setting)
+            else:
+                detail = ": %s" % (lines[-1] if lines else "see the logs")
             actions.append(
                 action(
                     "%s.D.report_config_%s" % (NAME, service.replace("-", "_")),
                     "D",
                     "report the configuration error of %s" % service,
                     "compose:%s" % service,
-                    {"service": service, "setting": setting, "lines": lines[-3:], "files": s.get("env_files") or []},
+                    change,
                     "report",
                     "L1: %s fails at start on its configuration%s; fix it in %s, check with `docker compose config`, "
-                    "then `docker compose up -d --no-deps %s`"
+                    "then `%s`"
                     % (
                         service,
-                        " (setting %s)" % setting if setting else ": %s" % (lines[-1] if lines else "see the logs"),
+                        detail,
                         ", ".join(s.get("env_files") or []) or "the services' env file",
-                        service,
+                        _how(reach, "up", False),
                     ),
                 )
             )
@@ -800,6 +1118,48 @@ def _plan(diagnosis, s):
 
 _SETTING = re.compile(r"\b([A-Z][A-Z0-9_]{2,})\b")
 _QUOTED_NAME = re.compile(r"[\"']([A-Z][A-Z0-9]*_[A-Z0-9_]+)[\"']")
+
+
+def _host_port(value):
+    """``(host, port)`` a setting's value names: a URL's, or the value itself as a host or a port."""
+    text = str(value or "").strip()
+    found = _HOST_OF_URL.match(text)
+    if found:
+        return found.group(1).lower(), found.group(2)
+    if text.isdigit():
+        return None, text
+    host, _, port = text.partition(":")
+    return host.lower() or None, port if port.isdigit() else None
+
+
+def _settings_in_line(line, env, kind):
+    """The settings (names) whose value holds the host the log line names, else (not for a name that does not
+    resolve) the port it names."""
+    hosts = set()
+    ports = set()
+    for host, port in _HOST_IN_LINE.findall(line):
+        hosts.add(host.lower())
+        if port:
+            ports.add(port)
+    hosts.update(word.lower() for word in _QUOTED_WORD.findall(line))
+    ports.update(_PORT_IN_LINE.findall(line))
+    by_host, by_port = [], []
+    for name, value in sorted(env.items()):
+        host, port = _host_port(value)
+        if host and host in hosts:
+            by_host.append(name)
+        elif port and port in ports and not host:
+            by_port.append(name)
+    return by_host or ([] if kind == "dns" else by_port)
+
+
+def startup_text(startup):
+    """``DATABASE_URL=postgresql://octollm:[REDACTED:api_key]@db-old:5432/octollm`` (each named setting with its
+    masked value, "not set" when the container has none)."""
+    parts = []
+    for name, value in (startup.get("settings") or {}).items():
+        parts.append("%s=%s" % (name, value) if value is not None else "%s (not set)" % name)
+    return " or ".join(parts)
 
 
 def _setting_named(lines):
@@ -893,27 +1253,116 @@ def prevention(evidence, settings=None):
 
 
 # --- evidence needs --------------------------------------------------------------------------------------------
+def describe_services(context):
+    """``{service: {url, port, health_path, ready_path, found_by, project, compose_service, container_names, labels,
+    depends_on}}``: the services as the inventory describes them (``context.service``)."""
+    project = (context.inventory.get("compose") or {}).get("project")
+    described = {}
+    for name in sorted(context.inventory.get("services") or {}):
+        spec = context.service(name)
+        entry = {
+            "url": spec.get("url"),
+            "port": spec.get("port"),
+            "health_path": spec.get("health_path") or "",
+            "ready_path": spec.get("ready_path") or "",
+            "project": spec.get("compose_project") or project,
+            "compose_service": spec.get("compose_service") or name,
+            "container_names": [str(item) for item in spec.get("container_names") or []],
+            "labels": dict((str(k), str(v)) for k, v in (spec.get("labels") or {}).items()),
+            "depends_on": [str(item) for item in spec.get("depends_on") or []],
+        }
+        entry["found_by"] = found_by(entry)
+        described[name] = entry
+    return described
+
+
+def probe_targets(context, settings):
+    """``{probe service: [host:port]}`` from each probe service's described ``depends_on`` (a dependency's host is its
+    first container name or its Compose service; a dependency without a port is not probed), or None while the
+    inventory names no service's dependencies (the seed's ``dependency_targets`` then)."""
+    if not context.dependencies_described():
+        return None
+    described = describe_services(context)
+    targets = {}
+    for name in settings["probe_services"] or []:
+        found = []
+        for dependency in (described.get(name) or {}).get("depends_on") or []:
+            spec = described.get(dependency) or {}
+            if not spec.get("port"):
+                continue
+            host = (spec.get("container_names") or [None])[0] or spec.get("compose_service") or dependency
+            found.append("%s:%s" % (host, spec["port"]))
+        targets[name] = found
+    return targets
+
+
+def setting_names(context, meanings=None):
+    """``{service: {meaning: name}}`` of the described services' settings (``meanings``: those only), None left out."""
+    names = {}
+    for service in sorted(context.inventory.get("services") or {}):
+        spec = context.service(service)
+        every = list(meanings) if meanings is not None else sorted(
+            set(context.inventory.get("setting_names") or {}) | set(spec.get("settings") or {})
+        )
+        mine = {}
+        for meaning in every:
+            name = context.setting_name(service, meaning)
+            if name:
+                mine[meaning] = str(name)
+        names[service] = mine
+    return names
+
+
+def ready_services(settings):
+    """The services the inventory gives a readiness path (and a url to reach it at)."""
+    return sorted(
+        name for name, spec in (settings.get("described") or {}).items() if spec.get("url") and spec.get("ready_path")
+    )
+
+
+def health_path(name, spec, settings):
+    """The described health path, else the role's path for the service (the seed's services without /health), else
+    /health."""
+    return (spec or {}).get("health_path") or (settings["health_paths"] or {}).get(name) or "/health"
+
+
 def probes(services, settings):
-    """``{exec_probes, http_probes}``: the health endpoint of every service with a url, the dependency probes from
-    inside the stack (one per probe service, the first that runs is used), pg_isready and Redis PING."""
+    """``{exec_probes, http_probes}``: the health endpoint of every service with a url (and its readiness where the
+    inventory names one), the dependency probes from inside the stack (one per probe service, the first that runs is
+    used), pg_isready and Redis PING."""
     s = settings
-    health_paths = s["health_paths"] or {}
+    described = s.get("described") or {}
     http_probes = [
         {
             "name": HEALTH_PROBE_PREFIX + name,
             "service": name,
-            "path": health_paths.get(name, "/health"),
+            "path": health_path(name, described.get(name) or spec, s),
             "timeout": 3.0,
             "expect_status": [200],
         }
         for name, spec in sorted((services or {}).items())
         if isinstance(spec, dict) and spec.get("url")
     ]
-    dependency_cmd = DEPENDENCY_CMD % " ".join(s["dependency_targets"] or [])
-    exec_probes = [
-        {"service": name, "name": DEPENDENCY_PROBE_PREFIX + name, "cmd": dependency_cmd, "timeout": 8.0}
-        for name in s["probe_services"] or []
-    ]
+    http_probes.extend(
+        {
+            "name": READY_PROBE_PREFIX + name,
+            "service": name,
+            "path": described[name]["ready_path"],
+            "timeout": 3.0,
+            "expect_status": [200],
+        }
+        for name in ready_services(s)
+    )
+    exec_probes = []
+    for name in s["probe_services"] or []:
+        targets = (s.get("probe_targets") or {}).get(name) if s.get("probe_targets") is not None else s[
+            "dependency_targets"]
+        if not targets:
+            continue  # it depends on nothing that can be probed
+        exec_probes.append(
+            {"service": name, "name": DEPENDENCY_PROBE_PREFIX + name, "cmd": DEPENDENCY_CMD % " ".join(targets),
+             "timeout": 8.0}
+        )
     if s["pg_isready_cmd"]:
         exec_probes.append(
             {"service": "postgres", "name": PG_ISREADY_PROBE, "cmd": s["pg_isready_cmd"], "timeout": 5.0}
@@ -921,6 +1370,55 @@ def probes(services, settings):
     if s["redis_ping_cmd"]:
         exec_probes.append({"service": "redis", "name": REDIS_PING_PROBE, "cmd": s["redis_ping_cmd"], "timeout": 5.0})
     return {"exec_probes": exec_probes, "http_probes": http_probes}
+
+
+def verify_identity(findings, actions):
+    """The verification's identity check (``fix.identity``) of the starts and restarts that were applied: each
+    container the fix started (``change.fixed``, read by the action file after it) runs now, found as the service's
+    container, with the image the service ran before the fix - not merely something answering on its port."""
+    fixed = [
+        item for item in actions or []
+        if item.get("status") == "applied" and isinstance((item.get("change") or {}).get("fixed"), list)
+    ]
+    if not fixed:
+        return []
+    title = "The container that runs and answers is the one the fix started"
+    expected = "each started container runs as its service's, with the image it ran before"
+    running = next((item for item in findings if item.get("check") == "containers.running"), None)
+    identity = ((running or {}).get("evidence") or {}).get("identity")
+    scenario = fixed[0].get("scenario")
+    if identity is None:
+        return [unknown("fix.identity", title, expected,
+                        {"kind": "other", "message": "the containers after the fix were not read"}, scenario)]
+    problems, confirmed = [], []
+    evidence = {}
+    for item in fixed:
+        change = item["change"]
+        service = change.get("service")
+        now = identity.get(service) or []
+        running_now = dict((c.get("id"), c) for c in now if c.get("running"))
+        images_before = set(b.get("image") for b in (item.get("_target") or {}).get("before") or [] if b.get("image"))
+        evidence[service] = {"started": change["fixed"], "now": now, "images_before": sorted(images_before)}
+        if not change["fixed"]:
+            problems.append("%s: the fix left no container of it" % service)
+        for started in change["fixed"]:
+            label = "%s (%s)" % (started.get("name"), started.get("id"))
+            if started.get("id") not in running_now:
+                problems.append(
+                    "%s: %s, which the fix started, is not the container that runs now (running: %s)"
+                    % (service, label, ", ".join("%s (%s)" % (c["name"], c["id"]) for c in running_now.values())
+                       or "none")
+                )
+            elif images_before and started.get("image") not in images_before:
+                problems.append(
+                    "%s: %s runs image %s; before the fix it ran %s"
+                    % (service, label, started.get("image"), ", ".join(sorted(images_before)))
+                )
+            else:
+                confirmed.append("%s: %s runs %s" % (service, label, started.get("image")))
+    if problems:
+        return [finding("fix.identity", title, "problem", "; ".join(problems), expected, evidence, scenario)]
+    return [finding("fix.identity", title, "ok", "; ".join(confirmed), expected, evidence)]
 
 
 # Kubernetes: the API reads of one evidence task (names prefixed: the evidence is shared by the procedures).
@@ -946,6 +1444,13 @@ class ServiceUnavailable(Procedure):
     def settings(self, role_settings, context):
         s = super(ServiceUnavailable, self).settings(role_settings, context)
         compose = context.inventory.get("compose") or {}
+        # the deployment as the inventory describes it: its services and how a fix reaches them, each probe
+        # service's dependencies, the names of the settings a startup failure is read against
+        s["described"] = describe_services(context)
+        s["compose_project"] = compose.get("project")
+        s["compose_project_dir"] = compose.get("project_dir")
+        s["probe_targets"] = probe_targets(context, s)
+        s["startup_setting_names"] = setting_names(context, s["startup_settings"])
         # scenario B writes the last Compose file named *override* (the lab's state dir holds it)
         overrides = [path for path in compose.get("files") or [] if "override" in str(path)]
         s["override_file"] = overrides[-1] if overrides else None
@@ -958,9 +1463,10 @@ class ServiceUnavailable(Procedure):
     def needs(self, settings, context):
         """On Compose every container (stats, log tails, the exec probes from inside the stack, ``docker compose
         config``) and the health endpoints; on Kubernetes the API reads."""
-        s = settings
         if context.kubernetes:
             return {"kubernetes": {"objects": K8S_READS}}
+        # what the inventory describes now (the settings may have been derived from another inventory in a test)
+        s = dict(settings, described=describe_services(context), probe_targets=probe_targets(context, settings))
         found = probes(context.inventory.get("services"), s)
         containers = {
             "stats": True,
@@ -968,6 +1474,10 @@ class ServiceUnavailable(Procedure):
             "logs": {"tail": s["log_tail"], "since_seconds": s["log_since_seconds"]},
             "exec_probes": found["exec_probes"],
         }
+        # the values of the described settings (masked by the collector): what a startup failure report names
+        names = sorted(set(name for mine in setting_names(context).values() for name in mine.values()))
+        if names:
+            containers["environment"] = {"names": names}
         compose = context.inventory.get("compose") or {}
         if compose.get("project_dir"):
             containers["compose_config"] = {
@@ -976,6 +1486,18 @@ class ServiceUnavailable(Procedure):
                 "env_file": compose.get("env_file") or None,
             }
         return {"containers": containers, "http": {"probes": found["http_probes"]}}
+
+
+    def verification(self, findings, actions, settings, context):
+        """The fresh findings, and whether the containers (Compose) or pods (Kubernetes: new uids) that run after a
+        start or restart are those the fix started, with the image the service ran before (``fix.identity``)."""
+        if context.kubernetes:
+            from ansible_collections.octollm.remediation.plugins.plugin_utils.service_unavailable_kubernetes import (
+                verify_identity as verify_pods,
+            )
+
+            return list(findings) + verify_pods(findings, actions)
+        return list(findings) + verify_identity(findings, actions)
 
 
 PROCEDURE = ServiceUnavailable()

@@ -201,6 +201,74 @@ class Facts(object):
         return {"reasons": reasons, "lines": lines[-5:], "setting": sa._setting_named(lines[-3:])}
 
 
+def pod_identities(f, workload):
+    """``[{name, uid, ready, deleting, images}]``: the workload's pods as the verification tells them apart (a rollout
+    replaces them: new uids)."""
+    found = []
+    for pod in f.pods_of.get(workload["ref"]) or []:
+        raw = f.raw_pods.get(pod["name"]) or {}
+        found.append(
+            {
+                "name": pod["name"],
+                "uid": (raw.get("metadata") or {}).get("uid"),
+                "ready": bool(pod["ready"]) and pod["phase"] == "Running",
+                "deleting": pod["deleting"],
+                "images": sorted(
+                    set(c.get("image") for c in (raw.get("spec") or {}).get("containers") or [] if c.get("image"))
+                ),
+            }
+        )
+    return found
+
+
+def verify_identity(findings, actions):
+    """The verification's identity check (``fix.identity``) of the applied actions on workloads: the pods that are
+    ready (those a Service sends to) after a rollout restart, a new limit or a rollback are new pods (uids the
+    diagnosis did not see), and after a restart or a start they run the images the workload ran before."""
+    fixed = [item for item in actions or [] if item.get("status") == "applied" and (item.get("_target") or {})]
+    if not fixed:
+        return []
+    title = "The pods that are ready are the ones the fix started"
+    expected = "ready pods of the fixed workload, new after a rollout, with the images it ran before"
+    ready_finding = next((item for item in findings if item.get("check") == "k8s.workloads_ready"), None)
+    identity = ((ready_finding or {}).get("evidence") or {}).get("identity")
+    scenario = fixed[0].get("scenario")
+    if identity is None:
+        return [unknown("fix.identity", title, expected,
+                        {"kind": "other", "message": "the pods after the fix were not read"}, scenario)]
+    problems, confirmed, evidence = [], [], {}
+    for item in fixed:
+        target = item["_target"]
+        ref = target["workload"]
+        before = target.get("before") or []
+        now = identity.get(ref) or []
+        ready = [pod for pod in now if pod.get("ready") and not pod.get("deleting")]
+        uids = set(pod.get("uid") for pod in before)
+        images = set(image for pod in before for image in pod.get("images") or [])
+        rolled = item.get("_apply") in ("rollout_restart", "set_memory_limit", "rollback")
+        evidence[ref] = {"before": before, "now": now}
+        if not ready:
+            problems.append("%s: no pod is ready after the fix" % ref)
+            continue
+        fresh = [pod for pod in ready if pod.get("uid") not in uids]
+        if rolled and not fresh:
+            problems.append("%s: the ready pods (%s) are those from before the fix: the rollout replaced none"
+                            % (ref, ", ".join(pod["name"] for pod in ready)))
+            continue
+        moved = [pod for pod in fresh if images and item.get("_apply") != "rollback"
+                 and not set(pod.get("images") or []) <= images]
+        if moved:
+            problems.append("%s: %s runs %s; before the fix it ran %s"
+                            % (ref, moved[0]["name"], ", ".join(moved[0]["images"]), ", ".join(sorted(images))))
+            continue
+        confirmed.append(
+            "%s: %s" % (ref, ", ".join("%s (%s)" % (pod["name"], pod.get("uid")) for pod in fresh or ready))
+        )
+    if problems:
+        return [finding("fix.identity", title, "problem", "; ".join(problems), expected, evidence, scenario)]
+    return [finding("fix.identity", title, "ok", "; ".join(confirmed), expected, evidence)]
+
+
 def _diagnose_workloads(f):
     state = {}
     if f.error("pods", "deployments", "statefulsets"):
@@ -351,6 +419,11 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
         ),
         check_events(f),
     ]
+    if previous is not None:
+        # after a fix: which pods each workload runs now, for the verification's identity check
+        findings[0]["evidence"] = dict(
+            findings[0].get("evidence") or {}, identity={w["ref"]: pod_identities(f, w) for w in f.workloads}
+        )
     # scenario B is the memory's; a config error that also OOMs is B first (the finding keeps its own scenario)
     for item in findings:
         if item["check"] == "k8s.oom_killed" and item["status"] == "problem":
@@ -384,6 +457,7 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
                 "oom": state[ref]["oom"],
                 "config": state[ref]["config"],
                 "stopped": f.stopped(by_ref[ref]),
+                "pods": pod_identities(f, by_ref[ref]),
             }
             for ref in causes
         },
@@ -630,7 +704,13 @@ def plan(diagnosis, settings=None):
             actions.extend(_raise_memory(ref, workload, s))
         elif cause == "D":
             actions.extend(_config(ref, workload, s))
-    return gated(actions + _requested_restarts(actions, ctx, s), s)
+    actions = actions + _requested_restarts(actions, ctx, s)
+    for item in actions:
+        ref = (item.get("change") or {}).get("workload")
+        if ref in (ctx.get("workloads") or {}) and item.get("_apply"):
+            # the pods before the fix (internal: the verification's identity check)
+            item["_target"] = {"workload": ref, "before": (ctx["workloads"][ref].get("pods") or [])}
+    return gated(actions, s)
 
 
 def _requested_restarts(planned, ctx, s):

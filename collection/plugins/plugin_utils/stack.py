@@ -6,7 +6,9 @@ page selected, from the evidence the run gathers anyway: a stopped component is 
 another one, and no run is healthy while one is down.
 
 Services are those of the inventory (``octollm_services``). On Compose a service is up when one of its containers
-runs (not restarting, not unhealthy); on Kubernetes when one of its pods (label ``app=<service>``) is ready. A service
+runs (not restarting, not unhealthy): its containers are those the inventory's description finds (Compose project and
+service, container names, labels; the containers evidence names each record after its service); on Kubernetes when
+one of its pods (its ``k8s_selector``, default ``app=<service>``) is ready. A service
 with a URL and a health path (``health_path`` in the inventory; the seed's ``/health`` for the orchestrator and the
 arms) must answer it with 200. What cannot be checked is ``unknown``, never ok.
 """
@@ -88,10 +90,30 @@ def _compose_state(name, containers):
     return False, state
 
 
-def _pod_state(name, pods):
-    mine = [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get("app") == name]
+def selects(selector, labels):
+    """Whether an equality-based label selector (``app=orchestrator,tier!=canary``) selects these labels."""
+    for term in [item.strip() for item in str(selector or "").split(",") if item.strip()]:
+        if "!=" in term:
+            key, value = [part.strip() for part in term.split("!=", 1)]
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, _, value = term.replace("==", "=", 1).partition("=")
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _pod_state(name, pods, selector=None):
+    selector = selector or "app=%s" % name
+    mine = [p for p in pods if selects(selector, (p.get("metadata") or {}).get("labels") or {})]
     if not mine:
-        return None, "no pod with app=%s" % name
+        return None, "no pod with %s" % selector
     for pod in mine:
         conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
         if conditions.get("Ready") == "True":
@@ -108,7 +130,7 @@ def judge(evidence, context):
         if kube is not None and read.get("error"):
             runtime_error, kube = read["error"], None
         items = read.get("items") or []
-        state_of = lambda name: _pod_state(name, items)  # noqa: E731
+        state_of = lambda name: _pod_state(name, items, services[name].get("k8s_selector"))  # noqa: E731
     else:
         data, runtime_error = _kind(evidence, "containers")
         items = (data or {}).get("containers") or []

@@ -25,6 +25,12 @@ progress for ``running_grace_seconds`` since. They are re-queued like stuck pend
 Every re-queue is disruptive (approval): the new task runs the goal again, and a task an arm still works on would
 run twice. A stuck pending task whose cause is not identified (no arm down or unregistered, constraints that some
 arm meets, no failure naming one) is reported, never re-queued.
+
+The deployment's names (docs/deployment.md): the orchestrator's list of registered arms (``probes.arms``) and its
+read-only scoring (``probes.route_score``) are optional probes. Not offered, the checks that need them are unknown
+``not_offered`` (never a routing problem), and the arms' own ``/capabilities`` (a seed interface) stand for the
+registry where the constraints of stuck tasks are matched. The tables (``tasks``, ``action_log``) and the task
+status values come from the schema (``octollm_postgres.schema``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,6 +40,7 @@ __metaclass__ = type
 import calendar
 import re
 
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import SEED_HEALTH, not_offered
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind, rule_loaded
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
@@ -62,6 +69,9 @@ CHECK_SCENARIO = {
 WAITING_FOR = {"A": "an arm that was down", "C": "an unregistered arm", "D": "an arm their constraints allow"}
 # the service that dispatches tasks: a restart after a dispatch loses the call it was making
 ORCHESTRATOR = "orchestrator"
+# the optional probes of the orchestrator this procedure reads (docs/deployment.md) and what they are
+REGISTRY = "the orchestrator's list of registered arms (GET /api/v1/arms, probes.arms)"
+SCORING = "the orchestrator's read-only scoring (POST /api/v1/route/score, probes.route_score)"
 _TIME = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$", re.IGNORECASE
 )
@@ -137,8 +147,10 @@ class Facts(object):
         self.arm_names = sorted(s["arms"])
         self.health = {name: probes.get("task_routing_health_%s" % name) for name in self.arm_names}
         self.caps = {name: probes.get("task_routing_capabilities_%s" % name) for name in self.arm_names}
-        self.registry_probe = probes.get("task_routing_registry")
-        self.score_probe = probes.get("task_routing_score")
+        self.registry_offered = bool(s.get("registry_path"))
+        self.score_offered = bool(s.get("score_path"))
+        self.registry_probe = probes.get("task_routing_registry") if self.registry_offered else None
+        self.score_probe = probes.get("task_routing_score") if self.score_offered else None
         body = (self.registry_probe or {}).get("body")
         self.registered = (
             {item["name"]: item for item in body.get("arms") or [] if isinstance(item, dict) and item.get("name")}
@@ -163,7 +175,16 @@ class Facts(object):
         return [name for name in self.arm_names if self.up(name) and name not in self.registered]
 
     def routable(self):
-        """Arms the orchestrator could route to now: registered, healthy in its view and answering."""
+        """Arms the orchestrator could route to now: registered, healthy in its view and answering; when the
+        deployment does not offer its registry, the answering arms with what their own /capabilities say."""
+        if not self.registry_offered:
+            return {
+                name: dict(self.caps[name]["body"], health="healthy")
+                for name in self.arm_names
+                if self.up(name)
+                and (self.caps.get(name) or {}).get("ok")
+                and isinstance(self.caps[name].get("body"), dict)
+            }
         if self.registered is None:
             return {}
         return {
@@ -192,6 +213,8 @@ def check_health(f):
 def check_registered(f):
     title = "Every answering arm is registered with the orchestrator"
     expected = "registered: %s" % ", ".join(f.arm_names)
+    if not f.registry_offered:
+        return not_offered("arms.registered", title, expected, REGISTRY, scenario="C")
     if f.http is None or f.registry_probe is None or not f.registry_probe.get("ok") or f.registered is None:
         error = (
             f.http_error or (f.registry_probe or {}).get("error") or {"kind": "other", "message": "no registry answer"}
@@ -220,6 +243,8 @@ def check_registered(f):
 def check_capabilities(f):
     title = "Each arm's /capabilities matches its registration"
     expected = "same domain, keywords and url"
+    if not f.registry_offered:
+        return not_offered("arms.capabilities", title, expected, REGISTRY, scenario="C")
     if f.http is None:
         return unknown("arms.capabilities", title, expected, f.http_error, "C")
     differ = {}
@@ -265,6 +290,8 @@ def check_scores(f):
     title = "The orchestrator scores a probe goal (%r) for %s" % (s["probe_goal"], s["probe_expected_arm"])
     expected = "%s selected with a score >= 10, no fallback" % s["probe_expected_arm"]
     probe = f.score_probe
+    if not f.score_offered:
+        return not_offered("routing.scores", title, expected, SCORING, scenario="B")
     if f.http is None or probe is None:
         return unknown("routing.scores", title, expected, f.http_error, "B")
     body = probe.get("body") if isinstance(probe.get("body"), dict) else {}
@@ -535,23 +562,45 @@ def diagnose(evidence, settings=None):
     }
 
 
-def requeue_select_sql():
+_NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_PLAIN_PART = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
+
+
+def sql_name(name):
+    """A table of the schema (``name`` or ``schema.name``) as SQL: plain lower-case parts as they are, others
+    double-quoted; ValueError for anything else (a name is never pasted into SQL unchecked)."""
+    parts = str(name or "").split(".")
+    if not 1 <= len(parts) <= 2 or not all(_NAME_PART.match(part) for part in parts):
+        raise ValueError("not a table name: %r (octollm_postgres.schema.tables)" % (name,))
+    return ".".join(part if _PLAIN_PART.match(part) else '"%s"' % part for part in parts)
+
+
+def _sql_literal(value):
+    return "'%s'" % str(value).replace("'", "''")
+
+
+def requeue_select_sql(tables=None):
     """The tasks of a re-queue still as the plan saw them (same status, same ``updated_at``: no progress since),
     with their whole goal (the evidence holds a redacted preview) and the constraints and priority to submit."""
+    tasks = sql_name((tables or {}).get("tasks") or "tasks")
     return (
         "SELECT t.task_id, t.goal, m.new AS constraints, coalesce(m.priority, t.priority, 'medium') AS priority "
-        "FROM tasks t JOIN jsonb_to_recordset(%(moves)s::jsonb) "
+        "FROM " + tasks + " t JOIN jsonb_to_recordset(%(moves)s::jsonb) "
         "AS m(task_id text, new jsonb, priority text, status text, updated_at text) "
         "ON t.task_id = m.task_id AND t.status = m.status AND t.updated_at = m.updated_at::timestamptz "
         "ORDER BY t.created_at, t.task_id"
     )
 
 
-def requeue_sql():
+def requeue_sql(tables=None, statuses=None):
     """Cancel each old task that was submitted again (``submitted``: task_id, new_task_id) and is still as the plan
-    saw it, with ``requeued_as`` and the constraints dropped; log a ``requeued`` action. One statement."""
+    saw it, with ``requeued_as`` and the constraints dropped; log a ``requeued`` action. One statement. ``tables``
+    and ``statuses``: the schema's names by meaning (the seed's by default)."""
+    tasks = sql_name((tables or {}).get("tasks") or "tasks")
+    action_log = sql_name((tables or {}).get("action_log") or "action_log")
+    cancelled = _sql_literal((statuses or {}).get("cancelled") or "cancelled")
     return (
-        "WITH moved AS (UPDATE tasks t SET status = 'cancelled', updated_at = now(), "
+        "WITH moved AS (UPDATE " + tasks + " t SET status = " + cancelled + ", updated_at = now(), "
         "result = jsonb_build_object('requeued_as', n.new_task_id, 'dropped_constraints', m.dropped, "
         "'previous_status', m.status) "
         "FROM jsonb_to_recordset(%(moves)s::jsonb) AS m(task_id text, dropped jsonb, status text, updated_at text) "
@@ -559,15 +608,17 @@ def requeue_sql():
         "ON n.task_id = m.task_id "
         "WHERE t.task_id = m.task_id AND t.status = m.status AND t.updated_at = m.updated_at::timestamptz "
         "RETURNING t.task_id, n.new_task_id, m.dropped, m.status) "
-        "INSERT INTO action_log (task_id, action, arm, details) SELECT task_id, 'requeued', NULL, "
+        "INSERT INTO " + action_log + " (task_id, action, arm, details) SELECT task_id, 'requeued', NULL, "
         "jsonb_build_object('new_task_id', new_task_id, 'dropped_constraints', dropped, 'previous_status', status, "
         "'by', 'task_routing') FROM moved RETURNING task_id"
     )
 
 
-def requeue_action(action_id, scenario, title, resource, tasks, relax, orchestrator, why):
+def requeue_action(action_id, scenario, title, resource, tasks, relax, orchestrator, why, s=None):
     """A re-queue (disruptive): each task submitted again through the orchestrator, then the old one cancelled.
-    ``relax``: the task ids whose optional constraints are dropped (scenario D); the plan names each one dropped."""
+    ``relax``: the task ids whose optional constraints are dropped (scenario D); the plan names each one dropped.
+    ``s``: the settings (the schema's tables and status values)."""
+    tables, statuses = (s or {}).get("tables"), (s or {}).get("task_statuses")
     moves = []
     for task in tasks:
         new = task["must_constraints"] if task["task_id"] in relax else task["constraints"]
@@ -600,7 +651,7 @@ def requeue_action(action_id, scenario, title, resource, tasks, relax, orchestra
         title,
         resource,
         {
-            "sql": requeue_sql(),
+            "sql": requeue_sql(tables, statuses),
             "rows": len(moves),
             "op": "POST %s/api/v1/tasks per task, then the SQL above in one transaction" % orchestrator,
             "tasks": [
@@ -612,7 +663,7 @@ def requeue_action(action_id, scenario, title, resource, tasks, relax, orchestra
             ],
             "drops_constraints": drops,
             "_moves": moves,
-            "_select_sql": requeue_select_sql(),
+            "_select_sql": requeue_select_sql(tables),
             "_orchestrator_url": orchestrator,
         },
         "planned",
@@ -648,7 +699,12 @@ def plan(diagnosis, settings=None):
                         "container": ", ".join(ctx["down"]),
                         "op": "docker compose restart, wait for /health",
                         "_urls": {arm: arm_url(s["arms"], arm) for arm in ctx["down"]},
+                        "_health_paths": {
+                            arm: (s.get("health_paths") or {}).get(arm) or SEED_HEALTH for arm in ctx["down"]
+                        },
                         "_orchestrator_url": orchestrator,
+                        # the registry the restart waits on (None: the deployment does not offer it)
+                        "_registry_url": orchestrator + s["registry_path"] if s.get("registry_path") else None,
                     },
                     "planned",
                     "restart %s (they register again on start-up)" % ", ".join(ctx["down"]),
@@ -668,6 +724,7 @@ def plan(diagnosis, settings=None):
                         "arms": ctx["unregistered"],
                         "_urls": {arm: arm_url(s["arms"], arm) for arm in ctx["unregistered"]},
                         "_orchestrator_url": orchestrator,
+                        "_registry_url": orchestrator + s["registry_path"] if s.get("registry_path") else None,
                     },
                     "planned",
                     "POST each arm's own capabilities (%s) to the register endpoint, then confirm"
@@ -736,6 +793,7 @@ def plan(diagnosis, settings=None):
                 relax,
                 orchestrator,
                 why,
+                s,
             )
         )
     unexplained = [task for task in stuck if not task["cause"]]
@@ -772,6 +830,7 @@ def plan(diagnosis, settings=None):
                 orchestrator,
                 "they were dispatched and never finished (%s); an arm that still works on one runs it twice"
                 % "; ".join("%s: %s" % (t["task_id"], t["cause"]) for t in running),
+                s,
             )
         )
     return gate(actions, dry_run=s["dry_run"], approve=s["approve"], allow_disruptive=s["allow_disruptive"])
@@ -802,7 +861,9 @@ def prevention(evidence, settings=None):
     title = (
         "Every arm is registered and re-registers (registration younger than %ss)" % s["registration_max_age_seconds"]
     )
-    if f.registered is None:
+    if not f.registry_offered:
+        findings.append(not_offered("prevent.arms.registration", title, "fresh", REGISTRY))
+    elif f.registered is None:
         findings.append(
             unknown(
                 "prevent.arms.registration",
@@ -835,7 +896,9 @@ def prevention(evidence, settings=None):
         )
     # 3. a default arm: the fallback answers
     title = "The fallback arm (%s) is registered and healthy" % s["fallback_arm"]
-    if f.registered is None:
+    if not f.registry_offered:
+        findings.append(not_offered("prevent.routing.default_arm", title, "healthy", REGISTRY))
+    elif f.registered is None:
         findings.append(unknown("prevent.routing.default_arm", title, "healthy", f.http_error))
     else:
         arm = f.registered.get(s["fallback_arm"]) or {}
@@ -883,24 +946,33 @@ PENDING_PATTERN = {"task_routing_pending": "task pending"}
 
 
 def probes(s):
-    """The http probes: every arm's /health and /capabilities, the orchestrator's registry and its read-only
-    scoring of the probe goal (no task is created)."""
+    """The http probes: every arm's health endpoint and /capabilities, and, where the deployment offers them, the
+    orchestrator's registry and its read-only scoring of the probe goal (no task is created)."""
     names = list(s["arms"])
-    found = [{"name": "task_routing_health_%s" % n, "service": n, "path": "/health", "timeout": 3} for n in names]
+    health = s.get("health_paths") or {}
+    found = [
+        {"name": "task_routing_health_%s" % n, "service": n, "path": health.get(n) or SEED_HEALTH, "timeout": 3}
+        for n in names
+    ]
     found += [
         {"name": "task_routing_capabilities_%s" % n, "service": n, "path": "/capabilities", "timeout": 3} for n in names
     ]
-    return found + [
-        {"name": "task_routing_registry", "service": "orchestrator", "path": "/api/v1/arms", "timeout": 5},
-        {
-            "name": "task_routing_score",
-            "service": "orchestrator",
-            "path": "/api/v1/route/score",
-            "method": "POST",
-            "body": {"goal": s["probe_goal"], "constraints": []},
-            "timeout": 5,
-        },
-    ]
+    if s.get("registry_path"):
+        found.append(
+            {"name": "task_routing_registry", "service": ORCHESTRATOR, "path": s["registry_path"], "timeout": 5}
+        )
+    if s.get("score_path"):
+        found.append(
+            {
+                "name": "task_routing_score",
+                "service": ORCHESTRATOR,
+                "path": s["score_path"],
+                "method": "POST",
+                "body": {"goal": s["probe_goal"], "constraints": []},
+                "timeout": 5,
+            }
+        )
+    return found
 
 
 class TaskRouting(Procedure):
@@ -911,7 +983,15 @@ class TaskRouting(Procedure):
 
     def settings(self, role_settings, context):
         s = super(TaskRouting, self).settings(role_settings, context)
-        s["orchestrator_url"] = context.service_url("orchestrator", "http://127.0.0.1:8000")
+        s["orchestrator_url"] = context.service_url(ORCHESTRATOR, "http://127.0.0.1:8000")
+        # the deployment's names (docs/deployment.md): the orchestrator's optional probes (None: not offered), the
+        # arms' health endpoints, the tables and task status values of the schema
+        s["registry_path"] = context.probe(ORCHESTRATOR, "arms")
+        s["score_path"] = context.probe(ORCHESTRATOR, "route_score")
+        s["health_paths"] = {name: context.service(name).get("health_path") or SEED_HEALTH for name in s["arms"]}
+        s["schema"] = dict(context.schema)
+        s["tables"] = {meaning: context.table(meaning) for meaning in ("tasks", "action_log")}
+        s["task_statuses"] = {meaning: context.task_status(meaning) for meaning in ("pending", "running", "cancelled")}
         if context.kubernetes:
             s["namespace"] = context.inventory["k8s"]["namespace"]
         return s
@@ -929,6 +1009,8 @@ class TaskRouting(Procedure):
             "http": {"max_body": 8192, "probes": probes(s)},
             "prometheus": {"rules": True},
         }
+        if s.get("schema"):
+            need["postgres"]["schema"] = s["schema"]
         if not context.kubernetes:
             need["containers"] = {
                 "logs": {"tail": s["log_tail"], "services": ["orchestrator"], "patterns": dict(PENDING_PATTERN)}

@@ -19,7 +19,8 @@ Run: ARM_NAME=coder-arm python3 -m octollm_lab.arm
 guardian-arm also reads the GUARDIAN_* variables of guardian.py.
 
 Endpoints: GET /health, GET /capabilities, GET /metrics, POST /execute {task_id, goal} -> {"result": ...},
-the shared /debug/*; guardian-arm also POST /api/v1/check {text, source} and POST /api/v1/reload.
+the shared /debug/*; guardian-arm also POST /api/v1/check {text, source} and POST /api/v1/reload (not with
+LAB_ENDPOINTS=seed, common.py: SIGHUP reloads).
 """
 
 import signal
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from .common import Logger, env_bool, env_float, env_int, env_list, env_str, service_name
+from .common import Logger, env_bool, env_float, env_int, env_list, env_str, seed_endpoints_only, service_name
 from .guardian import Guardian
 from .routing import DEFAULT_ARMS
 from .web import App, HttpError, Response
@@ -121,9 +122,10 @@ def add_guardian_routes(app, guardian):
             return Response({"error": "unauthorized source", "source": source}, 403)
         return guardian.check(str(body.get("text") or ""), source)
 
-    @app.route("POST", "/api/v1/reload")
-    def reload(request):
-        return guardian.reload()
+    if not seed_endpoints_only():
+        @app.route("POST", "/api/v1/reload")
+        def reload(request):
+            return guardian.reload()
 
     app.signal_hooks[signal.SIGHUP] = guardian.reload
 

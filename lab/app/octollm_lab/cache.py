@@ -7,7 +7,8 @@
 | ENTITY_WARM_COUNT | 100 | entities warmed (top by access_count) |
 
 Keys: `llm:<md5(model+prompt)>` (LLM answers), `arm:capability:<name>` and `entity:<id>` (warming).
-Metrics: cache_hits_total{cache_type}, cache_misses_total{cache_type}, cache_errors_total{cache_type}.
+Metrics: cache_hits_total{cache_type}, cache_misses_total{cache_type}, cache_errors_total{cache_type}
+(under METRICS_PREFIX when set).
 A Redis error (e.g. "OOM command not allowed" under noeviction) is logged and counted, never fatal.
 """
 
@@ -16,9 +17,11 @@ import json
 
 from prometheus_client import Counter
 
-CACHE_HITS = Counter("cache_hits_total", "Cache hits", ["cache_type"])
-CACHE_MISSES = Counter("cache_misses_total", "Cache misses", ["cache_type"])
-CACHE_ERRORS = Counter("cache_errors_total", "Cache read/write errors", ["cache_type"])
+from .common import metric_name
+
+CACHE_HITS = Counter(metric_name("cache_hits_total"), "Cache hits", ["cache_type"])
+CACHE_MISSES = Counter(metric_name("cache_misses_total"), "Cache misses", ["cache_type"])
+CACHE_ERRORS = Counter(metric_name("cache_errors_total"), "Cache read/write errors", ["cache_type"])
 
 
 def llm_cache_key(model, prompt):

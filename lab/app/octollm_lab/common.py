@@ -3,10 +3,12 @@
 Every setting is an environment variable with a default. A secret NAME can also be
 given as a file path in NAME_FILE (the lab keeps its secrets in files).
 
-| variable | default | meaning |
-|---|---|---|
-| SERVICE_NAME | the module's name | the `service` word of each log line and metric label |
-| LOG_LEVEL | info | debug, info, warning, error |
+- SETTINGS_PREFIX (default ""): every setting above and in the service's modules is read as PREFIX + NAME
+  (`ORCHESTRATOR_`).
+- METRICS_PREFIX (default ""): the service's own metrics are exported as PREFIX + name (`orchestrator_`;
+  `octollm_x` -> PREFIX + `x`).
+- LAB_ENDPOINTS (default full): `seed` offers only the seed's endpoints (no /debug/*, route scoring, arms list, cache
+  warm, reload, no pool figures in /health); the leak switch is SIGUSR1 instead.
 
 Log lines go to stdout, one per event, in a plain structured form that diagnosis
 greps for:
@@ -22,8 +24,25 @@ import time
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40}
 
 
+def settings_prefix():
+    return os.environ.get("SETTINGS_PREFIX", "")
+
+
+def seed_endpoints_only():
+    """True when the service offers only the seed's endpoints (LAB_ENDPOINTS=seed)."""
+    return os.environ.get("LAB_ENDPOINTS", "full").strip().lower() == "seed"
+
+
+def metric_name(name):
+    """The exported name of one of the service's metrics, under METRICS_PREFIX (the lab's own `octollm_` dropped)."""
+    prefix = os.environ.get("METRICS_PREFIX", "")
+    if not prefix:
+        return name
+    return prefix + (name[len("octollm_"):] if name.startswith("octollm_") else name)
+
+
 def env_str(name, default=""):
-    value = os.environ.get(name)
+    value = os.environ.get(settings_prefix() + name)
     return default if value is None or value == "" else value
 
 

@@ -2,6 +2,7 @@
 
 | variable | default | meaning |
 |---|---|---|
+| DATABASE_URL | "" | `postgresql://user:password@host:port/db`: when set, it replaces the POSTGRES_* below |
 | POSTGRES_HOST | 127.0.0.1 | |
 | POSTGRES_PORT | 5432 | |
 | POSTGRES_DB | octollm | |
@@ -13,8 +14,10 @@
 | DB_POOL_PRE_PING | true | check a pooled connection with SELECT 1 before use |
 | DB_CONNECT_TIMEOUT | 3 | seconds |
 | LEAK_DB_CONNECTIONS | false | FAULT: each task keeps one connection idle in transaction, never returned |
+| DB_CONNECT_AT_STARTUP | false | connect once at start-up and exit when that fails (as many deployments do) |
 
-Metrics: octollm_db_pool_in_use, octollm_db_pool_size (maxconn), octollm_db_leaked_connections.
+Metrics: octollm_db_pool_in_use, octollm_db_pool_size (maxconn), octollm_db_leaked_connections (under
+METRICS_PREFIX when set, common.metric_name).
 """
 
 import threading
@@ -25,11 +28,11 @@ import psycopg2
 from prometheus_client import Gauge
 from psycopg2 import pool
 
-from .common import env_bool, env_float, env_int, env_secret, env_str
+from .common import env_bool, env_float, env_int, env_secret, env_str, metric_name
 
-POOL_IN_USE = Gauge("octollm_db_pool_in_use", "Database pool connections checked out")
-POOL_SIZE = Gauge("octollm_db_pool_size", "Database pool maximum connections")
-LEAKED = Gauge("octollm_db_leaked_connections", "Connections held by the leak fault")
+POOL_IN_USE = Gauge(metric_name("octollm_db_pool_in_use"), "Database pool connections checked out")
+POOL_SIZE = Gauge(metric_name("octollm_db_pool_size"), "Database pool maximum connections")
+LEAKED = Gauge(metric_name("octollm_db_leaked_connections"), "Connections held by the leak fault")
 
 
 class DatabaseUnavailable(Exception):
@@ -37,6 +40,15 @@ class DatabaseUnavailable(Exception):
 
 
 def dsn_from_env(application_name):
+    url = env_secret("DATABASE_URL")
+    if url:
+        from psycopg2.extensions import parse_dsn
+
+        parts = parse_dsn(url)
+        return {"host": parts.get("host", "127.0.0.1"), "port": int(parts.get("port") or 5432),
+                "dbname": parts.get("dbname", "octollm"), "user": parts.get("user", "octollm"),
+                "password": parts.get("password", ""), "application_name": application_name,
+                "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3)}
     return {"host": env_str("POSTGRES_HOST", "127.0.0.1"), "port": env_int("POSTGRES_PORT", 5432),
             "dbname": env_str("POSTGRES_DB", "octollm"), "user": env_str("POSTGRES_USER", "octollm"),
             "password": env_secret("POSTGRES_PASSWORD"), "application_name": application_name,

@@ -24,7 +24,7 @@
 
 Metrics: llm_api_calls_total{provider,status=success|error,code}, llm_api_duration_seconds{provider},
 llm_tokens_total{provider,kind=prompt|completion}, llm_circuit_state{provider} (0 closed, 1 open,
-2 half-open). One call counts once per HTTP attempt.
+2 half-open), under METRICS_PREFIX when set. One call counts once per HTTP attempt.
 """
 
 import random
@@ -35,13 +35,14 @@ from dataclasses import dataclass, field
 import requests
 from prometheus_client import Counter, Gauge, Histogram
 
-from .common import env_bool, env_float, env_int, env_secret, env_str
+from .common import env_bool, env_float, env_int, env_secret, env_str, metric_name
 
-LLM_CALLS = Counter("llm_api_calls_total", "LLM API calls", ["provider", "status", "code"])
-LLM_DURATION = Histogram("llm_api_duration_seconds", "LLM API call duration", ["provider"],
+LLM_CALLS = Counter(metric_name("llm_api_calls_total"), "LLM API calls", ["provider", "status", "code"])
+LLM_DURATION = Histogram(metric_name("llm_api_duration_seconds"), "LLM API call duration", ["provider"],
                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60))
-LLM_TOKENS = Counter("llm_tokens_total", "LLM tokens used", ["provider", "kind"])
-CIRCUIT_STATE = Gauge("llm_circuit_state", "LLM circuit breaker state (0 closed, 1 open, 2 half-open)",
+LLM_TOKENS = Counter(metric_name("llm_tokens_total"), "LLM tokens used", ["provider", "kind"])
+CIRCUIT_STATE = Gauge(metric_name("llm_circuit_state"),
+                      "LLM circuit breaker state (0 closed, 1 open, 2 half-open)",
                       ["provider"])
 
 RETRYABLE = (429, 503)

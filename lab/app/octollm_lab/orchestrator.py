@@ -25,10 +25,12 @@ EXPECTED_ARMS, ARM_REGISTRATION_TTL), debug.py and web.py (shared).
 
 Endpoints: GET /health, GET /ready, GET /metrics, POST /api/v1/arms/register, GET /api/v1/arms,
 POST /api/v1/tasks, GET /api/v1/tasks/{task_id}, POST /api/v1/route/score, POST /api/v1/cache/warm,
-and the shared /debug/leak, /debug/memory, /debug/delay.
+and the shared /debug/leak, /debug/memory, /debug/delay. With LAB_ENDPOINTS=seed (common.py) only the seed's:
+/health (without the pool figures), /ready, /metrics, the arms' registration and the tasks.
 
 Metrics (besides the shared ones): octollm_tasks_total{status}, octollm_routing_decisions_total{arm,fallback},
-octollm_task_retries_total{status}, and those of llm_client.py, cache.py and db.py.
+octollm_task_retries_total{status}, and those of llm_client.py, cache.py and db.py; all under METRICS_PREFIX when
+set (common.metric_name).
 
 Pending tasks: a task whose arm is not registered, unhealthy or unreachable when it arrives is left `pending`
 (answer 202), as a queue keeps work no worker can take yet. A background round (every PENDING_RETRY_INTERVAL
@@ -54,16 +56,27 @@ from redis.retry import Retry
 
 from . import debug
 from .cache import ResponseCache, llm_cache_key, warm_cache
-from .common import env_bool, env_float, env_int, env_list, env_secret, env_str, service_name
+from .common import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    metric_name,
+    seed_endpoints_only,
+    service_name,
+)
 from .db import Database, DatabaseUnavailable
 from .llm_client import LLMClient, LLMError
 from .registry import ArmRegistry
 from .routing import DEFAULT_ARMS, ArmCapability, ArmRouter
 from .web import App, HttpError, Response
 
-TASKS = Counter("octollm_tasks_total", "Tasks by final status of the request", ["status"])
-ROUTING = Counter("octollm_routing_decisions_total", "Routing decisions", ["arm", "fallback"])
-RETRIES = Counter("octollm_task_retries_total", "Pending tasks dispatched again, by their new status", ["status"])
+TASKS = Counter(metric_name("octollm_tasks_total"), "Tasks by final status of the request", ["status"])
+ROUTING = Counter(metric_name("octollm_routing_decisions_total"), "Routing decisions", ["arm", "fallback"])
+RETRIES = Counter(metric_name("octollm_task_retries_total"), "Pending tasks dispatched again, by their new status",
+                  ["status"])
 
 TASK_COLUMNS = "task_id, goal, constraints, priority, status, assigned_arm, result, created_at, updated_at"
 # _leave_pending's reasons: the task waits for an arm, and is dispatched again once routing finds one
@@ -108,14 +121,16 @@ class Orchestrator:
         self.retry_wakeup = threading.Event()
         for target, ms in debug.parse_delays(env_str("ARM_CALL_DELAY_MS", "")).items():
             app.delays.set(target, ms)
+        self.seed_only = seed_endpoints_only()
         app.add("GET", "/health", self.health)
         app.add("GET", "/ready", self.health)
         app.add("POST", "/api/v1/arms/register", self.register_arm)
-        app.add("GET", "/api/v1/arms", lambda req: {"arms": self.registry.describe()})
         app.add("POST", "/api/v1/tasks", self.create_task)
         app.add("GET", "/api/v1/tasks/{task_id}", self.get_task)
-        app.add("POST", "/api/v1/route/score", self.route_score)
-        app.add("POST", "/api/v1/cache/warm", self.warm)
+        if not self.seed_only:
+            app.add("GET", "/api/v1/arms", lambda req: {"arms": self.registry.describe()})
+            app.add("POST", "/api/v1/route/score", self.route_score)
+            app.add("POST", "/api/v1/cache/warm", self.warm)
 
     # health
 
@@ -144,6 +159,8 @@ class Orchestrator:
                   "db_pool": {"in_use": self.db.in_use(), "max": self.db.maxconn,
                               "leaked": len(self.db.leaked)},
                   "llm_circuit": self.llm.primary.breaker.state}
+        if self.seed_only:
+            del checks["db_pool"]
         healthy = checks["postgres"] == "ok" and checks["redis"] == "ok"
         if not healthy:
             self.log.warning("health degraded", postgres=checks["postgres"], redis=checks["redis"])
@@ -364,6 +381,13 @@ def main():
     registry = ArmRegistry(app.log, redis_client, expected=env_list("EXPECTED_ARMS", DEFAULT_ARMS),
                            health_timeout=env_float("ARM_HEALTH_TIMEOUT", 2),
                            registration_ttl=env_float("ARM_REGISTRATION_TTL", 120))
+    if env_bool("DB_CONNECT_AT_STARTUP", False):
+        try:
+            db.ping()
+        except psycopg2.Error as exc:  # as many deployments do: no database at start-up, no service
+            app.log.error("database connection failed at startup", host=db.dsn["host"], port=db.dsn["port"],
+                          error=str(exc).strip())
+            raise SystemExit(1) from exc
     orchestrator = Orchestrator(app, db, redis_client, LLMClient.from_env(app.log), registry)
     registry.start(env_float("ARM_HEALTH_INTERVAL", 10))
     if env_bool("CACHE_WARM_ON_STARTUP", True):

@@ -9,7 +9,9 @@ of one service can share a port; the kernel spreads connections among them. Ever
 service gets GET /metrics (Prometheus text, with `http_request_duration_seconds` and
 `http_requests_total` by service, endpoint, method, status, plus the default `process_*`
 collectors) and the fault switches of debug.py. SIGTERM and SIGINT stop the server
-gracefully: in-flight requests finish, then the shutdown hooks run.
+gracefully: in-flight requests finish, then the shutdown hooks run. With LAB_ENDPOINTS=seed (common.py) the
+debug endpoints are not served: SIGUSR1 starts the memory leak instead (LEAK_SIGNAL_MB_PER_SECOND, default 16), and
+METRICS_PREFIX renames the request metrics.
 """
 
 import json
@@ -25,13 +27,13 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
 from . import debug
-from .common import Logger, env_str
+from .common import Logger, env_float, env_str, metric_name, seed_endpoints_only
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LABELS = ["service", "endpoint", "method", "status"]
-REQUEST_DURATION = Histogram("http_request_duration_seconds", "HTTP request duration",
+REQUEST_DURATION = Histogram(metric_name("http_request_duration_seconds"), "HTTP request duration",
                              LABELS, buckets=BUCKETS)
-REQUESTS_TOTAL = Counter("http_requests_total", "HTTP requests served", LABELS)
+REQUESTS_TOTAL = Counter(metric_name("http_requests_total"), "HTTP requests served", LABELS)
 
 
 class HttpError(Exception):
@@ -144,6 +146,11 @@ class App:
         self.signal_hooks = {}
         self.server = None
         self.add("GET", "/metrics", self._metrics)
+        if seed_endpoints_only():
+            # the lab's leak switch without an endpoint: a signal (lab/ctl's oom fault sends it)
+            self.signal_hooks[signal.SIGUSR1] = lambda: self.leaker.configure(
+                mb_per_second=env_float("LEAK_SIGNAL_MB_PER_SECOND", 16), enabled=True)
+            return
         self.add("POST", "/debug/leak", self._debug_leak)
         self.add("GET", "/debug/memory", lambda req: debug.memory_report(self.service, self.leaker))
         self.add("GET", "/debug/delay", lambda req: {"delays_ms": self.delays.as_dict()})

@@ -2,6 +2,12 @@
 
 The lab's files in git (``lab/compose.yaml``, templates) never change at run time; everything a fix or a
 fault may change lives in the state directory (``OCTOLLM_LAB_STATE``).
+
+The lab runs as one of two profiles (``PROFILES``), never both at once (they share the ports and the state
+directory, which records the one that is up): ``full``, the Compose project ``octollm`` with every lab-only endpoint,
+and ``minimal``, laid out as a deployment this project did not write (``lab/profiles/minimal.yaml`` over
+``compose.yaml``, project ``llmstack``): the services offer only the seed's endpoints, the orchestrator reads its
+settings under ``ORCHESTRATOR_`` with a database URL and exports its metrics under ``orchestrator_``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,34 @@ from octollm_labctl.errors import Kind, LabError
 PROJECT = "octollm"
 LAB_DIR = Path(__file__).resolve().parents[2]  # lab/: compose.yaml, prometheus/ templates, the images
 IMAGE = "octollm/lab-runtime"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A way to run the lab: its Compose project, the Compose file laid over ``compose.yaml`` (none for the full
+    lab), and whether its services offer only the seed's endpoints (then ``settings_prefix`` names the
+    orchestrator's settings, in ``orchestrator.env`` and ``orchestrator.secrets.env`` of the state directory)."""
+
+    name: str
+    project: str
+    overlay: str = ""
+    seed_endpoints_only: bool = False
+    settings_prefix: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "full": Profile("full", PROJECT),
+    "minimal": Profile("minimal", "llmstack", "profiles/minimal.yaml", seed_endpoints_only=True,
+                       settings_prefix="ORCHESTRATOR_"),
+}
+DEFAULT_PROFILE = "full"
+# The orchestrator's settings in the minimal profile: lab.env's names (under the profile's prefix), and the database
+# as one URL; fixes may change them, so orchestrator.env is kept like lab.env.
+MINIMAL_ORCHESTRATOR_SETTINGS = (
+    "LOG_LEVEL", "REDIS_HOST", "REDIS_PORT", "DB_POOL_SIZE", "DB_POOL_MAX_OVERFLOW", "DB_CONNECT_AT_STARTUP",
+    "LLM_API_URL", "LLM_FALLBACK_URL", "LLM_FALLBACK_ENABLED", "LLM_MODEL", "LLM_READ_TIMEOUT", "LLM_MAX_CONCURRENCY",
+    "LLM_RATE_PER_MINUTE", "RESPONSE_CACHE_ENABLED", "CACHE_TTL",
+)
 
 # service -> port it must own on 127.0.0.1 (the seed's ports, plus the lab's own helpers)
 PORTS: dict[str, int] = {
@@ -97,12 +131,41 @@ class LabSettings:
         return f"{IMAGE}:{self.image_tag}"
 
 
-class Lab:
-    """One lab instance: its state directory and its Compose project."""
+def profile_named(name: str) -> Profile:
+    if name not in PROFILES:
+        raise LabError(f"unknown lab profile {name!r}; one of {', '.join(PROFILES)}", Kind.USAGE)
+    return PROFILES[name]
 
-    def __init__(self, settings: LabSettings | None = None) -> None:
+
+def recorded_profile(state: Path) -> str:
+    """The profile the state directory records (the one last brought up), the full lab when none is."""
+    path = state / "profile"
+    name = path.read_text().strip() if path.exists() else ""
+    return name if name in PROFILES else DEFAULT_PROFILE
+
+
+class Lab:
+    """One lab instance: its state directory and its Compose project (of ``profile``; by default the profile the
+    state directory records, so that status, break, heal and down act on whichever profile is up)."""
+
+    def __init__(self, settings: LabSettings | None = None, profile: str | None = None) -> None:
         self.settings = settings or LabSettings()
         self.state = self.settings.state_dir
+        self.profile = profile_named(profile or recorded_profile(self.state))
+
+    @property
+    def project(self) -> str:
+        return self.profile.project
+
+    def setting_file_and_name(self, key: str) -> tuple[Path, str]:
+        """Where a setting of lab.env's names lives for the profile that runs: the orchestrator's own settings move to
+        orchestrator.env under the profile's prefix in the minimal profile; lab.env otherwise."""
+        if self.profile.settings_prefix:
+            own = self.state / "orchestrator.env"
+            name = self.profile.settings_prefix + key
+            if own.exists() and any(line.startswith(name + "=") for line in own.read_text().splitlines()):
+                return own, name
+        return self.state / "lab.env", key
 
     # ---- state directory -------------------------------------------------------------------
     def secret(self, name: str) -> str:
@@ -234,20 +297,60 @@ class Lab:
         )
         (self.state / "postgres").mkdir(exist_ok=True)
         (self.state / "backups").mkdir(exist_ok=True)
+        if self.profile.settings_prefix:
+            self._render_orchestrator_settings(redis_password, llm_key, fallback_key)
+
+    def _render_orchestrator_settings(self, redis_password: str, llm_key: str, fallback_key: str) -> None:
+        """The minimal profile's orchestrator settings: lab.env's values under the prefix, the database as a URL (a
+        secret, with the other secrets in orchestrator.secrets.env)."""
+        prefix = self.profile.settings_prefix
+        base = dict(line.split("=", 1) for line in (self.state / "lab.env").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+        base["DB_CONNECT_AT_STARTUP"] = "true"
+        self._write(
+            "orchestrator.env",
+            "\n".join(
+                ["# Settings of the orchestrator (minimal profile: under its prefix). Fixes may change these."]
+                + [f"{prefix}{key}={base[key]}" for key in MINIMAL_ORCHESTRATOR_SETTINGS if key in base]
+                + [""]
+            ),
+            keep=True,
+        )
+        self._write(
+            "orchestrator.secrets.env",
+            f"{prefix}DATABASE_URL={self.database_url()}\n"
+            f"{prefix}REDIS_PASSWORD={redis_password}\n{prefix}OPENAI_API_KEY={llm_key}\n"
+            f"{prefix}LLM_FALLBACK_API_KEY={fallback_key}\n",
+            mode=0o600,
+        )
+
+    def database_url(self, host: str = "127.0.0.1") -> str:
+        return f"postgresql://octollm:{self.secret('postgres_password')}@{host}:5432/octollm"
+
+    def set_database_url(self, host: str = "127.0.0.1") -> None:
+        """The minimal profile's orchestrator database URL with another host (a fault), or the lab's own again."""
+        path = self.state / "orchestrator.secrets.env"
+        name = self.profile.settings_prefix + "DATABASE_URL="
+        lines = [name + self.database_url(host) if line.startswith(name) else line
+                 for line in path.read_text().splitlines()]
+        path.write_text("\n".join(lines) + "\n")
 
     # ---- docker compose ------------------------------------------------------------------
+    def compose_files(self) -> list[Path]:
+        """The profile's Compose files: the lab's, the profile's overlay, the state directory's override."""
+        overlay = [LAB_DIR / self.profile.overlay] if self.profile.overlay else []
+        return [LAB_DIR / "compose.yaml", *overlay, self.state / "compose.override.yaml"]
+
     def compose_args(self) -> list[str]:
+        files = [arg for path in self.compose_files() for arg in ("-f", str(path))]
         return [
             "docker",
             "compose",
             "--project-name",
-            PROJECT,
+            self.project,
             "--project-directory",
             str(LAB_DIR),
-            "-f",
-            str(LAB_DIR / "compose.yaml"),
-            "-f",
-            str(self.state / "compose.override.yaml"),
+            *files,
             "--env-file",
             str(self.state / "compose.env"),
         ]
@@ -301,24 +404,44 @@ class Lab:
                     Kind.ENVIRONMENT,
                 )
 
+    def others_running(self) -> list[str]:
+        """The other profiles that have containers (the state directory may record another one)."""
+        found = []
+        for profile in PROFILES.values():
+            if profile.name == self.profile.name:
+                continue
+            listed = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={profile.project}"],
+                         check=False, timeout=20)
+            if listed.stdout.strip():
+                found.append(profile.name)
+        return found
+
     def up(self, timeout: float = 240) -> None:
         self.require_docker()
+        others = self.others_running()
+        if others:
+            raise LabError(
+                f"the lab's {others[0]} profile is up (the profiles share their ports): octoctl lab down first",
+                Kind.USAGE,
+            )
         self.render_state()
+        (self.state / "profile").write_text(self.profile.name + "\n")
         self.check_ports()
         wait = ["--wait", "--wait-timeout", str(int(timeout))]
         self.compose("up", "-d", *wait, "--remove-orphans", timeout=timeout + 60)
-        self.seed_data()
+        seeded = self.seed_data()
         # The orchestrator warmed its cache at start-up, before the entities existed on a new volume.
-        self.warm_cache()
+        if seeded or not self.profile.seed_endpoints_only:
+            self.warm_cache()
 
     def down(self, volumes: bool = False) -> None:
         """Stop the lab. Heal its faults first (``faults.heal_all``): a fault may live outside its containers."""
         args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
         self.compose(*args, timeout=180)
 
-    def seed_data(self) -> None:
-        """Load the lab's entities and relationships once (idempotent)."""
-        self.compose(
+    def seed_data(self) -> bool:
+        """Load the lab's entities and relationships once (idempotent); True when it loaded them now."""
+        out = self.compose(
             "exec",
             "-T",
             "orchestrator",
@@ -330,9 +453,15 @@ class Lab:
             "--if-empty",
             timeout=600,
         )
+        return "seed skipped" not in out.stdout
 
     def warm_cache(self, timeout: float = 30) -> None:
-        """Ask the orchestrator to (re-)warm its cache, as a deployment does after loading data."""
+        """Ask the orchestrator to (re-)warm its cache, as a deployment does after loading data (a deployment without
+        the lab's warm endpoint, the minimal profile, warms at start-up: the orchestrator is restarted)."""
+        if self.profile.seed_endpoints_only:
+            self.compose("restart", "orchestrator", timeout=120)
+            self.compose("up", "-d", "--no-deps", "--wait", "orchestrator", timeout=180)
+            return
         req = urllib.request.Request(f"{ORCHESTRATOR_URL}/api/v1/cache/warm", data=b"{}", method="POST")
         req.add_header("Content-Type", "application/json")
         try:

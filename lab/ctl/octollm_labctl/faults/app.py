@@ -21,6 +21,7 @@ from octollm_labctl.faults.common import (
     pg_admin,
     post_json,
     redis_client,
+    seed_endpoints_only,
     set_lab_env,
 )
 from octollm_labctl.lab import ARMS, PORTS, Lab, run
@@ -33,6 +34,7 @@ LEAK_MB_PER_SECOND = 2
 
 
 def _memory_leak_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    seed_endpoints_only(lab, "memory-leak")
     service = target or "coder-arm"
     if service not in ("orchestrator", *ARMS):
         raise LabError(f"memory-leak target is the orchestrator or an arm, not {service!r}", Kind.USAGE)
@@ -90,6 +92,7 @@ def _arm_capabilities_wrong_inject(lab: Lab, target: str | None) -> dict[str, An
 
 # ---- slow hop: the orchestrator's application-level delay before each call to an arm ----------------------
 def _slow_hop_inject(lab: Lab, target: str | None) -> dict[str, Any]:
+    seed_endpoints_only(lab, "slow-hop")
     arm = target or "planner-arm"
     if arm not in ARMS:
         raise LabError(f"unknown arm {arm!r}; one of {', '.join(ARMS)}", Kind.USAGE)
@@ -200,6 +203,7 @@ STUCK_RUNNING_ARM = "coder-arm"
 def _stuck_running_inject(lab: Lab, target: str | None) -> dict[str, Any]:
     import threading
 
+    seed_endpoints_only(lab, "stuck-running")
     count = int(target or 2)
     goals = [STUCK_RUNNING_GOAL.format(number) for number in range(count)]
     post_json("http://127.0.0.1:8000/debug/delay", {"target": STUCK_RUNNING_ARM, "ms": 120000})

@@ -56,8 +56,10 @@ def override_env(lab: Lab, service: str, env: dict[str, str] | None) -> None:
 
 
 def set_lab_env(lab: Lab, key: str, value: str) -> str | None:
-    """Set KEY=value in the services' env file (lab.env); return the previous value."""
-    path = lab.state / "lab.env"
+    """Set KEY=value in the services' env file (lab.env); return the previous value. KEY is lab.env's name: in the
+    minimal profile an orchestrator setting is its prefixed name in orchestrator.env (``Lab.setting_file_and_name``)."""
+    locate = getattr(lab, "setting_file_and_name", None)
+    path, key = locate(key) if locate else (lab.state / "lab.env", key)
     lines = path.read_text().splitlines()
     previous = None
     for index, line in enumerate(lines):
@@ -69,6 +71,14 @@ def set_lab_env(lab: Lab, key: str, value: str) -> str | None:
         lines.append(f"{key}={value}")
     path.write_text("\n".join(lines) + "\n")
     return previous
+
+
+def seed_endpoints_only(lab: Lab, fault: str) -> None:
+    """Refuse a fault that needs one of the lab's own endpoints (/debug/*) on a profile that offers only the seed's."""
+    profile = getattr(lab, "profile", None)
+    if profile is not None and profile.seed_endpoints_only:
+        raise LabError(f"{fault} needs the lab's debug endpoints, which the {profile.name} profile does not offer",
+                       Kind.USAGE)
 
 
 # ---- clients of the stack ---------------------------------------------------------------------------------

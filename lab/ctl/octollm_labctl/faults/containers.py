@@ -74,11 +74,15 @@ def _oom_inject(lab: Lab, target: str | None) -> dict[str, Any]:
               "memory_swap": host.get("MemorySwap") or 0, "limit": limit, "restarts_before": info["RestartCount"],
               "override": (lab.state / "compose.override.yaml").read_text()}
     run(["docker", "update", "--memory", str(limit), "--memory-swap", str(limit), cid])
-    req = urllib.request.Request(f"http://127.0.0.1:{PORTS[service]}/debug/leak", method="POST",
-                                 data=json.dumps({"mb_per_second": OOM_LEAK_MB_PER_SECOND, "enabled": True}).encode())
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10):
-        pass
+    if lab.profile.seed_endpoints_only:  # no /debug/leak: the service's leak switch is SIGUSR1 (16 MB/s)
+        run(["docker", "kill", "--signal", "USR1", cid])
+    else:
+        req = urllib.request.Request(f"http://127.0.0.1:{PORTS[service]}/debug/leak", method="POST",
+                                     data=json.dumps({"mb_per_second": OOM_LEAK_MB_PER_SECOND,
+                                                      "enabled": True}).encode())
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10):
+            pass
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         state = inspect(cid)
@@ -162,7 +166,8 @@ FAULTS = (
     Fault("unhealthy-arm", COMPONENT, "stop an arm's process (SIGSTOP): running but failing health checks",
           _unhealthy_inject, _unhealthy_heal, "coder-arm"),
     Fault("oom", COMPONENT, "lower a service's memory limit (docker update) under its usage plus a leak (POST "
-          "/debug/leak): the kernel OOM-kills it and the restart policy restarts it (default judge-arm)",
+          "/debug/leak, SIGUSR1 in the minimal profile): the kernel OOM-kills it and the restart policy restarts it "
+          "(default judge-arm)",
           _oom_inject, _recreate_from_baseline, "judge-arm"),
     Fault("no-memory-limit", COMPONENT, "mem_limit: 0 (no limit) for a service in the Compose override of the state "
           "dir, and the service recreated (default retriever-arm)",

@@ -24,21 +24,22 @@ def _llm_mode(lab: Lab, text: str) -> None:
 
 
 def _llm_set_env(lab: Lab, values: dict[str, str]) -> bool:
-    """Set variables in lab.env (one line each); True when the file changed."""
-    path = lab.state / "lab.env"
-    lines = path.read_text().splitlines()
+    """Set variables in lab.env (one line each; an orchestrator setting of the minimal profile in orchestrator.env,
+    under its prefix: ``Lab.setting_file_and_name``); True when a file changed."""
     changed = False
-    for name, value in values.items():
+    for key, value in values.items():
+        path, name = lab.setting_file_and_name(key)
+        lines = path.read_text().splitlines()
         wanted = f"{name}={value}"
         index = next((i for i, line in enumerate(lines) if line.startswith(name + "=")), None)
         if index is None:
             lines.append(wanted)
-            changed = True
         elif lines[index] != wanted:
             lines[index] = wanted
-            changed = True
-    if changed:
+        else:
+            continue
         path.write_text("\n".join(lines) + "\n")
+        changed = True
     return changed
 
 

@@ -304,7 +304,10 @@ def _pg_partition_inject(lab: Lab, target: str | None) -> dict[str, Any]:
     import urllib.error
     import urllib.request
 
-    override_env(lab, "orchestrator", {"POSTGRES_HOST": PARTITION_HOST})
+    if lab.profile.settings_prefix:  # the minimal profile's orchestrator takes one database URL, a secret
+        lab.set_database_url(PARTITION_HOST)
+    else:
+        override_env(lab, "orchestrator", {"POSTGRES_HOST": PARTITION_HOST})
     lab.compose("up", "-d", "--no-deps", "orchestrator", timeout=180)  # not --wait: its /health answers 503 now
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -320,6 +323,8 @@ def _pg_partition_inject(lab: Lab, target: str | None) -> dict[str, Any]:
 
 
 def _pg_partition_heal(lab: Lab, record: dict[str, Any]) -> None:
+    if lab.profile.settings_prefix:
+        lab.set_database_url()
     override_env(lab, "orchestrator", None)
     lab.compose("up", "-d", "--no-deps", "--wait", "orchestrator", timeout=180)
 
