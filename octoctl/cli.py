@@ -372,6 +372,150 @@ def schema(inventory: Path | None, limit: str | None, fmt: str, verbosity: int) 
     return int(ExitCode.HEALTHY)
 
 
+def stack_options(func: F) -> F:
+    """-i/--inventory, --limit, -v, --debug (the commands over one stack's services; their own --format)."""
+    func = click.option(
+        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+        help="Show tracebacks of errors.",
+    )(func)
+    func = click.option(
+        "-v", "--verbose", "verbosity", count=True, help="More detail; passed on as Ansible verbosity (-vvv...)."
+    )(func)
+    func = click.option("--limit", metavar="PATTERN", help="Only these inventory hosts (Ansible --limit).")(func)
+    func = click.option(
+        "-i", "--inventory", type=click.Path(path_type=Path), default=None,
+        help="Inventory (default: $OCTOCTL_INVENTORY or <repo>/inventory/lab).",
+    )(func)
+    return func
+
+
+HEALTH_EPILOG = """\b
+Exit statuses:
+  0  every service is up, answers and its metrics are within the thresholds
+  1  something is not: a service down, a failed /health or readiness, a
+     crash loop, a metric over its threshold or one that could not be read
+  2  usage error
+  3  the stack cannot be reached (the inventory host, the Docker or
+     Kubernetes API, a tool)
+  4  octoctl's own error
+"""
+
+
+@cli.command(epilog=HEALTH_EPILOG)
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True,
+              help="Output format.")
+@click.option("--watch", type=click.IntRange(min=1), metavar="SECONDS", default=None,
+              help="Refresh every SECONDS until interrupted (the last exit status is returned).")
+@stack_options
+def health(fmt: str, watch: int | None, inventory: Path | None, limit: str | None, verbosity: int) -> int:
+    """Every service of the stack in one table: container or pod state, restarts, /health and readiness, and the
+    key metrics (request rate, error rate, P95 latency, cache hit rate, DB connections, memory and CPU against
+    limits), each judged with the threshold of the procedure that owns it. Reads only."""
+    import time
+
+    from octoctl import health as table
+
+    settings, catalog = _settings(), _catalog()
+    procedures = [p for p in catalog.procedures if p.role in table.PROCEDURES]
+    engine = _engine(settings, catalog)
+
+    def once() -> int:
+        request = _request("health", procedures, (), inventory, limit, verbosity, settings)
+        report = table.judge(engine.health(request, table.PLAYBOOK))
+        _emit(table.render(report, fmt))
+        return report.exit_code
+
+    if watch is None:
+        return once()
+    code = int(ExitCode.HEALTHY)
+    try:
+        while True:
+            if fmt == "table" and sys.stdout.isatty():
+                click.clear()
+            if fmt == "table":
+                _emit(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()) + f" (every {watch}s; Ctrl-C stops)")
+            code = once()
+            time.sleep(watch)
+    except KeyboardInterrupt:
+        return code
+
+
+def _stack(settings: Settings, inventory: Path | None, limit: str | None) -> Any:
+    from octoctl.services import load_stack
+
+    return load_stack(inventory or settings.inventory, limit,
+                      [str(p) for p in settings.effective_collections_paths()])
+
+
+SERVICE_EPILOG = """\b
+Exit statuses:
+  0  done
+  1  the service has no container or pod, or the client failed (its own
+     message says why)
+  2  usage error: an unknown service, a bad --since, --grep or --tail
+  3  the container runtime, the Kubernetes API or a tool cannot be reached
+  4  octoctl's own error
+"""
+
+
+@cli.command(epilog=SERVICE_EPILOG)
+@click.argument("service", metavar="SERVICE")
+@click.option("--since", metavar="DURATION", help="Only lines of the last 30s, 10m, 2h, 1d (or since an ISO time).")
+@click.option("--grep", metavar="REGEX", help="Only lines matching REGEX (matched after secrets are masked).")
+@click.option("--tail", type=click.IntRange(min=1), metavar="N", help="Only the last N lines of each container.")
+@stack_options
+def logs(service: str, since: str | None, grep: str | None, tail: int | None, inventory: Path | None,
+         limit: str | None, verbosity: int) -> int:
+    """Show a service's logs (Compose through the container runtime, Kubernetes through the API), with secrets and
+    personal data (credentials, keys, e-mail addresses, card numbers) masked."""
+    from octoctl.services import log_lines, since_seconds
+
+    if since:
+        since_seconds(since)  # a bad --since is a usage error before anything is read
+    stack = _stack(_settings(), inventory, limit)
+    for line in log_lines(stack, service, since, grep, tail):
+        _emit(line)
+    return int(ExitCode.HEALTHY)
+
+
+@cli.command(epilog=SERVICE_EPILOG, context_settings={"ignore_unknown_options": True})
+@click.argument("which", metavar="postgres|redis", type=click.Choice(("postgres", "redis")))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[CLIENT ARGS]...")
+@click.option("--admin", is_flag=True, help="PostgreSQL: log in as the inventory's admin user.")
+@stack_options
+def shell(which: str, args: tuple[str, ...], admin: bool, inventory: Path | None, limit: str | None,
+          verbosity: int) -> int:
+    """Open psql or redis-cli on the stack's PostgreSQL or Redis with the inventory's credentials (passed in the
+    client's environment, never on its command line nor printed). CLIENT ARGS go to the client, e.g.
+    `octoctl shell postgres -c 'select 1'` or `octoctl shell redis PING`."""
+    from octoctl.services import run_shell, shell_command
+
+    return run_shell(shell_command(_stack(_settings(), inventory, limit), which, args, admin))
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("service", metavar="SERVICE")
+@click.option("--approve", is_flag=True, help="Restart it (disruptive); without: show the plan and stop.")
+@common_options
+def restart(service: str, approve: bool, inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
+    """Restart SERVICE with Service Unavailable's restart (Compose: docker compose restart, then wait for its
+    healthcheck; Kubernetes: a rollout restart of its workload) and verify the stack is healthy. Without --approve
+    the plan is shown and stored (exit 1, awaiting approval: `octoctl approve RUN_ID` applies it)."""
+    settings, catalog = _settings(), _catalog()
+    stack = _stack(settings, inventory, limit)
+    stack.service(service)
+    procedure = catalog.get("service_unavailable")
+    request = _request("restart", [procedure], (service,), inventory, limit or stack.host, verbosity, settings,
+                       dry_run=not approve, approve=approve,
+                       extra_vars={"service_unavailable_restart_services": [service]})
+    report = _engine(settings, catalog).fix(request)
+    if not approve:
+        report.notes.append(f"{service} is not restarted: it awaits approval (octoctl restart {service} --approve, "
+                            "or octoctl approve RUN_ID)")
+    _emit(render_report(report, fmt, _unicode_ok()))
+    return report.exit_code
+
+
 def _add_lab() -> None:
     """``octoctl lab`` lives in octoctl/lab_cli.py, over the lab's tooling (``octollm_labctl``, lab/ctl); the CLI
     works without them."""

@@ -159,6 +159,14 @@ class Engine:
         approve = request.approve and phase == "prevent"
         return run.execute(lambda: run.finish(run.invoke(dry_run=request.dry_run, approve=approve)))
 
+    def health(self, request: Request, playbook: str) -> RunReport:
+        """One read-only run of ``playbook`` (``octollm.remediation.health``): the stack check with the health
+        table (``octollm_report.<host>.stack.health``); the procedures of the request only lend their settings (the
+        thresholds), they report no result of their own."""
+        run = _Run(self, request, "diagnose")
+        return run.execute(lambda: run.finish(run.invoke(dry_run=False, approve=False, label="health",
+                                                         playbook=playbook, results=False)))
+
     def fix(self, request: Request) -> RunReport:
         if request.scenario:
             self._check_scenario(request)
@@ -284,7 +292,10 @@ class _Run:
         return report
 
     def invoke(self, *, dry_run: bool, approve: bool, label: str | None = None,
-               approved_plan: dict[str, dict[str, Any]] | None = None) -> list[TargetResult]:
+               approved_plan: dict[str, dict[str, Any]] | None = None, playbook: str | None = None,
+               results: bool = True) -> list[TargetResult]:
+        """One ansible-runner run of the playbook (``playbook``: another than octoctl's entry); ``results``: the
+        procedures report results (False: only the stack check is read)."""
         self.count += 1
         ident = f"{self.count}-{self.phase}" + (f"-{label}" if label else "")
         extravars: dict[str, Any] = {
@@ -301,7 +312,7 @@ class _Run:
         if self.request.scenario:
             extravars["octollm_scenario"] = self.request.scenario
         spec = RunSpec(
-            playbook=self.engine.settings.playbook,
+            playbook=playbook or self.engine.settings.playbook,
             inventory=self.request.inventory,
             extravars=extravars,
             private_data_dir=self.engine.store.runner_dir(self.run_id),
@@ -311,7 +322,7 @@ class _Run:
             check_mode=dry_run or self.phase == "diagnose",
         )
         outcome = self.engine.runner.run(spec, self.targets)
-        return build_targets(outcome, self.targets, self.procedures, self.phase)
+        return build_targets(outcome, self.targets, self.procedures if results else [], self.phase)
 
     def finish(self, targets: list[TargetResult], store_plan: bool = False) -> RunReport:
         for target in targets:

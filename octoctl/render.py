@@ -250,6 +250,21 @@ def catalog_data(catalog: Catalog, available: dict[str, bool] | None = None) -> 
     return rows
 
 
+# The seed's quick reference ("Common Commands"), as octoctl commands: (seed, octoctl)
+QUICK_REFERENCE: tuple[tuple[str, str], ...] = (
+    ("curl http://localhost:8000/health; docker stats; curl .../metrics",
+     "octoctl health [--watch 10]   every service: state, restarts, /health, readiness, key metrics"),
+    ("docker compose logs -f [service]", "octoctl logs SERVICE [--since 10m] [--grep RE] [--tail N]   masked"),
+    ("docker compose restart [service]", "octoctl restart SERVICE [--approve]   then verified healthy"),
+    ("docker compose exec postgres psql -U octollm", "octoctl shell postgres [-c SQL]"),
+    ("docker compose exec redis redis-cli", "octoctl shell redis [COMMAND]"),
+)
+
+
+def quick_reference_lines() -> list[str]:
+    return ["quick reference (the seed's common commands):"] + [f"  {ours}" for _, ours in QUICK_REFERENCE]
+
+
 def render_catalog(catalog: Catalog, fmt: str, available: dict[str, bool] | None = None) -> str:
     rows = catalog_data(catalog, available)
     if fmt in ("json", "yaml"):
@@ -262,6 +277,8 @@ def render_catalog(catalog: Catalog, fmt: str, available: dict[str, bool] | None
                 f"| {r['rank']} | {r['procedure']} | {r['level']} | {', '.join(r['alerts']) or '-'} "
                 f"| {'; '.join(r['symptoms'])} | {scenarios} |"
             )
+        out += ["", "| seed | octoctl |", "|---|---|"]
+        out += [f"| `{seed}` | `{ours.split('   ')[0]}` |" for seed, ours in QUICK_REFERENCE]
         return "\n".join(out)
     out = []
     for r in rows:
@@ -275,6 +292,8 @@ def render_catalog(catalog: Catalog, fmt: str, available: dict[str, bool] | None
             out.append(f"    scenario {s['id']}: {s['title']} ({s['fix']})")
     out.append("")
     out.append("fix: auto = fixed without asking; disruptive = fixed after approval; report = a human acts")
+    out.append("")
+    out += quick_reference_lines()
     return "\n".join(out)
 
 

@@ -899,8 +899,49 @@ def _how(reach, op, no_recreate):
 
 
 def plan(diagnosis, settings=None):
-    """Actions for the services that are down, root causes first; gated by approval."""
+    """Actions for the services that are down, root causes first; gated by approval. Then a restart of each service
+    of ``restart_services`` that has none yet (``octoctl restart SERVICE``)."""
     s = _settings(settings)
+    actions = _plan(diagnosis, s)
+    asked = _requested_restarts(actions, diagnosis.get("context") or {}, s)
+    return actions + gate(
+        asked,
+        dry_run=s.get("dry_run", False),
+        approve=s.get("approve", False),
+        allow_disruptive=s.get("allow_disruptive", False),
+    )
+
+
+def _requested_restarts(planned, ctx, s):
+    """Scenario A's restart of each service of ``restart_services`` (an operator asked for it) that the ``planned``
+    actions do not touch yet: ``docker compose restart`` then up --wait (the compose_service action), disruptive."""
+    records = ctx.get("records") or {}
+    touched = set((item.get("change") or {}).get("service") for item in planned)
+    actions = []
+    for service in s.get("restart_services") or []:
+        if service in touched:
+            continue
+        state = records.get(service) or []
+        running = bool(state) and all(item["running"] for item in state)
+        op = "restart" if running else "up"
+        actions.append(
+            action(
+                "%s.A.%s_%s" % (NAME, op, service.replace("-", "_")),
+                "A",
+                "%s %s and wait until it is healthy (asked for)" % ("restart" if running else "start", service),
+                "compose:%s" % service,
+                {"container": ", ".join(item["name"] for item in state) or service, "service": service, "op": op},
+                "planned",
+                "docker compose %s %s, then wait for its healthcheck" % ("restart" if running else "up -d --no-deps",
+                                                                         service),
+                disruptive=True,
+                apply="compose_service",
+            )
+        )
+    return actions
+
+
+def _plan(diagnosis, s):
     ctx = diagnosis.get("context") or {}
     forced = s.get("scenario") or None
     services = dict(ctx.get("services") or {})

@@ -461,6 +461,12 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
             }
             for ref in causes
         },
+        # the workloads an operator may ask to restart (restart_services: octoctl restart SERVICE)
+        "restartable": {
+            w["ref"]: {"kind": w["kind"], "name": w["name"], "app": w["app"]}
+            for w in f.workloads
+            if w["app"] in (s.get("restart_services") or []) or w["name"] in (s.get("restart_services") or [])
+        },
     }
     return {
         "findings": findings,
@@ -698,12 +704,27 @@ def plan(diagnosis, settings=None):
             actions.extend(_raise_memory(ref, workload, s))
         elif cause == "D":
             actions.extend(_config(ref, workload, s))
+    actions = actions + _requested_restarts(actions, ctx, s)
     for item in actions:
         ref = (item.get("change") or {}).get("workload")
         if ref in (ctx.get("workloads") or {}) and item.get("_apply"):
             # the pods before the fix (internal: the verification's identity check)
             item["_target"] = {"workload": ref, "before": (ctx["workloads"][ref].get("pods") or [])}
     return gated(actions, s)
+
+
+def _requested_restarts(planned, ctx, s):
+    """Scenario A's rollout restart of the workload of each service of ``restart_services`` (an operator asked for
+    it: octoctl restart SERVICE) that the ``planned`` actions do not touch yet; disruptive."""
+    touched = set(item.get("resource") for item in planned)
+    found = []
+    for service in s.get("restart_services") or []:
+        for ref, workload in sorted((ctx.get("restartable") or {}).items()):
+            if service in (workload.get("app"), workload.get("name")) and "k8s:%s" % ref not in touched:
+                found.append(_restart("A", ref, workload, [], s))
+                touched.add("k8s:%s" % ref)
+                break
+    return found
 
 
 # --- prevention ----------------------------------------------------------------------------------------------
