@@ -202,6 +202,12 @@ def test_a_leak_is_c_not_b_and_is_terminated_and_reported():
         ("database_connections.C.report_leak_batch_worker", "report"),
     ]
     assert actions[0]["change"]["params"] == {"application_name": "batch-worker", "older_than_s": 30}
+    assert "then_wait" not in actions[0]["change"]  # no application container in this evidence
+    # with the application's container running (it failed its healthcheck while refused), the fix waits until it
+    # answers before the verification reads it
+    diagnosis["context"]["app_running"] = True
+    waits = dbc.plan(diagnosis, dict(SETTINGS, approve=True))[0]
+    assert waits["change"]["then_wait"] == ["orchestrator"] and waits["outcome"].endswith("orchestrator is healthy")
 
 
 def test_few_or_young_idle_in_transaction_sessions_are_no_leak():

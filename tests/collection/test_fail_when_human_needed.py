@@ -102,7 +102,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _run(tmp_path: Path, extravars: dict[str, Any]) -> Any:
+def _run(tmp_path: Path, extravars: dict[str, Any], playbook_file: Path | None = None) -> Any:
     import ansible_runner
 
     port = _closed_port()
@@ -121,8 +121,8 @@ stacks:
     stack-a: {{}}
 """
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    (tmp_path / "project").mkdir()
-    (tmp_path / "project" / "play.yml").write_text(PLAY)
+    (tmp_path / "project").mkdir(parents=True)
+    (tmp_path / "project" / "play.yml").write_text(playbook_file.read_text() if playbook_file else PLAY)
     (tmp_path / "inventory").mkdir()
     (tmp_path / "inventory" / "hosts.yml").write_text(inventory)
     return ansible_runner.run(
@@ -176,3 +176,23 @@ def test_approved_plan_is_octoctl_s_plan_of_the_dry_run() -> None:
             target.procedures = [ProcedureResult.model_validate(results[name]) for name in PROCEDURES]
             targets.append(target)
         assert verdict.approved_plan(report) == plan_of(targets)
+
+
+@pytest.mark.parametrize("fail", [True, False])
+def test_the_health_job_fails_when_a_service_is_not_well(tmp_path: Path, fail: bool) -> None:
+    """playbooks/health.yml (AWX's health template) against a stack where nothing answers: the table is published
+    and, with the switch, the job fails naming the services that are not well."""
+    extravars: dict[str, Any] = {"octollm_hosts": "stacks"}
+    if fail:
+        extravars["octollm_fail_when_human_needed"] = True
+    runner = _run(tmp_path, extravars, playbook_file=REPO / "collection" / "playbooks" / "health.yml")
+    failed = [event["event_data"] for event in runner.events if event.get("event") == "runner_on_failed"]
+    stats = [event for event in runner.events if event.get("event") == "playbook_on_stats"]
+    table = stats[-1]["event_data"]["artifact_data"]["octollm_report"]["stack-a"]["stack"]["health"]["services"]
+    not_well = [row["service"] for row in table if row["status"] != "ok"]
+    assert "orchestrator" in not_well
+    if fail:
+        assert runner.rc != 0 and [e["task"] for e in failed] == ["Health | REPORT | fail when a service is not well"]
+        assert failed[0]["res"]["msg"] == "not well: " + ", ".join(not_well)
+    else:
+        assert runner.rc == 0 and not failed

@@ -894,16 +894,28 @@ def plan(diagnosis, settings):
                 )
             for app, pids in sorted(leaking.items()):
                 params = {"application_name": app, "older_than_s": int(s["idle_in_transaction_max_seconds"])}
+                change = {"sql": TERMINATE_LEAK_SQL, "params": params, "rows": len(pids), "pids": sorted(pids)[:20]}
+                if ctx.get("app_running"):
+                    # as B's: the application's healthcheck failed while the leak held the slots; the verification
+                    # reads it once it answers again (Compose)
+                    change["then_wait"] = [s["app_service"]]
+                    change["then_wait_containers"] = _names(ctx, [s["app_service"]])
                 actions.append(
                     action(
                         "database_connections.C.terminate_leaked_%s" % slug(app),
                         "C",
                         "terminate the sessions %s leaked idle in transaction" % (app or "<no application_name>"),
                         "postgres:sessions:%s" % (app or "-"),
-                        {"sql": TERMINATE_LEAK_SQL, "params": params, "rows": len(pids), "pids": sorted(pids)[:20]},
+                        change,
                         "planned",
                         "pg_terminate_backend on %d sessions of %s idle in transaction over %ss (their open "
-                        "transactions roll back)" % (len(pids), app or "<no application_name>", params["older_than_s"]),
+                        "transactions roll back)%s"
+                        % (
+                            len(pids),
+                            app or "<no application_name>",
+                            params["older_than_s"],
+                            "; then wait until %s is healthy" % s["app_service"] if change.get("then_wait") else "",
+                        ),
                         disruptive=True,
                         apply="terminate_sessions",
                     )
