@@ -559,6 +559,14 @@ def test_a_startup_failure_on_a_database_that_is_down_waits_for_it_and_a_long_ru
                          OTHER_SETTINGS)
     [start] = su.plan(result, dict(OTHER_SETTINGS, approve=True))
     assert start["id"] == "service_unavailable.A.up_orchestrator"
+    # killed (SIGKILL, no OOM) a minute after it started: killed from outside, not a failure to start either
+    young = other("orchestrator", running=False, state="exited", exit_code=137, restart_count=0,
+                  started_at=time.strftime("%Y-%m-%dT%H:%M:%S.0Z", time.gmtime(NOW - 70)),
+                  finished_at=time.strftime("%Y-%m-%dT%H:%M:%S.0Z", time.gmtime(NOW - 10)))
+    result = su.diagnose(other_evidence(young, other("planner-arm"), other("postgres"), other("redis"), logs=logs),
+                         OTHER_SETTINGS)
+    [start] = su.plan(result, dict(OTHER_SETTINGS, approve=True))
+    assert start["id"] == "service_unavailable.A.up_orchestrator" and start["disruptive"]
 
 
 def test_a_fix_acts_on_the_deployment_compose_project_or_runtime():

@@ -63,6 +63,8 @@ SCENARIOS = {
 # Names of the probes in the evidence (built by ``probes``, read by the checks).
 HEALTH_PROBE_PREFIX = "service_unavailable_health_"
 READY_PROBE_PREFIX = "service_unavailable_ready_"
+# Exit statuses of a process killed by a signal (128 + SIGKILL, SIGTERM), not one that gave up at start.
+SIGNAL_EXITS = (137, 143)
 DEPENDENCY_PROBE_PREFIX = "service_unavailable_dependencies_"
 PG_ISREADY_PROBE = "service_unavailable_pg_isready"
 REDIS_PING_PROBE = "service_unavailable_redis_ping"
@@ -311,6 +313,8 @@ class Facts:
             return True
         started = age_seconds(record.get("started_at"), self.s.get("now"))
         if not record.get("running"):
+            if record.get("exit_code") in SIGNAL_EXITS and not self.oom(record):
+                return False  # killed from outside (SIGKILL, SIGTERM): whenever it happened, not a failure to start
             finished = age_seconds(record.get("finished_at"), self.s.get("now"))
             return started is not None and finished is not None and started - finished <= self.s["startup_seconds"]
         return (record.get("restart_count") or 0) > 0 and started is not None and started <= self.s["startup_seconds"]
