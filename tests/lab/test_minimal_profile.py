@@ -8,6 +8,7 @@ test_octoctl_cache.py)."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,18 @@ def test_fix_cache_dry_run_then_approve_then_nothing_left(healthy_lab: Any) -> N
         [f for t in again["targets"] for p in t["procedures"] for f in p["findings"] if f["status"] != "ok"], indent=1
     )
     assert actions(again) == []
+    # healthy again once the fault's filler keys are gone (the fix leaves them: keys without TTL are a person's call):
+    # without a cache-warm endpoint the evicted cache refills from traffic, and its hit rate recovers
+    faults.heal(healthy_lab, "redis-eviction")
+    deadline = time.monotonic() + 150
+    while True:
+        code, after, _ = octoctl("diagnose", "cache", *MINIMAL)
+        not_ok = [(f["check"], f["status"], f["observed"]) for t in after["targets"] for p in t["procedures"]
+                  for f in p["findings"] if f["status"] != "ok"]
+        if (code == 0 and not not_ok) or time.monotonic() > deadline:
+            break
+        time.sleep(10)
+    assert code == 0 and not not_ok, not_ok
 
 
 def test_diagnose_everything_on_a_healthy_minimal_lab_exits_0(healthy_lab: Any) -> None:
