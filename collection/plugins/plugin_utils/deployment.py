@@ -245,3 +245,17 @@ def not_offered(check, title, expected, what, evidence=None, scenario=None):
         scenario,
         evidence,
     )
+
+
+# SQL identifiers of the deployment's schema (octollm_postgres.schema.tables): checked, never pasted as given.
+_NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_PLAIN_PART = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
+
+
+def sql_name(name):
+    """A table of the schema (``name`` or ``schema.name``) as SQL: plain lower-case parts as they are, others
+    double-quoted; ValueError for anything else (a name is never pasted into SQL unchecked)."""
+    parts = str(name or "").split(".")
+    if not 1 <= len(parts) <= 2 or not all(_NAME_PART.match(part) for part in parts):
+        raise ValueError("not a table name: %r (octollm_postgres.schema.tables)" % (name,))
+    return ".".join(part if _PLAIN_PART.match(part) else '"%s"' % part for part in parts)

@@ -33,7 +33,7 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import not_offered
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import not_offered, sql_name
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import (
     env_values,
     evidence_kind,
@@ -953,17 +953,6 @@ HOPS_SQL = (
     "AND timestamp > now() - make_interval(secs => %(window)s)) x "
     "WHERE n <= %(sample)s GROUP BY arm ORDER BY arm"
 )
-_NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
-_PLAIN_PART = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
-
-
-def sql_name(name):
-    """A table of the schema (``name`` or ``schema.name``) as SQL: plain lower-case parts as they are, others
-    double-quoted; ValueError for anything else (a name is never pasted into SQL unchecked)."""
-    parts = str(name or "").split(".")
-    if not 1 <= len(parts) <= 2 or not all(_NAME_PART.match(part) for part in parts):
-        raise ValueError("not a table name: %r (octollm_postgres.schema.tables)" % (name,))
-    return ".".join(part if _PLAIN_PART.match(part) else '"%s"' % part for part in parts)
 
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")

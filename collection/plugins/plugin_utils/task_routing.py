@@ -40,7 +40,7 @@ __metaclass__ = type
 import calendar
 import re
 
-from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import SEED_HEALTH, not_offered
+from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import SEED_HEALTH, not_offered, sql_name
 from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind, rule_loaded
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
@@ -560,19 +560,6 @@ def diagnose(evidence, settings=None):
         "escalation": escalation(findings, s["escalation_level"], phase="diagnose"),
         "context": context,
     }
-
-
-_NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
-_PLAIN_PART = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
-
-
-def sql_name(name):
-    """A table of the schema (``name`` or ``schema.name``) as SQL: plain lower-case parts as they are, others
-    double-quoted; ValueError for anything else (a name is never pasted into SQL unchecked)."""
-    parts = str(name or "").split(".")
-    if not 1 <= len(parts) <= 2 or not all(_NAME_PART.match(part) for part in parts):
-        raise ValueError("not a table name: %r (octollm_postgres.schema.tables)" % (name,))
-    return ".".join(part if _PLAIN_PART.match(part) else '"%s"' % part for part in parts)
 
 
 def _sql_literal(value):
