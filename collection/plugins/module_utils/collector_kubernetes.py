@@ -23,8 +23,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import atexit
 import os
 import re
+import shutil
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -126,8 +129,12 @@ class KubernetesCollector(Collector):
                 configuration.host = host
         configuration.verify_ssl = bool(self._opt("validate_certs"))
         configuration.retries = 1  # a down API server is evidence, found out quickly
+        # discovery of this run only: the client's default cache file (per API address, kept for minutes in the temp
+        # dir) would answer with the APIs of an earlier run - a metrics API since removed reads as a failed request
+        cache_dir = tempfile.mkdtemp(prefix="octollm-k8s-discovery-")
+        atexit.register(shutil.rmtree, cache_dir, True)
         try:
-            return DynamicClient(client.ApiClient(configuration))  # discovery: the first request
+            return DynamicClient(client.ApiClient(configuration), cache_file=os.path.join(cache_dir, "discovery.json"))
         except Exception as exc:
             raise CollectorError(_connection_kind(exc), error_of(exc, self.secrets())["message"]) from exc
 
