@@ -24,11 +24,17 @@ def inventory_services() -> list[str]:
     return sorted(data["octollm_services"])
 
 
-def test_health_of_the_healthy_lab(lab: Any) -> None:
-    start = time.monotonic()
-    proc = subprocess.run([OCTOCTL, "health", "--format", "json"], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
-    took = time.monotonic() - start
+def test_health_of_the_healthy_lab(healthy_lab: Any) -> None:
+    # settled, and past the error-rate window of an earlier test's outage (5xx while a data store was stopped)
+    deadline = time.monotonic() + 120
+    while True:
+        start = time.monotonic()
+        proc = subprocess.run([OCTOCTL, "health", "--format", "json"], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        took = time.monotonic() - start
+        if proc.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(10)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     (target,) = json.loads(proc.stdout)["targets"]
     rows = {row["service"]: row for row in target["services"]}
