@@ -90,8 +90,8 @@ class OctoctlGroup(click.Group):
         return code
 
 
-def common_options(func: F) -> F:
-    """-i/--inventory, --limit, --format, -v, --debug: accepted by every command."""
+def stack_options(func: F) -> F:
+    """-i/--inventory, --limit, -v, --debug (the commands over one stack's services; their own --format)."""
     func = click.option(
         "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
         help="Show tracebacks of errors.",
@@ -99,15 +99,20 @@ def common_options(func: F) -> F:
     func = click.option(
         "-v", "--verbose", "verbosity", count=True, help="More detail; passed on as Ansible verbosity (-vvv...)."
     )(func)
-    func = click.option(
-        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Report format."
-    )(func)
     func = click.option("--limit", metavar="PATTERN", help="Only these inventory hosts (Ansible --limit).")(func)
     func = click.option(
         "-i", "--inventory", type=click.Path(path_type=Path), default=None,
         help="Inventory (default: $OCTOCTL_INVENTORY or <repo>/inventory/lab).",
     )(func)
     return func
+
+
+def common_options(func: F) -> F:
+    """-i/--inventory, --limit, --format, -v, --debug: accepted by every command."""
+    func = click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Report format."
+    )(func)
+    return stack_options(func)
 
 
 @click.group(cls=OctoctlGroup, epilog=EXIT_STATUS_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -370,23 +375,6 @@ def schema(inventory: Path | None, limit: str | None, fmt: str, verbosity: int) 
     else:
         _emit(json.dumps(data, indent=2))
     return int(ExitCode.HEALTHY)
-
-
-def stack_options(func: F) -> F:
-    """-i/--inventory, --limit, -v, --debug (the commands over one stack's services; their own --format)."""
-    func = click.option(
-        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
-        help="Show tracebacks of errors.",
-    )(func)
-    func = click.option(
-        "-v", "--verbose", "verbosity", count=True, help="More detail; passed on as Ansible verbosity (-vvv...)."
-    )(func)
-    func = click.option("--limit", metavar="PATTERN", help="Only these inventory hosts (Ansible --limit).")(func)
-    func = click.option(
-        "-i", "--inventory", type=click.Path(path_type=Path), default=None,
-        help="Inventory (default: $OCTOCTL_INVENTORY or <repo>/inventory/lab).",
-    )(func)
-    return func
 
 
 HEALTH_EPILOG = """\b

@@ -17,6 +17,8 @@ __metaclass__ = type
 import copy
 import re
 
+from ansible_collections.octollm.remediation.plugins.module_utils.collector_containers import found_by
+
 NOT_OFFERED = "not_offered"
 # the seed's health endpoint of the OctoLLM services (the orchestrator and the arms)
 SEED_HEALTH = "/health"
@@ -88,15 +90,6 @@ def discovery(inventory):
             "labels": dict((str(key), str(value)) for key, value in (spec.get("labels") or {}).items()),
         }
     return found
-
-
-def found_by(entry):
-    """How a service's containers are found: ``name``, ``labels`` or ``compose`` (its discovery entry)."""
-    if (entry or {}).get("container_names"):
-        return "name"
-    if (entry or {}).get("labels"):
-        return "labels"
-    return "compose"
 
 
 def _quoted(value):
