@@ -471,6 +471,29 @@ def test_the_needs_follow_the_deployments_description():
     assert "POSTGRES_PASSWORD" not in names  # only the described settings (their values masked by the collector)
 
 
+def test_a_fallback_probe_service_without_dependencies_probes_those_of_the_service_it_stands_in_for():
+    """The minimal lab's layout: only the orchestrator's dependencies are described. When it is down, the database
+    is still probed from inside the stack, from the fallback (planner-arm), and the finding says from where."""
+    inventory = {**OTHER, "services": {**OTHER["services"], "planner-arm": {
+        k: v for k, v in OTHER["services"]["planner-arm"].items() if k != "depends_on"}}}
+    settings = procedure_settings("service_unavailable", {}, inventory=inventory)
+    context = Context(platform="compose", inventory=deployment.describe(inventory, role_settings("_common")))
+    deps = {p["service"]: p["cmd"] for p in su.PROCEDURE.needs(settings, context)["containers"]["exec_probes"]
+            if p["name"].startswith(su.DEPENDENCY_PROBE_PREFIX)}
+    assert deps["planner-arm"] == deps["orchestrator"]
+    assert deps["planner-arm"].startswith("for t in db:5432 redis:6379;")
+    down = other("orchestrator", state="exited", status="exited", exit_code=137, running=False)
+    found = evidence(down, other("planner-arm"), other("postgres"), other("redis"), deps=None)
+    found["containers"]["project"] = "llmstack"
+    found["containers"]["exec_probes"].append(
+        {"name": su.DEPENDENCY_PROBE_PREFIX + "planner-arm", "container": "acme-planner-1", "exit_code": 0,
+         "output": "db:5432 ok\nredis:6379 ok", "ok": True, "error": None})
+    (dependencies,) = [f for f in su.diagnose(found, settings)["findings"] if f["check"] == "dependencies.reachable"]
+    assert dependencies["status"] == "ok", dependencies
+    assert dependencies["evidence"]["targets"] == {"db:5432": True, "redis:6379": True}
+    assert dependencies["evidence"]["from"] == "acme-planner-1"
+
+
 def test_readiness_503_is_a_problem_where_the_inventory_names_it():
     healthy = [other("orchestrator"), other("planner-arm"), other("postgres"), other("redis")]
     http = {"service_unavailable_health_orchestrator": {"ok": True, "status": 200},

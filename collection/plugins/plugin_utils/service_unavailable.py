@@ -1283,7 +1283,9 @@ def describe_services(context):
 def probe_targets(context, settings):
     """``{probe service: [host:port]}`` from each probe service's described ``depends_on`` (a dependency's host is its
     first container name or its Compose service; a dependency without a port is not probed), or None while the
-    inventory names no service's dependencies (the seed's ``dependency_targets`` then)."""
+    inventory names no service's dependencies (the seed's ``dependency_targets`` then). A fallback probe service
+    that is described without dependencies probes those of the services before it, from the same network: when the
+    orchestrator is down, its database is still probed from inside the stack."""
     if not context.dependencies_described():
         return None
     described = describe_services(context)
@@ -1296,6 +1298,9 @@ def probe_targets(context, settings):
                 continue
             host = (spec.get("container_names") or [None])[0] or spec.get("compose_service") or dependency
             found.append("%s:%s" % (host, spec["port"]))
+        if not (described.get(name) or {}).get("depends_on"):
+            found = [item for earlier in targets.values() for item in earlier]
+            found = [item for index, item in enumerate(found) if item not in found[:index]]
         targets[name] = found
     return targets
 

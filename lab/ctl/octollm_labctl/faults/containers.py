@@ -75,7 +75,9 @@ def _oom_inject(lab: Lab, target: str | None) -> dict[str, Any]:
               "override": (lab.state / "compose.override.yaml").read_text()}
     run(["docker", "update", "--memory", str(limit), "--memory-swap", str(limit), cid])
     if lab.profile.seed_endpoints_only:  # no /debug/leak: the service's leak switch is SIGUSR1 (16 MB/s)
-        run(["docker", "kill", "--signal", "USR1", cid])
+        # from inside: `docker kill --signal` marks a container without a stop signal as stopped on purpose, and its
+        # restart policy would then leave it down after the OOM kill
+        run(["docker", "exec", cid, "sh", "-c", "kill -USR1 1"])
     else:
         req = urllib.request.Request(f"http://127.0.0.1:{PORTS[service]}/debug/leak", method="POST",
                                      data=json.dumps({"mb_per_second": OOM_LEAK_MB_PER_SECOND,
