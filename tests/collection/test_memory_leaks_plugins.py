@@ -139,6 +139,26 @@ def test_growth_not_sustained_in_history_is_not_a_leak():
     assert {f["check"]: f["status"] for f in diagnosis["findings"]}["memory.growth"] == "ok"
 
 
+def test_a_young_container_growing_is_warming_up_not_a_leak():
+    """A database seconds after its start fills its buffers: reported as warming up, not scenario A; the same growth
+    in a container running for an hour is a leak."""
+    import time
+
+    def started(seconds_ago):
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime(time.time() - seconds_ago))
+
+    history = {"postgres": 1.5 * MIB}
+    young = [container("postgres", 120, growth_mib_s=2.0, started_at=started(30))]
+    growth = {f["check"]: f for f in ml.diagnose(evidence(young, history=history), SETTINGS)["findings"]}[
+        "memory.growth"]
+    assert growth["status"] == "ok" and "warming up, not judged: postgres" in growth["observed"]
+    assert growth["evidence"]["warming_up"] == ["postgres"]
+    old = [container("postgres", 120, growth_mib_s=2.0, started_at=started(3600))]
+    growth = {f["check"]: f for f in ml.diagnose(evidence(old, history=history), SETTINGS)["findings"]}[
+        "memory.growth"]
+    assert growth["status"] == "problem" and growth["scenario"] == "A"
+
+
 def test_oom_killed_and_near_limit_point_at_a():
     records = [container("orchestrator", 250), container("coder-arm", 30, oom_killed=True)]
     diagnosis = ml.diagnose(evidence(records), SETTINGS)

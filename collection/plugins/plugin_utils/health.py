@@ -146,7 +146,7 @@ class _Row:
 
 def _compose_runtime(row, records, s):
     """Restarts (and when they count) from the service's containers."""
-    from ansible_collections.octollm.remediation.plugins.plugin_utils.service_unavailable import age_seconds
+    from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import age_seconds
 
     mine = [r for r in records if r.get("service") == row.name]
     row.values["containers"] = len(mine)

@@ -11,6 +11,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import calendar
+import time
+
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import finding, gate, unknown
 
 
@@ -139,3 +142,14 @@ def rule_loaded(check, name, prom, prom_error):
         "loaded",
         {"rules_loaded": len(rules.get("names") or [])},
     )
+
+
+def age_seconds(timestamp, now=None):
+    """Seconds since a Docker timestamp (``2026-11-28T18:19:17.721194452Z``), or None."""
+    if not timestamp:
+        return None
+    try:
+        then = calendar.timegm(time.strptime(str(timestamp)[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    return max(0.0, (time.time() if now is None else float(now)) - then)

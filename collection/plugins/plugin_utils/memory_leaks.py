@@ -24,7 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import not_offered
-from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import evidence_kind, rule_loaded
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import age_seconds, evidence_kind, rule_loaded
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
@@ -118,7 +118,14 @@ class Facts(object):
         delta = (last - first) if isinstance(first, int) and isinstance(last, int) else None
         return rate, delta, self.history.get(record.get("name"))
 
+    def warming_up(self, record):
+        """Started less than ``warmup_seconds`` ago: its growth may be its warm-up (the start time unknown: not)."""
+        age = age_seconds(record.get("started_at"))
+        return age is not None and age < self.s["warmup_seconds"]
+
     def leaking(self, record):
+        if self.warming_up(record):
+            return False
         rate, delta, history = self.growth(record)
         s = self.s
         now = rate is not None and rate >= s["growth_rate_min"] and (delta or 0) >= s["growth_min_bytes"]
@@ -169,14 +176,18 @@ def check_growth(f):
         (_record_evidence(f, r) for r in f.records if r.get("running") and r.get("stats")),
         key=lambda item: -(item["growth_mib_per_s"] or 0),
     )[:3]
-    evidence = {"leaking": leaking, "fastest": fastest, "history_error": f.history_error}
+    warming = sorted({r["service"] for r in f.records if r.get("running") and f.warming_up(r)})
+    evidence = {"leaking": leaking, "fastest": fastest, "history_error": f.history_error, "warming_up": warming}
     if leaking:
         observed = ", ".join(
             "%s +%s MiB/s" % (svc, max(item["growth_mib_per_s"] or 0 for item in items))
             for svc, items in sorted(leaking.items())
         )
         return finding("memory.growth", title, "problem", observed, expected, evidence, "A")
-    return finding("memory.growth", title, "ok", "no service growing", expected, evidence)
+    observed = "no service growing"
+    if warming:
+        observed += " (warming up, not judged: %s)" % ", ".join(warming)
+    return finding("memory.growth", title, "ok", observed, expected, evidence)
 
 
 def leaking_services(f):

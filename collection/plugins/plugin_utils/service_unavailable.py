@@ -34,12 +34,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import calendar
 import json
 import re
-import time
 
 from ansible_collections.octollm.remediation.plugins.plugin_utils.deployment import found_by
+from ansible_collections.octollm.remediation.plugins.plugin_utils.judging import age_seconds
 from ansible_collections.octollm.remediation.plugins.plugin_utils.procedure import Procedure
 from ansible_collections.octollm.remediation.plugins.plugin_utils.results import (
     action,
@@ -118,17 +117,6 @@ def compose_config(config):
         text = " ".join(str(config.get("stderr") or "docker compose config failed").split())
         return None, text[:400]
     return config.get("services") or {}, None
-
-
-def age_seconds(timestamp, now=None):
-    """Seconds since a Docker timestamp (``2026-11-28T18:19:17.721194452Z``), or None."""
-    if not timestamp:
-        return None
-    try:
-        then = calendar.timegm(time.strptime(str(timestamp)[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
-    return max(0.0, (time.time() if now is None else float(now)) - then)
 
 
 class Facts:
