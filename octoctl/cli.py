@@ -289,7 +289,7 @@ def approve(run_id: str, dry_run: bool, inventory: Path | None, limit: str | Non
     procedures = [p for p in catalog.procedures if p.role in (plan.get("procedures") or [])]
     request = _request("approve", procedures, (source,), inventory or Path(plan["inventory"]),
                        limit or plan.get("limit"), verbosity, settings, scenario=plan.get("scenario"),
-                       dry_run=dry_run, approve=True)
+                       dry_run=dry_run, approve=True, extra_vars=plan.get("extra_vars") or {})
     report = _engine(settings, catalog).approve(request, source)
     _emit(render_report(report, fmt, _unicode_ok()))
     return report.exit_code
@@ -502,6 +502,42 @@ def restart(service: str, approve: bool, inventory: Path | None, limit: str | No
                             "or octoctl approve RUN_ID)")
     _emit(render_report(report, fmt, _unicode_ok()))
     return report.exit_code
+
+
+@cli.group(epilog=EXIT_STATUS_EPILOG)
+def emergency() -> None:
+    """The seed's emergency procedures, done safely."""
+
+
+@emergency.command("restart", epilog=EXIT_STATUS_EPILOG)
+@click.option("--approve", is_flag=True, help="Restart the stack (disruptive); without: show the plan and stop.")
+@common_options
+def emergency_restart(approve: bool, inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
+    """The seed's complete system restart: a verified PostgreSQL backup, then the arms, the orchestrator and the
+    data stores stopped in that order and started in reverse (each healthy before the next), then a diagnosis of
+    every procedure. Each step's time is in the report. Without --approve the plan is shown and stored (exit 1:
+    `octoctl approve RUN_ID` applies exactly it)."""
+    settings, catalog = _settings(), _catalog()
+    stack = _stack(settings, inventory, limit)
+    request = _request("emergency restart", [catalog.get("service_unavailable")], (), inventory,
+                       limit or stack.host, verbosity, settings, dry_run=not approve, approve=approve,
+                       extra_vars={"service_unavailable_emergency_restart": True})
+    report = _engine(settings, catalog).fix(request)
+    if not approve:
+        report.notes.append("nothing was stopped: the restart awaits approval (octoctl emergency restart --approve, "
+                            "or octoctl approve RUN_ID)")
+        _emit(render_report(report, fmt, _unicode_ok()))
+        return report.exit_code
+    after = _engine(settings, catalog).diagnose(_request(
+        "diagnose", _route(catalog, ()).selected, (), inventory, limit or stack.host, verbosity, settings,
+        every_procedure=True))
+    after.notes.insert(0, f"the diagnosis after the emergency restart (run {report.run_id})")
+    if fmt == "json":
+        _emit(json.dumps({"restart": json.loads(render_report(report, fmt, False)),
+                          "diagnosis": json.loads(render_report(after, fmt, False))}, indent=2))
+    else:
+        _emit(render_report(report, fmt, _unicode_ok()) + "\n" + render_report(after, fmt, _unicode_ok()))
+    return max(report.exit_code, after.exit_code)
 
 
 def _add_lab() -> None:

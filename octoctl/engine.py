@@ -334,6 +334,8 @@ class _Run:
                 "run_id": self.run_id,
                 "procedures": [p.role for p in self.procedures],
                 "scenario": self.request.scenario,
+                # what the command asked the roles for (octoctl restart's services, the emergency restart)
+                "extra_vars": dict(self.request.extra_vars),
                 "inventory": str(self.request.inventory),
                 "limit": self.request.limit,
                 "targets": plan,

@@ -111,6 +111,7 @@ class Action(_Open):
     destructive: bool = False
     status: ActionStatus
     outcome: str = ""
+    elapsed_s: float | None = Field(default=None, description="seconds its task file ran (applied or failed)")
 
 
 class Verification(_Open):

@@ -97,6 +97,8 @@ def _action_line(action: Action) -> str:
         parts.append("(" + ", ".join(flags) + ")")
     if action.outcome:
         parts.append(f"- {action.outcome}")
+    if action.elapsed_s is not None:
+        parts.append(f"({action.elapsed_s:.1f} s)")
     return "  ".join(parts)
 
 
@@ -258,6 +260,8 @@ QUICK_REFERENCE: tuple[tuple[str, str], ...] = (
     ("docker compose restart [service]", "octoctl restart SERVICE [--approve]   then verified healthy"),
     ("docker compose exec postgres psql -U octollm", "octoctl shell postgres [-c SQL]"),
     ("docker compose exec redis redis-cli", "octoctl shell redis [COMMAND]"),
+    ("emergency: docker compose down; docker compose up -d", "octoctl emergency restart [--approve]   verified "
+     "backup, ordered stop and start, then a diagnosis"),
 )
 
 

@@ -464,7 +464,7 @@ def test_a_verification_judges_the_hit_rate_on_samples_taken_after_the_fix():
     for applied in (("A",), ("C",), ()):
         after = cp.diagnose(fixed, SETTINGS, before["findings"], applied)
         rate = by_check(after["findings"])["cache.hit_rate"]
-        assert rate["status"] == "problem" and "still low after the fix" in rate["evidence"]["note"], applied
+        assert rate["status"] == "problem" and "still low since the fix" in rate["evidence"]["note"], applied
         assert not results.healthy(after["findings"])
     # fresher beats older: a good recent Prometheus window (partly before the fix) does not outvote them
     fixed["prometheus"]["queries"][cp.Q_HIT_RATE_RECENT] = {"value": 0.9, "error": None}
@@ -497,6 +497,24 @@ def test_too_few_lookups_since_the_fix_leave_the_hit_rate_not_judged():
     # the old evidence judged again as a verification: the cause is still there, so the fix is not verified
     still = cp.diagnose(eviction_fault(), SETTINGS, before["findings"], ("A",))
     assert not results.healthy(still["findings"])
+
+
+def test_a_redis_restarted_within_the_window_is_judged_on_the_samples_since():
+    """After an emergency restart the window still counts the cold cache's misses: judged on the Redis sample taken
+    since (a warning while it refills), as after a fix; a Redis up longer than the window is judged on the window."""
+    cold = healthy_evidence()
+    cold["prometheus"]["queries"][cp.Q_HIT_RATE]["value"] = 0.37
+    cold["redis"]["info"]["uptime_in_seconds"] = 12
+    cold["redis"]["sample"].update(hit_rate=0.33, lookups=3)
+    rate = by_check(cp.diagnose(cold, SETTINGS)["findings"])["cache.hit_rate"]
+    assert rate["status"] == "warning", rate
+    assert rate["evidence"]["note"].startswith("not judged yet: 3 lookups sampled since Redis restarted 12s ago")
+    cold["redis"]["sample"].update(hit_rate=0.2, lookups=500)
+    rate = by_check(cp.diagnose(cold, SETTINGS)["findings"])["cache.hit_rate"]
+    assert rate["status"] == "problem" and "still low since Redis restarted 12s ago" in rate["evidence"]["note"]
+    cold["redis"]["info"]["uptime_in_seconds"] = 86400
+    cold["redis"]["sample"].update(hit_rate=0.33, lookups=3)
+    assert by_check(cp.diagnose(cold, SETTINGS)["findings"])["cache.hit_rate"]["status"] == "problem"
 
 
 def test_hit_rate_low_over_the_window_but_not_recently_is_recovering():

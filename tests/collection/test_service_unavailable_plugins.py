@@ -668,3 +668,38 @@ def test_the_verification_checks_the_identity_of_what_runs_after_the_fix():
         "fix.identity"]
     assert identity["status"] == "problem" and "before the fix it ran ghcr.io/acme/orchestrator:2.3" in (
         identity["observed"])
+
+
+# --- the emergency restart (issue 19) -----------------------------------------------------------------------------
+def test_the_emergency_restart_backs_up_then_stops_tiers_in_order_and_starts_them_in_reverse():
+    """One plan, one approval: the verified backup first, arms -> orchestrator -> data stores stopped (each stop only
+    once the backup is verified), then started in reverse as they are (never recreated), each healthy before the
+    next; services without a container are left out."""
+    emergency = dict(SETTINGS, emergency_restart=True)
+    result = su.diagnose(evidence(*HEALTHY, config=DECLARED), emergency)
+    waiting = su.plan(result, emergency)
+    assert {a["status"] for a in waiting} == {"awaiting_approval"}
+    actions = su.plan(result, dict(emergency, approve=True))
+    assert [(a["id"], a["status"]) for a in actions] == [
+        ("service_unavailable.E.backup_postgres", "planned"),
+        ("service_unavailable.E.stop_1", "planned"),
+        ("service_unavailable.E.stop_2", "planned"),
+        ("service_unavailable.E.stop_3", "planned"),
+        ("service_unavailable.E.start_postgres", "planned"),
+        ("service_unavailable.E.start_redis", "planned"),
+        ("service_unavailable.E.start_orchestrator", "planned"),
+        ("service_unavailable.E.start_judge_arm", "planned"),
+    ]
+    backup, arms, orchestrator, stores = actions[:4]
+    assert backup["change"]["count_tables"] == ["tasks", "action_log", "entities", "relationships"]
+    assert backup["change"]["database"] == "octollm" and backup["change"]["directory"]
+    assert [arms["change"]["services"], orchestrator["change"]["services"], stores["change"]["services"]] == [
+        ["judge-arm"], ["orchestrator"], ["postgres", "redis"]]
+    assert all(a["change"]["after"] == backup["id"] for a in (arms, orchestrator, stores))
+    assert arms["outcome"].startswith("docker compose -p ") and "stop judge-arm" in arms["outcome"]
+    assert all(a["change"]["recreate"] == "never" and a["_apply"] == "compose_service" for a in actions[4:])
+    assert all(a["disruptive"] for a in actions)
+    # the diagnosis' own fixes are not part of it
+    crashed = record("judge-arm", running=False, state="exited", exit_code=137, health="unhealthy", stats=None)
+    result = su.diagnose(evidence(HEALTHY[0], crashed, HEALTHY[2], HEALTHY[3], config=DECLARED), emergency)
+    assert not [a for a in su.plan(result, dict(emergency, approve=True)) if ".A." in a["id"]]

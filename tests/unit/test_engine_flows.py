@@ -235,6 +235,20 @@ def test_approve_refuses_a_plan_the_evidence_no_longer_supports(settings: Settin
     assert any("refused" in note and "cache_performance.A.set_eviction_policy" in note for note in report.notes)
 
 
+def test_the_stored_plan_keeps_what_the_command_asked_the_roles_for(settings: Settings) -> None:
+    """octoctl restart / emergency restart pass their request as extra vars: the stored plan keeps them, so that
+    `octoctl approve RUN_ID` asks the roles for the same plan (without them the restart is no longer planned)."""
+    runner = ScriptedRunner(approving_answer(applies=True))
+    engine = make_engine(settings, runner)
+    asked = {"service_unavailable_emergency_restart": True}
+    waiting = engine.fix(request("fix", "cache_performance", dry_run=True, extra_vars=asked))
+    plan = Store(settings.runs_dir, 30, 10).load_plan(waiting.run_id)
+    assert plan["extra_vars"] == asked
+    engine.approve(request("approve", "cache_performance", approve=True, extra_vars=plan["extra_vars"]),
+                   waiting.run_id)
+    assert runner.specs[-1].extravars["service_unavailable_emergency_restart"] is True
+
+
 def test_approve_without_a_stored_plan_is_a_usage_error(settings: Settings) -> None:
     runner = ScriptedRunner(cache_answer(disruptive=False, broken=False))
     engine = make_engine(settings, runner)

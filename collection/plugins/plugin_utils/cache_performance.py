@@ -156,6 +156,19 @@ class Facts:
 
 
 # --- checks ------------------------------------------------------------------------------------------
+def _promql_seconds(duration):
+    """A PromQL duration ("30s", "5m", "1h") in seconds, or None."""
+    text = str(duration or "").strip()
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    for unit in ("ms", "s", "m", "h", "d"):
+        if text.endswith(unit):
+            try:
+                return float(text[: -len(unit)]) * units[unit]
+            except ValueError:
+                return None
+    return None
+
+
 def check_hit_rate(f, after_fix=False):
     """The symptom. Over the Prometheus window (the alert's), or the Redis sample when Prometheus cannot answer.
 
@@ -228,7 +241,15 @@ def check_hit_rate(f, after_fix=False):
         and (recent_lookups or 0) >= s["hit_rate_min_lookups_per_s"]
         and recent_rate >= s["hit_rate_min"]
     )
-    if after_fix:
+    # Redis restarted within the window (an emergency restart, a crash): the window counts the cold start's misses,
+    # so it is judged as after a fix, on the samples taken since
+    uptime = f.info.get("uptime_in_seconds")
+    window_s = _promql_seconds(s["prometheus_window"])
+    restarted = not after_fix and isinstance(uptime, (int, float)) and window_s is not None and uptime < window_s
+    if restarted:
+        evidence["restarted"] = {"redis_uptime_s": uptime, "window": s["prometheus_window"]}
+    if after_fix or restarted:
+        since = "the fix" if after_fix else "Redis restarted %ds ago" % uptime
         evidence["after_fix"] = {
             "source": "redis",
             "hit_rate": redis_rate,
@@ -238,12 +259,13 @@ def check_hit_rate(f, after_fix=False):
         if redis_rate is not None and (redis_lookups or 0) >= s["verify_min_lookups"]:
             if redis_rate >= s["hit_rate_min"]:
                 evidence["note"] = (
-                    "recovering: %s over the %d lookups sampled after the fix; the %s window still counts the "
-                    "misses from before it" % (percent(redis_rate), redis_lookups, s["prometheus_window"])
+                    "recovering: %s over the %d lookups sampled since %s; the %s window still counts the "
+                    "misses from before" % (percent(redis_rate), redis_lookups, since, s["prometheus_window"])
                 )
                 status = "warning"
             else:
-                evidence["note"] = "still low after the fix: %s over the %d lookups sampled after it" % (
+                evidence["note"] = "still low since %s: %s over the %d lookups sampled" % (
+                    since,
                     percent(redis_rate),
                     redis_lookups,
                 )
@@ -258,13 +280,13 @@ def check_hit_rate(f, after_fix=False):
             s["prometheus_window"],
         )
         status = "warning"
-    elif after_fix:
+    elif after_fix or restarted:
         if recent_rate is not None:
             evidence["prometheus"]["recent"] = {"hit_rate": round(recent_rate, 4), "window": s["recent_window"]}
         evidence["note"] = (
-            "not judged yet: %s lookups sampled since the fix, fewer than the %s needed to judge a cache that "
-            "refills; the %s window (and the last %s) still count the misses from before the fix"
-            % (redis_lookups if redis_lookups is not None else "no", s["verify_min_lookups"],
+            "not judged yet: %s lookups sampled since %s, fewer than the %s needed to judge a cache that "
+            "refills; the %s window (and the last %s) still count the misses from before"
+            % (redis_lookups if redis_lookups is not None else "no", since, s["verify_min_lookups"],
                s["prometheus_window"], s["recent_window"])
         )
         status = "warning"

@@ -128,6 +128,8 @@ def apply_outcomes(actions, outcomes):
             item["status"] = done.get("status", item["status"])
             if done.get("outcome") is not None:
                 item["outcome"] = done["outcome"]
+            if done.get("elapsed_s") is not None:
+                item["elapsed_s"] = done["elapsed_s"]
             if done.get("change"):
                 change = dict(item.get("change") or {})
                 change.update(done["change"])

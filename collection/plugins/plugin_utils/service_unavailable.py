@@ -890,10 +890,22 @@ def _how(reach, op, no_recreate):
     return "docker %s %s" % ("restart" if op == "restart" else "start", " ".join(reach["containers"]) or "?")
 
 
+def _stop_how(reaches):
+    """The commands a tier's stop runs, as a person would type them."""
+    compose = [r["compose_service"] for r in reaches if r["runtime"] == "compose"]
+    docker = [name for r in reaches if r["runtime"] != "compose" for name in r["containers"]]
+    project = next((r["project"] for r in reaches if r["runtime"] == "compose"), None)
+    return "; ".join(([("docker compose -p %s stop %s" % (project, " ".join(compose)))] if compose else [])
+                     + (["docker stop %s" % " ".join(docker)] if docker else []))
+
+
 def plan(diagnosis, settings=None):
     """Actions for the services that are down, root causes first; gated by approval. Then a restart of each service
-    of ``restart_services`` that has none yet (``octoctl restart SERVICE``)."""
+    of ``restart_services`` that has none yet (``octoctl restart SERVICE``). With ``emergency_restart``, the seed's
+    complete system restart instead (``emergency_plan``)."""
     s = _settings(settings)
+    if s.get("emergency_restart"):
+        return emergency_plan(diagnosis, s)
     actions = _plan(diagnosis, s)
     asked = _requested_restarts(actions, diagnosis.get("context") or {}, s)
     return actions + gate(
@@ -902,6 +914,59 @@ def plan(diagnosis, settings=None):
         approve=s.get("approve", False),
         allow_disruptive=s.get("allow_disruptive", False),
     )
+
+
+EMERGENCY_BACKUP = "%s.E.backup_postgres" % NAME
+
+
+def emergency_plan(diagnosis, s):
+    """The seed's complete system restart, done safely (``octoctl emergency restart``): a verified backup of
+    PostgreSQL first; the tiers (``emergency_tiers``: arms, the orchestrator, the data stores) stopped in that order,
+    each only once the backup is verified; then started in reverse, each service through Scenario A's start (up
+    --wait: healthy before the next). Services with no container are left out; every step is disruptive and the
+    whole plan waits for one approval. On Kubernetes: a report (not built there yet)."""
+    ctx = diagnosis.get("context") or {}
+    records = ctx.get("records") or {}
+    if s.get("namespace"):
+        return [action("%s.E.report_kubernetes" % NAME, "E", "emergency restart on Kubernetes", "stack",
+                       {"steps": [list(tier) for tier in s["emergency_tiers"]]}, "report",
+                       "not built on Kubernetes: restart the workloads tier by tier (octoctl restart SERVICE)")]
+    tiers = [[svc for svc in tier if records.get(svc)] for tier in s["emergency_tiers"] or []]
+    tiers = [tier for tier in tiers if tier]
+    tables = list(s.get("emergency_backup_tables") or [])
+    actions = [action(
+        EMERGENCY_BACKUP, "E", "verified backup of PostgreSQL (pg_dump custom format) before the restart",
+        "backup:postgres:%s" % s.get("database"),
+        {"format": "custom", "database": s.get("database"), "directory": s.get("emergency_backup_dir") or None,
+         "count_tables": tables,
+         "verify": "non-empty, pg_restore --list, row counts of %s in the file equal the snapshot's" % ", ".join(
+             tables)},
+        "planned", "pg_dump -Fc from one snapshot, then pg_restore --list and the row counts of the file",
+        disruptive=True, apply="backup_postgres")]
+    for index, tier in enumerate(tiers):
+        reach = {service: target(s, service, records.get(service) or []) for service in tier}
+        item = action(
+            "%s.E.stop_%d" % (NAME, index + 1), "E", "stop %s" % ", ".join(tier), "stack:tier:%d" % (index + 1),
+            {"services": tier, "op": "stop", "after": EMERGENCY_BACKUP},
+            "planned", _stop_how(list(reach.values())) + " (once the backup is verified)",
+            disruptive=True, apply="compose_stop")
+        item["_targets"] = reach
+        actions.append(item)
+    for tier in reversed(tiers):
+        for service in tier:
+            reach = target(s, service, records.get(service) or [])
+            item = action(
+                "%s.E.start_%s" % (NAME, service.replace("-", "_")), "E", "start %s and wait until it is healthy"
+                % service, "compose:%s" % service,
+                {"container": ", ".join(r["name"] for r in records.get(service) or []) or service,
+                 "service": service, "op": "up", "recreate": "never"},
+                "planned", _how(reach, "up", True) + ", then wait for its healthcheck", disruptive=True,
+                apply="compose_service")
+            item["_target"] = reach
+            actions.append(item)
+    gated = gate(actions, dry_run=s.get("dry_run", False), approve=s.get("approve", False),
+                 allow_disruptive=s.get("allow_disruptive", False))
+    return gated
 
 
 def _requested_restarts(planned, ctx, s):
@@ -1455,6 +1520,13 @@ class ServiceUnavailable(Procedure):
         s["env_files"] = [compose["services_env_file"]] if compose.get("services_env_file") else []
         if context.kubernetes:
             s["namespace"] = context.inventory["k8s"]["namespace"]
+        # the emergency restart's backup: the deployment's database and tables (by meaning), where it goes
+        s["database"] = (context.inventory.get("postgres") or {}).get("database") or "octollm"
+        s["emergency_backup_tables"] = [context.table(m) for m in s["emergency_backup_tables"] or []]
+        if not s["emergency_backup_dir"]:
+            from ansible_collections.octollm.remediation.plugins.plugin_utils.data_corruption import default_backup_dir
+
+            s["emergency_backup_dir"] = default_backup_dir(context.get("run_dir"))
         return s
 
     def needs(self, settings, context):
