@@ -62,10 +62,9 @@ def _by_target(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.lab
 def test_serial_rollout_reports_each_stack_and_a_failed_batch_stops_the_later_ones(
-        lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        healthy_lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCTOLLM_REPO", str(REPO))  # the group variables' compose paths (the inventory moved)
     inventory = _inventory(tmp_path)
-    lab.wait_healthy(timeout=180)
 
     # batches of two: every stack reached; the run's status is the highest of them
     code, report, err = octoctl("fix", "service_unavailable", "--dry-run", "--serial", "2", "-i", str(inventory))
