@@ -76,6 +76,21 @@ def test_serial_and_max_fail_percentage_reach_the_playbook(settings: Settings) -
         & set(runner.specs[-1].extravars)
 
 
+def test_on_a_terminal_the_plan_covers_every_stack_and_the_apply_run_goes_in_batches(settings: Settings) -> None:
+    def answer(xv: dict[str, Any]) -> list[dict[str, Any]]:
+        result = cache_result(xv["octollm_phase"], dry_run=xv["octollm_dry_run"], approve=xv["octollm_approve"],
+                              disruptive=True)
+        return [stats_event({"lab": {"cache_performance": result}, "lab2": {"cache_performance": result}})]
+
+    runner = ScriptedRunner(answer, hosts=["lab", "lab2"])
+    engine = make_engine(settings, runner, confirm=lambda items: True)
+    report = engine.fix(request("fix", "cache_performance", serial=1))
+    plan, apply = (spec.extravars for spec in runner.specs)
+    assert "octollm_serial" not in plan and "octollm_fail_when_human_needed" not in plan
+    assert apply["octollm_serial"] == 1 and apply["octollm_fail_when_human_needed"] is True
+    assert report.exit_code == 0
+
+
 def test_max_fail_percentage_needs_serial() -> None:
     done = CliRunner().invoke(cli, ["prevent", "cache", "--max-fail-percentage", "30"])
     assert done.exit_code == 2 and "--max-fail-percentage needs --serial" in done.output
