@@ -107,6 +107,21 @@ def stack_options(func: F) -> F:
     return func
 
 
+def rollout_options(func: F) -> F:
+    """--serial, --max-fail-percentage: many stacks (inventory hosts) in batches (fix, prevent)."""
+    func = click.option(
+        "--max-fail-percentage", type=click.IntRange(0, 100), metavar="P", default=None,
+        help="With --serial: stop the later batches once more than P % of a batch's stacks failed "
+             "(default: only a batch that fails whole stops them).",
+    )(func)
+    func = click.option(
+        "--serial", type=click.IntRange(min=1), metavar="N", default=None,
+        help="Go through the inventory's stacks N at a time; a stack whose result needs a human fails its batch, "
+             "and a failed batch stops the later ones (their stacks are reported not run).",
+    )(func)
+    return func
+
+
 def common_options(func: F) -> F:
     """-i/--inventory, --limit, --format, -v, --debug: accepted by every command."""
     func = click.option(
@@ -160,6 +175,11 @@ def _confirm_on_tty() -> Callable[[list[Any]], bool] | None:
         return click.confirm("Apply them?", default=False, err=True)
 
     return confirm
+
+
+def _check_rollout(serial: int | None, max_fail_percentage: int | None) -> None:
+    if max_fail_percentage is not None and serial is None:
+        raise click.UsageError("--max-fail-percentage needs --serial")
 
 
 def _select(catalog: Catalog, texts: tuple[str, ...]) -> list[Procedure]:
@@ -248,9 +268,10 @@ def diagnose(texts: tuple[str, ...], all_: bool, inventory: Path | None, limit: 
 @click.option("--scenario", metavar="X", help="Force one of the procedure's scenarios (A-D).")
 @click.option("--dry-run", is_flag=True, help="Diagnose and plan only; report what would change.")
 @click.option("--approve", is_flag=True, help="Allow disruptive steps without asking.")
+@rollout_options
 @common_options
-def fix(texts: tuple[str, ...], scenario: str | None, dry_run: bool, approve: bool, inventory: Path | None,
-        limit: str | None, fmt: str, verbosity: int) -> int:
+def fix(texts: tuple[str, ...], scenario: str | None, dry_run: bool, approve: bool, serial: int | None,
+        max_fail_percentage: int | None, inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
     """Diagnose, plan and fix. Disruptive steps need --approve or a yes on a terminal.
 
     TEXT is a symptom, an alert name, a pasted error message or a procedure name. Without TEXT, or when TEXT
@@ -261,9 +282,11 @@ def fix(texts: tuple[str, ...], scenario: str | None, dry_run: bool, approve: bo
     routed = _route(catalog, texts)
     if not routed.confident and scenario:
         raise click.UsageError("--scenario needs a procedure named in TEXT")
+    _check_rollout(serial, max_fail_percentage)
     request = _request("fix", routed.selected, texts, inventory, limit, verbosity, settings,
                        scenario=scenario, dry_run=dry_run, approve=approve and routed.confident,
-                       every_procedure=not routed.confident, safe_only=not routed.confident)
+                       every_procedure=not routed.confident, safe_only=not routed.confident,
+                       serial=serial, max_fail_percentage=max_fail_percentage)
     report = _engine(settings, catalog).fix(request)
     _emit(render_report(report, fmt, _unicode_ok()))
     return report.exit_code
@@ -299,14 +322,17 @@ def approve(run_id: str, dry_run: bool, inventory: Path | None, limit: str | Non
 @click.argument("texts", nargs=-1, required=True, metavar="TEXT...")
 @click.option("--dry-run", is_flag=True, help="Check and plan only.")
 @click.option("--approve", is_flag=True, help="Allow disruptive measures (e.g. ALTER TABLE on a big table).")
+@rollout_options
 @common_options
-def prevent(texts: tuple[str, ...], dry_run: bool, approve: bool, inventory: Path | None, limit: str | None,
-            fmt: str, verbosity: int) -> int:
+def prevent(texts: tuple[str, ...], dry_run: bool, approve: bool, serial: int | None, max_fail_percentage: int | None,
+            inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
     """Apply the procedures' prevention measures (checks, limits, alerts). Disruptive ones need --approve."""
     settings, catalog = _settings(), _catalog()
     routed = _route(catalog, texts)
+    _check_rollout(serial, max_fail_percentage)
     request = _request("prevent", routed.selected, texts, inventory, limit, verbosity, settings,
-                       dry_run=dry_run, approve=approve and routed.confident, every_procedure=not routed.confident)
+                       dry_run=dry_run, approve=approve and routed.confident, every_procedure=not routed.confident,
+                       serial=serial, max_fail_percentage=max_fail_percentage)
     report = _engine(settings, catalog).prevent(request)
     _emit(render_report(report, fmt, _unicode_ok()))
     return report.exit_code

@@ -14,6 +14,12 @@
 * approve RUN_ID: one run with ``octollm_approve: true`` and that run's plan as ``octollm_approved_plan``: only
   those actions run, and only when a fresh diagnosis gives the same changes; otherwise the plan is refused.
 * prevent: one run, phase ``prevent`` (``--dry-run`` plans only).
+* many stacks (``--serial N``, ``--max-fail-percentage P``): each run goes through the inventory's stacks in batches
+  of N (the play's ``serial``) with ``octollm_fail_when_human_needed``, so that a stack whose result needs a human
+  counts as failed: a batch that fails whole, or more than P % of it, stops the later batches (Ansible's
+  ``max_fail_percentage``); the stacks not reached are reported ``not_run`` (exit status 1). In a dry run a stack
+  with something to do needs a human, so the preview stops where a rollout might; the plan a terminal is shown
+  before the apply run covers every stack, and only the apply run goes in batches.
 
 Procedures are passed to the playbook in ``rank`` order (root causes first), and reported in that order.
 """
@@ -93,6 +99,10 @@ class Request:
     """More extra vars for the playbook (``restore`` passes ``<role>_restore_from``)."""
     safe_only: bool = False
     """Apply only what needs no approval, asking nobody (no procedure was named with confidence)."""
+    serial: int | None = None
+    """Roll out in batches of this many stacks (the play's ``serial``); a failed batch stops the later ones."""
+    max_fail_percentage: int | None = None
+    """With ``serial``: the later batches stop once more than this share of a batch's stacks failed."""
 
 
 class Engine:
@@ -188,8 +198,9 @@ class Engine:
                         run.notes.append(f"disruptive steps need approval (no terminal to ask on): octoctl approve "
                                          f"{run.run_id} applies exactly this plan, or rerun with --approve")
                 return run.finish(done, store_plan=True)
-            # a terminal: show the plan, ask once for its disruptive steps, then apply exactly what was shown
-            planned = run.invoke(dry_run=True, approve=False, label="plan")
+            # a terminal: show the plan, ask once for its disruptive steps, then apply exactly what was shown (the
+            # plan covers every stack: only the apply run goes in batches)
+            planned = run.invoke(dry_run=True, approve=False, label="plan", rollout=False)
             pending = [
                 PendingAction(t.target, p.procedure, a)
                 for t in planned
@@ -293,9 +304,10 @@ class _Run:
 
     def invoke(self, *, dry_run: bool, approve: bool, label: str | None = None,
                approved_plan: dict[str, dict[str, Any]] | None = None, playbook: str | None = None,
-               results: bool = True) -> list[TargetResult]:
+               results: bool = True, rollout: bool = True) -> list[TargetResult]:
         """One ansible-runner run of the playbook (``playbook``: another than octoctl's entry); ``results``: the
-        procedures report results (False: only the stack check is read)."""
+        procedures report results (False: only the stack check is read); ``rollout``: in the request's batches
+        (``--serial``), False for the plan a terminal is shown before the apply run."""
         self.count += 1
         ident = f"{self.count}-{self.phase}" + (f"-{label}" if label else "")
         extravars: dict[str, Any] = {
@@ -306,6 +318,11 @@ class _Run:
             "octollm_run_id": self.run_id,
             "octollm_run_dir": str(self.engine.store.run_dir(self.run_id)),
         }
+        rollout = rollout and self.request.serial is not None
+        if rollout:
+            extravars.update({"octollm_serial": self.request.serial, "octollm_fail_when_human_needed": True})
+            if self.request.max_fail_percentage is not None:
+                extravars["octollm_max_fail_percentage"] = self.request.max_fail_percentage
         extravars.update(self.request.extra_vars)
         if approved_plan is not None:
             extravars["octollm_approved_plan"] = approved_plan
@@ -322,7 +339,7 @@ class _Run:
             check_mode=dry_run or self.phase == "diagnose",
         )
         outcome = self.engine.runner.run(spec, self.targets)
-        return build_targets(outcome, self.targets, self.procedures if results else [], self.phase)
+        return build_targets(outcome, self.targets, self.procedures if results else [], self.phase, rollout=rollout)
 
     def finish(self, targets: list[TargetResult], store_plan: bool = False) -> RunReport:
         for target in targets:
@@ -422,15 +439,21 @@ def backups_of(report: RunReport) -> dict[str, dict[str, str]]:
 
 
 def build_targets(
-    outcome: RunOutcome, targets: list[str], procedures: list[Procedure], phase: Phase
+    outcome: RunOutcome, targets: list[str], procedures: list[Procedure], phase: Phase, rollout: bool = False
 ) -> list[TargetResult]:
-    """Turn a runner outcome into one TargetResult per targeted host (results validated, errors recorded)."""
+    """Turn a runner outcome into one TargetResult per targeted host (results validated, errors recorded).
+    ``rollout``: the play ran in batches (``serial``); a host the play never reached is ``not_run``."""
     names = list(targets) or sorted({*outcome.hosts, *outcome.report})
     results: list[TargetResult] = []
     for name in names:
         host = outcome.hosts.get(name)
         data = outcome.report.get(name) or {}
         target = TargetResult(target=name, status="healthy", exit_code=0)
+        if rollout and outcome.stats_seen and host is None and not data:
+            target.errors.append(TargetError(kind="not_run", message="not run: an earlier batch of the rollout "
+                                             "failed (--serial, --max-fail-percentage)"))
+            results.append(target)
+            continue
         if host is not None and host.unreachable:
             target.reachable = False
             target.errors.append(TargetError(kind="unreachable", message=host.message or "unreachable"))

@@ -4,7 +4,8 @@
 |---|---|
 | 0 | healthy, or fixed and verified, and no human needed |
 | 1 | a human is needed: problems remain, a fix failed verification, steps await approval, a dry run found
-|   | something to do, an action failed or is report-only, or the procedure escalates |
+|   | something to do, an action failed or is report-only, or the procedure escalates; a stack a rollout in
+|   | batches (``--serial``) did not reach because an earlier batch failed |
 | 2 | usage error, unknown symptom, unreadable inventory (raised before anything runs) |
 | 3 | environment: what octoctl itself cannot reach or log into: a target host, the Docker or Kubernetes API, a
 |   | tool, its credentials (finding error kinds ``auth``, ``missing_tool``, and ``unreachable`` of the runtime's
@@ -107,6 +108,8 @@ def judge_procedure(result: ProcedureResult, *, dry_run: bool = False) -> Verdic
 def target_error_code(error: TargetError) -> ExitCode:
     if error.kind in ("unreachable", "missing_tool"):
         return ExitCode.ENVIRONMENT
+    if error.kind == "not_run":  # the rollout stopped at an earlier batch: a human decides whether to go on
+        return ExitCode.HUMAN_NEEDED
     return ExitCode.INTERNAL
 
 

@@ -23,7 +23,8 @@ ActionStatus = Literal["planned", "applied", "skipped", "awaiting_approval", "fa
 Level = Literal["L1", "L2", "L3"]
 ProcedureStatus = Literal["healthy", "fixed", "needs_human", "environment", "error"]
 RunStatus = Literal["healthy", "fixed", "needs_human", "usage_error", "environment", "error"]
-TargetErrorKind = Literal["unreachable", "failed", "missing_tool", "missing_result", "invalid_result"]
+#: ``not_run``: a rollout in batches (``--serial``) stopped before this target's batch (an earlier batch failed).
+TargetErrorKind = Literal["unreachable", "failed", "missing_tool", "missing_result", "invalid_result", "not_run"]
 
 #: Finding error kinds that make octoctl exit 3 (design.md, "Errors inside results").
 ENVIRONMENT_ERROR_KINDS: frozenset[str] = frozenset({"unreachable", "auth", "missing_tool"})

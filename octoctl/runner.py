@@ -8,8 +8,9 @@ How a run is set up
 * inventory: checked first with ``ansible-inventory --list`` (unparsable -> exit 2), then passed by path;
   ``--limit`` as given.
 * extra vars (design.md): ``octollm_procedures``, ``octollm_phase``, ``octollm_dry_run``, ``octollm_approve``,
-  ``octollm_scenario`` (only when forced), ``octollm_run_id``. Never a secret: credentials come from the
-  inventory (file lookups, Vault, environment lookups) inside Ansible.
+  ``octollm_scenario`` (only when forced), ``octollm_run_id``; for a rollout in batches ``octollm_serial``,
+  ``octollm_max_fail_percentage`` and ``octollm_fail_when_human_needed`` (HUMAN_NEEDED_TASK). Never a secret:
+  credentials come from the inventory (file lookups, Vault, environment lookups) inside Ansible.
 * environment: the caller's, plus ``ANSIBLE_COLLECTIONS_PATH`` (above), ``ANSIBLE_NOCOLOR=1``, ``PATH`` with the
   interpreter's bin directory first when it holds ansible-playbook, ``ANSIBLE_CONFIG=<repo>/ansible.cfg`` when
   that file exists and ``ANSIBLE_CONFIG`` is unset. octoctl does not set ``ANSIBLE_PYTHON_INTERPRETER`` (the
@@ -81,6 +82,10 @@ KEEP_RESULT_EVENTS = frozenset(
 )
 DROP_RESULT_EVENTS = frozenset({"runner_on_ok", "runner_item_on_ok", "runner_on_skipped", "runner_item_on_skipped"})
 ENV_KEEP = ("ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_CONFIG", "ANSIBLE_NOCOLOR", "PATH")
+#: The report's last task (roles/_common/tasks/report.yml): with octollm_fail_when_human_needed it fails a host whose
+#: results need a human, after they were published. octoctl sets it for rollouts in batches (``--serial``), so that
+#: such a stack counts as failed for Ansible's serial/max_fail_percentage; its results, not this failure, judge it.
+HUMAN_NEEDED_TASK = "Run | REPORT | fail when a human is needed"
 
 
 @dataclass
@@ -105,6 +110,8 @@ class HostOutcome:
     name: str
     unreachable: bool = False
     failed: bool = False
+    human_needed: bool = False
+    """Failed only by the report's HUMAN_NEEDED_TASK: its results are complete, it is not an error."""
     messages: list[str] = field(default_factory=list)
 
     @property
@@ -142,7 +149,9 @@ def outcome_from_events(
         kind = event.get("event", "")
         data = event.get("event_data") or {}
         host = data.get("host")
-        if kind in ("runner_on_unreachable", "runner_on_failed") and host and not data.get("ignore_errors"):
+        if kind == "runner_on_failed" and host and str(data.get("task") or "").startswith(HUMAN_NEEDED_TASK):
+            hosts.setdefault(host, HostOutcome(host)).human_needed = True
+        elif kind in ("runner_on_unreachable", "runner_on_failed") and host and not data.get("ignore_errors"):
             outcome = hosts.setdefault(host, HostOutcome(host))
             # a failure inside a block's rescue is not a failed host: the stats decide below
             if kind == "runner_on_unreachable":
@@ -167,7 +176,7 @@ def outcome_from_events(
         for name in {*hosts, *dark, *failures, *(stats.get("processed") or {})}:
             outcome = hosts.setdefault(name, HostOutcome(name))
             outcome.unreachable = name in dark
-            outcome.failed = name in failures
+            outcome.failed = name in failures and not outcome.human_needed
     return RunOutcome(rc, status, report, hosts, stats is not None, errors, artifact_dir)
 
 
