@@ -36,3 +36,15 @@ def test_a_restart_asked_for_awaits_approval_then_patches_only_its_workload(
     assert write.body["spec"] == {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}
     when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
     assert started - datetime.timedelta(seconds=5) <= when <= datetime.datetime.now(datetime.UTC)
+
+
+def test_the_emergency_restart_on_kubernetes_is_a_report_and_writes_nothing(
+        run_k8s: Any, k8s_api: KubernetesAPIEmulator) -> None:
+    """Not built on Kubernetes yet: even approved, a report of the order to follow, never the diagnosis' own fixes
+    passed off as the emergency restart."""
+    done = run_k8s("service_unavailable", "resolve", octollm_approve=True,
+                   service_unavailable_emergency_restart=True)
+    (action,) = done["actions"]
+    assert (action["id"], action["status"]) == ("service_unavailable.E.report_kubernetes", "report")
+    assert action["change"]["restart_in_order"][0] == ["postgres", "redis", "qdrant"]
+    assert k8s_api.writes() == []

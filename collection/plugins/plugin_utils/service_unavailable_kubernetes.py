@@ -684,8 +684,11 @@ def _config(ref, workload, s):
 
 
 def plan(diagnosis, settings=None):
-    """Actions for the workloads that are down, root causes first; gated by approval."""
+    """Actions for the workloads that are down, root causes first; gated by approval. The emergency restart: a
+    report (``emergency_report``)."""
     s = _settings(settings)
+    if s.get("emergency_restart"):
+        return sa.emergency_report(s)
     ctx = diagnosis.get("context") or {}
     forced = s.get("scenario") or None
     waits_for = ctx.get("waits_for") or {}
