@@ -537,17 +537,32 @@ def emergency() -> None:
 
 @emergency.command("restart", epilog=EXIT_STATUS_EPILOG)
 @click.option("--approve", is_flag=True, help="Restart the stack (disruptive); without: show the plan and stop.")
+@click.option("--volumes", is_flag=True, help="Also remove the stack's data (the seed's down -v), then restore "
+              "PostgreSQL from the backup. Needs a typed confirmation or --yes-drop-volumes.")
+@click.option("--yes-drop-volumes", is_flag=True, help="The second confirmation of --volumes, for scripts.")
 @common_options
-def emergency_restart(approve: bool, inventory: Path | None, limit: str | None, fmt: str, verbosity: int) -> int:
+def emergency_restart(approve: bool, volumes: bool, yes_drop_volumes: bool, inventory: Path | None,
+                      limit: str | None, fmt: str, verbosity: int) -> int:
     """The seed's complete system restart: a verified PostgreSQL backup, then the arms, the orchestrator and the
     data stores stopped in that order and started in reverse (each healthy before the next), then a diagnosis of
     every procedure. Each step's time is in the report. Without --approve the plan is shown and stored (exit 1:
     `octoctl approve RUN_ID` applies exactly it)."""
     settings, catalog = _settings(), _catalog()
     stack = _stack(settings, inventory, limit)
+    if yes_drop_volumes and not volumes:
+        raise OctoctlError("--yes-drop-volumes confirms --volumes", ExitCode.USAGE)
+    if volumes and approve and not yes_drop_volumes:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise OctoctlError("--volumes removes the stack's data: confirm with --yes-drop-volumes (no terminal to "
+                               "ask on)", ExitCode.USAGE)
+        typed = click.prompt(f"--volumes removes the data of stack {stack.host} (restored from the backup taken "
+                             "first). Type the stack's name to go on", default="", show_default=False, err=True)
+        if typed.strip() != stack.host:
+            raise OctoctlError("not confirmed: nothing was stopped or removed", ExitCode.USAGE)
     request = _request("emergency restart", [catalog.get("service_unavailable")], (), inventory,
                        limit or stack.host, verbosity, settings, dry_run=not approve, approve=approve,
-                       extra_vars={"service_unavailable_emergency_restart": True})
+                       extra_vars={"service_unavailable_emergency_restart": True,
+                                   "service_unavailable_emergency_volumes": volumes})
     report = _engine(settings, catalog).fix(request)
     if not approve:
         report.notes.append("nothing was stopped: the restart awaits approval (octoctl emergency restart --approve, "

@@ -703,3 +703,26 @@ def test_the_emergency_restart_backs_up_then_stops_tiers_in_order_and_starts_the
     crashed = record("judge-arm", running=False, state="exited", exit_code=137, health="unhealthy", stats=None)
     result = su.diagnose(evidence(HEALTHY[0], crashed, HEALTHY[2], HEALTHY[3], config=DECLARED), emergency)
     assert not [a for a in su.plan(result, dict(emergency, approve=True)) if ".A." in a["id"]]
+
+
+def test_the_emergency_restart_with_volumes_backs_up_once_the_writers_stop_then_removes_and_restores():
+    """--volumes (the seed's down -v): the writers stop first, so that the backup holds every committed row; the data
+    goes only after the data stores stop (destructive), and PostgreSQL is restored right after it starts, before
+    anything writes to it. Without data described: a report, nothing removed, nothing restored."""
+    emergency = dict(SETTINGS, emergency_restart=True, emergency_volumes=True, approve=True,
+                     emergency_data_paths=["/state/postgres"])
+    result = su.diagnose(evidence(*HEALTHY, config=DECLARED), emergency)
+    actions = su.plan(result, emergency)
+    assert [a["id"].split(".", 2)[2] for a in actions] == [
+        "stop_1", "stop_2", "backup_postgres", "stop_3", "remove_data", "start_postgres", "restore_postgres",
+        "start_redis", "start_orchestrator", "start_judge_arm"]
+    stops = {a["id"].rsplit(".", 1)[1]: a["change"]["after"] for a in actions if ".stop_" in a["id"]}
+    assert stops == {"stop_1": None, "stop_2": None, "stop_3": "service_unavailable.E.backup_postgres"}
+    remove = next(a for a in actions if a["id"].endswith("remove_data"))
+    assert remove["destructive"] and remove["change"]["paths"] == ["/state/postgres"]
+    assert remove["change"]["after"] == "service_unavailable.E.backup_postgres"
+    restore = next(a for a in actions if a["id"].endswith("restore_postgres"))
+    assert restore["change"]["tables"] == ["tasks", "action_log", "entities", "relationships"]
+    undescribed = su.plan(result, dict(emergency, emergency_data_paths=[]))
+    assert [(a["id"].rsplit(".", 1)[1], a["status"]) for a in undescribed if "data" in a["id"] or "restore" in a[
+        "id"]] == [("remove_data", "report")]

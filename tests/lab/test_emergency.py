@@ -99,3 +99,36 @@ def test_emergency_restart_under_load_keeps_every_row(healthy_lab: Any) -> None:
     assert snapshot(healthy_lab, before) == before, "a row committed before the restart changed or went missing"
     print(f"emergency restart: {took:.0f} s; steps " + ", ".join(
         f"{a['id'].rsplit('.', 1)[-1]} {a['elapsed_s']}" for a in procedure["actions"]))
+
+
+def system_identifier(lab: Any) -> int:
+    with pg_admin(lab) as conn, conn.cursor() as cur:
+        cur.execute("SELECT system_identifier FROM pg_control_system()")
+        return int(cur.fetchone()[0])
+
+
+def test_emergency_restart_with_volumes_removes_the_data_and_restores_every_row(healthy_lab: Any) -> None:
+    """The seed's down -v: refused without its second confirmation (nothing stopped); with it, the writers stop, the
+    backup is taken, the data directory goes (a new cluster: another system identifier) and PostgreSQL is restored
+    before anything writes to it: every settled row is back unchanged, each table as many rows as the backup."""
+    cluster = system_identifier(healthy_lab)
+    first = started_at("orchestrator")
+    refused = subprocess.run([OCTOCTL, "emergency", "restart", "--volumes", "--approve"], capture_output=True,
+                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "--yes-drop-volumes" in refused.stderr, refused.stderr
+    assert started_at("orchestrator") == first and system_identifier(healthy_lab) == cluster
+
+    before = snapshot(healthy_lab)
+    code, done = octoctl("emergency", "restart", "--volumes", "--yes-drop-volumes", "--approve")
+    (procedure,) = done["restart"]["targets"][0]["procedures"]
+    steps = {a["id"].rsplit(".", 1)[1]: a for a in procedure["actions"]}
+    assert list(steps)[:5] == ["stop_1", "stop_2", "backup_postgres", "stop_3", "remove_data"], list(steps)
+    assert {a["status"] for a in steps.values()} == {"applied"}, procedure["actions"]
+    assert steps["remove_data"]["destructive"]
+    assert system_identifier(healthy_lab) != cluster  # the data was removed: initdb ran again
+    backed_up = steps["backup_postgres"]["change"]["table_rows"]
+    assert steps["restore_postgres"]["change"]["table_rows"] == backed_up
+    assert snapshot(healthy_lab, before) == before, "a row committed before the restart changed or went missing"
+    assert code == 0 and done["diagnosis"]["exit_code"] == 0, [
+        (p["procedure"], f["check"], f["status"], f.get("observed")) for t in done["diagnosis"]["targets"]
+        for p in t["procedures"] for f in p["findings"] if f["status"] not in ("ok", "skipped")]

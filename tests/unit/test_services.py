@@ -68,6 +68,9 @@ def invoke(args: list[str], tmp_path: Path) -> tuple[int, str]:
     (["logs", "orchestrator", "--grep", "("], "is not a regular expression"),
     (["shell", "postgres", "--admin", "-c", "select 1", "--limit", "nosuch"], "give one stack with --limit"),
     (["restart", "nosuch"], "no service 'nosuch'"),
+    # the seed's down -v needs its second confirmation: no terminal to type it on, so refused before any run
+    (["emergency", "restart", "--volumes", "--approve"], "confirm with --yes-drop-volumes"),
+    (["emergency", "restart", "--yes-drop-volumes"], "--yes-drop-volumes confirms --volumes"),
 ])
 def test_argument_errors_are_one_line_and_exit_2(args: list[str], words: str, inventory: Path,
                                                  tmp_path: Path) -> None:

@@ -932,13 +932,15 @@ def emergency_plan(diagnosis, s):
     PostgreSQL first; the tiers (``emergency_tiers``: arms, the orchestrator, the data stores) stopped in that order,
     each only once the backup is verified; then started in reverse, each service through Scenario A's start (up
     --wait: healthy before the next). Services with no container are left out; every step is disruptive and the
-    whole plan waits for one approval. On Kubernetes: a report (not built there yet)."""
+    whole plan waits for one approval. With ``emergency_volumes`` (the seed's down -v) the backup is taken once the
+    writers (every tier but the last, the data stores) are stopped, so that it holds every committed row; the data
+    is removed after the data stores stop, and PostgreSQL restored from the backup right after it starts again."""
     ctx = diagnosis.get("context") or {}
     records = ctx.get("records") or {}
     tiers = [[svc for svc in tier if records.get(svc)] for tier in s["emergency_tiers"] or []]
     tiers = [tier for tier in tiers if tier]
     tables = list(s.get("emergency_backup_tables") or [])
-    actions = [action(
+    backup = action(
         EMERGENCY_BACKUP, "E", "verified backup of PostgreSQL (pg_dump custom format) before the restart",
         "backup:postgres:%s" % s.get("database"),
         {"format": "custom", "database": s.get("database"), "directory": s.get("emergency_backup_dir") or None,
@@ -946,16 +948,44 @@ def emergency_plan(diagnosis, s):
          "verify": "non-empty, pg_restore --list, row counts of %s in the file equal the snapshot's" % ", ".join(
              tables)},
         "planned", "pg_dump -Fc from one snapshot, then pg_restore --list and the row counts of the file",
-        disruptive=True, apply="backup_postgres")]
+        disruptive=True, apply="backup_postgres")
+    volumes_too = bool(s.get("emergency_volumes"))
+    actions = [] if volumes_too else [backup]
     for index, tier in enumerate(tiers):
+        if volumes_too and index == len(tiers) - 1:
+            actions.append(backup)  # the writers are stopped: the backup holds every committed row
+        guarded = any(a is backup for a in actions)
         reach = {service: target(s, service, records.get(service) or []) for service in tier}
         item = action(
             "%s.E.stop_%d" % (NAME, index + 1), "E", "stop %s" % ", ".join(tier), "stack:tier:%d" % (index + 1),
-            {"services": tier, "op": "stop", "after": EMERGENCY_BACKUP},
-            "planned", _stop_how(list(reach.values())) + " (once the backup is verified)",
+            {"services": tier, "op": "stop", "after": EMERGENCY_BACKUP if guarded else None},
+            "planned", _stop_how(list(reach.values())) + (" (once the backup is verified)" if guarded else ""),
             disruptive=True, apply="compose_stop")
         item["_targets"] = reach
         actions.append(item)
+    data_tier = tiers[-1] if tiers else []
+    restore = None
+    if s.get("emergency_volumes"):
+        paths, volumes = list(s.get("emergency_data_paths") or []), list(s.get("emergency_data_volumes") or [])
+        if not (paths or volumes):
+            actions.append(action(
+                "%s.E.remove_data" % NAME, "E", "remove the stack's data", "stack:data", {"paths": [], "volumes": []},
+                "report", "no data described (service_unavailable_emergency_data_paths, _data_volumes): nothing is "
+                "removed"))
+        else:
+            actions.append(action(
+                "%s.E.remove_data" % NAME, "E", "remove the stack's data (the seed's down -v)", "stack:data",
+                {"paths": paths, "volumes": volumes, "after": EMERGENCY_BACKUP,
+                 "containers": [r["name"] for svc in data_tier for r in records.get(svc) or []] if volumes else []},
+                "planned", "rm -rf %s (once the backup is verified; restored from it below)" % " ".join(
+                    paths + ["volume:%s" % v for v in volumes]),
+                disruptive=True, destructive=True, apply="remove_data"))
+            restore = action(
+                "%s.E.restore_postgres" % NAME, "E", "restore PostgreSQL from the verified backup",
+                "restore:postgres:%s" % s.get("database"),
+                {"tables": tables, "after": EMERGENCY_BACKUP, "backup": "the file of %s" % EMERGENCY_BACKUP},
+                "planned", "pg_backup state=restored: the tables as in the backup, in one transaction",
+                disruptive=True, apply="restore_postgres")
     for tier in reversed(tiers):
         for service in tier:
             reach = target(s, service, records.get(service) or [])
@@ -968,6 +998,8 @@ def emergency_plan(diagnosis, s):
                 apply="compose_service")
             item["_target"] = reach
             actions.append(item)
+            if restore and service == "postgres":  # before anything writes to the new database
+                actions.append(restore)
     gated = gate(actions, dry_run=s.get("dry_run", False), approve=s.get("approve", False),
                  allow_disruptive=s.get("allow_disruptive", False))
     return gated
