@@ -114,6 +114,10 @@ class Engine:
         self.runner = runner
         self.confirm = confirm
         self.progress = progress or (lambda line: None)
+        self.after_run: Callable[[Request, RunReport], None] | None = None
+        """Called with each run's report before it is saved (the CLI records the deployment history)."""
+        self.run_vars: Callable[[], dict[str, Any]] | None = None
+        """More extra vars of every run (the CLI passes the deployment history's images, which the prune keeps)."""
 
     # --- what can run ------------------------------------------------------------------------------
 
@@ -282,6 +286,8 @@ class _Run:
         self.run_id = engine.store.create()
         try:
             report = flow()
+            if engine.after_run is not None:
+                engine.after_run(self.request, report)
         except OctoctlError as exc:
             self.save_failure(exc.message, exc.exit_code)
             raise OctoctlError(f"{exc.message} (run {self.run_id})", exc.exit_code) from exc
@@ -306,6 +312,8 @@ class _Run:
             "octollm_run_id": self.run_id,
             "octollm_run_dir": str(self.engine.store.run_dir(self.run_id)),
         }
+        if self.engine.run_vars is not None:
+            extravars.update(self.engine.run_vars())
         extravars.update(self.request.extra_vars)
         if approved_plan is not None:
             extravars["octollm_approved_plan"] = approved_plan
