@@ -222,6 +222,8 @@ class Engine:
         source = self.store.resolve(source_run_id)
         plan = self.store.load_plan(source)
         approved = plan.get("targets") or {}
+        # what the command asked for beside the procedures (restart's and rollback's service), as the plan had it
+        request.extra_vars = {**(plan.get("extra_vars") or {}), **request.extra_vars}
         run = _Run(self, request, "resolve")
         run.approves = source
 
@@ -344,6 +346,7 @@ class _Run:
                 "scenario": self.request.scenario,
                 "inventory": str(self.request.inventory),
                 "limit": self.request.limit,
+                "extra_vars": self.request.extra_vars,
                 "targets": plan,
                 "digest": plan_digest(plan),
             })
