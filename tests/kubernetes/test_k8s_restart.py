@@ -106,3 +106,15 @@ def test_a_rollback_to_the_previous_revision_and_to_one_the_history_lacks(
         "PATCH", f"{NS}/deployments/judge-arm", "application/json-patch+json")
     assert write.body == [{"op": "replace", "path": "/spec/template", "value": templates[2]},
                           {"op": "replace", "path": "/metadata/annotations", "value": {REVISION: "2"}}]
+
+
+def test_the_rollback_playbook_awx_runs(run_k8s: Any, k8s_api: KubernetesAPIEmulator) -> None:
+    """playbooks/rollback.yml (AWX "OctoLLM rollback"): the survey's rollback_service and rollback_to_revision, the
+    approval: the same JSON patch as octoctl rollback --to-revision 1."""
+    templates = three_revisions(k8s_api)
+    done = run_k8s("service_unavailable", "resolve", playbook="rollback.yml", octollm_approve=True,
+                   service_unavailable_k8s_rollout_timeout=0, rollback_service="judge-arm", rollback_to_revision=1)
+    (action,) = done["actions"]
+    assert action["status"] == "applied" and action["change"]["to_revision"] == 1, action
+    (write,) = k8s_api.writes()
+    assert write.body[0] == {"op": "replace", "path": "/spec/template", "value": templates[1]}
