@@ -574,6 +574,9 @@ def rollback(service: str, to_revision: int | None, dry_run: bool, approve: bool
     asked: dict[str, Any] = {"service": service, "to_revision": to_revision or 0}
     planned = None
     if stack.platform != "kubernetes":
+        if spec.get("container_names") or spec.get("labels"):
+            raise OctoctlError(f"{service} is not a service of the inventory's Compose project (found by container "
+                               "names or labels): octoctl cannot bring one of its revisions back", ExitCode.USAGE)
         recorded = hist.record_stack(settings.state_dir, stack, only=service)
         if service not in recorded:
             raise OctoctlError(f"{service} has no running container on {stack.host}: nothing to roll back (octoctl "

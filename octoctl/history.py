@@ -431,6 +431,9 @@ def record_after_run(settings: Any, request: Any, report: Any) -> None:
         except OctoctlError as exc:
             report.notes.append(f"deployment history of {target.target} not recorded: {exc.message}")
             continue
+        except Exception as exc:  # noqa: BLE001 - the run is done: its report must not be lost to the history
+            report.notes.append(f"deployment history of {target.target} not recorded: {type(exc).__name__}: {exc}")
+            continue
         if new:
             report.notes.append(f"deployment history of {target.target}: new revision of {', '.join(new)} "
                                 "(octoctl history SERVICE)")

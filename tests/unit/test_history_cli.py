@@ -60,6 +60,7 @@ octollm:
       octollm_compose_project_dir: {project}
       octollm_services:
         orchestrator: {{url: "http://127.0.0.1:8000"}}
+        legacy: {{container_names: [legacy-1]}}
 """)
     return {"inventory": inventory, "state": state, "project": project, "dir": tmp_path / "state"}
 
@@ -111,6 +112,7 @@ def test_history_records_each_change_once_and_shows_no_value(setup: dict[str, An
     (["rollback", "nosuch"], "no service 'nosuch'"),
     (["rollback", "orchestrator", "--to-revision", "9"], "orchestrator has no revision 9 (recorded: 1, 2)"),
     (["history", "nosuch"], "no service 'nosuch'"),
+    (["rollback", "legacy"], "legacy is not a service of the inventory's Compose project"),
 ])
 def test_rollback_usage_errors_are_one_line_and_exit_2(args: list[str], words: str, setup: dict[str, Any]) -> None:
     deploy(setup, None)
@@ -152,3 +154,22 @@ def test_the_rollback_goes_to_service_unavailable_with_the_masked_change(
     # --approve: applied, not a dry run
     run(["rollback", "orchestrator", "--approve", "--to-revision", "1"], setup)
     assert (fake.requests[-1].dry_run, fake.requests[-1].approve) == (False, True)
+
+
+def test_a_history_that_cannot_be_read_is_a_note_of_the_run(setup: dict[str, Any]) -> None:
+    """The engine's after_run: a run whose stack cannot be read keeps its report (a note says why)."""
+    from octoctl.config import Settings
+    from octoctl.history import record_after_run
+
+    setup["state"].write_text("not json")
+    settings = Settings.from_env({"OCTOCTL_STATE_DIR": str(setup["dir"]), "HOME": str(setup["dir"])})
+    report = RunReport.model_validate({"run_id": "20260101T000000-abcdef", "command": "diagnose",
+                                       "inventory": str(setup["inventory"]), "start": datetime.now(UTC),
+                                       "status": "healthy", "exit_code": 0,
+                                       "targets": [{"target": "stack1", "status": "healthy", "exit_code": 0}]})
+    request = Request(command="diagnose", procedures=[], inventory=setup["inventory"])
+    record_after_run(settings, request, report)
+    assert len(report.notes) == 1 and report.notes[0].startswith("deployment history of stack1 not recorded: ")
+    deploy(setup, None)
+    record_after_run(settings, request, report)
+    assert "new revision of orchestrator 1" in report.notes[-1]
