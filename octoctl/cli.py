@@ -201,8 +201,13 @@ def _engine(settings: Settings, catalog: Catalog) -> Any:
     from octoctl.store import Store
 
     runner = Runner(settings, progress=_echo_err, procedures_by_prefix={p.short: p.name for p in catalog.procedures})
+    from octoctl.history import record_after_run, revision_images
+
     store = Store(settings.runs_dir, settings.retention_days, settings.max_runs)
-    return LockedEngine(settings, catalog, store, runner, confirm=_confirm_on_tty(), progress=_echo_err)
+    engine = LockedEngine(settings, catalog, store, runner, confirm=_confirm_on_tty(), progress=_echo_err)
+    engine.after_run = lambda request, report: record_after_run(settings, request, report)
+    engine.run_vars = lambda: revision_images(settings.state_dir)
+    return engine
 
 
 def _request(command: str, procedures: list[Procedure], texts: tuple[str, ...], inventory: Path | None,
@@ -579,6 +584,111 @@ def emergency_restart(approve: bool, volumes: bool, yes_drop_volumes: bool, inve
     else:
         _emit(render_report(report, fmt, _unicode_ok()) + "\n" + render_report(after, fmt, _unicode_ok()))
     return max(report.exit_code, after.exit_code)
+HISTORY_EPILOG = """\b
+Exit statuses:
+  0  shown
+  1  no history of SERVICE yet
+  2  usage error: an unknown service
+  3  the container runtime or the Kubernetes API cannot be reached
+  4  octoctl's own error
+"""
+
+
+@cli.command(epilog=HISTORY_EPILOG)
+@click.argument("service", metavar="SERVICE")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True,
+              help="Output format.")
+@stack_options
+def history(service: str, fmt: str, inventory: Path | None, limit: str | None, verbosity: int) -> int:
+    """The revisions of SERVICE: on Kubernetes its Deployment's rollout history (the ReplicaSets' revisions); on
+    Compose the deployment history octoctl records on every run (image, configuration, environment: names of what
+    changed, never a value), the running state recorded first. `octoctl rollback SERVICE [--to-revision N]` goes
+    back to one."""
+    from octoctl import history as hist
+
+    settings = _settings()
+    stack = _stack(settings, inventory, limit)
+    stack.service(service)
+    if stack.platform == "kubernetes":
+        rows = hist.kubernetes_revisions(stack, service)
+    else:
+        hist.record_stack(settings.state_dir, stack, only=service)
+        found = hist.History(settings.state_dir, stack.host).revisions(service)
+        rows = [dict(item.as_dict(), change=", ".join(item.changes) + (
+            f" (same as {item.same_as})" if item.same_as else ""), current=item is found[-1]) for item in found]
+        for row in rows:
+            row.pop("environment")  # keyed hashes: nothing a reader needs
+    if not rows:
+        why = "no ReplicaSet with a revision" if stack.platform == "kubernetes" else "it has no running container"
+        raise OctoctlError(f"no history of {service} yet ({why})", ExitCode.HUMAN_NEEDED)
+    _emit(hist.render(service, rows, fmt))
+    return int(ExitCode.HEALTHY)
+
+
+@cli.command(epilog=EXIT_STATUS_EPILOG)
+@click.argument("service", metavar="SERVICE")
+@click.option("--to-revision", type=click.IntRange(min=1), metavar="N", default=None,
+              help="The revision to go back to (octoctl history SERVICE); default: the previous one.")
+@click.option("--dry-run", is_flag=True, help="Show the exact change and stop.")
+@click.option("--approve", is_flag=True, help="Roll back (disruptive); without: show the plan and stop.")
+@common_options
+def rollback(service: str, to_revision: int | None, dry_run: bool, approve: bool, inventory: Path | None,
+             limit: str | None, fmt: str, verbosity: int) -> int:
+    """Bring SERVICE back to its previous revision, or to --to-revision N, with Service Unavailable's actions, then
+    verify the stack is healthy. Kubernetes: `kubectl rollout undo [--to-revision N]` (the named ReplicaSet's pod
+    template). Compose: the recorded revision's image, configuration and environment, brought up through the
+    deployment's own Compose project with one more Compose file (mode 0600 in octoctl's state; the project's files
+    keep the newer revision: the next `docker compose up` of SERVICE redeploys it), then checked against the
+    revision. Without --approve (or with --dry-run) the change is shown and stored (exit 1, awaiting approval)."""
+    from octoctl import history as hist
+    from octoctl.services import _redactor
+
+    settings, catalog = _settings(), _catalog()
+    stack = _stack(settings, inventory, limit)
+    spec = stack.service(service)
+    asked: dict[str, Any] = {"service": service, "to_revision": to_revision or 0}
+    planned = None
+    if stack.platform != "kubernetes":
+        if spec.get("container_names") or spec.get("labels"):
+            raise OctoctlError(f"{service} is not a service of the inventory's Compose project (found by container "
+                               "names or labels): octoctl cannot bring one of its revisions back", ExitCode.USAGE)
+        recorded = hist.record_stack(settings.state_dir, stack, only=service)
+        if service not in recorded:
+            raise OctoctlError(f"{service} has no running container on {stack.host}: nothing to roll back (octoctl "
+                               f"restart {service} starts it)", ExitCode.HUMAN_NEEDED)
+        now = hist.compose_states(stack, only=service)[service]
+        book = hist.History(settings.state_dir, stack.host)
+        planned = hist.plan_rollback(book, service, now, to_revision, _redactor())
+        if not planned.override:
+            _emit(f"{service} already runs the image, configuration and environment of revision "
+                  f"{planned.to_revision}: nothing to roll back")
+            return int(ExitCode.HEALTHY)
+        override = hist.write_override(book, spec.get("compose_service") or service, planned)
+        asked.update(to_revision=planned.to_revision, compose={
+            "from_revision": planned.from_revision, "override_file": str(override),
+            "files": hist.compose_files(stack) + [str(override)], "changes": planned.changes})
+    procedure = catalog.get("service_unavailable")
+    request = _request("rollback", [procedure], (service,), inventory, limit or stack.host, verbosity, settings,
+                       dry_run=dry_run or not approve, approve=approve and not dry_run,
+                       extra_vars={"service_unavailable_rollback": asked})
+    engine = _engine(settings, catalog)
+    report = engine.fix(request)
+    if request.dry_run:
+        report.notes.append(f"{service} is not rolled back: it awaits approval (octoctl rollback {service}"
+                            + (f" --to-revision {to_revision}" if to_revision else "") + " --approve)")
+    elif planned is not None and report.exit_code == int(ExitCode.HEALTHY):
+        now = hist.compose_states(stack, only=service).get(service) or {}
+        missing = hist.differences(hist.History(settings.state_dir, stack.host), service, planned.to_revision, now)
+        if missing:
+            report.notes.append(f"{service} does not run revision {planned.to_revision} after the rollback: "
+                                + "; ".join(missing))
+            report.exit_code = int(ExitCode.HUMAN_NEEDED)
+        else:
+            report.notes.append(f"{service} runs revision {planned.to_revision}'s image, configuration and "
+                                "environment")
+        engine.store.save(report)
+    _emit(render_report(report, fmt, _unicode_ok()))
+    return report.exit_code
 
 
 def _add_lab() -> None:

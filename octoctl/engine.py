@@ -124,6 +124,10 @@ class Engine:
         self.runner = runner
         self.confirm = confirm
         self.progress = progress or (lambda line: None)
+        self.after_run: Callable[[Request, RunReport], None] | None = None
+        """Called with each run's report before it is saved (the CLI records the deployment history)."""
+        self.run_vars: Callable[[], dict[str, Any]] | None = None
+        """More extra vars of every run (the CLI passes the deployment history's images, which the prune keeps)."""
 
     # --- what can run ------------------------------------------------------------------------------
 
@@ -229,6 +233,8 @@ class Engine:
         source = self.store.resolve(source_run_id)
         plan = self.store.load_plan(source)
         approved = plan.get("targets") or {}
+        # what the command asked for beside the procedures (restart's and rollback's service), as the plan had it
+        request.extra_vars = {**(plan.get("extra_vars") or {}), **request.extra_vars}
         run = _Run(self, request, "resolve")
         run.approves = source
 
@@ -293,6 +299,8 @@ class _Run:
         self.run_id = engine.store.create()
         try:
             report = flow()
+            if engine.after_run is not None:
+                engine.after_run(self.request, report)
         except OctoctlError as exc:
             self.save_failure(exc.message, exc.exit_code)
             raise OctoctlError(f"{exc.message} (run {self.run_id})", exc.exit_code) from exc
@@ -323,6 +331,8 @@ class _Run:
             extravars.update({"octollm_serial": self.request.serial, "octollm_fail_when_human_needed": True})
             if self.request.max_fail_percentage is not None:
                 extravars["octollm_max_fail_percentage"] = self.request.max_fail_percentage
+        if self.engine.run_vars is not None:
+            extravars.update(self.engine.run_vars())
         extravars.update(self.request.extra_vars)
         if approved_plan is not None:
             extravars["octollm_approved_plan"] = approved_plan

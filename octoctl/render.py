@@ -260,6 +260,10 @@ QUICK_REFERENCE: tuple[tuple[str, str], ...] = (
     ("docker compose restart [service]", "octoctl restart SERVICE [--approve]   then verified healthy"),
     ("docker compose exec postgres psql -U octollm", "octoctl shell postgres [-c SQL]"),
     ("docker compose exec redis redis-cli", "octoctl shell redis [COMMAND]"),
+    ("kubectl rollout history deployment/SERVICE",
+     "octoctl history SERVICE [--format json]   revisions (Compose: recorded by octoctl)"),
+    ("kubectl rollout undo deployment/SERVICE [--to-revision=N]",
+     "octoctl rollback SERVICE [--to-revision N] [--dry-run] [--approve]   then verified"),
     ("emergency: docker compose down; docker compose up -d", "octoctl emergency restart [--approve]   verified "
      "backup, ordered stop and start, then a diagnosis"),
 )

@@ -23,7 +23,7 @@ from octoctl.errors import ExitCode, OctoctlError
 VARS = (
     "octollm_platform", "octollm_compose_project", "octollm_services", "octollm_docker_host", "octollm_postgres",
     "octollm_redis", "octollm_k8s_namespace", "octollm_k8s_kubeconfig", "octollm_k8s_context", "octollm_k8s_host",
-    "octollm_k8s_validate_certs",
+    "octollm_k8s_validate_certs", "octollm_compose_project_dir", "octollm_compose_files", "octollm_compose_env_file",
 )
 DURATION = re.compile(r"^(\d+)([smhd])$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -66,6 +66,8 @@ class Stack:
     postgres: dict[str, Any] = field(default_factory=dict)
     redis: dict[str, Any] = field(default_factory=dict)
     k8s: dict[str, Any] = field(default_factory=dict)
+    compose: dict[str, Any] = field(default_factory=dict)
+    """``{project_dir, files, env_file}`` of the Compose project (what ``rollback`` brings a service up with)."""
 
     @classmethod
     def from_vars(cls, host: str, found: dict[str, Any]) -> Stack:
@@ -77,7 +79,10 @@ class Stack:
                     for name, spec in (plain.get("octollm_services") or {}).items()}
         return cls(host=host, platform=platform, project=plain.get("octollm_compose_project") or "octollm",
                    services=services, docker_host=plain.get("octollm_docker_host"),
-                   postgres=plain.get("octollm_postgres") or {}, redis=plain.get("octollm_redis") or {}, k8s=k8s)
+                   postgres=plain.get("octollm_postgres") or {}, redis=plain.get("octollm_redis") or {}, k8s=k8s,
+                   compose={"project_dir": plain.get("octollm_compose_project_dir"),
+                            "files": list(plain.get("octollm_compose_files") or []),
+                            "env_file": plain.get("octollm_compose_env_file")})
 
     def service(self, name: str) -> dict[str, Any]:
         if name not in self.services:

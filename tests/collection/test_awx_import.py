@@ -166,7 +166,10 @@ _RUN_VARS = {"octollm_phase": lambda v: v in _PHASES, "phase": lambda v: v in _P
              "octollm_procedures": lambda v: isinstance(v, list) and set(v) <= set(PROCEDURES),
              "octollm_dry_run": lambda v: str(v).lower() in ("true", "false"),
              "octollm_approve": lambda v: str(v).lower() in ("true", "false"),
-             "octollm_scenario": lambda v: isinstance(v, str)}
+             "octollm_scenario": lambda v: isinstance(v, str),
+             # playbooks/rollback.yml's survey (it builds service_unavailable_rollback from them)
+             "rollback_service": lambda v: isinstance(v, str),
+             "rollback_to_revision": lambda v: isinstance(v, int) and v >= 0}
 
 
 def _validate(role_spec: dict[str, Any], name: str, value: Any) -> None:

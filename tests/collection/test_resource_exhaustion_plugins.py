@@ -254,6 +254,29 @@ def test_docker_root_full_prunes_only_the_stacks_own_stopped_containers_and_unus
     assert rex.plan(rex.diagnose(ev, SETTINGS), dict(SETTINGS, approve=True)) == []
 
 
+def test_the_prune_keeps_the_images_of_the_last_revisions_octoctl_recorded():
+    """Issue 19: a rollback's target image (an old build, its tag moved on: dangling) stays while it is the image of
+    one of the last resource_exhaustion_keep_revisions revisions of a service; an older one may go."""
+    disks = [{"path": "/var/lib/docker", "used_percent": 95.0, "free_bytes": 2**30, "total_bytes": 20 * 2**30}]
+    row = {"tags": [], "dangling": True, "containers": 0, "in_use_by_project": False, "created": 1, "size_bytes": 9,
+           "project": "octollm"}
+    images = {"reclaimable_bytes": 3 * 2**30, "largest": [], "project_unused_total": 3,
+              "project_unused": [dict(row, id="a" * 12), dict(row, id="b" * 12), dict(row, id="c" * 12)]}
+    ev = evidence(record("orchestrator"), disks=disks, images=images)
+    ev["containers"]["project"] = "octollm"
+    history = {"lab/planner-arm": ["sha256:" + "d" * 64, "sha256:" + "a" * 64, "sha256:" + "b" * 64],
+               "lab/orchestrator": ["sha256:" + "d" * 64]}
+    def pruned(keep):
+        settings = dict(SETTINGS, approve=True, revision_images=history, keep_revisions=keep)
+        [act] = rex.plan(rex.diagnose(ev, settings), settings)
+        return act["change"]
+
+    assert [item["id"] for item in pruned(2)["images"]] == ["b" * 12, "c" * 12]
+    assert any("last 2 revisions" in item for item in pruned(2)["never"])
+    assert [item["id"] for item in pruned(3)["images"]] == ["c" * 12]
+    assert [item["id"] for item in pruned(0)["images"]] == ["a" * 12, "b" * 12, "c" * 12]
+
+
 def test_no_log_rotation_is_a_report_and_docker_down_is_unknown():
     result = rex.diagnose(evidence(record("loadgen", log_config={"type": "json-file"})), SETTINGS)
     [act] = rex.plan(result, SETTINGS)

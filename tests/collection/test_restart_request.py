@@ -26,3 +26,25 @@ def test_a_service_the_plan_already_starts_is_not_restarted_twice() -> None:
     result = su.diagnose(evidence(HEALTHY[0], crashed, HEALTHY[2], HEALTHY[3], config=DECLARED), SETTINGS)
     actions = su.plan(result, dict(SETTINGS, restart_services=["judge-arm"], approve=True))
     assert [(a["id"], a["change"]["op"]) for a in actions] == [("service_unavailable.A.up_judge_arm", "up")]
+
+
+def test_a_rollback_asked_for_on_compose_brings_the_service_up_with_the_revisions_file() -> None:
+    """`octoctl rollback SERVICE` on Compose (issue 19 item 4): scenario D's rollback of the recorded revision,
+    through the compose_service action with the project's files and octoctl's override, gated by approval."""
+    result = su.diagnose(evidence(*HEALTHY, config=DECLARED), SETTINGS)
+    name = HEALTHY[1]["service"]
+    compose = {"from_revision": 3, "override_file": "/state/history/lab/rollback/x.yaml",
+               "files": ["/lab/compose.yaml", "/state/history/lab/rollback/x.yaml"],
+               "changes": ["env ARM_NOTE: 'bad' -> 'good'", "env API_KEY: *** -> ***"]}
+    asked = dict(SETTINGS, rollback={"service": name, "to_revision": 2, "compose": compose})
+    (waiting,) = su.plan(result, asked)
+    assert waiting["id"] == "service_unavailable.D.rollback_" + name.replace("-", "_")
+    assert (waiting["status"], waiting["disruptive"], waiting["_apply"]) == ("awaiting_approval", True,
+                                                                             "compose_service")
+    assert waiting["change"] == {"service": name, "op": "up", "from_revision": 3, "to_revision": 2,
+                                 "files": compose["files"], "changes": compose["changes"]}
+    assert "env ARM_NOTE: 'bad' -> 'good'; env API_KEY: *** -> ***" in waiting["outcome"]
+    (approved,) = su.plan(result, dict(asked, approve=True))
+    assert approved["status"] == "planned"
+    # Kubernetes' form of the setting (no recorded revision) plans nothing on Compose
+    assert su.plan(result, dict(SETTINGS, rollback={"service": name, "to_revision": 0})) == []

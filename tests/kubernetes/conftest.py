@@ -76,14 +76,16 @@ def closed_port() -> int:
 
 @pytest.fixture
 def run_k8s(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> Callable[..., dict[str, Any]]:
-    """Run playbooks/run.yml as octoctl does (ansible-runner) with inventory/kubernetes against the emulator.
+    """Run playbooks/run.yml (or ``playbook``) as octoctl does (ansible-runner) with inventory/kubernetes against
+    the emulator.
 
     Redis, Prometheus and the orchestrator default to closed local ports (unreachable: their findings are
     ``unknown``); pass ``env`` to point them at something. Returns the RESULT of the procedure.
     """
     kubeconfig = k8s_api.kubeconfig(tmp_path / "kubeconfig")
 
-    def run(procedure: str, phase: str, env: dict[str, str] | None = None, **extravars: Any) -> dict[str, Any]:
+    def run(procedure: str, phase: str, env: dict[str, str] | None = None, playbook: str = "run.yml",
+            **extravars: Any) -> dict[str, Any]:
         import ansible_runner
 
         os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -92,7 +94,7 @@ def run_k8s(k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> Callable[..., dic
         envvars = {"ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"), **inventory_env(kubeconfig, env)}
         runner = ansible_runner.run(
             private_data_dir=str(private),
-            playbook=str(REPO / "playbooks" / "run.yml"),
+            playbook=str(REPO / "playbooks" / playbook),
             inventory=str(REPO / "inventory" / "kubernetes"),
             # no controller behind the emulator: nothing may wait for a rollout or for Redis to evict
             extravars={"octollm_procedures": [procedure], "octollm_phase": phase,

@@ -4,6 +4,7 @@ workload when asked (service_unavailable_restart_services), on a healthy cluster
 
 from __future__ import annotations
 
+import copy
 import datetime
 from typing import Any
 
@@ -48,3 +49,82 @@ def test_the_emergency_restart_on_kubernetes_is_a_report_and_writes_nothing(
     assert (action["id"], action["status"]) == ("service_unavailable.E.report_kubernetes", "report")
     assert action["change"]["restart_in_order"][0] == ["postgres", "redis", "qdrant"]
     assert k8s_api.writes() == []
+# --- octoctl rollback SERVICE [--to-revision N] (issue 19 item 4): `kubectl rollout undo` semantics --------------
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def three_revisions(k8s_api: KubernetesAPIEmulator) -> dict[int, dict[str, Any]]:
+    """judge-arm rolled out three times: revision 1 (JUDGE_MODE=lenient), 2 (the lab's template), 3 (JUDGE_MODE=
+    strict, running). Returns each revision's pod template as `kubectl rollout undo` writes it back (without the
+    ReplicaSet's pod-template-hash label)."""
+    from test_k8s_service_unavailable import new_revision, with_env
+
+    second, _ = new_revision(k8s_api, "judge-arm", 3, with_env("JUDGE_MODE", "strict"))
+    third = copy.deepcopy(k8s_api.get("apps/v1/deployments", "judge-arm")["spec"]["template"])
+    older = next(rs for rs in k8s_api.objects_of("apps/v1/replicasets", "app=judge-arm")
+                 if rs["metadata"]["annotations"][REVISION] == "2")
+    first_rs = copy.deepcopy(older)
+    first_rs["metadata"].update(name="judge-arm-r1xjudg", uid="uid-replicaset-judge-arm-r1",
+                                annotations={REVISION: "1"},
+                                labels={**older["metadata"]["labels"], "pod-template-hash": "r1xjudg"})
+    first_rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] = "r1xjudg"
+    first_rs["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "JUDGE_MODE", "value": "lenient"})
+    k8s_api.seed([first_rs])
+    first = copy.deepcopy(first_rs["spec"]["template"])
+    first["metadata"]["labels"].pop("pod-template-hash")
+    return {1: first, 2: second, 3: third}
+
+
+def test_a_rollback_to_a_named_revision_writes_that_revisions_template(
+        run_k8s: Any, k8s_api: KubernetesAPIEmulator) -> None:
+    templates = three_revisions(k8s_api)
+    asked = {"service_unavailable_k8s_rollout_timeout": 0,
+             "service_unavailable_rollback": {"service": "judge-arm", "to_revision": 1}}
+    waiting = run_k8s("service_unavailable", "resolve", **asked)
+    (action,) = waiting["actions"]
+    assert (action["id"], action["status"]) == ("service_unavailable.D.rollback_judge_arm", "awaiting_approval")
+    assert (action["change"]["from_revision"], action["change"]["to_revision"]) == (3, 1)
+    assert action["change"]["via"] == "json_patch" and action["disruptive"] is True
+    assert k8s_api.writes() == []
+
+    done = run_k8s("service_unavailable", "resolve", octollm_approve=True, **asked)
+    (action,) = done["actions"]
+    assert action["status"] == "applied", action
+    (write,) = k8s_api.writes()
+    assert (write.method, write.path) == ("PATCH", f"{NS}/deployments/judge-arm")
+    assert write.content_type == "application/json-patch+json"
+    assert write.body == [{"op": "replace", "path": "/spec/template", "value": templates[1]},
+                          {"op": "replace", "path": "/metadata/annotations", "value": {REVISION: "1"}}]
+    assert k8s_api.get("apps/v1/deployments", "judge-arm")["spec"]["template"] == templates[1]
+
+
+def test_a_rollback_to_the_previous_revision_and_to_one_the_history_lacks(
+        run_k8s: Any, k8s_api: KubernetesAPIEmulator) -> None:
+    templates = three_revisions(k8s_api)
+    missing = run_k8s("service_unavailable", "resolve", octollm_approve=True, service_unavailable_k8s_rollout_timeout=0,
+                      service_unavailable_rollback={"service": "judge-arm", "to_revision": 7})
+    (action,) = missing["actions"]
+    assert action["status"] == "report" and "holds 3, 2, 1: no revision 7" in action["outcome"], action
+    assert k8s_api.writes() == []
+
+    done = run_k8s("service_unavailable", "resolve", octollm_approve=True, service_unavailable_k8s_rollout_timeout=0,
+                   service_unavailable_rollback={"service": "judge-arm", "to_revision": 0})
+    (action,) = done["actions"]
+    assert action["status"] == "applied" and action["change"]["to_revision"] == 2, action
+    (write,) = k8s_api.writes()
+    assert (write.method, write.path, write.content_type) == (
+        "PATCH", f"{NS}/deployments/judge-arm", "application/json-patch+json")
+    assert write.body == [{"op": "replace", "path": "/spec/template", "value": templates[2]},
+                          {"op": "replace", "path": "/metadata/annotations", "value": {REVISION: "2"}}]
+
+
+def test_the_rollback_playbook_awx_runs(run_k8s: Any, k8s_api: KubernetesAPIEmulator) -> None:
+    """playbooks/rollback.yml (AWX "OctoLLM rollback"): the survey's rollback_service and rollback_to_revision, the
+    approval: the same JSON patch as octoctl rollback --to-revision 1."""
+    templates = three_revisions(k8s_api)
+    done = run_k8s("service_unavailable", "resolve", playbook="rollback.yml", octollm_approve=True,
+                   service_unavailable_k8s_rollout_timeout=0, rollback_service="judge-arm", rollback_to_revision=1)
+    (action,) = done["actions"]
+    assert action["status"] == "applied" and action["change"]["to_revision"] == 1, action
+    (write,) = k8s_api.writes()
+    assert write.body[0] == {"op": "replace", "path": "/spec/template", "value": templates[1]}

@@ -226,6 +226,20 @@ def test_approve_applies_exactly_the_stored_plan(settings: Settings) -> None:
     assert any(f"applied the plan of run {waiting.run_id}" in note for note in report.notes)
 
 
+def test_approve_runs_with_the_extra_vars_of_the_plan(settings: Settings) -> None:
+    """`octoctl restart SERVICE` / `rollback SERVICE` plan an action because of an extra var
+    (service_unavailable_restart_services, service_unavailable_rollback): `octoctl approve RUN_ID` passes it again,
+    else the approved action would no longer be planned."""
+    runner = ScriptedRunner(approving_answer(applies=True))
+    engine = make_engine(settings, runner)
+    asked = {"service_unavailable_rollback": {"service": "planner-arm", "to_revision": 2}}
+    waiting = engine.fix(request("rollback", "cache_performance", extra_vars=asked))
+    assert runner.specs[-1].extravars["service_unavailable_rollback"] == asked["service_unavailable_rollback"]
+    engine.approve(request("approve", "cache_performance", approve=True), waiting.run_id)
+    assert runner.specs[-1].extravars["service_unavailable_rollback"] == asked["service_unavailable_rollback"]
+    assert runner.specs[-1].extravars["octollm_approved_plan"]
+
+
 def test_approve_refuses_a_plan_the_evidence_no_longer_supports(settings: Settings) -> None:
     runner = ScriptedRunner(approving_answer(applies=False))
     engine = make_engine(settings, runner)

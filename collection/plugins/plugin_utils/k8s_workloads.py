@@ -162,8 +162,9 @@ def previous_revision(workload, replicasets):
     return int(current), (previous if previous in history else None)
 
 
-def rollback_plan(workload, replicasets):
-    """How to roll a Deployment back one revision, or None when it has no previous revision.
+def rollback_plan(workload, replicasets, to_revision=None):
+    """How to roll a Deployment back one revision (or to ``to_revision``: ``kubectl rollout undo --to-revision``),
+    or None when it has no such revision (nor a previous one).
 
     ``kubernetes.core.k8s_rollback`` lists the ReplicaSets by the label KEYS of the Deployment's selector (it
     joins the ``matchLabels`` dict, so ``app=orchestrator`` becomes ``app``) and takes the first one of revision
@@ -173,6 +174,10 @@ def rollback_plan(workload, replicasets):
     ReplicaSet, without its pod-template-hash label, and the revision annotation), built here.
     """
     current, previous = previous_revision(workload, replicasets)
+    if to_revision:
+        history = {item["revision"] for item in revisions(workload, replicasets)}
+        named = int(to_revision)
+        previous = named if current is not None and named != int(current) and named in history else None
     if previous is None:
         return None
     keys = set(workload["selector"])
@@ -191,7 +196,8 @@ def rollback_plan(workload, replicasets):
         "from_revision": current,
         "to_revision": previous,
         "replicaset": target["metadata"]["name"],
-        "via": "k8s_rollback" if len(candidates) == 1 else "json_patch",
+        # k8s_rollback goes back one revision only: to a named other one, the JSON patch
+        "via": "k8s_rollback" if len(candidates) == 1 and previous == int(current) - 1 else "json_patch",
         "candidates": sorted(rs["metadata"]["name"] for rs in candidates),
         "json_patch": [
             {"op": "replace", "path": "/spec/template", "value": template},

@@ -349,17 +349,30 @@ def prunable_containers(f):
     return sorted(found, key=lambda item: item["name"] or "")
 
 
+def revision_images(s):
+    """The short ids of the images of the last ``keep_revisions`` revisions of each service in octoctl's deployment
+    history (``revision_images``, newest first): a rollback's targets, which no prune removes."""
+    keep = int(s.get("keep_revisions") or 0)
+    found = set()
+    for ids in (s.get("revision_images") or {}).values():
+        for image_id in (list(ids or [])[:keep] if keep > 0 else []):
+            found.add(str(image_id).replace("sha256:", "")[:12])
+    return found
+
+
 def prunable_images(f):
     """The stack's own unused images that may go: labelled with the Compose project, used by no container, dangling
-    (a tagged image stays: it may be a rollback's target, and ``docker image prune`` spares it too) and not
-    protected."""
+    (a tagged image stays: it may be a rollback's target, and ``docker image prune`` spares it too), not protected
+    and not the image of one of the last revisions octoctl recorded (``keep_revisions``)."""
     images = (f.system_df or {}).get("images") or {}
+    kept = revision_images(f.s)
     found = [
         {"id": row.get("id"), "size_bytes": row.get("size_bytes"), "created": row.get("created")}
         for row in images.get("project_unused") or []
         if row.get("dangling")
         and not row.get("containers")
         and not _protected(row.get("tags"), f.s["protected_images"])
+        and str(row.get("id") or "")[:12] not in kept
     ]
     return sorted(found, key=lambda item: item["id"] or "")
 
@@ -617,6 +630,8 @@ def plan(diagnosis, settings):
                             "a container of a service the stack keeps running",
                             "an image a container uses",
                             "a tagged image",
+                            "the image of one of the last %d revisions of a service in octoctl's deployment history"
+                            % int(s.get("keep_revisions") or 0),
                         ]
                         + list(s["protected_images"]),
                     },

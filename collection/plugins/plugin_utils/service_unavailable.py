@@ -915,7 +915,7 @@ def plan(diagnosis, settings=None):
     if s.get("emergency_restart"):
         return emergency_plan(diagnosis, s)
     actions = _plan(diagnosis, s)
-    asked = _requested_restarts(actions, diagnosis.get("context") or {}, s)
+    asked = _requested_restarts(actions, diagnosis.get("context") or {}, s) + _requested_rollback(actions, s)
     return actions + gate(
         asked,
         dry_run=s.get("dry_run", False),
@@ -1032,6 +1032,44 @@ def _requested_restarts(planned, ctx, s):
             )
         )
     return actions
+
+
+def _requested_rollback(planned, s):
+    """The rollback an operator asked for on Compose (``rollback``: ``{service, to_revision, compose}``, built by
+    ``octoctl rollback SERVICE``): the service brought up through the deployment's own Compose project with the
+    recorded revision's image, configuration and environment in one more Compose file (``compose.override_file``,
+    mode 0600 in octoctl's state: it holds the revision's values), then waited for (the compose_service action);
+    disruptive. ``compose.changes`` is the change as shown, secrets masked."""
+    asked = s.get("rollback") or {}
+    compose = asked.get("compose") or {}
+    service = asked.get("service")
+    if not service or not compose:
+        return []
+    if service in set((item.get("change") or {}).get("service") for item in planned):
+        return []
+    changes = list(compose.get("changes") or [])
+    return [
+        action(
+            "%s.D.rollback_%s" % (NAME, service.replace("-", "_")),
+            "D",
+            "roll %s back from revision %s to %s (asked for)" % (service, compose.get("from_revision"),
+                                                                 asked.get("to_revision")),
+            "compose:%s" % service,
+            {
+                "service": service,
+                "op": "up",
+                "from_revision": compose.get("from_revision"),
+                "to_revision": asked.get("to_revision"),
+                "files": list(compose.get("files") or []),
+                "changes": changes,
+            },
+            "planned",
+            "docker compose up -d --no-deps --wait %s with %s: %s" % (
+                service, compose.get("override_file"), "; ".join(changes) or "no change"),
+            disruptive=True,
+            apply="compose_service",
+        )
+    ]
 
 
 def _plan(diagnosis, s):

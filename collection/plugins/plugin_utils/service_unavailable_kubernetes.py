@@ -467,6 +467,20 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
             for w in f.workloads
             if w["app"] in (s.get("restart_services") or []) or w["name"] in (s.get("restart_services") or [])
         },
+        # the workload an operator asked to roll back (rollback: octoctl rollback SERVICE [--to-revision N])
+        "rollbacks": {
+            w["ref"]: {
+                "kind": w["kind"],
+                "name": w["name"],
+                "app": w["app"],
+                "revision": w["revision"],
+                "history": [item["revision"] for item in kw.revisions(w, f.items["replicasets"])],
+                "rollback": kw.rollback_plan(w, f.items["replicasets"], _asked_revision(s)),
+                "pods": pod_identities(f, w),
+            }
+            for w in f.workloads
+            if _asked_rollback(s) in (w["app"], w["name"])
+        },
     }
     return {
         "findings": findings,
@@ -707,12 +721,13 @@ def plan(diagnosis, settings=None):
             actions.extend(_raise_memory(ref, workload, s))
         elif cause == "D":
             actions.extend(_config(ref, workload, s))
-    actions = actions + _requested_restarts(actions, ctx, s)
+    actions = actions + _requested_restarts(actions, ctx, s) + _requested_rollback(actions, ctx, s)
+    known = dict(ctx.get("rollbacks") or {}, **(ctx.get("workloads") or {}))
     for item in actions:
         ref = (item.get("change") or {}).get("workload")
-        if ref in (ctx.get("workloads") or {}) and item.get("_apply"):
+        if ref in known and item.get("_apply"):
             # the pods before the fix (internal: the verification's identity check)
-            item["_target"] = {"workload": ref, "before": (ctx["workloads"][ref].get("pods") or [])}
+            item["_target"] = {"workload": ref, "before": (known[ref].get("pods") or [])}
     return gated(actions, s)
 
 
@@ -728,6 +743,52 @@ def _requested_restarts(planned, ctx, s):
                 touched.add("k8s:%s" % ref)
                 break
     return found
+
+
+def _asked_rollback(s):
+    return ((s.get("rollback") or {}).get("service")) or None
+
+
+def _asked_revision(s):
+    return int((s.get("rollback") or {}).get("to_revision") or 0) or None
+
+
+def _requested_rollback(planned, ctx, s):
+    """The rollback an operator asked for (``rollback``: ``{service, to_revision}``, 0 the previous revision):
+    ``kubectl rollout undo [--to-revision N]`` of the service's Deployment, as scenario D's rollback action does it
+    (kubernetes.core.k8s_rollback one revision back when unambiguous, else the named ReplicaSet's template as a
+    JSON patch); disruptive. A revision the rollout history does not hold is a report."""
+    service = _asked_rollback(s)
+    if not service:
+        return []
+    touched = set(item.get("resource") for item in planned)
+    for ref, workload in sorted((ctx.get("rollbacks") or {}).items()):
+        if "k8s:%s" % ref in touched:
+            return []
+        rollback = workload.get("rollback")
+        if rollback:
+            return [item for item in _config(ref, dict(workload, rollback=rollback), s)
+                    if item["id"].startswith("%s.D.rollback_" % NAME)]
+        return [action(
+            "%s.D.rollback_%s" % (NAME, _name(workload["name"])),
+            "D",
+            "roll %s back to revision %s" % (ref, _asked_revision(s) or "previous"),
+            "k8s:%s" % ref,
+            {"workload": ref, "revision": workload.get("revision"), "history": workload.get("history") or []},
+            "report",
+            "%s is at revision %s; its rollout history holds %s: no %s to roll back to"
+            % (ref, workload.get("revision"), ", ".join(str(r) for r in workload.get("history") or []) or "nothing",
+               "revision %s" % _asked_revision(s) if _asked_revision(s) else "previous revision"),
+        )]
+    return [action(
+        "%s.D.rollback_%s" % (NAME, _name(service)),
+        "D",
+        "roll %s back" % service,
+        "k8s:%s" % service,
+        {"service": service},
+        "report",
+        "no Deployment of %s found in namespace %s" % (service, s["namespace"]),
+    )]
 
 
 # --- prevention ----------------------------------------------------------------------------------------------
