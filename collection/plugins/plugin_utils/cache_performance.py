@@ -241,11 +241,11 @@ def check_hit_rate(f, after_fix=False):
         and (recent_lookups or 0) >= s["hit_rate_min_lookups_per_s"]
         and recent_rate >= s["hit_rate_min"]
     )
-    # Redis restarted within the window (an emergency restart, a crash): the window counts the cold start's misses,
-    # so it is judged as after a fix, on the samples taken since
+    # Redis restarted within the window or its grace (an emergency restart, a crash): an empty cache refills from
+    # traffic, so a low rate is a warning then (the causes have checks of their own), judged on the samples since
     uptime = f.info.get("uptime_in_seconds")
-    window_s = _promql_seconds(s["prometheus_window"])
-    restarted = not after_fix and isinstance(uptime, (int, float)) and window_s is not None and uptime < window_s
+    grace = max(_promql_seconds(s["prometheus_window"]) or 0, s["restart_grace_seconds"])
+    restarted = not after_fix and isinstance(uptime, (int, float)) and uptime < grace
     if restarted:
         evidence["restarted"] = {"redis_uptime_s": uptime, "window": s["prometheus_window"]}
     if after_fix or restarted:
@@ -269,6 +269,9 @@ def check_hit_rate(f, after_fix=False):
                     percent(redis_rate),
                     redis_lookups,
                 )
+                if restarted:
+                    evidence["note"] += "; the cache refills (within %ds of the restart)" % grace
+                    status = "warning"
             return finding("cache.hit_rate", title, status, observed, expected, evidence, None)
     if source == "prometheus" and recent_good:
         # The window still holds misses from before a change (a fix, a restart) that the last few scrapes no
