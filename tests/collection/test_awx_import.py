@@ -132,6 +132,20 @@ def test_the_fix_workflow_is_dry_run_approval_apply(imported: AwxApiStub) -> Non
                                             "notification_templates_approvals")}
 
 
+def test_the_emergency_restart_is_the_fix_workflow_with_its_request(imported: AwxApiStub) -> None:
+    """Plan (dry run) -> approval -> exactly that plan, with service_unavailable_emergency_restart for every node."""
+    stub = imported
+    workflow = stub.find("workflow_job_templates", name="OctoLLM emergency restart")
+    assert _extra(workflow) == {"octollm_phase": "resolve", "octollm_procedures": ["service_unavailable"],
+                                "service_unavailable_emergency_restart": True}
+    nodes = {n["identifier"]: n for n in stub.related("workflow_job_templates", workflow, "workflow_nodes")}
+    assert sorted(nodes) == ["apply", "approve", "plan"]
+    jobs = stub.objects["job_templates"]
+    assert jobs[nodes["plan"]["unified_job_template"]]["name"] == "OctoLLM fix plan"
+    assert jobs[nodes["apply"]["unified_job_template"]]["name"] == "OctoLLM fix apply approved plan"
+    assert stub.objects["workflow_approval_templates"][nodes["approve"]["unified_job_template"]]["timeout"] > 0
+
+
 def _assets(collection: str, assets: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     for asset in assets:
         yield collection, asset
