@@ -726,3 +726,23 @@ def test_the_emergency_restart_with_volumes_backs_up_once_the_writers_stop_then_
     undescribed = su.plan(result, dict(emergency, emergency_data_paths=[]))
     assert [(a["id"].rsplit(".", 1)[1], a["status"]) for a in undescribed if "data" in a["id"] or "restore" in a[
         "id"]] == [("remove_data", "report")]
+
+
+def test_the_emergency_restart_on_kubernetes_without_a_running_postgres_pod_scales_nothing():
+    """No pod to take the verified backup in: one report, no scale-down; --volumes there is a report too."""
+    from ansible_collections.octollm.remediation.plugins.plugin_utils import service_unavailable_kubernetes as suk
+
+    s = dict(SETTINGS, emergency_restart=True, approve=True, namespace="octollm", database="octollm",
+             k8s_backup_exec={"container": "postgres", "user": "postgres", "password_env": "P"})
+    workloads = [{"ref": "Deployment/judge-arm", "kind": "Deployment", "name": "judge-arm", "app": "judge-arm",
+                  "replicas": 1}, {"ref": "StatefulSet/postgres", "kind": "StatefulSet", "name": "postgres",
+                                   "app": "postgres", "replicas": 1}]
+    none = suk.plan({"context": {"emergency": {"workloads": workloads, "postgres_pods": []}}}, s)
+    assert [(a["id"], a["status"]) for a in none] == [("service_unavailable.E.report_no_backup", "report")]
+    some = suk.plan({"context": {"emergency": {"workloads": workloads, "postgres_pods": ["postgres-0"]}}},
+                    dict(s, emergency_volumes=True))
+    assert [a["id"].split(".", 2)[2] for a in some] == [
+        "backup_postgres", "scale_down_1", "scale_down_2", "scale_up_postgres", "scale_up_judge_arm", "remove_data"]
+    assert some[0]["change"]["exec"] == {"container": "postgres", "user": "postgres", "password_env": "P",
+                                         "namespace": "octollm", "pod": "postgres-0"}
+    assert some[-1]["status"] == "report"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,16 +40,47 @@ def test_a_restart_asked_for_awaits_approval_then_patches_only_its_workload(
     assert started - datetime.timedelta(seconds=5) <= when <= datetime.datetime.now(datetime.UTC)
 
 
-def test_the_emergency_restart_on_kubernetes_is_a_report_and_writes_nothing(
-        run_k8s: Any, k8s_api: KubernetesAPIEmulator) -> None:
-    """Not built on Kubernetes yet: even approved, a report of the order to follow, never the diagnosis' own fixes
-    passed off as the emergency restart."""
-    done = run_k8s("service_unavailable", "resolve", octollm_approve=True,
-                   service_unavailable_emergency_restart=True)
-    (action,) = done["actions"]
-    assert (action["id"], action["status"]) == ("service_unavailable.E.report_kubernetes", "report")
-    assert action["change"]["restart_in_order"][0] == ["postgres", "redis", "qdrant"]
-    assert k8s_api.writes() == []
+def test_the_emergency_restart_on_kubernetes_backs_up_then_scales_tiers_down_and_up(
+        run_k8s: Any, k8s_api: KubernetesAPIEmulator, tmp_path: Path) -> None:
+    """The seed's complete system restart on Kubernetes: the verified backup streamed out of the PostgreSQL pod
+    (Data Corruption's task file, the emulator serving the exec against a stand-in PostgreSQL), then each tier
+    scaled to 0 in order (arms, orchestrator, data stores) and back in reverse: exactly these scale writes."""
+    from postgres_standin import postgres
+    from test_k8s_data_corruption import pod_env
+
+    emergency = {"service_unavailable_emergency_restart": True, "service_unavailable_k8s_rollout_timeout": 0,
+                 "service_unavailable_emergency_backup_dir": str(tmp_path / "backups"),
+                 "service_unavailable_k8s_backup_exec": {"container": "postgres", "user": "postgres",
+                                                         "password_env": "POSTGRES_ADMIN_PASSWORD"}}
+    waiting = run_k8s("service_unavailable", "resolve", **emergency)
+    assert {a["status"] for a in waiting["actions"]} == {"awaiting_approval"} and k8s_api.writes() == []
+    replicas = {name: k8s_api.get(f"apps/v1/{kind.lower()}s", name)["spec"]["replicas"] for kind, name in [
+        ("StatefulSet", "postgres"), ("Deployment", "redis"), ("Deployment", "qdrant"), ("Deployment", "orchestrator"),
+        *[("Deployment", f"{arm}-arm") for arm in ("planner", "executor", "coder", "judge", "guardian", "retriever")]]}
+    assert replicas["orchestrator"] == 2  # each goes back to the replicas it had, not to 1
+    with postgres(schema=True) as port:
+        k8s_api.serve_exec(lambda namespace, pod, container, command: (command, pod_env(port)))
+        done = run_k8s("service_unavailable", "resolve", env={"OCTOLLM_POSTGRES_PORT": str(port)},
+                       octollm_approve=True, **emergency)
+    steps = {a["id"].split(".", 2)[2]: a for a in done["actions"]}
+    assert {a["status"] for a in steps.values()} == {"applied"}, done["actions"]
+    assert list(steps)[:4] == ["backup_postgres", "scale_down_1", "scale_down_2", "scale_down_3"]
+    backup = steps["backup_postgres"]["change"]
+    assert backup["verified"] and Path(backup["backup"]).parent == tmp_path / "backups"
+    [dumped] = k8s_api.execs()
+    assert (dumped.pod, dumped.container) == ("postgres-0", "postgres")
+    arms = ["planner-arm", "executor-arm", "coder-arm", "judge-arm", "guardian-arm", "retriever-arm"]
+    stores = [("StatefulSet", "postgres"), ("Deployment", "redis"), ("Deployment", "qdrant")]
+    down = [("Deployment", name) for name in [*arms, "orchestrator"]] + stores
+    up = stores + [("Deployment", name) for name in ["orchestrator", *arms]]
+    expected = [(kind, name, 0) for kind, name in down] + [(kind, name, replicas[name]) for kind, name in up]
+    writes = k8s_api.writes()
+    assert [(w.method, w.path) for w in writes] == [
+        ("PATCH", f"{NS}/{kind.lower()}s/{name}/scale") for kind, name, _ in expected]
+    assert [w.body for w in writes] == [{"kind": kind, "metadata": {"name": name, "namespace": "octollm"},
+                                         "spec": {"replicas": replicas}} for kind, name, replicas in expected]
+
+
 # --- octoctl rollback SERVICE [--to-revision N] (issue 19 item 4): `kubectl rollout undo` semantics --------------
 REVISION = "deployment.kubernetes.io/revision"
 

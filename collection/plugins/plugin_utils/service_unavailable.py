@@ -890,14 +890,6 @@ def _how(reach, op, no_recreate):
     return "docker %s %s" % ("restart" if op == "restart" else "start", " ".join(reach["containers"]) or "?")
 
 
-def emergency_report(s):
-    """On Kubernetes the emergency restart is a report (not built there yet): the tiers to restart, in order."""
-    return [action("%s.E.report_kubernetes" % NAME, "E", "emergency restart on Kubernetes", "stack",
-                   {"restart_in_order": [list(tier) for tier in reversed(s["emergency_tiers"] or [])]}, "report",
-                   "not built on Kubernetes yet: take a backup (octoctl fix data_corruption --dry-run shows it), "
-                   "then restart the workloads tier by tier, data stores first (octoctl restart SERVICE --approve)")]
-
-
 def _stop_how(reaches):
     """The commands a tier's stop runs, as a person would type them."""
     compose = [r["compose_service"] for r in reaches if r["runtime"] == "compose"]

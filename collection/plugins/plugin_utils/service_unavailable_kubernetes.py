@@ -461,6 +461,15 @@ def diagnose(evidence, settings=None, previous=None, applied=()):
             }
             for ref in causes
         },
+        # the emergency restart's workloads (every one, with its replicas) and where its backup's pg_dump runs
+        "emergency": {
+            "workloads": [{"ref": w["ref"], "kind": w["kind"], "name": w["name"], "app": w["app"],
+                           "replicas": w["replicas"]} for w in f.workloads],
+            "postgres_pods": sorted(
+                (p["name"] for w in f.workloads if w["app"] == "postgres" or w["name"] == "postgres"
+                 for p in f.live_pods(w) if p.get("phase") == "Running"),
+            ),
+        } if s.get("emergency_restart") else None,
         # the workloads an operator may ask to restart (restart_services: octoctl restart SERVICE)
         "restartable": {
             w["ref"]: {"kind": w["kind"], "name": w["name"], "app": w["app"]}
@@ -702,7 +711,7 @@ def plan(diagnosis, settings=None):
     report (``emergency_report``)."""
     s = _settings(settings)
     if s.get("emergency_restart"):
-        return sa.emergency_report(s)
+        return emergency_plan(diagnosis.get("context") or {}, s)
     ctx = diagnosis.get("context") or {}
     forced = s.get("scenario") or None
     waits_for = ctx.get("waits_for") or {}
@@ -728,6 +737,58 @@ def plan(diagnosis, settings=None):
         if ref in known and item.get("_apply"):
             # the pods before the fix (internal: the verification's identity check)
             item["_target"] = {"workload": ref, "before": (known[ref].get("pods") or [])}
+    return gated(actions, s)
+
+
+def emergency_plan(ctx, s):
+    """The seed's complete system restart on Kubernetes: Data Corruption's backup streamed out of a running
+    PostgreSQL pod, then each tier scaled to 0 in order (arms, orchestrator, data stores; each only once the backup
+    is verified), then every workload scaled back to its replicas in reverse (kubernetes.core.k8s_scale, only while
+    it has 0, waiting for its pods). No running PostgreSQL pod: no backup, so a report and nothing else. --volumes
+    (the seed's down -v) is not done here: removing PersistentVolumeClaims is a report."""
+    found = ctx.get("emergency") or {}
+    workloads = found.get("workloads") or []
+    pods = found.get("postgres_pods") or []
+    tables = list(s.get("emergency_backup_tables") or [])
+    if not pods:
+        return [action("%s.E.report_no_backup" % NAME, "E", "emergency restart", "stack", {"postgres_pods": []},
+                       "report", "no running PostgreSQL pod to take the verified backup in: nothing is scaled down "
+                       "(octoctl health shows why; start PostgreSQL first)")]
+    exec_in = dict(s["k8s_backup_exec"], namespace=s["namespace"], pod=pods[0])
+    actions = [action(
+        sa.EMERGENCY_BACKUP, "E", "verified backup of PostgreSQL (pg_dump in pod %s, streamed out) before the restart"
+        % pods[0], "backup:postgres:%s" % s.get("database"),
+        {"format": "custom", "database": s.get("database"), "directory": s.get("emergency_backup_dir") or None,
+         "count_tables": tables, "exec": exec_in},
+        "planned", "pg_dump -Fc in the pod from one snapshot, streamed to the controller, verified there",
+        disruptive=True, apply="backup_postgres")]
+    tiers = []
+    for tier in s["emergency_tiers"] or []:
+        mine = [w for w in workloads if (w["app"] in tier or w["name"] in tier) and w["replicas"] > 0]
+        mine.sort(key=lambda w: tier.index(w["app"] if w["app"] in tier else w["name"]))  # the tier's own order
+        if mine:
+            tiers.append(mine)
+    for index, tier in enumerate(tiers):
+        actions.append(action(
+            "%s.E.scale_down_%d" % (NAME, index + 1), "E", "scale %s to 0" % ", ".join(w["ref"] for w in tier),
+            "stack:tier:%d" % (index + 1),
+            {"workloads": [{"kind": w["kind"], "name": w["name"], "old": w["replicas"], "new": 0} for w in tier],
+             "namespace": s["namespace"], "after": sa.EMERGENCY_BACKUP},
+            "planned", "kubernetes.core.k8s_scale of each to 0 (only from its replicas), once the backup is verified",
+            disruptive=True, apply="scale_tier"))
+    for tier in reversed(tiers):
+        for w in tier:
+            actions.append(action(
+                "%s.E.scale_up_%s" % (NAME, _name(w["name"])), "E", "scale %s back to %d" % (w["ref"], w["replicas"]),
+                "k8s:%s" % w["ref"],
+                {"workload": w["ref"], "kind": w["kind"], "name": w["name"], "namespace": s["namespace"], "old": 0,
+                 "new": w["replicas"], "op": "scale (kubernetes.core.k8s_scale)"},
+                "planned", "kubernetes.core.k8s_scale %s 0 -> %d (only while it has 0), wait for its pods"
+                % (w["ref"], w["replicas"]), disruptive=True, apply="scale_up"))
+    if s.get("emergency_volumes"):
+        actions.append(action("%s.E.remove_data" % NAME, "E", "remove the stack's data", "stack:data", {},
+                              "report", "not on Kubernetes: delete the PersistentVolumeClaims yourself, then restore "
+                              "the backup (octoctl restore RUN_ID)"))
     return gated(actions, s)
 
 
