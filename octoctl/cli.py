@@ -672,7 +672,11 @@ def rollback(service: str, to_revision: int | None, dry_run: bool, approve: bool
                        dry_run=dry_run or not approve, approve=approve and not dry_run,
                        extra_vars={"service_unavailable_rollback": asked})
     engine = _engine(settings, catalog)
-    report = engine.fix(request)
+    try:
+        report = engine.fix(request)
+    finally:
+        if planned is not None and not request.dry_run:  # it holds the environment's values: only while it runs
+            Path(asked["compose"]["override_file"]).unlink(missing_ok=True)
     if request.dry_run:
         report.notes.append(f"{service} is not rolled back: it awaits approval (octoctl rollback {service}"
                             + (f" --to-revision {to_revision}" if to_revision else "") + " --approve)")

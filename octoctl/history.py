@@ -8,8 +8,9 @@ config) and its environment. A new revision is recorded only when something chan
 Secrets: the revision index (``<state>/history/<stack>/<service>.json``) holds the environment only as keyed hashes
 (HMAC-SHA256 with a key of the state directory, so a short secret cannot be looked up in a table); the values a
 rollback needs are kept in one file per revision (``<service>/<revision>.env.json``, mode 0600, in a 0700
-directory), read only to write the rollback's Compose override (mode 0600 too) and never shown: a change to a
-setting whose name looks secret is shown masked, other values through the collection's redaction (docs/history.md).
+directory) - except secrets (a secret-looking name, or a value the collection's redaction masks), never written
+down: a rollback takes them from the running container when their digest is the revision's, and stops for a person
+when it is not. The rollback's Compose override (mode 0600) holds the values only while the rollback runs.
 """
 
 from __future__ import annotations
@@ -197,7 +198,9 @@ class History:
         candidate.same_as = next((old.revision for old in reversed(found) if old.state() == candidate.state()), None)
         candidate.changes = changed_names(latest, candidate)
         self._dir(self.root / _safe(service))
-        self._write(self._env_file(service, candidate.revision), json.dumps(env, sort_keys=True))
+        # never a secret on disk: those are kept as digests only (a rollback takes them from the running container)
+        kept = {name: value for name, value in env.items() if not is_secret(name, value)}
+        self._write(self._env_file(service, candidate.revision), json.dumps(kept, sort_keys=True))
         self._write(self._index(service), json.dumps(
             {"service": service, "revisions": [item.as_dict() for item in found + [candidate]]}, indent=1))
         return candidate, True
@@ -229,6 +232,19 @@ def revision_images(state_dir: Path) -> dict[str, Any]:
 
 
 # --- rollback -----------------------------------------------------------------------------------------------------
+def is_secret(name: str, value: Any) -> bool:
+    """A setting octoctl never writes down: a secret-looking name, or a value the collection's redaction masks (a
+    URL with a password, a key)."""
+    if SECRET_NAME.search(name):
+        return True
+    try:
+        from octoctl.services import _redactor
+
+        return bool(_redactor()(str(value)) != str(value))
+    except Exception:  # noqa: BLE001 - without the collection's redaction, the name decides
+        return False
+
+
 def _shown(name: str, value: Any, redact: Any = None) -> str:
     if value is None:
         return "(unset)"
@@ -297,6 +313,19 @@ def plan_rollback(history: History, service: str, now: dict[str, Any], to_revisi
         target = named[0]
     then_env = history.environment(service, target.revision)
     now_env = dict(now.get("environment") or {})
+    # the revision's secrets were kept as digests only: the running value where it is the same, else a person
+    differing = []
+    for name, digest in sorted(target.environment.items()):
+        if name in then_env:
+            continue
+        if name in now_env and history.digest(now_env[name]) == digest:
+            then_env[name] = now_env[name]
+        else:
+            differing.append(name)
+    if differing:
+        raise OctoctlError(f"revision {target.revision} of {service} ran other values of {', '.join(differing)} "
+                           "(secrets: octoctl keeps only their digests): set them back where the stack keeps its "
+                           "secrets, then roll back", ExitCode.HUMAN_NEEDED)
     override: dict[str, Any] = {}
     changes: list[str] = []
     if target.image_id and target.image_id != now.get("image_id"):

@@ -76,6 +76,9 @@ def test_a_bad_deploy_is_rolled_back_to_the_previous_and_to_a_named_revision(lab
     override = lab.state / "compose.override.yaml"
     original = override.read_text()
     try:
+        # the service as its project's files say now (an earlier fault's heal may have left it on an older secret,
+        # which a rollback, keeping no secret, could not bring back)
+        lab.compose("up", "-d", "--no-deps", "--wait", SERVICE)
         good = revisions()[-1]
         assert running_value(lab) is None
         deploy(lab, original, "first-bad")
