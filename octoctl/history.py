@@ -518,24 +518,18 @@ def replicaset_rows(deployment: dict[str, Any], replicasets: list[dict[str, Any]
 
 def kubernetes_revisions(stack: Any, service: str) -> list[dict[str, Any]]:
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
-    from octoctl.services import _first_line, kubernetes_api
+    from octoctl.services import kubernetes_api, kubernetes_errors
 
     namespace = stack.k8s.get("namespace") or "octollm"
     selector = stack.service(service).get("k8s_selector") or f"app={service}"
     apps: Any = client.AppsV1Api(kubernetes_api(stack).api_client)
-    try:
+    with kubernetes_errors():
         # raw JSON, as octoctl logs reads pods
         deployments = json.loads(apps.list_namespaced_deployment(namespace, label_selector=selector,
                                                                  _preload_content=False).data)["items"]
         replicasets = json.loads(apps.list_namespaced_replica_set(namespace, label_selector=selector,
                                                                   _preload_content=False).data)["items"]
-    except ApiException as exc:
-        raise OctoctlError(f"the Kubernetes API answered {exc.status}: {exc.reason}", ExitCode.ENVIRONMENT) from exc
-    except Exception as exc:  # noqa: BLE001 - connection refused, TLS: the API cannot be reached
-        raise OctoctlError(f"the Kubernetes API cannot be reached: {_first_line(str(exc))}",
-                           ExitCode.ENVIRONMENT) from exc
     if not deployments:
         raise OctoctlError(f"{service} has no Deployment ({selector}) in namespace {namespace}", ExitCode.HUMAN_NEEDED)
     return replicaset_rows(deployments[0], replicasets)

@@ -7,6 +7,7 @@ pass the collection's redaction (credentials, keys, e-mail addresses, card numbe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -178,6 +179,22 @@ def kubernetes_api(stack: Stack) -> Any:
     return client.CoreV1Api(api)
 
 
+@contextlib.contextmanager
+def kubernetes_errors() -> Iterator[None]:
+    """The Kubernetes API's failures as octoctl's one-line errors (exit 3: the stack cannot be reached)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        yield
+    except ApiException as exc:
+        raise OctoctlError(f"the Kubernetes API answered {exc.status}: {exc.reason}", ExitCode.ENVIRONMENT) from exc
+    except OctoctlError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - connection refused, TLS: the API cannot be reached
+        raise OctoctlError(f"the Kubernetes API cannot be reached: {_first_line(str(exc))}",
+                           ExitCode.ENVIRONMENT) from exc
+
+
 def kubernetes_log_lines(stack: Stack, name: str, since: int | None, tail: int | None,
                          api: Any = None) -> Iterator[tuple[str, str]]:
     spec = stack.service(name)
@@ -186,15 +203,10 @@ def kubernetes_log_lines(stack: Stack, name: str, since: int | None, tail: int |
     core = api if api is not None else kubernetes_api(stack)
     from kubernetes.client.exceptions import ApiException
 
-    try:
+    with kubernetes_errors():
         # raw JSON: only the names are needed, and a pod status the client's models would reject is still a pod
         answer = core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
         pods = sorted((item.get("metadata") or {}).get("name") or "" for item in json.loads(answer.data)["items"])
-    except ApiException as exc:
-        raise OctoctlError(f"the Kubernetes API answered {exc.status}: {exc.reason}", ExitCode.ENVIRONMENT) from exc
-    except Exception as exc:  # noqa: BLE001 - connection refused, TLS: the API cannot be reached
-        raise OctoctlError(f"the Kubernetes API cannot be reached: {_first_line(str(exc))}",
-                           ExitCode.ENVIRONMENT) from exc
     if not pods:
         raise OctoctlError(f"{name} has no pod ({selector}) in namespace {namespace}", ExitCode.HUMAN_NEEDED)
     for pod in pods:
