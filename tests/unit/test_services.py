@@ -152,3 +152,20 @@ def test_the_quick_reference_points_at_real_commands(tmp_path: Path) -> None:
             command = command.commands[words[2]]
         for option in (w.strip("[]") for w in words if w.startswith("[--")):
             assert any(option in p.opts for p in command.params), (ours, option)
+
+
+def test_the_kubernetes_api_failures_are_one_line_errors_of_an_unreachable_stack() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from octoctl.errors import OctoctlError
+    from octoctl.services import kubernetes_errors
+
+    refused = ConnectionRefusedError("[Errno 111] refused\nmore")
+    for raised, words in ((ApiException(status=403, reason="Forbidden"), "answered 403: Forbidden"),
+                          (refused, r"cannot be reached: \[Errno 111\] refused$")):
+        with pytest.raises(OctoctlError, match=words) as error, kubernetes_errors():
+            raise raised
+        assert error.value.exit_code == ExitCode.ENVIRONMENT and "\n" not in error.value.message
+    with pytest.raises(OctoctlError, match="no pod") as error, kubernetes_errors():
+        raise OctoctlError("no pod", ExitCode.HUMAN_NEEDED)
+    assert error.value.exit_code == ExitCode.HUMAN_NEEDED  # octoctl's own errors pass as they are
